@@ -1,0 +1,107 @@
+/*
+ * model.h — a loaded Llama-family model on one device: config, quantized weights, paged KV cache,
+ * and the batched step that the scheduler (daemon) and the CLIs drive. The forward pass goes only
+ * through the device interface (devices/device.h).
+ *
+ * Threading: one thread at a time calls aoq_model_step / seq_* / linear on a model (the daemon's
+ * scheduler thread); aoq_model_info may be read from any thread.
+ */
+#ifndef AOQ_CORE_MODEL_H
+#define AOQ_CORE_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/format.h"
+#include "core/tokenizer.h"
+#include "devices/device.h"
+
+typedef struct aoq_model_config {
+  char arch[32];        /* "llama" */
+  int vocab_size, hidden_size, intermediate_size, n_layers, n_heads, n_kv_heads, head_dim;
+  int max_position;
+  float rms_eps;
+  aoq_rope rope;
+  bool tie_embeddings;
+  int32_t bos_id, eos_ids[4];
+  int n_eos;
+} aoq_model_config;
+
+typedef struct aoq_model_opts {
+  const char *model;     /* preset name ("tiny", "llama3.1-8b") or path to a HF directory */
+  bool synthetic;        /* preset with deterministic random weights (seed below) */
+  uint64_t seed;         /* synthetic weights seed; default 0 */
+  const char *config;    /* format config string; NULL = "bf16" */
+  const char *overrides; /* per-layer overrides file, or NULL */
+  int kv_pages;          /* KV-cache pages to allocate (0 = default) */
+  int page_size;         /* tokens per page (0 = 16) */
+  int max_seqs;          /* concurrent sequences (0 = 64) */
+  int max_batch_tokens;  /* tokens per step (0 = 512) */
+  const char *cache_dir; /* quantized-weight cache directory, or NULL for none */
+  void (*progress)(void *ctx, const char *stage, int done, int total); /* or NULL */
+  void *progress_ctx;
+} aoq_model_opts;
+
+typedef struct aoq_model aoq_model;
+
+typedef struct aoq_model_info {
+  const char *name;            /* as given in opts.model */
+  aoq_model_config cfg;
+  char format[32];             /* current config string */
+  uint64_t weight_bytes;       /* device bytes held by weights */
+  uint64_t kv_bytes;           /* device bytes of the KV pool */
+  int kv_pages_total, kv_pages_free, page_size;
+  int live_seqs;
+  double load_seconds;
+} aoq_model_info;
+
+aoq_status aoq_model_load(aoq_device *d, const aoq_model_opts *o, aoq_model **out);
+void aoq_model_free(aoq_model *m);
+/* Borrowed snapshot, valid until the next call on m. */
+const aoq_model_info *aoq_model_info_get(aoq_model *m);
+const aoq_tokenizer *aoq_model_tokenizer(const aoq_model *m);
+aoq_device *aoq_model_device(const aoq_model *m);
+
+/* Sequences: a sequence owns KV pages; reserve grows it to hold `tokens` positions. */
+aoq_status aoq_model_seq_open(aoq_model *m, int *seq);
+aoq_status aoq_model_seq_reserve(aoq_model *m, int seq, int tokens); /* AOQ_EQUOTA if no pages */
+int aoq_model_seq_len(const aoq_model *m, int seq);
+int aoq_model_seq_pages(const aoq_model *m, int seq);
+void aoq_model_seq_close(aoq_model *m, int seq);
+
+/* One item of a step: append n_tokens tokens to sequence seq (a prefill chunk or one decode token). */
+typedef struct aoq_step_item {
+  int seq;
+  const int32_t *tokens; /* host */
+  int n_tokens;
+  bool want_logits;      /* logits of the item's last token are written to the output */
+} aoq_step_item;
+
+/* Runs one batched forward pass over all items (continuous batching). For each item with
+ * want_logits, writes its last token's logits (fp32, host) to logits + j*vocab, j counting only
+ * those items, in order. */
+aoq_status aoq_model_step(aoq_model *m, const aoq_step_item *items, int n, float *logits);
+
+/* Applies one resident linear layer, named as in the checkpoint ("model.layers.3.mlp.down_proj"
+ * or with ".weight"), to x[rows, k] bf16 host -> y[rows, n] bf16 host. AOQ_ENOTFOUND/AOQ_ESHAPE. */
+aoq_status aoq_model_linear(aoq_model *m, const char *name, const uint16_t *x, uint16_t *y,
+                            int64_t rows, int64_t *n_out, int64_t *k_out);
+/* Shape of a named linear (for validating requests); AOQ_ENOTFOUND. */
+aoq_status aoq_model_linear_shape(aoq_model *m, const char *name, int64_t *n, int64_t *k);
+
+/* Live reconfiguration in two phases so that quantization can run off the scheduler thread:
+ * prepare quantizes every layer into a new weight set from the kept source weights (safe to run
+ * concurrently with steps), commit swaps it in between two steps and frees the old set. */
+typedef struct aoq_model_weights aoq_model_weights;
+aoq_status aoq_model_prepare(aoq_model *m, const char *config, aoq_model_weights **out);
+void aoq_model_commit(aoq_model *m, aoq_model_weights *w);
+void aoq_model_weights_free(aoq_model *m, aoq_model_weights *w);
+
+/* Sampling on host logits, deterministic per params.seed (which it advances). */
+int32_t aoq_sample_host(const float *logits, int64_t vocab, aoq_sample_params *p);
+
+/* Presets: fills cfg for "tiny" or "llama3.1-8b"; AOQ_ENOTFOUND otherwise. */
+aoq_status aoq_model_preset(const char *name, aoq_model_config *cfg);
+
+#endif
