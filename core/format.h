@@ -70,4 +70,11 @@ aoq_status aoq_qweight_quantize(aoq_device *d, const aoq_format *f, const uint16
                                 int64_t n, int64_t k, void *staging, aoq_qweight *w);
 void aoq_qweight_dev_free(aoq_device *d, aoq_qweight *w);
 
+
+
+/* Golden-check views (core/format_impl.h has the per-family split): torchao's layout of a weight's
+ * inner tensor, dispatched by w->kind. */
+aoq_status aoq_format_torchao_tensor(const aoq_qweight *w, const char *attr, void **bytes,
+                                     size_t *n);
+
 #endif
