@@ -42,9 +42,12 @@ aoq_cpu_isa aoq_cpu_isa_detect(void) {
 
 const char *aoq_cpu_isa_name(aoq_cpu_isa isa) {
   switch (isa) {
-  case AOQ_CPU_ISA_AVX512: return "avx512";
-  case AOQ_CPU_ISA_AVX2: return "avx2+fma";
-  default: return "scalar";
+    case AOQ_CPU_ISA_AVX512:
+      return "avx512";
+    case AOQ_CPU_ISA_AVX2:
+      return "avx2+fma";
+    default:
+      return "scalar";
   }
 }
 
@@ -101,7 +104,8 @@ static void cpu_free(void *ctx, void *ptr) {
 }
 
 static aoq_status check_copy(const void *dst, const void *src, size_t n, const char *what) {
-  if (n && (!dst || !src)) return aoq_err(AOQ_EINVAL, "cpu %s: NULL pointer for %zu bytes", what, n);
+  if (n && (!dst || !src))
+    return aoq_err(AOQ_EINVAL, "cpu %s: NULL pointer for %zu bytes", what, n);
   return AOQ_OK;
 }
 

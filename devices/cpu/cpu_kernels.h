@@ -6,7 +6,8 @@
 #ifndef AOQ_DEVICES_CPU_KERNELS_H
 #define AOQ_DEVICES_CPU_KERNELS_H
 
-/* numerics.h's header comment contains a slash-star sequence (-Wcomment); keep it from failing -Werror. */
+/* numerics.h's header comment contains a slash-star sequence (-Wcomment); keep it from failing
+ * -Werror. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wcomment"
 #include "base/numerics.h"
@@ -15,12 +16,16 @@
 
 /* SIMD level of the kernels, chosen once per device (best the CPU has, or lower with the
  * environment variable AOQ_CPU_ISA=scalar|avx2|avx512 — tests use it to cover every path). */
-typedef enum aoq_cpu_isa { AOQ_CPU_ISA_SCALAR = 0, AOQ_CPU_ISA_AVX2, AOQ_CPU_ISA_AVX512 } aoq_cpu_isa;
+typedef enum aoq_cpu_isa {
+  AOQ_CPU_ISA_SCALAR = 0,
+  AOQ_CPU_ISA_AVX2,
+  AOQ_CPU_ISA_AVX512
+} aoq_cpu_isa;
 
 typedef struct aoq_cpu_pool aoq_cpu_pool;
 
 struct aoq_cpu_ctx {
-  int threads;      /* workers + the calling thread */
+  int threads; /* workers + the calling thread */
   aoq_cpu_isa isa;
   aoq_cpu_pool *pool;
   char name[128];
@@ -77,7 +82,8 @@ static inline void aoq_cpu_st(void *p, int64_t i, float v, aoq_dtype dt) {
   else
     ((uint16_t *)p)[i] = aoq_f32_to_bf16(v);
 }
-/* v rounded to what dt can hold (identity for F32): the intermediate roundings of torch's bf16 ops. */
+/* v rounded to what dt can hold (identity for F32): the intermediate roundings of torch's bf16 ops.
+ */
 static inline float aoq_cpu_rnd(float v, aoq_dtype dt) {
   return dt == AOQ_DTYPE_F32 ? v : aoq_round_bf16(v);
 }

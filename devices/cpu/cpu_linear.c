@@ -123,9 +123,9 @@ T512 ALWAYS void tile512(const uint16_t *w, int64_t k, const void *x, int xbf, i
 }
 
 /* One function per (x dtype, MR, NR) so that every loop above unrolls into registers. */
-#define TILE512(NAME, XBF, MR, NR)                                                                 \
-  T512 static void NAME(const uint16_t *w, int64_t k, const void *x, float *out) {                \
-    tile512(w, k, x, XBF, MR, NR, out);                                                            \
+#define TILE512(NAME, XBF, MR, NR)                                                 \
+  T512 static void NAME(const uint16_t *w, int64_t k, const void *x, float *out) { \
+    tile512(w, k, x, XBF, MR, NR, out);                                            \
   }
 TILE512(t512_b_1x8, 1, 1, 8)
 TILE512(t512_b_1x1, 1, 1, 1)
@@ -201,9 +201,9 @@ T256 ALWAYS void tile256(const uint16_t *w, int64_t k, const void *x, int xbf, i
   }
 }
 
-#define TILE256(NAME, XBF, MR, NR)                                                                 \
-  T256 static void NAME(const uint16_t *w, int64_t k, const void *x, float *out) {                \
-    tile256(w, k, x, XBF, MR, NR, out);                                                            \
+#define TILE256(NAME, XBF, MR, NR)                                                 \
+  T256 static void NAME(const uint16_t *w, int64_t k, const void *x, float *out) { \
+    tile256(w, k, x, XBF, MR, NR, out);                                            \
   }
 TILE256(t256_b_1x8, 1, 1, 8)
 TILE256(t256_b_1x1, 1, 1, 1)
@@ -221,21 +221,31 @@ typedef void (*tile_fn)(const uint16_t *w, int64_t k, const void *x, float *out)
  * NR=4 (index MR-1, NULL where a smaller MR must be used) plus NR=1 tiles for leftover W rows. */
 typedef struct tile_set {
   tile_fn gemv8, gemv1;
-  int mr;              /* largest MR */
-  tile_fn blk[4];      /* blk[r-1]: r x 4, or NULL */
-  tile_fn col[4];      /* col[r-1]: r x 1, or NULL */
+  int mr;         /* largest MR */
+  tile_fn blk[4]; /* blk[r-1]: r x 4, or NULL */
+  tile_fn col[4]; /* col[r-1]: r x 1, or NULL */
 } tile_set;
 
 #ifdef AOQ_X86
-static const tile_set set512_b = {t512_b_1x8, t512_b_1x1, 4,
+static const tile_set set512_b = {t512_b_1x8,
+                                  t512_b_1x1,
+                                  4,
                                   {NULL, t512_b_2x4, t512_b_3x4, t512_b_4x4},
                                   {t512_b_1x1, NULL, NULL, t512_b_4x1}};
-static const tile_set set512_f = {t512_f_1x8, t512_f_1x1, 4,
+static const tile_set set512_f = {t512_f_1x8,
+                                  t512_f_1x1,
+                                  4,
                                   {NULL, t512_f_2x4, t512_f_3x4, t512_f_4x4},
                                   {t512_f_1x1, NULL, NULL, t512_f_4x1}};
-static const tile_set set256_b = {t256_b_1x8, t256_b_1x1, 2, {NULL, t256_b_2x4, NULL, NULL},
+static const tile_set set256_b = {t256_b_1x8,
+                                  t256_b_1x1,
+                                  2,
+                                  {NULL, t256_b_2x4, NULL, NULL},
                                   {t256_b_1x1, t256_b_2x1, NULL, NULL}};
-static const tile_set set256_f = {t256_f_1x8, t256_f_1x1, 2, {NULL, t256_f_2x4, NULL, NULL},
+static const tile_set set256_f = {t256_f_1x8,
+                                  t256_f_1x1,
+                                  2,
+                                  {NULL, t256_f_2x4, NULL, NULL},
                                   {t256_f_1x1, t256_f_2x1, NULL, NULL}};
 #endif
 

@@ -106,7 +106,9 @@ void aoq_cpu_pool_destroy(aoq_cpu_pool *p) {
   free(p);
 }
 
-int aoq_cpu_threads(const aoq_cpu_ctx *c) { return c ? c->threads : 1; }
+int aoq_cpu_threads(const aoq_cpu_ctx *c) {
+  return c ? c->threads : 1;
+}
 
 void aoq_cpu_parallel(aoq_cpu_ctx *c, int64_t n, int64_t grain, aoq_cpu_task fn, void *arg) {
   if (n <= 0) return;

@@ -86,7 +86,9 @@ typedef struct row_ctx {
   float inv_t, zmax;
 } row_ctx;
 
-static float zval(const row_ctx *r, int64_t i) { return ld_logit(r->lg, r->off + i, r->dt) * r->inv_t; }
+static float zval(const row_ctx *r, int64_t i) {
+  return ld_logit(r->lg, r->off + i, r->dt) * r->inv_t;
+}
 
 /* The largest key K such that weight({i : key(z_i) >= K, key(z_i) >= floor}) >= target, where
  * the weight of a token is 1 (by_mass = 0) or exp(z - zmax) (by_mass = 1). Radix select, most
@@ -118,8 +120,7 @@ static uint32_t select_key(const row_ctx *r, uint32_t floor, int by_mass, double
 
 static int32_t sample_row(const row_ctx *r, const aoq_sample_params *p) {
   uint32_t floor = 0;
-  if (p->top_k > 0 && p->top_k < r->vocab)
-    floor = select_key(r, 0, 0, (double)p->top_k);
+  if (p->top_k > 0 && p->top_k < r->vocab) floor = select_key(r, 0, 0, (double)p->top_k);
   double total = 0;
   for (int64_t i = 0; i < r->vocab; i++) {
     float z = zval(r, i);

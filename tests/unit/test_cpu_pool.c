@@ -3,6 +3,8 @@
  * exactly once for any n/grain/thread count, nested calls run inline, two threads may call at
  * the same time, and creating/destroying pools leaks nothing (ASan).
  */
+/* cmocka.h needs the headers above it */
+// clang-format off
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,8 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
-
 #include <cmocka.h>
+// clang-format on
 
 #include "devices/cpu/cpu_kernels.h"
 

@@ -13,6 +13,8 @@
  *   attention 2e-5 abs (+ 2^-8 * |ref| for bf16 output)
  *   add, embed, kv_store, convert, argmax: exact
  */
+/* cmocka.h needs the headers above it */
+// clang-format off
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,8 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
 #include <cmocka.h>
+// clang-format on
 
 #include "base/error.h"
 #include "devices/cpu/cpu_kernels.h"
@@ -40,7 +42,9 @@ static double urand(void) { /* [-1, 1) */
   return (double)(x >> 11) * 0x1.0p-52 - 1.0;
 }
 
-static size_t esz(aoq_dtype dt) { return dt == AOQ_DTYPE_F32 ? 4 : 2; }
+static size_t esz(aoq_dtype dt) {
+  return dt == AOQ_DTYPE_F32 ? 4 : 2;
+}
 
 /* A tensor of dt on the device (host memory) and the exact values it holds, as doubles. */
 typedef struct tens {
@@ -70,17 +74,19 @@ static double rnd_dt(double v, aoq_dtype dt) {
   return dt == AOQ_DTYPE_F32 ? (double)(float)v : (double)aoq_round_bf16((float)v);
 }
 
-static const char *dt_name(aoq_dtype dt) { return dt == AOQ_DTYPE_F32 ? "f32" : "bf16"; }
+static const char *dt_name(aoq_dtype dt) {
+  return dt == AOQ_DTYPE_F32 ? "f32" : "bf16";
+}
 
 /* Fails with the first element off by more than tol(i). */
-#define CHECK_CLOSE(got, ref, tol, ...)                                                            \
-  do {                                                                                             \
-    double g_ = (got), r_ = (ref), t_ = (tol);                                                     \
-    if (!(fabs(g_ - r_) <= t_)) {                                                                  \
-      print_message(__VA_ARGS__);                                                                  \
-      print_message(": got %.9g, want %.9g (tol %.3g)\n", g_, r_, t_);                             \
-      fail();                                                                                      \
-    }                                                                                              \
+#define CHECK_CLOSE(got, ref, tol, ...)                                \
+  do {                                                                 \
+    double g_ = (got), r_ = (ref), t_ = (tol);                         \
+    if (!(fabs(g_ - r_) <= t_)) {                                      \
+      print_message(__VA_ARGS__);                                      \
+      print_message(": got %.9g, want %.9g (tol %.3g)\n", g_, r_, t_); \
+      fail();                                                          \
+    }                                                                  \
   } while (0)
 
 static const char *isa_env[] = {"scalar", "avx2", "avx512"};
@@ -98,7 +104,9 @@ static aoq_device *open_cpu(int isa, int threads) {
   return d;
 }
 
-static int n_isas(void) { return (int)aoq_cpu_isa_detect() + 1; }
+static int n_isas(void) {
+  return (int)aoq_cpu_isa_detect() + 1;
+}
 
 static const aoq_dtype dts[] = {AOQ_DTYPE_BF16, AOQ_DTYPE_F32};
 
@@ -262,8 +270,13 @@ static void check_linear(aoq_device *d, int64_t m, int64_t n, int64_t k, aoq_dty
   tens x = tens_new(d, m * k, dt, 2.0);
   void *y = NULL;
   assert_int_equal(aoq_dev_alloc(d, (size_t)(m * n) * esz(dt), &y), AOQ_OK);
-  aoq_qweight qw = {.kind = AOQ_FMT_BF16, .bits = 16, .group = (int)k, .n = n, .k = k,
-                    .qdata = w.p, .qdata_bytes = (size_t)(n * k) * 2};
+  aoq_qweight qw = {.kind = AOQ_FMT_BF16,
+                    .bits = 16,
+                    .group = (int)k,
+                    .n = n,
+                    .k = k,
+                    .qdata = w.p,
+                    .qdata_bytes = (size_t)(n * k) * 2};
   assert_int_equal(aoq_dev_linear_workspace(d, &qw, m), 0);
   aoq_status st = aoq_dev_linear(d, &qw, x.p, y, m, dt, NULL, NULL);
   if (st != AOQ_OK) print_message("linear: %s\n", aoq_last_error());
@@ -278,8 +291,8 @@ static void check_linear(aoq_device *d, int64_t m, int64_t n, int64_t k, aoq_dty
       }
       double tol = 6e-8 * (double)(k + 4) * mag + fabs(ref) * r_dt + 1e-30;
       CHECK_CLOSE(aoq_cpu_ld(y, i * n + j, dt), ref, tol,
-                  "linear %s %s m=%lld n=%lld k=%lld y[%lld,%lld]", isa, dt_name(dt),
-                  (long long)m, (long long)n, (long long)k, (long long)i, (long long)j);
+                  "linear %s %s m=%lld n=%lld k=%lld y[%lld,%lld]", isa, dt_name(dt), (long long)m,
+                  (long long)n, (long long)k, (long long)i, (long long)j);
     }
   aoq_dev_free(d, y);
   tens_free(d, &w);
@@ -340,7 +353,7 @@ static void test_linear_rejects_bad_arguments(void **state) {
 static void test_rmsnorm_matches_hf_reference(void **state) {
   (void)state;
   static const int64_t ms[] = {1, 3, 17}, ns[] = {1, 7, 129, 1000};
-  for (int isa = 0; isa < n_isas(); isa += n_isas() - 1 > 0 ? n_isas() - 1 : 1) {
+  for (int isa = 0; isa<n_isas(); isa += n_isas() - 1> 0 ? n_isas() - 1 : 1) {
     aoq_device *d = open_cpu(isa, 2);
     for (size_t t = 0; t < 2; t++)
       for (size_t a = 0; a < 3; a++)
@@ -358,8 +371,8 @@ static void test_rmsnorm_matches_hf_reference(void **state) {
             double inv = 1.0 / sqrt(ss / (double)n + eps);
             for (int64_t c = 0; c < n; c++) {
               double ref = rnd_dt(w.v[c] * rnd_dt(x.v[i * n + c] * inv, dt), dt);
-              double tol = dt == AOQ_DTYPE_F32 ? 1e-5 * fabs(ref) + 1e-7
-                                               : 0x1.0p-6 * fabs(ref) + 1e-6;
+              double tol =
+                  dt == AOQ_DTYPE_F32 ? 1e-5 * fabs(ref) + 1e-7 : 0x1.0p-6 * fabs(ref) + 1e-6;
               CHECK_CLOSE(aoq_cpu_ld(y, i * n + c, dt), ref, tol, "rmsnorm %s m=%lld n=%lld",
                           dt_name(dt), (long long)m, (long long)n);
             }
@@ -409,8 +422,8 @@ static void test_add_and_silu_mul_match_reference(void **state) {
           for (int64_t c = 0; c < nn; c++) {
             double g = gu.v[r * 2 * nn + c], u = gu.v[r * 2 * nn + nn + c];
             double ref = rnd_dt(rnd_dt(g / (1.0 + exp(-g)), dt) * u, dt);
-            double tol = dt == AOQ_DTYPE_F32 ? 1e-5 * fabs(ref) + 1e-7
-                                             : 0x1.0p-6 * fabs(ref) + 1e-6;
+            double tol =
+                dt == AOQ_DTYPE_F32 ? 1e-5 * fabs(ref) + 1e-7 : 0x1.0p-6 * fabs(ref) + 1e-6;
             CHECK_CLOSE(aoq_cpu_ld(out, r * nn + c, dt), ref, tol, "silu_mul %s m=%lld n=%lld",
                         dt_name(dt), (long long)m, (long long)nn);
           }
@@ -764,8 +777,8 @@ static void test_sample_is_deterministic_and_greedy_at_zero(void **state) {
   int32_t out[3];
   assert_int_equal(aoq_dev_sample(d, rows, out, 3, 100, ps, AOQ_DTYPE_F32, NULL), AOQ_OK);
   for (int r = 0; r < 3; r++)
-    assert_int_equal(out[r], sample1(d, lg, 100, ps[r].temperature, ps[r].top_k, ps[r].top_p,
-                                     ps[r].seed));
+    assert_int_equal(out[r],
+                     sample1(d, lg, 100, ps[r].temperature, ps[r].top_k, ps[r].top_p, ps[r].seed));
   aoq_sample_params bad = {NAN, 1.0f, 0, 1};
   assert_int_equal(aoq_dev_sample(d, lg, out, 1, 100, &bad, AOQ_DTYPE_F32, NULL), AOQ_EINVAL);
   bad.temperature = 1;

@@ -35,12 +35,12 @@ static float frand(void) {
 }
 
 /* The obvious loop: one fp32 dot product per output, in index order. */
-static void naive(const uint16_t *w, const uint16_t *x, float *y, int64_t m, int64_t n,
-                  int64_t k) {
+static void naive(const uint16_t *w, const uint16_t *x, float *y, int64_t m, int64_t n, int64_t k) {
   for (int64_t i = 0; i < m; i++)
     for (int64_t j = 0; j < n; j++) {
       float acc = 0;
-      for (int64_t c = 0; c < k; c++) acc += aoq_bf16_to_f32(w[j * k + c]) * aoq_bf16_to_f32(x[i * k + c]);
+      for (int64_t c = 0; c < k; c++)
+        acc += aoq_bf16_to_f32(w[j * k + c]) * aoq_bf16_to_f32(x[i * k + c]);
       y[i * n + j] = acc;
     }
 }
@@ -57,14 +57,18 @@ static int run_one(aoq_device *d, const uint16_t *hw, void *dw, int64_t m, int64
   double *t = malloc(sizeof(double) * (size_t)(repeat > naive_repeat ? repeat : naive_repeat));
   void *dx = NULL, *dy = NULL, *ws = NULL;
   int rc = 1;
-  aoq_qweight w = {.kind = AOQ_FMT_BF16, .bits = 16, .group = (int)k, .n = n, .k = k, .qdata = dw,
+  aoq_qweight w = {.kind = AOQ_FMT_BF16,
+                   .bits = 16,
+                   .group = (int)k,
+                   .n = n,
+                   .k = k,
+                   .qdata = dw,
                    .qdata_bytes = (size_t)(n * k) * 2};
   if (!hx || !hy || !ny || !t) goto done;
   for (int64_t i = 0; i < m * k; i++) hx[i] = aoq_f32_to_bf16(frand());
   size_t wsb = aoq_dev_linear_workspace(d, &w, m);
   if (aoq_dev_alloc(d, (size_t)(m * k) * 2, &dx) || aoq_dev_alloc(d, (size_t)(m * n) * 2, &dy) ||
-      (wsb && aoq_dev_alloc(d, wsb, &ws)) ||
-      aoq_dev_copy_h2d(d, dx, hx, (size_t)(m * k) * 2, NULL))
+      (wsb && aoq_dev_alloc(d, wsb, &ws)) || aoq_dev_copy_h2d(d, dx, hx, (size_t)(m * k) * 2, NULL))
     goto fail;
   /* warm-up, then timed runs, each synchronised */
   if (aoq_dev_linear(d, &w, dx, dy, m, AOQ_DTYPE_BF16, ws, NULL) || aoq_dev_stream_sync(d, NULL))
