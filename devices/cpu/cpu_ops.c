@@ -382,6 +382,9 @@ static void attn_task(void *arg, int64_t b, int64_t e) {
         const char *vp = (const char *)kv->v + ((slot * nkv + kvh) * hd) * kes;
         float w = expf(sc[t] - mx);
         l += w;
+        /* With bf16 activations the weights enter P.V rounded to bf16, as in torch (CPU flash
+         * and eager attention) and FlashAttention; the normalizer l sums them unrounded. */
+        w = aoq_cpu_rnd(w, j->dt);
         if (kv->dtype == AOQ_DTYPE_F32) {
           const float *vf = (const float *)vp;
           for (int d = 0; d < hd; d++) acc[d] += w * vf[d];

@@ -77,6 +77,14 @@ def main():
     emit("hf_linear", F.linear(x, w))
     a, b = bf16(bits(999, 8), (999,)), bf16(bits(999, 9, 0x74, 12), (999,))
     emit("hf_add", a + b)
+    # Causal GQA attention as HF's sdpa path computes it: 19 positions, 8 query heads over 2 KV
+    # heads of 64; q is aoq's [pos, 8*64], k and v are [pos, 2*64].
+    S, H, KVH, D = 19, 8, 2, 64
+    q = bf16(bits(S * H * D, 10, 0x79, 5), (S, H, D)).permute(1, 0, 2).unsqueeze(0)
+    k = bf16(bits(S * KVH * D, 11, 0x79, 5), (S, KVH, D)).permute(1, 0, 2).unsqueeze(0)
+    v = bf16(bits(S * KVH * D, 12, 0x79, 5), (S, KVH, D)).permute(1, 0, 2).unsqueeze(0)
+    o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+    emit("hf_attention", o.squeeze(0).permute(1, 0, 2))
     return 0
 
 

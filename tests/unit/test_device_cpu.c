@@ -10,7 +10,8 @@
  *            boundary (fp32 vs double) moves the result by up to 2 ulps after the final
  *            rounding: |ref| * 2^-6 (+1e-6 abs); f32: 1e-5 relative
  *   rope     angles are fp32 (pos * inv_freq): 2e-3 * |x| absolute, plus 2^-7 relative for bf16
- *   attention 2e-5 abs (+ 2^-8 * |ref| for bf16 output)
+ *   attention 2e-5 abs (+ 2^-8 * |ref| for bf16 output; with bf16 activations the reference
+ *            rounds exp(s - max) to bf16 before P.V, as torch's flash kernels do)
  *   add, embed, kv_store, convert, argmax: exact
  */
 /* cmocka.h needs the headers above it */
@@ -623,8 +624,9 @@ static void check_attention(aoq_device *d, aoq_dtype dt, aoq_dtype kvdt) {
       for (int p = 0; p <= row_pos[i]; p++) den += exp(sc[p] - mx);
       for (int c = 0; c < HD; c++) {
         double ref = 0;
-        for (int p = 0; p <= row_pos[i]; p++)
-          ref += exp(sc[p] - mx) / den * rnd_dt(v.v[(tok_of[s][p] * NKV + kvh) * HD + c], kvdt);
+        for (int p = 0; p <= row_pos[i]; p++) /* bf16: P rounded before P.V (torch flash) */
+          ref += rnd_dt(exp(sc[p] - mx), dt) / den *
+                 rnd_dt(v.v[(tok_of[s][p] * NKV + kvh) * HD + c], kvdt);
         double tol = 2e-5 + (dt == AOQ_DTYPE_F32 ? 0 : 0x1.0p-8 * fabs(ref));
         CHECK_CLOSE(aoq_cpu_ld(out, (i * NH + h) * HD + c, dt), ref, tol,
                     "attention %s (kv %s) row %lld head %d", dt_name(dt), dt_name(kvdt),
