@@ -315,13 +315,17 @@ typedef struct attn_job {
   int n_heads, group;
   float scale;
   aoq_dtype dt;
+  float (*dot)(const float *q, const void *k, int n);      /* q . k, k of the cache dtype */
+  void (*axpy)(float *acc, float w, const void *v, int n); /* acc += w * v */
 } attn_job;
 
 #define ATTN_BLOCK 128 /* keys scored per pass of the streaming softmax */
 
-/* q . k over n elements, k of the cache dtype. Eight independent partial sums (lanes) let the
- * compiler vectorize without reassociating a single sum. */
-static float dot_kv_bf16(const float *q, const uint16_t *k, int n) {
+/* q . k and acc += w * v over one head, v/k of the cache dtype: portable versions (eight
+ * independent partial sums, which the compiler may vectorize without reassociating one sum) and
+ * AVX2 / AVX-512 versions chosen by the device's ISA. */
+static float dot_bf16(const float *q, const void *kp, int n) {
+  const uint16_t *k = kp;
   float s[8] = {0}, t = 0;
   int d = 0;
   for (; d + 8 <= n; d += 8)
@@ -330,7 +334,8 @@ static float dot_kv_bf16(const float *q, const uint16_t *k, int n) {
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t;
 }
 
-static float dot_kv_f32(const float *q, const float *k, int n) {
+static float dot_f32(const float *q, const void *kp, int n) {
+  const float *k = kp;
   float s[8] = {0}, t = 0;
   int d = 0;
   for (; d + 8 <= n; d += 8)
@@ -339,63 +344,219 @@ static float dot_kv_f32(const float *q, const float *k, int n) {
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t;
 }
 
-/* One (row, head): softmax(q.K^T * scale) V over positions 0..pos, fp32, max-subtracted, in
- * blocks of ATTN_BLOCK keys (online rescaling when a later block raises the maximum). */
+static void axpy_bf16(float *acc, float w, const void *vp, int n) {
+  const uint16_t *v = vp;
+  for (int d = 0; d < n; d++) acc[d] += w * aoq_bf16_to_f32(v[d]);
+}
+
+static void axpy_f32(float *acc, float w, const void *vp, int n) {
+  const float *v = vp;
+  for (int d = 0; d < n; d++) acc[d] += w * v[d];
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+#define T256 __attribute__((target("avx2,fma")))
+
+T512 static float dot_bf16_512(const float *q, const void *kp, int n) {
+  const uint16_t *k = kp;
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  int d = 0;
+  for (; d + 32 <= n; d += 32) {
+    __m512i k0 = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(k + d)));
+    __m512i k1 = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(k + d + 16)));
+    a0 =
+        _mm512_fmadd_ps(_mm512_loadu_ps(q + d), _mm512_castsi512_ps(_mm512_slli_epi32(k0, 16)), a0);
+    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d + 16),
+                         _mm512_castsi512_ps(_mm512_slli_epi32(k1, 16)), a1);
+  }
+  float t = 0;
+  for (; d < n; d++) t += q[d] * aoq_bf16_to_f32(k[d]);
+  return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) + t;
+}
+
+T512 static float dot_f32_512(const float *q, const void *kp, int n) {
+  const float *k = kp;
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  int d = 0;
+  for (; d + 32 <= n; d += 32) {
+    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d), _mm512_loadu_ps(k + d), a0);
+    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d + 16), _mm512_loadu_ps(k + d + 16), a1);
+  }
+  float t = 0;
+  for (; d < n; d++) t += q[d] * k[d];
+  return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) + t;
+}
+
+T512 static void axpy_bf16_512(float *acc, float w, const void *vp, int n) {
+  const uint16_t *v = vp;
+  __m512 wv = _mm512_set1_ps(w);
+  int d = 0;
+  for (; d + 16 <= n; d += 16) {
+    __m512i x = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(v + d)));
+    _mm512_storeu_ps(acc + d, _mm512_fmadd_ps(wv, _mm512_castsi512_ps(_mm512_slli_epi32(x, 16)),
+                                              _mm512_loadu_ps(acc + d)));
+  }
+  for (; d < n; d++) acc[d] += w * aoq_bf16_to_f32(v[d]);
+}
+
+T512 static void axpy_f32_512(float *acc, float w, const void *vp, int n) {
+  const float *v = vp;
+  __m512 wv = _mm512_set1_ps(w);
+  int d = 0;
+  for (; d + 16 <= n; d += 16)
+    _mm512_storeu_ps(acc + d,
+                     _mm512_fmadd_ps(wv, _mm512_loadu_ps(v + d), _mm512_loadu_ps(acc + d)));
+  for (; d < n; d++) acc[d] += w * v[d];
+}
+
+T256 static float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+T256 static float dot_bf16_256(const float *q, const void *kp, int n) {
+  const uint16_t *k = kp;
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  int d = 0;
+  for (; d + 16 <= n; d += 16) {
+    __m256i k0 = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(k + d)));
+    __m256i k1 = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(k + d + 8)));
+    a0 =
+        _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_castsi256_ps(_mm256_slli_epi32(k0, 16)), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), _mm256_castsi256_ps(_mm256_slli_epi32(k1, 16)),
+                         a1);
+  }
+  float t = 0;
+  for (; d < n; d++) t += q[d] * aoq_bf16_to_f32(k[d]);
+  return hsum8(_mm256_add_ps(a0, a1)) + t;
+}
+
+T256 static float dot_f32_256(const float *q, const void *kp, int n) {
+  const float *k = kp;
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  int d = 0;
+  for (; d + 16 <= n; d += 16) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), _mm256_loadu_ps(k + d + 8), a1);
+  }
+  float t = 0;
+  for (; d < n; d++) t += q[d] * k[d];
+  return hsum8(_mm256_add_ps(a0, a1)) + t;
+}
+
+T256 static void axpy_bf16_256(float *acc, float w, const void *vp, int n) {
+  const uint16_t *v = vp;
+  __m256 wv = _mm256_set1_ps(w);
+  int d = 0;
+  for (; d + 8 <= n; d += 8) {
+    __m256i x = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(v + d)));
+    _mm256_storeu_ps(acc + d, _mm256_fmadd_ps(wv, _mm256_castsi256_ps(_mm256_slli_epi32(x, 16)),
+                                              _mm256_loadu_ps(acc + d)));
+  }
+  for (; d < n; d++) acc[d] += w * aoq_bf16_to_f32(v[d]);
+}
+
+T256 static void axpy_f32_256(float *acc, float w, const void *vp, int n) {
+  const float *v = vp;
+  __m256 wv = _mm256_set1_ps(w);
+  int d = 0;
+  for (; d + 8 <= n; d += 8)
+    _mm256_storeu_ps(acc + d,
+                     _mm256_fmadd_ps(wv, _mm256_loadu_ps(v + d), _mm256_loadu_ps(acc + d)));
+  for (; d < n; d++) acc[d] += w * v[d];
+}
+#endif
+
+static void attn_kernels(aoq_cpu_isa isa, aoq_dtype kdt, attn_job *j) {
+  int f32 = kdt == AOQ_DTYPE_F32;
+  j->dot = f32 ? dot_f32 : dot_bf16;
+  j->axpy = f32 ? axpy_f32 : axpy_bf16;
+#if defined(__x86_64__) || defined(__i386__)
+  if (isa >= AOQ_CPU_ISA_AVX512) {
+    j->dot = f32 ? dot_f32_512 : dot_bf16_512;
+    j->axpy = f32 ? axpy_f32_512 : axpy_bf16_512;
+  } else if (isa == AOQ_CPU_ISA_AVX2) {
+    j->dot = f32 ? dot_f32_256 : dot_bf16_256;
+    j->axpy = f32 ? axpy_f32_256 : axpy_bf16_256;
+  }
+#else
+  (void)isa;
+#endif
+}
+
+#define ATTN_FLOATS 4096 /* fp32 q and accumulators of the heads handled together */
+
+/* Heads of one GQA group processed together (they read the same K/V rows). */
+static int attn_heads_per_item(int group, int hd) {
+  int cap = ATTN_FLOATS / hd < 8 ? ATTN_FLOATS / hd : 8;
+  return group < cap ? group : cap;
+}
+
+/* One (row, kv head, chunk of its query heads): softmax(q.K^T * scale) V over positions 0..pos,
+ * fp32, max-subtracted, in blocks of ATTN_BLOCK keys (online rescaling when a later block raises
+ * the maximum). Each K and V row is read once for all the chunk's query heads. */
 static void attn_task(void *arg, int64_t b, int64_t e) {
   const attn_job *j = arg;
   const aoq_kv_cache *kv = j->kv;
   const int hd = kv->head_dim, nkv = kv->n_kv_heads, ps = kv->page_size;
+  const int hpi = attn_heads_per_item(j->group, hd), chunks = (j->group + hpi - 1) / hpi;
   const size_t kes = esize(kv->dtype);
-  float qf[MAX_HEAD_DIM], acc[MAX_HEAD_DIM], sc[ATTN_BLOCK];
+  float qf[ATTN_FLOATS], acc[ATTN_FLOATS], sc[8][ATTN_BLOCK], mx[8], l[8];
   for (int64_t it = b; it < e; it++) {
-    int64_t row = it / j->n_heads;
-    int h = (int)(it % j->n_heads), kvh = h / j->group;
+    int64_t row = it / ((int64_t)nkv * chunks);
+    int kvh = (int)(it / chunks % nkv), h0 = kvh * j->group + (int)(it % chunks) * hpi;
+    int hn = j->group - (h0 - kvh * j->group) < hpi ? j->group - (h0 - kvh * j->group) : hpi;
     int seq = j->b->row_seq[row], pos = j->b->row_pos[row];
     const int32_t *bt = j->b->block_tables + (int64_t)seq * j->b->max_blocks;
-    int64_t qo = row * (int64_t)j->n_heads * hd + (int64_t)h * hd;
-    for (int d = 0; d < hd; d++) {
+    int64_t qo = row * (int64_t)j->n_heads * hd + (int64_t)h0 * hd;
+    for (int d = 0; d < hn * hd; d++) {
       qf[d] = aoq_cpu_ld(j->q, qo + d, j->dt);
       acc[d] = 0;
     }
-    float mx = -INFINITY, l = 0;
+    for (int g = 0; g < hn; g++) mx[g] = -INFINITY, l[g] = 0;
     for (int t0 = 0; t0 <= pos; t0 += ATTN_BLOCK) {
       int nt = pos + 1 - t0 < ATTN_BLOCK ? pos + 1 - t0 : ATTN_BLOCK;
-      float bmax = -INFINITY;
+      float bmax[8];
+      for (int g = 0; g < hn; g++) bmax[g] = -INFINITY;
       for (int t = 0; t < nt; t++) {
         int p = t0 + t;
         int64_t slot = (int64_t)bt[p / ps] * ps + p % ps;
         const char *kp = (const char *)kv->k + ((slot * nkv + kvh) * hd) * kes;
-        sc[t] = (kv->dtype == AOQ_DTYPE_F32 ? dot_kv_f32(qf, (const float *)kp, hd)
-                                            : dot_kv_bf16(qf, (const uint16_t *)kp, hd)) *
-                j->scale;
-        if (sc[t] > bmax) bmax = sc[t];
+        for (int g = 0; g < hn; g++) {
+          float v = j->dot(qf + g * hd, kp, hd) * j->scale;
+          sc[g][t] = v;
+          if (v > bmax[g]) bmax[g] = v;
+        }
       }
-      if (bmax > mx) {
-        float corr = expf(mx - bmax); /* 0 on the first block */
-        l *= corr;
-        for (int d = 0; d < hd; d++) acc[d] *= corr;
-        mx = bmax;
-      }
+      for (int g = 0; g < hn; g++)
+        if (bmax[g] > mx[g]) {
+          float corr = expf(mx[g] - bmax[g]); /* 0 on the first block */
+          l[g] *= corr;
+          for (int d = 0; d < hd; d++) acc[g * hd + d] *= corr;
+          mx[g] = bmax[g];
+        }
       for (int t = 0; t < nt; t++) {
         int p = t0 + t;
         int64_t slot = (int64_t)bt[p / ps] * ps + p % ps;
         const char *vp = (const char *)kv->v + ((slot * nkv + kvh) * hd) * kes;
-        float w = expf(sc[t] - mx);
-        l += w;
-        /* With bf16 activations the weights enter P.V rounded to bf16, as in torch (CPU flash
-         * and eager attention) and FlashAttention; the normalizer l sums them unrounded. */
-        w = aoq_cpu_rnd(w, j->dt);
-        if (kv->dtype == AOQ_DTYPE_F32) {
-          const float *vf = (const float *)vp;
-          for (int d = 0; d < hd; d++) acc[d] += w * vf[d];
-        } else {
-          const uint16_t *vb = (const uint16_t *)vp;
-          for (int d = 0; d < hd; d++) acc[d] += w * aoq_bf16_to_f32(vb[d]);
+        for (int g = 0; g < hn; g++) {
+          float w = expf(sc[g][t] - mx[g]);
+          l[g] += w;
+          /* With bf16 activations the weights enter P.V rounded to bf16, as in torch (CPU flash
+           * and eager attention) and FlashAttention; the normalizer l sums them unrounded. */
+          j->axpy(acc + g * hd, aoq_cpu_rnd(w, j->dt), vp, hd);
         }
       }
     }
-    float inv = l > 0 ? 1.0f / l : 0.0f;
-    for (int d = 0; d < hd; d++) aoq_cpu_st(j->out, qo + d, acc[d] * inv, j->dt);
+    for (int g = 0; g < hn; g++) {
+      float inv = l[g] > 0 ? 1.0f / l[g] : 0.0f;
+      for (int d = 0; d < hd; d++)
+        aoq_cpu_st(j->out, qo + g * hd + d, acc[g * hd + d] * inv, j->dt);
+    }
   }
 }
 
@@ -434,9 +595,12 @@ aoq_status aoq_cpu_attention(void *ctx, const aoq_kv_cache *kv, const aoq_attn_b
         return aoq_err(AOQ_EINVAL, "cpu attention: sequence %d block %d -> page %d of %d", seq, blk,
                        (int)bt[blk], kv->n_pages);
   }
-  attn_job j = {kv, b, q, out, n_heads, n_heads / kv->n_kv_heads, scale, dt};
-  int64_t per_item = (int64_t)(b->max_pos + 1) * kv->head_dim * 2;
-  aoq_cpu_parallel(ctx, m * n_heads, grain_for(per_item, 65536), attn_task, &j);
+  attn_job j = {kv, b, q, out, n_heads, n_heads / kv->n_kv_heads, scale, dt, NULL, NULL};
+  attn_kernels(((aoq_cpu_ctx *)ctx)->isa, kv->dtype, &j);
+  int hpi = attn_heads_per_item(j.group, kv->head_dim);
+  int64_t items = m * kv->n_kv_heads * ((j.group + hpi - 1) / hpi);
+  int64_t per_item = (int64_t)(b->max_pos + 1) * kv->head_dim * 2 * hpi;
+  aoq_cpu_parallel(ctx, items, grain_for(per_item, 65536), attn_task, &j);
   return AOQ_OK;
 }
 

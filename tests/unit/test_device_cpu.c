@@ -661,8 +661,8 @@ static void check_attention(aoq_device *d, aoq_dtype dt, aoq_dtype kvdt) {
 
 static void test_attention_paged_gqa_mixed_batch(void **state) {
   (void)state;
-  for (int threads = 1; threads <= 3; threads += 2) {
-    aoq_device *d = open_cpu(0, threads);
+  for (int run = 0; run < n_isas() + 1; run++) { /* every ISA on 2 threads, then scalar on 1 */
+    aoq_device *d = open_cpu(run < n_isas() ? run : 0, run < n_isas() ? 2 : 1);
     check_attention(d, AOQ_DTYPE_BF16, AOQ_DTYPE_BF16);
     check_attention(d, AOQ_DTYPE_F32, AOQ_DTYPE_F32);
     check_attention(d, AOQ_DTYPE_F32, AOQ_DTYPE_BF16);
@@ -674,50 +674,101 @@ static void test_attention_paged_gqa_mixed_batch(void **state) {
  * (later blocks have smaller maxima) and a late one forces the correction of earlier blocks. */
 static void test_attention_long_sequence_rescales(void **state) {
   (void)state;
-  aoq_device *d = open_cpu(0, 2);
-  const int len = 300, hd = 8, ps = 16, pages = 20;
-  aoq_kv_cache kv = {NULL, NULL, pages, ps, 1, hd, AOQ_DTYPE_F32};
-  assert_int_equal(aoq_dev_alloc(d, (size_t)pages * ps * hd * 4, &kv.k), AOQ_OK);
-  assert_int_equal(aoq_dev_alloc(d, (size_t)pages * ps * hd * 4, &kv.v), AOQ_OK);
-  int32_t bt[20];
-  for (int i = 0; i < pages; i++) bt[i] = pages - 1 - i;
-  float *kk = kv.k, *vv = kv.v;
-  float q[2 * 8];
-  for (int c = 0; c < 2 * hd; c++) q[c] = (float)urand();
-  for (int p = 0; p < len; p++) {
-    int64_t slot = (int64_t)bt[p / ps] * ps + p % ps;
-    for (int c = 0; c < hd; c++) {
-      kk[slot * hd + c] = (float)urand() * (p == 5 || p == 290 ? 8.0f : 1.0f);
-      vv[slot * hd + c] = (float)urand();
-    }
-  }
-  int32_t rs[2] = {0, 0}, rp[2] = {len - 1, 200};
-  aoq_attn_batch b = {rs, rp, bt, 1, pages, len - 1};
-  float out[16];
-  assert_int_equal(aoq_dev_attention(d, &kv, &b, q, out, 2, 1, 0.5f, AOQ_DTYPE_F32, NULL, NULL),
-                   AOQ_OK);
-  for (int r = 0; r < 2; r++) {
-    double sc[300], mx = -INFINITY, den = 0;
-    for (int p = 0; p <= rp[r]; p++) {
+  for (int isa = 0; isa < n_isas(); isa++) {
+    aoq_device *d = open_cpu(isa, 2);
+    const int len = 300, hd = 8, ps = 16, pages = 20;
+    aoq_kv_cache kv = {NULL, NULL, pages, ps, 1, hd, AOQ_DTYPE_F32};
+    assert_int_equal(aoq_dev_alloc(d, (size_t)pages * ps * hd * 4, &kv.k), AOQ_OK);
+    assert_int_equal(aoq_dev_alloc(d, (size_t)pages * ps * hd * 4, &kv.v), AOQ_OK);
+    int32_t bt[20];
+    for (int i = 0; i < pages; i++) bt[i] = pages - 1 - i;
+    float *kk = kv.k, *vv = kv.v;
+    float q[2 * 8];
+    for (int c = 0; c < 2 * hd; c++) q[c] = (float)urand();
+    for (int p = 0; p < len; p++) {
       int64_t slot = (int64_t)bt[p / ps] * ps + p % ps;
-      double dot = 0;
-      for (int c = 0; c < hd; c++) dot += (double)q[r * hd + c] * kk[slot * hd + c];
-      sc[p] = 0.5 * dot;
-      mx = sc[p] > mx ? sc[p] : mx;
+      for (int c = 0; c < hd; c++) {
+        kk[slot * hd + c] = (float)urand() * (p == 5 || p == 290 ? 8.0f : 1.0f);
+        vv[slot * hd + c] = (float)urand();
+      }
     }
-    for (int p = 0; p <= rp[r]; p++) den += exp(sc[p] - mx);
-    for (int c = 0; c < hd; c++) {
-      double ref = 0;
+    int32_t rs[2] = {0, 0}, rp[2] = {len - 1, 200};
+    aoq_attn_batch b = {rs, rp, bt, 1, pages, len - 1};
+    float out[16];
+    assert_int_equal(aoq_dev_attention(d, &kv, &b, q, out, 2, 1, 0.5f, AOQ_DTYPE_F32, NULL, NULL),
+                     AOQ_OK);
+    for (int r = 0; r < 2; r++) {
+      double sc[300], mx = -INFINITY, den = 0;
       for (int p = 0; p <= rp[r]; p++) {
         int64_t slot = (int64_t)bt[p / ps] * ps + p % ps;
-        ref += exp(sc[p] - mx) / den * vv[slot * hd + c];
+        double dot = 0;
+        for (int c = 0; c < hd; c++) dot += (double)q[r * hd + c] * kk[slot * hd + c];
+        sc[p] = 0.5 * dot;
+        mx = sc[p] > mx ? sc[p] : mx;
       }
-      CHECK_CLOSE(out[r * hd + c], ref, 2e-5, "long attention row %d col %d", r, c);
+      for (int p = 0; p <= rp[r]; p++) den += exp(sc[p] - mx);
+      for (int c = 0; c < hd; c++) {
+        double ref = 0;
+        for (int p = 0; p <= rp[r]; p++) {
+          int64_t slot = (int64_t)bt[p / ps] * ps + p % ps;
+          ref += exp(sc[p] - mx) / den * vv[slot * hd + c];
+        }
+        CHECK_CLOSE(out[r * hd + c], ref, 2e-5, "long attention %s row %d col %d", isa_env[isa], r,
+                    c);
+      }
     }
+    aoq_dev_free(d, kv.k);
+    aoq_dev_free(d, kv.v);
+    aoq_device_close(d);
   }
-  aoq_dev_free(d, kv.k);
-  aoq_dev_free(d, kv.v);
-  aoq_device_close(d);
+}
+
+/* Multi-query attention with 12 query heads on one KV head: more heads than the kernel takes
+ * at once (8), so one group is split in two; head_dim 512 also lowers that count to 8. */
+static void test_attention_large_group_is_split(void **state) {
+  (void)state;
+  static const int hds[2] = {16, 512};
+  for (int isa = 0; isa < n_isas(); isa++)
+    for (int hi = 0; hi < 2; hi++) {
+      aoq_device *d = open_cpu(isa, 2);
+      const int nh = 12, hd = hds[hi], len = 9, ps = 4, pages = 3;
+      aoq_kv_cache kv = {NULL, NULL, pages, ps, 1, hd, AOQ_DTYPE_F32};
+      tens kt = tens_new(d, (int64_t)pages * ps * hd, AOQ_DTYPE_F32, 1.0);
+      tens vt = tens_new(d, (int64_t)pages * ps * hd, AOQ_DTYPE_F32, 1.0);
+      kv.k = kt.p;
+      kv.v = vt.p;
+      int32_t bt[3] = {2, 0, 1}, rs[2] = {0, 0}, rp[2] = {len - 1, 3};
+      aoq_attn_batch b = {rs, rp, bt, 1, 3, len - 1};
+      tens q = tens_new(d, 2 * nh * hd, AOQ_DTYPE_F32, 1.0);
+      float *out = malloc(sizeof(float) * 2 * nh * hd);
+      float scale = 1.0f / sqrtf((float)hd);
+      assert_int_equal(
+          aoq_dev_attention(d, &kv, &b, q.p, out, 2, nh, scale, AOQ_DTYPE_F32, NULL, NULL), AOQ_OK);
+      for (int r = 0; r < 2; r++)
+        for (int h = 0; h < nh; h++) {
+          double sc[9], mx = -INFINITY, den = 0;
+          for (int p = 0; p <= rp[r]; p++) {
+            int64_t slot = (int64_t)bt[p / ps] * ps + p % ps;
+            double dot = 0;
+            for (int c = 0; c < hd; c++) dot += q.v[(r * nh + h) * hd + c] * kt.v[slot * hd + c];
+            sc[p] = dot * scale;
+            mx = sc[p] > mx ? sc[p] : mx;
+          }
+          for (int p = 0; p <= rp[r]; p++) den += exp(sc[p] - mx);
+          for (int c = 0; c < hd; c++) {
+            double ref = 0;
+            for (int p = 0; p <= rp[r]; p++)
+              ref += exp(sc[p] - mx) / den * vt.v[((int64_t)bt[p / ps] * ps + p % ps) * hd + c];
+            CHECK_CLOSE(out[(r * nh + h) * hd + c], ref, 2e-5, "mqa %s hd %d row %d head %d",
+                        isa_env[isa], hd, r, h);
+          }
+        }
+      free(out);
+      tens_free(d, &q);
+      tens_free(d, &kt);
+      tens_free(d, &vt);
+      aoq_device_close(d);
+    }
 }
 
 /* ---- argmax and sampling ---- */
@@ -909,6 +960,7 @@ int main(void) {
       cmocka_unit_test(test_rope_plain_and_llama31_scaling),
       cmocka_unit_test(test_attention_paged_gqa_mixed_batch),
       cmocka_unit_test(test_attention_long_sequence_rescales),
+      cmocka_unit_test(test_attention_large_group_is_split),
       cmocka_unit_test(test_argmax_first_max_wins),
       cmocka_unit_test(test_sample_is_deterministic_and_greedy_at_zero),
       cmocka_unit_test(test_sample_distribution_top_k_top_p),
