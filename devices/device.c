@@ -107,7 +107,9 @@ void aoq_device_close(aoq_device *d) {
   free(d);
 }
 
-const struct aoq_device_iface *aoq_device_iface_of(const aoq_device *d) { return d->iface; }
+const struct aoq_device_iface *aoq_device_iface_of(const aoq_device *d) {
+  return d ? d->iface : NULL;
+}
 
 aoq_status aoq_device_info_get(aoq_device *d, aoq_device_info *out) {
   if (!d || !out) return aoq_err(AOQ_EINVAL, "aoq_device_info_get: NULL argument");

@@ -935,9 +935,14 @@ static void test_wrappers_check_arguments(void **state) {
   assert_int_equal(aoq_dev_linear_workspace(NULL, NULL, 1), 0);
   assert_false(aoq_device_has(NULL, AOQ_CAP_F32));
   assert_string_equal(aoq_device_name(NULL), "(none)");
+  assert_null(aoq_device_iface_of(NULL));
   aoq_dev_free(NULL, NULL);
   aoq_device_close(NULL);
   aoq_device *d = open_cpu(0, 1);
+  const struct aoq_device_iface *fi = aoq_device_iface_of(d);
+  assert_non_null(fi);
+  assert_int_equal(fi->api_version, AOQ_DEVICE_API_VERSION);
+  assert_string_equal(fi->name, "cpu");
   assert_int_equal(aoq_device_info_get(d, NULL), AOQ_EINVAL);
   assert_int_equal(aoq_dev_kv_store(d, NULL, p, p, NULL, 1, AOQ_DTYPE_BF16, NULL), AOQ_EINVAL);
   assert_int_equal(aoq_dev_embed(d, p, 4, NULL, p, 1, 4, AOQ_DTYPE_BF16, NULL), AOQ_EINVAL);
