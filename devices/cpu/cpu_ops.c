@@ -32,8 +32,7 @@ static int64_t grain_for(int64_t per_item, int64_t work) {
   return per_item >= work ? 1 : work / per_item;
 }
 
-/* ---- rmsnorm: HF LlamaRMSNorm — x*rsqrt(mean(x^2)+eps) in fp32, cast to dt, then * w in dt ----
- */
+/* ---- rmsnorm: HF LlamaRMSNorm, x*rsqrt(mean(x^2)+eps) in fp32, cast to dt, then * w ---- */
 
 typedef struct norm_job {
   const void *x, *w;
