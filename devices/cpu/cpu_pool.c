@@ -6,13 +6,15 @@
  * workers, which spin briefly on the counter before sleeping on a condition variable; every
  * thread (caller included) takes chunks from an atomic counter until none are left; the caller
  * returns once every worker has checked in for that generation. Nothing is
- * allocated per call. Calls from inside a task, or from a second thread while the pool is busy,
- * run inline on the calling thread (same result, no deadlock).
+ * allocated per call. Calls from inside a task, from a second thread while the pool is busy, or
+ * from a fork()ed child (which has no workers) run inline on the calling thread (same result, no
+ * deadlock).
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/error.h"
 #include "devices/cpu/cpu_kernels.h"
@@ -30,6 +32,7 @@ struct aoq_cpu_pool {
   atomic_llong next;
   int n_workers, started;
   pthread_t *th;
+  pid_t owner; /* the process whose threads these are: a fork()ed child runs inline */
 };
 
 /* Back-to-back ops (a decode step) hand work over faster if a worker spins briefly before
@@ -103,6 +106,7 @@ aoq_status aoq_cpu_pool_create(int threads, aoq_cpu_pool **out) {
   atomic_init(&p->stop, 0);
   atomic_init(&p->pending, 0);
   p->n_workers = threads - 1;
+  p->owner = getpid();
   for (int i = 0; i < p->n_workers; i++) {
     int rc = pthread_create(&p->th[i], NULL, worker, p);
     if (rc != 0) {
@@ -140,7 +144,8 @@ void aoq_cpu_parallel(aoq_cpu_ctx *c, int64_t n, int64_t grain, aoq_cpu_task fn,
   if (grain < 1) grain = 1;
   aoq_cpu_pool *p = c ? c->pool : NULL;
   int64_t max_chunks = (n + grain - 1) / grain;
-  if (!p || max_chunks == 1 || tl_in_pool || pthread_mutex_trylock(&p->busy) != 0) {
+  if (!p || max_chunks == 1 || tl_in_pool || p->owner != getpid() ||
+      pthread_mutex_trylock(&p->busy) != 0) {
     fn(arg, 0, n);
     return;
   }

@@ -1,7 +1,8 @@
 /*
  * test_cpu_pool.c — the CPU backend's thread pool (aoq_cpu_parallel): every index is visited
  * exactly once for any n/grain/thread count, nested calls run inline, two threads may call at
- * the same time, and creating/destroying pools leaks nothing (ASan).
+ * the same time, a fork()ed child (no workers) still completes its calls, and creating and
+ * destroying pools leaks nothing (ASan).
  */
 /* cmocka.h needs the headers above it */
 // clang-format off
@@ -12,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 // clang-format on
 
@@ -118,6 +121,32 @@ static void test_concurrent_callers(void **state) {
   ctx_free(c);
 }
 
+/* A child forked after the pool started has no workers: its calls must still complete. */
+static void test_forked_child_runs_inline(void **state) {
+  (void)state;
+  aoq_cpu_ctx *c = ctx_new(3);
+  check_once(c, 1000, 1);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    alarm(20); /* a child that waits for workers it does not have dies instead of hanging */
+    int64_t n = 1000;
+    atomic_int *hits = calloc((size_t)n, sizeof *hits);
+    visit v = {hits, n, 0, c};
+    atomic_init(&v.bad_range, 0);
+    aoq_cpu_parallel(c, n, 1, mark, &v);
+    int ok = atomic_load(&v.bad_range) == 0;
+    for (int64_t i = 0; i < n; i++) ok &= atomic_load(&hits[i]) == 1;
+    _exit(ok ? 0 : 1);
+  }
+  int status = -1;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  check_once(c, 1000, 1);
+  ctx_free(c);
+}
+
 static void test_create_rejects_zero_threads(void **state) {
   (void)state;
   aoq_cpu_pool *p = (aoq_cpu_pool *)1;
@@ -131,6 +160,7 @@ int main(void) {
       cmocka_unit_test(test_every_index_once),
       cmocka_unit_test(test_nested_calls_run_inline),
       cmocka_unit_test(test_concurrent_callers),
+      cmocka_unit_test(test_forked_child_runs_inline),
       cmocka_unit_test(test_create_rejects_zero_threads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
