@@ -1,7 +1,7 @@
 /*
  * numerics.h — scalar element conversions shared by core/, every backend and the GPU kernels.
  *
- * Header-only and dependency-free so that kernels/gpu/*.cu can include it too (AOQ_HD marks the
+ * Header-only and dependency-free so that the GPU kernels (kernels/gpu) can include it too (AOQ_HD marks the
  * functions host+device there). All rounding is round-to-nearest-even unless a name says otherwise
  * (spec/formats.md "Conventions"). Formats add their element codecs here (e4m3, e5m2, e2m1, e8m0,
  * fp6), so that the CPU reference and the GPU kernels decode the same bytes the same way.
