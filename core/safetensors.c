@@ -1,0 +1,950 @@
+/*
+ * safetensors.c — reader (mmap, validate everything up front) and writer of .safetensors files,
+ * plus sharded Hugging Face checkpoints (model.safetensors.index.json).
+ *
+ * File layout: u64 little-endian header length N, N bytes of JSON header, then the data section.
+ * The header maps tensor names to {dtype, shape, data_offsets: [begin, end]} (offsets relative to
+ * the data section) and may hold "__metadata__", a string -> string map.
+ */
+#include "core/safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/error.h"
+
+/* The reference implementation refuses headers above 100 MB; so do we (a real header is KBs). */
+#define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
+#define ST_MAX_INDEX ((size_t)64 * 1024 * 1024)
+/* JSON numbers are doubles: integers above 2^53 are not exact. */
+#define ST_MAX_JSON_INT 9007199254740992.0
+#define ST_NAME_SHOWN 96
+
+typedef struct st_meta {
+  char *key;
+  char *value;
+} st_meta;
+
+struct aoq_st_file {
+  char *label;  /* path or "<memory>", for error details */
+  void *map;    /* owned mapping (NULL for memory images and sharded parents) */
+  size_t map_len;
+  aoq_st_tensor *tensors; /* sorted by name */
+  size_t count;
+  int owns_names;         /* names are strdup'ed here (not borrowed from a shard) */
+  st_meta *meta;          /* sorted by key */
+  size_t nmeta;
+  aoq_st_file **shards;   /* sharded checkpoint: each shard keeps its mapping alive */
+  size_t nshards;
+};
+
+/* Allocation goes through the fault-injection hook so that tests can fail the n-th allocation. */
+static void *st_malloc(size_t n) {
+  if (aoq_fault_hit()) return NULL;
+  return malloc(n ? n : 1);
+}
+
+static void *st_calloc(size_t n, size_t size) {
+  if (aoq_fault_hit()) return NULL;
+  return calloc(n ? n : 1, size ? size : 1);
+}
+
+static char *st_strdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = st_malloc(n);
+  if (p) memcpy(p, s, n);
+  return p;
+}
+
+static aoq_status st_oom(const char *label) {
+  return aoq_err(AOQ_ENOMEM, "%s: out of memory while reading safetensors header", label);
+}
+
+aoq_status aoq_st_dtype_parse(const char *name, aoq_dtype *out) {
+  static const struct {
+    const char *name;
+    aoq_dtype dt;
+  } names[] = {
+      {"F64", AOQ_DTYPE_F64},          {"F32", AOQ_DTYPE_F32},
+      {"F16", AOQ_DTYPE_F16},          {"BF16", AOQ_DTYPE_BF16},
+      {"I64", AOQ_DTYPE_I64},          {"I32", AOQ_DTYPE_I32},
+      {"I16", AOQ_DTYPE_I16},          {"I8", AOQ_DTYPE_I8},
+      {"U64", AOQ_DTYPE_U64},          {"U32", AOQ_DTYPE_U32},
+      {"U16", AOQ_DTYPE_U16},          {"U8", AOQ_DTYPE_U8},
+      {"BOOL", AOQ_DTYPE_BOOL},        {"F8_E4M3", AOQ_DTYPE_F8_E4M3},
+      {"F8_E5M2", AOQ_DTYPE_F8_E5M2},  {"F8_E8M0", AOQ_DTYPE_F8_E8M0},
+      {"F4_E2M1X2", AOQ_DTYPE_F4_E2M1X2},
+  };
+  if (!name || !out) return aoq_err(AOQ_EINVAL, "aoq_st_dtype_parse: NULL argument");
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    if (strcmp(name, names[i].name) == 0) {
+      *out = names[i].dt;
+      return AOQ_OK;
+    }
+  }
+  return aoq_err(AOQ_EFORMAT, "unknown safetensors dtype \"%.32s\"", name);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Reader                                                                                      */
+/* ------------------------------------------------------------------------------------------- */
+
+static void st_free_contents(aoq_st_file *f) {
+  if (f->owns_names) {
+    for (size_t i = 0; i < f->count; i++) free((char *)f->tensors[i].name);
+  }
+  free(f->tensors);
+  for (size_t i = 0; i < f->nmeta; i++) {
+    free(f->meta[i].key);
+    free(f->meta[i].value);
+  }
+  free(f->meta);
+  for (size_t i = 0; i < f->nshards; i++) aoq_st_close(f->shards[i]);
+  free(f->shards);
+  if (f->map) munmap(f->map, f->map_len);
+  free(f->label);
+}
+
+void aoq_st_close(aoq_st_file *f) {
+  if (!f) return;
+  st_free_contents(f);
+  free(f);
+}
+
+/* A JSON number that is an exact non-negative integer representable in a double. */
+static int st_json_uint(const cJSON *j, uint64_t *out) {
+  if (!cJSON_IsNumber(j)) return 0;
+  double d = j->valuedouble;
+  /* written so that NaN fails every comparison */
+  if (!(d >= 0.0 && d <= ST_MAX_JSON_INT)) return 0;
+  uint64_t u = (uint64_t)d;
+  if ((double)u != d) return 0;
+  *out = u;
+  return 1;
+}
+
+static int st_cmp_tensor_name(const void *a, const void *b) {
+  return strcmp(((const aoq_st_tensor *)a)->name, ((const aoq_st_tensor *)b)->name);
+}
+
+static int st_cmp_meta_key(const void *a, const void *b) {
+  return strcmp(((const st_meta *)a)->key, ((const st_meta *)b)->key);
+}
+
+typedef struct st_span {
+  uint64_t begin, end;
+  size_t idx;
+} st_span;
+
+static int st_cmp_span(const void *a, const void *b) {
+  const st_span *x = a, *y = b;
+  if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+  if (x->end != y->end) return x->end < y->end ? -1 : 1;
+  return 0;
+}
+
+static aoq_status st_parse_metadata(aoq_st_file *f, const cJSON *m) {
+  const char *L = f->label;
+  if (!cJSON_IsObject(m)) return aoq_err(AOQ_EFORMAT, "%s: __metadata__ is not a JSON object", L);
+  size_t n = (size_t)cJSON_GetArraySize(m);
+  f->meta = st_calloc(n, sizeof *f->meta);
+  if (!f->meta) return st_oom(L);
+  for (const cJSON *e = m->child; e; e = e->next) {
+    if (!cJSON_IsString(e) || !e->valuestring)
+      return aoq_err(AOQ_EFORMAT, "%s: __metadata__[\"%.*s\"] is not a string", L, ST_NAME_SHOWN,
+                     e->string ? e->string : "");
+    if (!e->string) return aoq_err(AOQ_EFORMAT, "%s: __metadata__ entry without a key", L);
+    st_meta *kv = &f->meta[f->nmeta];
+    kv->key = st_strdup(e->string);
+    kv->value = kv->key ? st_strdup(e->valuestring) : NULL;
+    if (!kv->key || !kv->value) {
+      free(kv->key);
+      kv->key = NULL;
+      return st_oom(L);
+    }
+    f->nmeta++;
+  }
+  qsort(f->meta, f->nmeta, sizeof *f->meta, st_cmp_meta_key);
+  for (size_t i = 1; i < f->nmeta; i++) {
+    if (strcmp(f->meta[i - 1].key, f->meta[i].key) == 0)
+      return aoq_err(AOQ_EFORMAT, "%s: __metadata__ key \"%.*s\" appears twice", L, ST_NAME_SHOWN,
+                     f->meta[i].key);
+  }
+  return AOQ_OK;
+}
+
+/* Validates one tensor entry and fills t (except name and data) and its byte offsets. */
+static aoq_status st_parse_entry(const char *L, const cJSON *e, uint64_t data_len, aoq_st_tensor *t,
+                                 uint64_t *begin, uint64_t *end) {
+  const char *nm = e->string;
+  if (!cJSON_IsObject(e))
+    return aoq_err(AOQ_EFORMAT, "%s: tensor \"%.*s\": entry is not a JSON object", L,
+                   ST_NAME_SHOWN, nm);
+  const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+  const cJSON *shape = cJSON_GetObjectItemCaseSensitive(e, "shape");
+  const cJSON *offs = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+  if (!cJSON_IsString(dt) || !dt->valuestring)
+    return aoq_err(AOQ_EFORMAT, "%s: tensor \"%.*s\": dtype missing or not a string", L,
+                   ST_NAME_SHOWN, nm);
+  if (aoq_st_dtype_parse(dt->valuestring, &t->dtype) != AOQ_OK)
+    return aoq_err(AOQ_EFORMAT, "%s: tensor \"%.*s\": unknown dtype \"%.32s\"", L, ST_NAME_SHOWN,
+                   nm, dt->valuestring);
+  if (!cJSON_IsArray(shape))
+    return aoq_err(AOQ_EFORMAT, "%s: tensor \"%.*s\": shape missing or not an array", L,
+                   ST_NAME_SHOWN, nm);
+  int nd = cJSON_GetArraySize(shape);
+  if (nd > AOQ_ST_MAX_DIMS)
+    return aoq_err(AOQ_EFORMAT, "%s: tensor \"%.*s\": shape has %d dims, at most %d allowed", L,
+                   ST_NAME_SHOWN, nm, nd, AOQ_ST_MAX_DIMS);
+  t->ndim = nd;
+  uint64_t elems = 1;
+  int overflow = 0, d = 0;
+  for (const cJSON *s = shape->child; s; s = s->next, d++) {
+    uint64_t v;
+    if (!st_json_uint(s, &v))
+      return aoq_err(AOQ_EFORMAT, "%s: tensor \"%.*s\": shape[%d] is not a non-negative integer",
+                     L, ST_NAME_SHOWN, nm, d);
+    t->shape[d] = (int64_t)v;
+    if (__builtin_mul_overflow(elems, v, &elems)) overflow = 1;
+  }
+  uint64_t nbytes = 0;
+  if (overflow || __builtin_mul_overflow(elems, (uint64_t)aoq_dtype_size(t->dtype), &nbytes) ||
+      nbytes > SIZE_MAX)
+    return aoq_err(AOQ_EFORMAT, "%s: tensor \"%.*s\": shape product overflows", L, ST_NAME_SHOWN,
+                   nm);
+  t->nbytes = (size_t)nbytes;
+  if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2)
+    return aoq_err(AOQ_EFORMAT, "%s: tensor \"%.*s\": data_offsets must be an array [begin, end]",
+                   L, ST_NAME_SHOWN, nm);
+  if (!st_json_uint(offs->child, begin) || !st_json_uint(offs->child->next, end))
+    return aoq_err(AOQ_EFORMAT,
+                   "%s: tensor \"%.*s\": data_offsets are not non-negative integers", L,
+                   ST_NAME_SHOWN, nm);
+  if (*begin > *end)
+    return aoq_err(AOQ_EFORMAT, "%s: tensor \"%.*s\": data_offsets begin %llu > end %llu", L,
+                   ST_NAME_SHOWN, nm, (unsigned long long)*begin, (unsigned long long)*end);
+  if (*end > data_len)
+    return aoq_err(AOQ_EFORMAT,
+                   "%s: tensor \"%.*s\": data_offsets end %llu beyond the data section (%llu "
+                   "bytes; file truncated?)",
+                   L, ST_NAME_SHOWN, nm, (unsigned long long)*end, (unsigned long long)data_len);
+  if (*end - *begin != nbytes)
+    return aoq_err(AOQ_EFORMAT,
+                   "%s: tensor \"%.*s\": data_offsets span %llu bytes but %s shape needs %llu", L,
+                   ST_NAME_SHOWN, nm, (unsigned long long)(*end - *begin),
+                   aoq_dtype_name(t->dtype), (unsigned long long)nbytes);
+  return AOQ_OK;
+}
+
+/* Parses and validates the image buf[0..len) into f (whose label is set). On error f holds
+ * partial results that st_free_contents releases. */
+static aoq_status st_parse(aoq_st_file *f, const uint8_t *buf, size_t len) {
+  const char *L = f->label;
+  if (len < 8)
+    return aoq_err(AOQ_EFORMAT, "%s: %zu bytes is too short for a safetensors header length", L,
+                   len);
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | buf[i];
+  if (hlen > len - 8)
+    return aoq_err(AOQ_EFORMAT, "%s: header length %llu exceeds the %zu bytes after it", L,
+                   (unsigned long long)hlen, len - 8);
+  if (hlen > ST_MAX_HEADER)
+    return aoq_err(AOQ_EFORMAT, "%s: header length %llu exceeds the limit of %llu", L,
+                   (unsigned long long)hlen, (unsigned long long)ST_MAX_HEADER);
+  if (hlen < 2) return aoq_err(AOQ_EFORMAT, "%s: header length %llu is too short for JSON", L,
+                               (unsigned long long)hlen);
+  const char *hdr = (const char *)buf + 8;
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &end, 0);
+  if (!root) {
+    size_t at = end && end >= hdr ? (size_t)(end - hdr) : 0;
+    return aoq_err(AOQ_EFORMAT, "%s: header is not valid JSON (near byte %zu of %llu)", L, at,
+                   (unsigned long long)hlen);
+  }
+  aoq_status st = AOQ_OK;
+  st_span *spans = NULL;
+  /* The writer pads the header with spaces; anything else after the JSON value is garbage. */
+  for (const char *p = end; p < hdr + hlen; p++) {
+    if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+      st = aoq_err(AOQ_EFORMAT, "%s: junk after the JSON header at byte %zu", L,
+                   (size_t)(p - hdr));
+      goto out;
+    }
+  }
+  if (!cJSON_IsObject(root)) {
+    st = aoq_err(AOQ_EFORMAT, "%s: header is not a JSON object", L);
+    goto out;
+  }
+  size_t n = 0;
+  const cJSON *meta = NULL;
+  for (const cJSON *e = root->child; e; e = e->next) {
+    if (!e->string) {
+      st = aoq_err(AOQ_EFORMAT, "%s: header entry without a name", L);
+      goto out;
+    }
+    if (strcmp(e->string, "__metadata__") == 0) {
+      if (meta) {
+        st = aoq_err(AOQ_EFORMAT, "%s: __metadata__ appears twice", L);
+        goto out;
+      }
+      meta = e;
+    } else {
+      n++;
+    }
+  }
+  if (meta && (st = st_parse_metadata(f, meta)) != AOQ_OK) goto out;
+  uint64_t data_len = (uint64_t)(len - 8) - hlen;
+  const uint8_t *data = buf + 8 + hlen;
+  f->tensors = st_calloc(n, sizeof *f->tensors);
+  spans = st_calloc(n, sizeof *spans);
+  if (!f->tensors || !spans) {
+    st = st_oom(L);
+    goto out;
+  }
+  f->owns_names = 1;
+  for (const cJSON *e = root->child; e; e = e->next) {
+    if (e == meta) continue;
+    aoq_st_tensor *t = &f->tensors[f->count];
+    st_span *sp = &spans[f->count];
+    if ((st = st_parse_entry(L, e, data_len, t, &sp->begin, &sp->end)) != AOQ_OK) goto out;
+    t->name = st_strdup(e->string);
+    if (!t->name) {
+      st = st_oom(L);
+      goto out;
+    }
+    t->data = data + sp->begin;
+    sp->idx = f->count;
+    f->count++;
+  }
+  qsort(spans, n, sizeof *spans, st_cmp_span);
+  for (size_t i = 1; i < n; i++) {
+    if (spans[i].begin < spans[i - 1].end) {
+      st = aoq_err(AOQ_EFORMAT,
+                   "%s: tensors \"%.*s\" [%llu, %llu) and \"%.*s\" [%llu, %llu) overlap", L,
+                   ST_NAME_SHOWN, f->tensors[spans[i - 1].idx].name,
+                   (unsigned long long)spans[i - 1].begin, (unsigned long long)spans[i - 1].end,
+                   ST_NAME_SHOWN, f->tensors[spans[i].idx].name,
+                   (unsigned long long)spans[i].begin, (unsigned long long)spans[i].end);
+      goto out;
+    }
+  }
+  qsort(f->tensors, f->count, sizeof *f->tensors, st_cmp_tensor_name);
+  for (size_t i = 1; i < f->count; i++) {
+    if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) == 0) {
+      st = aoq_err(AOQ_EFORMAT, "%s: tensor \"%.*s\" appears twice", L, ST_NAME_SHOWN,
+                   f->tensors[i].name);
+      goto out;
+    }
+  }
+out:
+  free(spans);
+  cJSON_Delete(root);
+  return st;
+}
+
+static aoq_status st_new(const char *label, aoq_st_file **out) {
+  aoq_st_file *f = st_calloc(1, sizeof *f);
+  if (!f) return aoq_err(AOQ_ENOMEM, "%s: out of memory", label);
+  f->label = st_strdup(label);
+  if (!f->label) {
+    free(f);
+    return aoq_err(AOQ_ENOMEM, "%s: out of memory", label);
+  }
+  *out = f;
+  return AOQ_OK;
+}
+
+aoq_status aoq_st_open_memory(const void *data, size_t len, aoq_st_file **out) {
+  if (!out) return aoq_err(AOQ_EINVAL, "aoq_st_open_memory: out is NULL");
+  *out = NULL;
+  if (!data && len) return aoq_err(AOQ_EINVAL, "aoq_st_open_memory: data is NULL");
+  aoq_st_file *f;
+  AOQ_TRY(st_new("<memory>", &f));
+  aoq_status st = st_parse(f, data ? data : "", data ? len : 0);
+  if (st != AOQ_OK) {
+    aoq_st_close(f);
+    return st;
+  }
+  *out = f;
+  return AOQ_OK;
+}
+
+static aoq_status st_open_single(const char *path, aoq_st_file **out) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return aoq_err(AOQ_EIO, "%s: open: %s", path, strerror(errno));
+  struct stat sb;
+  if (fstat(fd, &sb) != 0) {
+    int e = errno;
+    close(fd);
+    return aoq_err(AOQ_EIO, "%s: fstat: %s", path, strerror(e));
+  }
+  if (!S_ISREG(sb.st_mode)) {
+    close(fd);
+    return aoq_err(AOQ_EIO, "%s: not a regular file", path);
+  }
+  if (sb.st_size < 8) {
+    close(fd);
+    return aoq_err(AOQ_EFORMAT, "%s: %lld bytes is too short for a safetensors header length",
+                   path, (long long)sb.st_size);
+  }
+  if ((unsigned long long)sb.st_size > SIZE_MAX) {
+    close(fd);
+    return aoq_err(AOQ_EIO, "%s: file too large to map", path);
+  }
+  size_t len = (size_t)sb.st_size;
+  void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+  int e = errno;
+  close(fd);
+  if (map == MAP_FAILED) return aoq_err(AOQ_EIO, "%s: mmap of %zu bytes: %s", path, len,
+                                        strerror(e));
+  aoq_st_file *f;
+  aoq_status st = st_new(path, &f);
+  if (st != AOQ_OK) {
+    munmap(map, len);
+    return st;
+  }
+  f->map = map;
+  f->map_len = len;
+  if ((st = st_parse(f, map, len)) != AOQ_OK) {
+    aoq_st_close(f);
+    return st;
+  }
+  *out = f;
+  return AOQ_OK;
+}
+
+static aoq_status st_read_small_file(const char *path, size_t limit, char **out) {
+  FILE *fp = fopen(path, "rb");
+  if (!fp) return aoq_err(AOQ_EIO, "%s: open: %s", path, strerror(errno));
+  char *buf = NULL;
+  size_t len = 0, cap = 0;
+  aoq_status st = AOQ_OK;
+  for (;;) {
+    if (len + 4096 + 1 > cap) {
+      cap = cap ? cap * 2 : 65536;
+      char *nb = aoq_fault_hit() ? NULL : realloc(buf, cap);
+      if (!nb) {
+        st = aoq_err(AOQ_ENOMEM, "%s: out of memory", path);
+        break;
+      }
+      buf = nb;
+    }
+    size_t got = fread(buf + len, 1, cap - len - 1, fp);
+    len += got;
+    if (len > limit) {
+      st = aoq_err(AOQ_EFORMAT, "%s: larger than %zu bytes", path, limit);
+      break;
+    }
+    if (got == 0) {
+      if (ferror(fp)) st = aoq_err(AOQ_EIO, "%s: read: %s", path, strerror(errno));
+      break;
+    }
+  }
+  fclose(fp);
+  if (st != AOQ_OK) {
+    free(buf);
+    return st;
+  }
+  buf[len] = 0;
+  *out = buf;
+  return AOQ_OK;
+}
+
+static int st_is_dir(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+static int st_exists(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0;
+}
+
+static int st_ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static aoq_status st_join(const char *dir, const char *name, char **out) {
+  size_t n = strlen(dir) + strlen(name) + 2;
+  char *p = st_malloc(n);
+  if (!p) return aoq_err(AOQ_ENOMEM, "%s: out of memory", dir);
+  snprintf(p, n, "%s/%s", dir, name);
+  *out = p;
+  return AOQ_OK;
+}
+
+/* Opens a sharded checkpoint from its index.json; dir is the folder that holds the shards. */
+static aoq_status st_open_index(const char *index_path, const char *dir, aoq_st_file **out) {
+  char *text = NULL;
+  AOQ_TRY(st_read_small_file(index_path, ST_MAX_INDEX, &text));
+  cJSON *root = cJSON_Parse(text);
+  free(text);
+  if (!root) return aoq_err(AOQ_EFORMAT, "%s: not valid JSON", index_path);
+  aoq_st_file *f = NULL;
+  char **shard_names = NULL;
+  char *shard_path = NULL;
+  aoq_status st = AOQ_OK;
+  const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+  if (!cJSON_IsObject(root) || !cJSON_IsObject(wm)) {
+    st = aoq_err(AOQ_EFORMAT, "%s: no \"weight_map\" object", index_path);
+    goto fail;
+  }
+  if ((st = st_new(index_path, &f)) != AOQ_OK) goto fail;
+  size_t n = (size_t)cJSON_GetArraySize(wm);
+  f->tensors = st_calloc(n, sizeof *f->tensors);
+  shard_names = st_calloc(n, sizeof *shard_names);
+  f->shards = st_calloc(n, sizeof *f->shards);
+  if (!f->tensors || !shard_names || !f->shards) {
+    st = aoq_err(AOQ_ENOMEM, "%s: out of memory", index_path);
+    goto fail;
+  }
+  f->owns_names = 0; /* names point into the shards */
+  for (const cJSON *e = wm->child; e; e = e->next) {
+    const char *tname = e->string ? e->string : "";
+    if (!cJSON_IsString(e) || !e->valuestring) {
+      st = aoq_err(AOQ_EFORMAT, "%s: weight_map[\"%.*s\"] is not a string", index_path,
+                   ST_NAME_SHOWN, tname);
+      goto fail;
+    }
+    const char *sname = e->valuestring;
+    /* Shards live next to the index: no paths, so an index cannot point elsewhere. */
+    if (!*sname || strchr(sname, '/') || strcmp(sname, ".") == 0 || strcmp(sname, "..") == 0) {
+      st = aoq_err(AOQ_EFORMAT, "%s: weight_map[\"%.*s\"]: bad shard file name \"%.*s\"",
+                   index_path, ST_NAME_SHOWN, tname, ST_NAME_SHOWN, sname);
+      goto fail;
+    }
+    size_t s = 0;
+    while (s < f->nshards && strcmp(shard_names[s], sname) != 0) s++;
+    if (s == f->nshards) {
+      if ((st = st_join(dir, sname, &shard_path)) != AOQ_OK) goto fail;
+      if (!st_exists(shard_path)) {
+        st = aoq_err(AOQ_EIO, "%s: weight_map[\"%.*s\"] names shard %s, which does not exist",
+                     index_path, ST_NAME_SHOWN, tname, shard_path);
+        goto fail;
+      }
+      if ((st = st_open_single(shard_path, &f->shards[s])) != AOQ_OK) goto fail;
+      free(shard_path);
+      shard_path = NULL;
+      shard_names[s] = (char *)sname; /* borrowed from root, which outlives this loop */
+      f->nshards++;
+    }
+    const aoq_st_tensor *t = aoq_st_find(f->shards[s], tname);
+    if (!t) {
+      st = aoq_err(AOQ_EFORMAT, "%s: weight_map names tensor \"%.*s\", which shard %s lacks",
+                   index_path, ST_NAME_SHOWN, tname, sname);
+      goto fail;
+    }
+    f->tensors[f->count++] = *t;
+  }
+  qsort(f->tensors, f->count, sizeof *f->tensors, st_cmp_tensor_name);
+  for (size_t i = 1; i < f->count; i++) {
+    if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) == 0) {
+      st = aoq_err(AOQ_EFORMAT, "%s: weight_map names tensor \"%.*s\" twice", index_path,
+                   ST_NAME_SHOWN, f->tensors[i].name);
+      goto fail;
+    }
+  }
+  free(shard_names);
+  cJSON_Delete(root);
+  *out = f;
+  return AOQ_OK;
+fail:
+  free(shard_path);
+  free(shard_names);
+  aoq_st_close(f);
+  cJSON_Delete(root);
+  return st;
+}
+
+aoq_status aoq_st_open(const char *path, aoq_st_file **out) {
+  if (!out) return aoq_err(AOQ_EINVAL, "aoq_st_open: out is NULL");
+  *out = NULL;
+  if (!path || !*path) return aoq_err(AOQ_EINVAL, "aoq_st_open: empty path");
+  if (st_is_dir(path)) {
+    char *p = NULL;
+    AOQ_TRY(st_join(path, "model.safetensors.index.json", &p));
+    aoq_status st;
+    if (st_exists(p)) {
+      st = st_open_index(p, path, out);
+    } else {
+      free(p);
+      p = NULL;
+      AOQ_TRY(st_join(path, "model.safetensors", &p));
+      if (!st_exists(p)) {
+        free(p);
+        return aoq_err(AOQ_EIO,
+                       "%s: directory holds neither model.safetensors.index.json nor "
+                       "model.safetensors",
+                       path);
+      }
+      st = st_open_single(p, out);
+    }
+    free(p);
+    return st;
+  }
+  if (st_ends_with(path, ".json")) {
+    char *dir = st_strdup(path);
+    if (!dir) return aoq_err(AOQ_ENOMEM, "%s: out of memory", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) {
+      slash[1] = 0;
+    } else if (slash) {
+      *slash = 0;
+    } else {
+      dir[0] = '.';
+      dir[1] = 0;
+    }
+    aoq_status st = st_open_index(path, dir, out);
+    free(dir);
+    return st;
+  }
+  return st_open_single(path, out);
+}
+
+size_t aoq_st_count(const aoq_st_file *f) {
+  return f ? f->count : 0;
+}
+
+const aoq_st_tensor *aoq_st_at(const aoq_st_file *f, size_t i) {
+  return f && i < f->count ? &f->tensors[i] : NULL;
+}
+
+const aoq_st_tensor *aoq_st_find(const aoq_st_file *f, const char *name) {
+  if (!f || !name) return NULL;
+  size_t lo = 0, hi = f->count;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(name, f->tensors[mid].name);
+    if (c == 0) return &f->tensors[mid];
+    if (c < 0)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return NULL;
+}
+
+static const char *st_meta_own(const aoq_st_file *f, const char *key) {
+  size_t lo = 0, hi = f->nmeta;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(key, f->meta[mid].key);
+    if (c == 0) return f->meta[mid].value;
+    if (c < 0)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return NULL;
+}
+
+const char *aoq_st_meta(const aoq_st_file *f, const char *key) {
+  if (!f || !key) return NULL;
+  const char *v = st_meta_own(f, key);
+  /* Sharded: the first shard (in weight_map order) that has the key answers. */
+  for (size_t i = 0; !v && i < f->nshards; i++) v = st_meta_own(f->shards[i], key);
+  return v;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Writer                                                                                      */
+/* ------------------------------------------------------------------------------------------- */
+
+typedef struct st_wentry {
+  char *name;
+  aoq_dtype dtype;
+  int ndim;
+  int64_t shape[AOQ_ST_MAX_DIMS];
+  const void *data;
+  size_t nbytes;
+} st_wentry;
+
+struct aoq_st_writer {
+  st_wentry *e;
+  size_t n, cap;
+  st_meta *meta;
+  size_t nmeta, capmeta;
+};
+
+aoq_status aoq_st_writer_new(aoq_st_writer **out) {
+  if (!out) return aoq_err(AOQ_EINVAL, "aoq_st_writer_new: out is NULL");
+  *out = st_calloc(1, sizeof **out);
+  if (!*out) return aoq_err(AOQ_ENOMEM, "safetensors writer: out of memory");
+  return AOQ_OK;
+}
+
+void aoq_st_writer_free(aoq_st_writer *w) {
+  if (!w) return;
+  for (size_t i = 0; i < w->n; i++) free(w->e[i].name);
+  free(w->e);
+  for (size_t i = 0; i < w->nmeta; i++) {
+    free(w->meta[i].key);
+    free(w->meta[i].value);
+  }
+  free(w->meta);
+  free(w);
+}
+
+static aoq_status st_grow(void **p, size_t *cap, size_t need, size_t elem) {
+  if (need <= *cap) return AOQ_OK;
+  size_t nc = *cap ? *cap * 2 : 16;
+  while (nc < need) nc *= 2;
+  void *np = aoq_fault_hit() ? NULL : realloc(*p, nc * elem);
+  if (!np) return aoq_err(AOQ_ENOMEM, "safetensors writer: out of memory");
+  *p = np;
+  *cap = nc;
+  return AOQ_OK;
+}
+
+aoq_status aoq_st_writer_add(aoq_st_writer *w, const char *name, aoq_dtype dt, int ndim,
+                             const int64_t *shape, const void *data, size_t nbytes) {
+  if (!w || !name) return aoq_err(AOQ_EINVAL, "aoq_st_writer_add: NULL argument");
+  if (!*name || strcmp(name, "__metadata__") == 0)
+    return aoq_err(AOQ_EINVAL, "aoq_st_writer_add: invalid tensor name \"%s\"", name);
+  if (aoq_dtype_size(dt) == 0)
+    return aoq_err(AOQ_EINVAL, "aoq_st_writer_add: tensor %.*s: invalid dtype %d", ST_NAME_SHOWN,
+                   name, (int)dt);
+  if (ndim < 0 || ndim > AOQ_ST_MAX_DIMS || (ndim > 0 && !shape))
+    return aoq_err(AOQ_EINVAL, "aoq_st_writer_add: tensor %.*s: ndim %d out of range 0..%d",
+                   ST_NAME_SHOWN, name, ndim, AOQ_ST_MAX_DIMS);
+  uint64_t elems = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] < 0 || (double)shape[i] > ST_MAX_JSON_INT ||
+        __builtin_mul_overflow(elems, (uint64_t)shape[i], &elems))
+      return aoq_err(AOQ_EINVAL, "aoq_st_writer_add: tensor %.*s: bad shape[%d] = %lld",
+                     ST_NAME_SHOWN, name, i, (long long)shape[i]);
+  }
+  uint64_t want;
+  if (__builtin_mul_overflow(elems, (uint64_t)aoq_dtype_size(dt), &want) || want != nbytes)
+    return aoq_err(AOQ_ESHAPE, "aoq_st_writer_add: tensor %.*s: %zu bytes given, shape needs %llu",
+                   ST_NAME_SHOWN, name, nbytes, (unsigned long long)want);
+  if (nbytes && !data)
+    return aoq_err(AOQ_EINVAL, "aoq_st_writer_add: tensor %.*s: data is NULL", ST_NAME_SHOWN,
+                   name);
+  for (size_t i = 0; i < w->n; i++) {
+    if (strcmp(w->e[i].name, name) == 0)
+      return aoq_err(AOQ_EINVAL, "aoq_st_writer_add: tensor %.*s added twice", ST_NAME_SHOWN,
+                     name);
+  }
+  AOQ_TRY(st_grow((void **)&w->e, &w->cap, w->n + 1, sizeof *w->e));
+  st_wentry *e = &w->e[w->n];
+  memset(e, 0, sizeof *e);
+  e->name = st_strdup(name);
+  if (!e->name) return aoq_err(AOQ_ENOMEM, "safetensors writer: out of memory");
+  e->dtype = dt;
+  e->ndim = ndim;
+  for (int i = 0; i < ndim; i++) e->shape[i] = shape[i];
+  e->data = data;
+  e->nbytes = nbytes;
+  w->n++;
+  return AOQ_OK;
+}
+
+aoq_status aoq_st_writer_meta(aoq_st_writer *w, const char *key, const char *value) {
+  if (!w || !key || !value) return aoq_err(AOQ_EINVAL, "aoq_st_writer_meta: NULL argument");
+  for (size_t i = 0; i < w->nmeta; i++) {
+    if (strcmp(w->meta[i].key, key) == 0) {
+      char *v = st_strdup(value);
+      if (!v) return aoq_err(AOQ_ENOMEM, "safetensors writer: out of memory");
+      free(w->meta[i].value);
+      w->meta[i].value = v;
+      return AOQ_OK;
+    }
+  }
+  AOQ_TRY(st_grow((void **)&w->meta, &w->capmeta, w->nmeta + 1, sizeof *w->meta));
+  char *k = st_strdup(key), *v = k ? st_strdup(value) : NULL;
+  if (!k || !v) {
+    free(k);
+    return aoq_err(AOQ_ENOMEM, "safetensors writer: out of memory");
+  }
+  w->meta[w->nmeta].key = k;
+  w->meta[w->nmeta].value = v;
+  w->nmeta++;
+  return AOQ_OK;
+}
+
+/* Growing text buffer for the JSON header. */
+typedef struct st_buf {
+  char *p;
+  size_t len, cap;
+  int oom;
+} st_buf;
+
+static void st_buf_put(st_buf *b, const char *s, size_t n) {
+  if (b->oom) return;
+  if (b->len + n + 1 > b->cap) {
+    size_t nc = b->cap ? b->cap : 4096;
+    while (nc < b->len + n + 1) nc *= 2;
+    char *np = aoq_fault_hit() ? NULL : realloc(b->p, nc);
+    if (!np) {
+      b->oom = 1;
+      return;
+    }
+    b->p = np;
+    b->cap = nc;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  b->p[b->len] = 0;
+}
+
+static void st_buf_str(st_buf *b, const char *s) {
+  st_buf_put(b, s, strlen(s));
+}
+
+static void st_buf_u64(st_buf *b, unsigned long long v) {
+  char tmp[32];
+  int n = snprintf(tmp, sizeof tmp, "%llu", v);
+  st_buf_put(b, tmp, (size_t)n);
+}
+
+/* A JSON string literal: quotes, backslashes and control bytes escaped; other bytes as given. */
+static void st_buf_json_string(st_buf *b, const char *s) {
+  st_buf_put(b, "\"", 1);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    char tmp[8];
+    if (*p == '"' || *p == '\\') {
+      tmp[0] = '\\';
+      tmp[1] = (char)*p;
+      st_buf_put(b, tmp, 2);
+    } else if (*p < 0x20) {
+      snprintf(tmp, sizeof tmp, "\\u%04x", *p);
+      st_buf_put(b, tmp, 6);
+    } else {
+      st_buf_put(b, (const char *)p, 1);
+    }
+  }
+  st_buf_put(b, "\"", 1);
+}
+
+static int st_cmp_wentry(const void *a, const void *b) {
+  return strcmp(((const st_wentry *)a)->name, ((const st_wentry *)b)->name);
+}
+
+static aoq_status st_write_all(int fd, const void *data, size_t n, const char *path) {
+  const uint8_t *p = data;
+  while (n > 0) {
+    size_t chunk = n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n;
+    ssize_t got = write(fd, p, chunk);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return aoq_err(AOQ_EIO, "%s: write: %s", path, strerror(errno));
+    }
+    if (got == 0) return aoq_err(AOQ_EIO, "%s: write returned 0", path);
+    p += got;
+    n -= (size_t)got;
+  }
+  return AOQ_OK;
+}
+
+static aoq_status st_build_header(aoq_st_writer *w, st_buf *b) {
+  qsort(w->e, w->n, sizeof *w->e, st_cmp_wentry);
+  qsort(w->meta, w->nmeta, sizeof *w->meta, st_cmp_meta_key);
+  /* 8 placeholder bytes for the length, patched below */
+  st_buf_put(b, "\0\0\0\0\0\0\0\0{", 9);
+  int first = 1;
+  if (w->nmeta) {
+    st_buf_str(b, "\"__metadata__\":{");
+    for (size_t i = 0; i < w->nmeta; i++) {
+      if (i) st_buf_put(b, ",", 1);
+      st_buf_json_string(b, w->meta[i].key);
+      st_buf_put(b, ":", 1);
+      st_buf_json_string(b, w->meta[i].value);
+    }
+    st_buf_put(b, "}", 1);
+    first = 0;
+  }
+  uint64_t off = 0;
+  for (size_t i = 0; i < w->n; i++) {
+    const st_wentry *e = &w->e[i];
+    if (!first) st_buf_put(b, ",", 1);
+    first = 0;
+    st_buf_json_string(b, e->name);
+    st_buf_str(b, ":{\"dtype\":\"");
+    st_buf_str(b, aoq_dtype_name(e->dtype));
+    st_buf_str(b, "\",\"shape\":[");
+    for (int d = 0; d < e->ndim; d++) {
+      if (d) st_buf_put(b, ",", 1);
+      st_buf_u64(b, (unsigned long long)e->shape[d]);
+    }
+    st_buf_str(b, "],\"data_offsets\":[");
+    st_buf_u64(b, off);
+    st_buf_put(b, ",", 1);
+    off += e->nbytes;
+    st_buf_u64(b, off);
+    st_buf_str(b, "]}");
+  }
+  st_buf_put(b, "}", 1);
+  /* Pad with spaces so that the data section starts 8-byte aligned. */
+  while (!b->oom && b->len % 8 != 0) st_buf_put(b, " ", 1);
+  if (b->oom) return aoq_err(AOQ_ENOMEM, "safetensors writer: out of memory for the header");
+  uint64_t hlen = b->len - 8;
+  for (int i = 0; i < 8; i++) b->p[i] = (char)((hlen >> (8 * i)) & 0xff);
+  return AOQ_OK;
+}
+
+aoq_status aoq_st_writer_finish(aoq_st_writer *w, const char *path) {
+  if (!w) return aoq_err(AOQ_EINVAL, "aoq_st_writer_finish: writer is NULL");
+  if (!path || !*path) {
+    aoq_st_writer_free(w);
+    return aoq_err(AOQ_EINVAL, "aoq_st_writer_finish: empty path");
+  }
+  st_buf b = {0};
+  char *tmp = NULL;
+  int fd = -1;
+  aoq_status st = st_build_header(w, &b);
+  if (st != AOQ_OK) goto out;
+  size_t plen = strlen(path) + 16;
+  tmp = st_malloc(plen);
+  if (!tmp) {
+    st = aoq_err(AOQ_ENOMEM, "%s: out of memory", path);
+    goto out;
+  }
+  snprintf(tmp, plen, "%s.tmp.XXXXXX", path);
+  fd = mkstemp(tmp);
+  if (fd < 0) {
+    st = aoq_err(AOQ_EIO, "%s: cannot create temporary file: %s", tmp, strerror(errno));
+    free(tmp);
+    tmp = NULL;
+    goto out;
+  }
+  if ((st = st_write_all(fd, b.p, b.len, tmp)) != AOQ_OK) goto out;
+  for (size_t i = 0; i < w->n; i++) {
+    if ((st = st_write_all(fd, w->e[i].data, w->e[i].nbytes, tmp)) != AOQ_OK) goto out;
+  }
+  /* mkstemp creates 0600; a checkpoint is an ordinary readable file */
+  if (fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
+    st = aoq_err(AOQ_EIO, "%s: fchmod/fsync: %s", tmp, strerror(errno));
+    goto out;
+  }
+  int rc = close(fd);
+  fd = -1;
+  if (rc != 0) {
+    st = aoq_err(AOQ_EIO, "%s: close: %s", tmp, strerror(errno));
+    goto out;
+  }
+  if (rename(tmp, path) != 0) {
+    st = aoq_err(AOQ_EIO, "%s: rename from %s: %s", path, tmp, strerror(errno));
+    goto out;
+  }
+  free(tmp);
+  tmp = NULL;
+out:
+  if (fd >= 0) close(fd);
+  if (tmp) {
+    unlink(tmp);
+    free(tmp);
+  }
+  free(b.p);
+  aoq_st_writer_free(w);
+  return st;
+}
