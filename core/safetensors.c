@@ -847,8 +847,8 @@ static aoq_status st_write_all(int fd, const void *data, size_t n, const char *p
 }
 
 static aoq_status st_build_header(aoq_st_writer *w, st_buf *b) {
-  qsort(w->e, w->n, sizeof *w->e, st_cmp_wentry);
-  qsort(w->meta, w->nmeta, sizeof *w->meta, st_cmp_meta_key);
+  if (w->n) qsort(w->e, w->n, sizeof *w->e, st_cmp_wentry);
+  if (w->nmeta) qsort(w->meta, w->nmeta, sizeof *w->meta, st_cmp_meta_key);
   /* 8 placeholder bytes for the length, patched below */
   st_buf_put(b, "\0\0\0\0\0\0\0\0{", 9);
   int first = 1;
