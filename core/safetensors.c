@@ -34,15 +34,15 @@ typedef struct st_meta {
 } st_meta;
 
 struct aoq_st_file {
-  char *label;  /* path or "<memory>", for error details */
-  void *map;    /* owned mapping (NULL for memory images and sharded parents) */
+  char *label; /* path or "<memory>", for error details */
+  void *map;   /* owned mapping (NULL for memory images and sharded parents) */
   size_t map_len;
   aoq_st_tensor *tensors; /* sorted by name */
   size_t count;
-  int owns_names;         /* names are strdup'ed here (not borrowed from a shard) */
-  st_meta *meta;          /* sorted by key */
+  int owns_names; /* names are strdup'ed here (not borrowed from a shard) */
+  st_meta *meta;  /* sorted by key */
   size_t nmeta;
-  aoq_st_file **shards;   /* sharded checkpoint: each shard keeps its mapping alive */
+  aoq_st_file **shards; /* sharded checkpoint: each shard keeps its mapping alive */
   size_t nshards;
 };
 
@@ -73,14 +73,22 @@ aoq_status aoq_st_dtype_parse(const char *name, aoq_dtype *out) {
     const char *name;
     aoq_dtype dt;
   } names[] = {
-      {"F64", AOQ_DTYPE_F64},          {"F32", AOQ_DTYPE_F32},
-      {"F16", AOQ_DTYPE_F16},          {"BF16", AOQ_DTYPE_BF16},
-      {"I64", AOQ_DTYPE_I64},          {"I32", AOQ_DTYPE_I32},
-      {"I16", AOQ_DTYPE_I16},          {"I8", AOQ_DTYPE_I8},
-      {"U64", AOQ_DTYPE_U64},          {"U32", AOQ_DTYPE_U32},
-      {"U16", AOQ_DTYPE_U16},          {"U8", AOQ_DTYPE_U8},
-      {"BOOL", AOQ_DTYPE_BOOL},        {"F8_E4M3", AOQ_DTYPE_F8_E4M3},
-      {"F8_E5M2", AOQ_DTYPE_F8_E5M2},  {"F8_E8M0", AOQ_DTYPE_F8_E8M0},
+      {"F64", AOQ_DTYPE_F64},
+      {"F32", AOQ_DTYPE_F32},
+      {"F16", AOQ_DTYPE_F16},
+      {"BF16", AOQ_DTYPE_BF16},
+      {"I64", AOQ_DTYPE_I64},
+      {"I32", AOQ_DTYPE_I32},
+      {"I16", AOQ_DTYPE_I16},
+      {"I8", AOQ_DTYPE_I8},
+      {"U64", AOQ_DTYPE_U64},
+      {"U32", AOQ_DTYPE_U32},
+      {"U16", AOQ_DTYPE_U16},
+      {"U8", AOQ_DTYPE_U8},
+      {"BOOL", AOQ_DTYPE_BOOL},
+      {"F8_E4M3", AOQ_DTYPE_F8_E4M3},
+      {"F8_E5M2", AOQ_DTYPE_F8_E5M2},
+      {"F8_E8M0", AOQ_DTYPE_F8_E8M0},
       {"F4_E2M1X2", AOQ_DTYPE_F4_E2M1X2},
   };
   if (!name || !out) return aoq_err(AOQ_EINVAL, "aoq_st_dtype_parse: NULL argument");
@@ -186,8 +194,8 @@ static aoq_status st_parse_entry(const char *L, const cJSON *e, uint64_t data_le
                                  uint64_t *begin, uint64_t *end) {
   const char *nm = e->string;
   if (!cJSON_IsObject(e))
-    return aoq_err(AOQ_EFORMAT, "%s: tensor \"%.*s\": entry is not a JSON object", L,
-                   ST_NAME_SHOWN, nm);
+    return aoq_err(AOQ_EFORMAT, "%s: tensor \"%.*s\": entry is not a JSON object", L, ST_NAME_SHOWN,
+                   nm);
   const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
   const cJSON *shape = cJSON_GetObjectItemCaseSensitive(e, "shape");
   const cJSON *offs = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
@@ -210,8 +218,8 @@ static aoq_status st_parse_entry(const char *L, const cJSON *e, uint64_t data_le
   for (const cJSON *s = shape->child; s; s = s->next, d++) {
     uint64_t v;
     if (!st_json_uint(s, &v))
-      return aoq_err(AOQ_EFORMAT, "%s: tensor \"%.*s\": shape[%d] is not a non-negative integer",
-                     L, ST_NAME_SHOWN, nm, d);
+      return aoq_err(AOQ_EFORMAT, "%s: tensor \"%.*s\": shape[%d] is not a non-negative integer", L,
+                     ST_NAME_SHOWN, nm, d);
     t->shape[d] = (int64_t)v;
     if (__builtin_mul_overflow(elems, v, &elems)) overflow = 1;
   }
@@ -225,9 +233,8 @@ static aoq_status st_parse_entry(const char *L, const cJSON *e, uint64_t data_le
     return aoq_err(AOQ_EFORMAT, "%s: tensor \"%.*s\": data_offsets must be an array [begin, end]",
                    L, ST_NAME_SHOWN, nm);
   if (!st_json_uint(offs->child, begin) || !st_json_uint(offs->child->next, end))
-    return aoq_err(AOQ_EFORMAT,
-                   "%s: tensor \"%.*s\": data_offsets are not non-negative integers", L,
-                   ST_NAME_SHOWN, nm);
+    return aoq_err(AOQ_EFORMAT, "%s: tensor \"%.*s\": data_offsets are not non-negative integers",
+                   L, ST_NAME_SHOWN, nm);
   if (*begin > *end)
     return aoq_err(AOQ_EFORMAT, "%s: tensor \"%.*s\": data_offsets begin %llu > end %llu", L,
                    ST_NAME_SHOWN, nm, (unsigned long long)*begin, (unsigned long long)*end);
@@ -239,8 +246,8 @@ static aoq_status st_parse_entry(const char *L, const cJSON *e, uint64_t data_le
   if (*end - *begin != nbytes)
     return aoq_err(AOQ_EFORMAT,
                    "%s: tensor \"%.*s\": data_offsets span %llu bytes but %s shape needs %llu", L,
-                   ST_NAME_SHOWN, nm, (unsigned long long)(*end - *begin),
-                   aoq_dtype_name(t->dtype), (unsigned long long)nbytes);
+                   ST_NAME_SHOWN, nm, (unsigned long long)(*end - *begin), aoq_dtype_name(t->dtype),
+                   (unsigned long long)nbytes);
   return AOQ_OK;
 }
 
@@ -259,8 +266,9 @@ static aoq_status st_parse(aoq_st_file *f, const uint8_t *buf, size_t len) {
   if (hlen > ST_MAX_HEADER)
     return aoq_err(AOQ_EFORMAT, "%s: header length %llu exceeds the limit of %llu", L,
                    (unsigned long long)hlen, (unsigned long long)ST_MAX_HEADER);
-  if (hlen < 2) return aoq_err(AOQ_EFORMAT, "%s: header length %llu is too short for JSON", L,
-                               (unsigned long long)hlen);
+  if (hlen < 2)
+    return aoq_err(AOQ_EFORMAT, "%s: header length %llu is too short for JSON", L,
+                   (unsigned long long)hlen);
   const char *hdr = (const char *)buf + 8;
   const char *end = NULL;
   cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &end, 0);
@@ -274,8 +282,7 @@ static aoq_status st_parse(aoq_st_file *f, const uint8_t *buf, size_t len) {
   /* The writer pads the header with spaces; anything else after the JSON value is garbage. */
   for (const char *p = end; p < hdr + hlen; p++) {
     if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-      st = aoq_err(AOQ_EFORMAT, "%s: junk after the JSON header at byte %zu", L,
-                   (size_t)(p - hdr));
+      st = aoq_err(AOQ_EFORMAT, "%s: junk after the JSON header at byte %zu", L, (size_t)(p - hdr));
       goto out;
     }
   }
@@ -327,12 +334,11 @@ static aoq_status st_parse(aoq_st_file *f, const uint8_t *buf, size_t len) {
   qsort(spans, n, sizeof *spans, st_cmp_span);
   for (size_t i = 1; i < n; i++) {
     if (spans[i].begin < spans[i - 1].end) {
-      st = aoq_err(AOQ_EFORMAT,
-                   "%s: tensors \"%.*s\" [%llu, %llu) and \"%.*s\" [%llu, %llu) overlap", L,
-                   ST_NAME_SHOWN, f->tensors[spans[i - 1].idx].name,
-                   (unsigned long long)spans[i - 1].begin, (unsigned long long)spans[i - 1].end,
-                   ST_NAME_SHOWN, f->tensors[spans[i].idx].name,
-                   (unsigned long long)spans[i].begin, (unsigned long long)spans[i].end);
+      st = aoq_err(
+          AOQ_EFORMAT, "%s: tensors \"%.*s\" [%llu, %llu) and \"%.*s\" [%llu, %llu) overlap", L,
+          ST_NAME_SHOWN, f->tensors[spans[i - 1].idx].name, (unsigned long long)spans[i - 1].begin,
+          (unsigned long long)spans[i - 1].end, ST_NAME_SHOWN, f->tensors[spans[i].idx].name,
+          (unsigned long long)spans[i].begin, (unsigned long long)spans[i].end);
       goto out;
     }
   }
@@ -392,8 +398,8 @@ static aoq_status st_open_single(const char *path, aoq_st_file **out) {
   }
   if (sb.st_size < 8) {
     close(fd);
-    return aoq_err(AOQ_EFORMAT, "%s: %lld bytes is too short for a safetensors header length",
-                   path, (long long)sb.st_size);
+    return aoq_err(AOQ_EFORMAT, "%s: %lld bytes is too short for a safetensors header length", path,
+                   (long long)sb.st_size);
   }
   if ((unsigned long long)sb.st_size > SIZE_MAX) {
     close(fd);
@@ -403,8 +409,8 @@ static aoq_status st_open_single(const char *path, aoq_st_file **out) {
   void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
   int e = errno;
   close(fd);
-  if (map == MAP_FAILED) return aoq_err(AOQ_EIO, "%s: mmap of %zu bytes: %s", path, len,
-                                        strerror(e));
+  if (map == MAP_FAILED)
+    return aoq_err(AOQ_EIO, "%s: mmap of %zu bytes: %s", path, len, strerror(e));
   aoq_st_file *f;
   aoq_status st = st_new(path, &f);
   if (st != AOQ_OK) {
@@ -482,6 +488,42 @@ static aoq_status st_join(const char *dir, const char *name, char **out) {
   return AOQ_OK;
 }
 
+/* The metadata of a sharded checkpoint: the union over its shards; of two shards with the same
+ * key, the first by file name wins. Strings are copied so that the parent owns its table. */
+static int st_cmp_file_label(const void *a, const void *b) {
+  return strcmp((*(aoq_st_file *const *)a)->label, (*(aoq_st_file *const *)b)->label);
+}
+
+static aoq_status st_merge_meta(aoq_st_file *f) {
+  size_t total = 0;
+  for (size_t s = 0; s < f->nshards; s++) total += f->shards[s]->nmeta;
+  f->meta = st_calloc(total, sizeof *f->meta);
+  if (!f->meta) return st_oom(f->label);
+  /* shards in file-name order (model-00001-of-... first); all labels share the folder prefix */
+  if (f->nshards) qsort(f->shards, f->nshards, sizeof *f->shards, st_cmp_file_label);
+  for (size_t s = 0; s < f->nshards; s++) {
+    const aoq_st_file *sh = f->shards[s];
+    for (size_t i = 0; i < sh->nmeta; i++) {
+      /* metadata tables are small: a linear scan is fine */
+      int seen = 0;
+      for (size_t j = 0; j < f->nmeta && !seen; j++)
+        seen = !strcmp(f->meta[j].key, sh->meta[i].key);
+      if (seen) continue;
+      st_meta *kv = &f->meta[f->nmeta];
+      kv->key = st_strdup(sh->meta[i].key);
+      kv->value = kv->key ? st_strdup(sh->meta[i].value) : NULL;
+      if (!kv->value) {
+        free(kv->key);
+        kv->key = NULL;
+        return st_oom(f->label);
+      }
+      f->nmeta++;
+    }
+  }
+  if (f->nmeta) qsort(f->meta, f->nmeta, sizeof *f->meta, st_cmp_meta_key);
+  return AOQ_OK;
+}
+
 /* Opens a sharded checkpoint from its index.json; dir is the folder that holds the shards. */
 static aoq_status st_open_index(const char *index_path, const char *dir, aoq_st_file **out) {
   char *text = NULL;
@@ -553,6 +595,7 @@ static aoq_status st_open_index(const char *index_path, const char *dir, aoq_st_
       goto fail;
     }
   }
+  if ((st = st_merge_meta(f)) != AOQ_OK) goto fail;
   free(shard_names);
   cJSON_Delete(root);
   *out = f;
@@ -648,11 +691,15 @@ static const char *st_meta_own(const aoq_st_file *f, const char *key) {
 }
 
 const char *aoq_st_meta(const aoq_st_file *f, const char *key) {
-  if (!f || !key) return NULL;
-  const char *v = st_meta_own(f, key);
-  /* Sharded: the first shard (in weight_map order) that has the key answers. */
-  for (size_t i = 0; !v && i < f->nshards; i++) v = st_meta_own(f->shards[i], key);
-  return v;
+  return f && key ? st_meta_own(f, key) : NULL;
+}
+
+size_t aoq_st_meta_count(const aoq_st_file *f) {
+  return f ? f->nmeta : 0;
+}
+
+const char *aoq_st_meta_key(const aoq_st_file *f, size_t i) {
+  return f && i < f->nmeta ? f->meta[i].key : NULL;
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -728,12 +775,10 @@ aoq_status aoq_st_writer_add(aoq_st_writer *w, const char *name, aoq_dtype dt, i
     return aoq_err(AOQ_ESHAPE, "aoq_st_writer_add: tensor %.*s: %zu bytes given, shape needs %llu",
                    ST_NAME_SHOWN, name, nbytes, (unsigned long long)want);
   if (nbytes && !data)
-    return aoq_err(AOQ_EINVAL, "aoq_st_writer_add: tensor %.*s: data is NULL", ST_NAME_SHOWN,
-                   name);
+    return aoq_err(AOQ_EINVAL, "aoq_st_writer_add: tensor %.*s: data is NULL", ST_NAME_SHOWN, name);
   for (size_t i = 0; i < w->n; i++) {
     if (strcmp(w->e[i].name, name) == 0)
-      return aoq_err(AOQ_EINVAL, "aoq_st_writer_add: tensor %.*s added twice", ST_NAME_SHOWN,
-                     name);
+      return aoq_err(AOQ_EINVAL, "aoq_st_writer_add: tensor %.*s added twice", ST_NAME_SHOWN, name);
   }
   AOQ_TRY(st_grow((void **)&w->e, &w->cap, w->n + 1, sizeof *w->e));
   st_wentry *e = &w->e[w->n];

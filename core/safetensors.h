@@ -39,6 +39,10 @@ const aoq_st_tensor *aoq_st_at(const aoq_st_file *f, size_t i);
 const aoq_st_tensor *aoq_st_find(const aoq_st_file *f, const char *name);
 /* `__metadata__` string value by key, or NULL. Borrowed. */
 const char *aoq_st_meta(const aoq_st_file *f, const char *key);
+/* Number of `__metadata__` entries (sharded: the union over the shards; the first shard by file
+ * name wins a key), and the i-th key in sorted order or NULL. Borrowed. */
+size_t aoq_st_meta_count(const aoq_st_file *f);
+const char *aoq_st_meta_key(const aoq_st_file *f, size_t i);
 
 /* Writer: collect tensors (data borrowed until aoq_st_writer_finish), then write the file. */
 typedef struct aoq_st_writer aoq_st_writer;

@@ -146,7 +146,9 @@ static void test_writer_reader_round_trip_every_dtype(void **state) {
     int t = AOQ_DTYPE_COUNT - 1 - i / 3, kind = i % 3;
     dts[i] = (aoq_dtype)t;
     snprintf(names[i], sizeof names[i], "%s.%s", aoq_dtype_name(dts[i]),
-             kind == 0 ? "mat" : kind == 1 ? "scalar" : "empty");
+             kind == 0   ? "mat"
+             : kind == 1 ? "scalar"
+                         : "empty");
     size_t elems = 1;
     if (kind == 0) {
       nds[i] = 3;
@@ -201,6 +203,10 @@ static void test_writer_reader_round_trip_every_dtype(void **state) {
   assert_string_equal(aoq_st_meta(f, "format"), "pt");
   assert_string_equal(aoq_st_meta(f, "odd"), odd_value);
   assert_null(aoq_st_meta(f, "missing"));
+  assert_int_equal(aoq_st_meta_count(f), 2);
+  assert_string_equal(aoq_st_meta_key(f, 0), "format");
+  assert_string_equal(aoq_st_meta_key(f, 1), "odd");
+  assert_null(aoq_st_meta_key(f, 2));
   aoq_st_close(f);
 
   /* The same bytes through the memory API give the same answer. */
@@ -282,10 +288,11 @@ static void test_malformed_headers_are_refused(void **state) {
       {"fractional dim", "{\"a\":{\"dtype\":\"U8\",\"shape\":[1.5],\"data_offsets\":[0,1]}}", 2},
       {"string dim", "{\"a\":{\"dtype\":\"U8\",\"shape\":[\"1\"],\"data_offsets\":[0,1]}}", 1},
       {"dim beyond 2^53", "{\"a\":{\"dtype\":\"U8\",\"shape\":[1e300],\"data_offsets\":[0,1]}}", 1},
-      {"9 dims",
-       "{\"a\":{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,1]}}", 1},
+      {"9 dims", "{\"a\":{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,1]}}",
+       1},
       {"shape product overflows",
-       "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,0]}}", 0},
+       "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,0]}}",
+       0},
       {"offsets missing", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4},
       {"one offset", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4]}}", 4},
       {"three offsets", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 8},
@@ -410,8 +417,7 @@ static void test_truncated_file_is_refused(void **state) {
 
   aoq_err_clear();
   rc = aoq_st_open(tpath("does-not-exist.safetensors"), &f);
-  expect_refused(rc, f, AOQ_EIO,
-                 "missing file");
+  expect_refused(rc, f, AOQ_EIO, "missing file");
   mkdir(tpath("emptydir"), 0755);
   aoq_err_clear();
   rc = aoq_st_open(tpath("emptydir"), &f);
@@ -420,7 +426,7 @@ static void test_truncated_file_is_refused(void **state) {
 
 /* Writes a shard holding tensors name[i] = F32 [4] filled with value[i]. */
 static void write_shard(const char *path, int n, const char *const *names, const float *values,
-                        const char *meta_value) {
+                        const char *meta_value, const char *extra_key) {
   static float bufs[8][4];
   aoq_st_writer *w;
   assert_int_equal(aoq_st_writer_new(&w), AOQ_OK);
@@ -430,6 +436,7 @@ static void write_shard(const char *path, int n, const char *const *names, const
     assert_int_equal(aoq_st_writer_add(w, names[i], AOQ_DTYPE_F32, 1, shp, bufs[i], 16), AOQ_OK);
   }
   if (meta_value) assert_int_equal(aoq_st_writer_meta(w, "format", meta_value), AOQ_OK);
+  if (extra_key) assert_int_equal(aoq_st_writer_meta(w, extra_key, path), AOQ_OK);
   assert_int_equal(aoq_st_writer_finish(w, path), AOQ_OK);
 }
 
@@ -450,6 +457,11 @@ static void check_sharded(aoq_st_file *f) {
   assert_true(((const float *)aoq_st_find(f, "layers.0.w")->data)[2] == 2.0f);
   assert_null(aoq_st_find(f, "unlisted"));
   assert_string_equal(aoq_st_meta(f, "format"), "pt");
+  assert_non_null(strstr(aoq_st_meta(f, "shard2"), "model-00002-of-00002.safetensors"));
+  assert_int_equal(aoq_st_meta_count(f), 2);
+  assert_string_equal(aoq_st_meta_key(f, 0), "format");
+  assert_string_equal(aoq_st_meta_key(f, 1), "shard2");
+  assert_null(aoq_st_meta_key(f, 2));
 }
 
 static void test_sharded_checkpoint(void **state) {
@@ -457,8 +469,9 @@ static void test_sharded_checkpoint(void **state) {
   mkdir(tpath("sharded"), 0755);
   const char *n1[] = {"embed", "layers.0.w"}, *n2[] = {"lm_head", "unlisted"};
   const float v1[] = {1, 2}, v2[] = {3, 4};
-  write_shard(tpath("sharded/model-00001-of-00002.safetensors"), 2, n1, v1, "pt");
-  write_shard(tpath("sharded/model-00002-of-00002.safetensors"), 2, n2, v2, NULL);
+  write_shard(tpath("sharded/model-00001-of-00002.safetensors"), 2, n1, v1, "pt", NULL);
+  /* the second shard's "format" loses to the first shard's; its "shard2" key is kept */
+  write_shard(tpath("sharded/model-00002-of-00002.safetensors"), 2, n2, v2, "other", "shard2");
   const char *index =
       "{\"metadata\": {\"total_size\": 48}, \"weight_map\": {"
       "\"lm_head\": \"model-00002-of-00002.safetensors\","
@@ -476,7 +489,7 @@ static void test_sharded_checkpoint(void **state) {
 
   /* A folder with a single model.safetensors and no index. */
   mkdir(tpath("single"), 0755);
-  write_shard(tpath("single/model.safetensors"), 2, n1, v1, "pt");
+  write_shard(tpath("single/model.safetensors"), 2, n1, v1, "pt", NULL);
   assert_int_equal(aoq_st_open(tpath("single"), &f), AOQ_OK);
   assert_int_equal(aoq_st_count(f), 2);
   aoq_st_close(f);
@@ -488,7 +501,7 @@ static void test_broken_sharded_index_is_refused(void **state) {
   mkdir(tpath("broken"), 0755);
   const char *n1[] = {"a"};
   const float v1[] = {1};
-  write_shard(tpath("broken/s1.safetensors"), 1, n1, v1, NULL);
+  write_shard(tpath("broken/s1.safetensors"), 1, n1, v1, NULL, NULL);
   char ix[512];
   snprintf(ix, sizeof ix, "%s", tpath("broken/model.safetensors.index.json"));
   static const struct {
@@ -497,11 +510,11 @@ static void test_broken_sharded_index_is_refused(void **state) {
   } cases[] = {
       {"missing shard file",
        "{\"weight_map\": {\"a\": \"s1.safetensors\", \"b\": \"s2.safetensors\"}}", AOQ_EIO},
-      {"tensor the shard lacks", "{\"weight_map\": {\"a\": \"s1.safetensors\", \"z\": "
-                                 "\"s1.safetensors\"}}",
+      {"tensor the shard lacks",
+       "{\"weight_map\": {\"a\": \"s1.safetensors\", \"z\": "
+       "\"s1.safetensors\"}}",
        AOQ_EFORMAT},
-      {"shard outside the folder", "{\"weight_map\": {\"a\": \"../s1.safetensors\"}}",
-       AOQ_EFORMAT},
+      {"shard outside the folder", "{\"weight_map\": {\"a\": \"../s1.safetensors\"}}", AOQ_EFORMAT},
       {"shard name not a string", "{\"weight_map\": {\"a\": 1}}", AOQ_EFORMAT},
       {"no weight_map", "{\"metadata\": {}}", AOQ_EFORMAT},
       {"index not JSON", "{\"weight_map\": ", AOQ_EFORMAT},
@@ -512,7 +525,7 @@ static void test_broken_sharded_index_is_refused(void **state) {
     aoq_st_file *f = (aoq_st_file *)1;
     aoq_err_clear();
     rc = aoq_st_open(tpath("broken"), &f);
-  expect_refused(rc, f, cases[i].want, cases[i].what);
+    expect_refused(rc, f, cases[i].want, cases[i].what);
   }
   /* A shard that is itself malformed. */
   write_text(tpath("broken/s1.safetensors"), "not a safetensors file");
@@ -530,13 +543,20 @@ static int torch_dtype(const char *name, aoq_dtype *dt, int *as_u8) {
     aoq_dtype dt;
     int as_u8; /* no safetensors name: stored as U8 with "<tensor>.dtype" metadata */
   } map[] = {
-      {"torch.bfloat16", AOQ_DTYPE_BF16, 0},   {"torch.float32", AOQ_DTYPE_F32, 0},
-      {"torch.float16", AOQ_DTYPE_F16, 0},     {"torch.float64", AOQ_DTYPE_F64, 0},
-      {"torch.int8", AOQ_DTYPE_I8, 0},         {"torch.uint8", AOQ_DTYPE_U8, 0},
-      {"torch.int16", AOQ_DTYPE_I16, 0},       {"torch.int32", AOQ_DTYPE_I32, 0},
-      {"torch.int64", AOQ_DTYPE_I64, 0},       {"torch.bool", AOQ_DTYPE_BOOL, 0},
-      {"torch.float8_e4m3fn", AOQ_DTYPE_F8_E4M3, 0}, {"torch.float8_e5m2", AOQ_DTYPE_F8_E5M2, 0},
-      {"torch.float8_e8m0fnu", AOQ_DTYPE_U8, 1},     {"torch.float4_e2m1fn_x2", AOQ_DTYPE_U8, 1},
+      {"torch.bfloat16", AOQ_DTYPE_BF16, 0},
+      {"torch.float32", AOQ_DTYPE_F32, 0},
+      {"torch.float16", AOQ_DTYPE_F16, 0},
+      {"torch.float64", AOQ_DTYPE_F64, 0},
+      {"torch.int8", AOQ_DTYPE_I8, 0},
+      {"torch.uint8", AOQ_DTYPE_U8, 0},
+      {"torch.int16", AOQ_DTYPE_I16, 0},
+      {"torch.int32", AOQ_DTYPE_I32, 0},
+      {"torch.int64", AOQ_DTYPE_I64, 0},
+      {"torch.bool", AOQ_DTYPE_BOOL, 0},
+      {"torch.float8_e4m3fn", AOQ_DTYPE_F8_E4M3, 0},
+      {"torch.float8_e5m2", AOQ_DTYPE_F8_E5M2, 0},
+      {"torch.float8_e8m0fnu", AOQ_DTYPE_U8, 1},
+      {"torch.float4_e2m1fn_x2", AOQ_DTYPE_U8, 1},
   };
   for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
     if (strcmp(map[i].torch, name) == 0) {
@@ -585,8 +605,8 @@ static void test_golden_files_match_report(void **state) {
         char key[256];
         snprintf(key, sizeof key, "%s.dtype", e->string);
         const char *m = aoq_st_meta(f, key);
-        if (!m || strcmp(m, tdt) != 0) fail_msg("%s: metadata %s = %s, want %s", path, key,
-                                                m ? m : "(none)", tdt);
+        if (!m || strcmp(m, tdt) != 0)
+          fail_msg("%s: metadata %s = %s, want %s", path, key, m ? m : "(none)", tdt);
         u8_reinterpreted++;
       }
       assert_int_equal(t->ndim, cJSON_GetArraySize(shape));
@@ -594,8 +614,8 @@ static void test_golden_files_match_report(void **state) {
       for (int d = 0; d < t->ndim; d++) {
         int64_t want_d = (int64_t)cJSON_GetArrayItem(shape, d)->valuedouble;
         if (t->shape[d] != want_d)
-          fail_msg("%s: %s shape[%d] = %lld, want %lld", path, e->string, d,
-                   (long long)t->shape[d], (long long)want_d);
+          fail_msg("%s: %s shape[%d] = %lld, want %lld", path, e->string, d, (long long)t->shape[d],
+                   (long long)want_d);
         elems *= (size_t)want_d;
       }
       assert_int_equal(t->nbytes, elems * aoq_dtype_size(want));
