@@ -253,4 +253,115 @@ AOQ_HD int64_t aoq_scale_swizzle_size(int64_t R, int64_t C) {
   return ((R + 127) / 128) * 128 * ((C + 3) / 4) * 4;
 }
 
+/*
+ * Row quantizers shared by the weight quantizers (core/quant_fp.c), the activation quantizers
+ * (core/act_quant.c) and the backends' linear kernels: one row of k bf16 values at a time.
+ */
+
+/* max |x| over n bf16 values; NaN propagates. */
+AOQ_HD float aoq_amax_bf16(const uint16_t *x, int64_t n) {
+  uint32_t a = 0;
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t v = x[i] & 0x7fffu;
+    if (v > 0x7f80u) return aoq_bf16_to_f32((uint16_t)v);
+    a = v > a ? v : a;
+  }
+  return aoq_bf16_to_f32((uint16_t)a);
+}
+
+/* MX (§6, RCEIL): q e4m3[k] (fp4: fp4x2[k/2], even index in the low nibble), scale e8m0[k/32]. */
+AOQ_HD void aoq_mx_quant_row(const uint16_t *x, int64_t k, int fp4, uint8_t *q, uint8_t *scale) {
+  const float inv = fp4 ? 1.0f / AOQ_E2M1_MAX : 1.0f / AOQ_E4M3_MAX;
+  for (int64_t b = 0; b < k / 32; b++) {
+    const uint16_t *xb = x + b * 32;
+    uint8_t e = aoq_e8m0_rceil(aoq_amax_bf16(xb, 32), inv);
+    scale[b] = e;
+    /* exact reciprocal power of two; byte 255 makes the block NaN */
+    float mul = e == 0xffu ? aoq_bits_f32(0x7fc00000u) : aoq_pow2f(127 - (int)e);
+    if (fp4) {
+      for (int i = 0; i < 32; i += 2) {
+        uint8_t lo = aoq_f32_to_e2m1(aoq_bf16_to_f32(xb[i]) * mul);
+        uint8_t hi = aoq_f32_to_e2m1(aoq_bf16_to_f32(xb[i + 1]) * mul);
+        q[b * 16 + i / 2] = (uint8_t)(lo | (hi << 4));
+      }
+    } else {
+      for (int i = 0; i < 32; i++) q[b * 32 + i] = aoq_f32_to_e4m3(aoq_bf16_to_f32(xb[i]) * mul);
+    }
+  }
+}
+
+/* NVFP4 (§7) with per-tensor scale pts: q fp4x2[k/2], scale e4m3[k/16];
+ * elements x * ((1/pts) / s_b), clamped to ±6, RNE. */
+AOQ_HD void aoq_nvfp4_quant_row(const uint16_t *x, int64_t k, float pts, uint8_t *q,
+                                uint8_t *scale) {
+  const float inv_pts = 1.0f / pts;
+  for (int64_t b = 0; b < k / 16; b++) {
+    const uint16_t *xb = x + b * 16;
+    uint8_t sb = aoq_nvfp4_block_scale(aoq_amax_bf16(xb, 16), pts);
+    scale[b] = sb;
+    float mul = inv_pts / aoq_e4m3_to_f32(sb);
+    for (int i = 0; i < 16; i += 2) {
+      uint8_t lo = aoq_f32_to_e2m1(aoq_bf16_to_f32(xb[i]) * mul);
+      uint8_t hi = aoq_f32_to_e2m1(aoq_bf16_to_f32(xb[i + 1]) * mul);
+      q[b * 8 + i / 2] = (uint8_t)(lo | (hi << 4));
+    }
+  }
+}
+
+/* fp8 e4m3 with a given scale (§3): q = e4m3(x / scale), true division, saturating. */
+AOQ_HD void aoq_fp8_quant_row(const uint16_t *x, int64_t k, float scale, uint8_t *q) {
+  for (int64_t i = 0; i < k; i++) q[i] = aoq_f32_to_e4m3(aoq_bf16_to_f32(x[i]) / scale);
+}
+
+/* MSLK quantize_fp8_row (§3, fp8-int4 activations): amax floored at 1/512, scale = amax / 448
+ * in fp32, q = e4m3(x / scale). Returns the scale. */
+AOQ_HD float aoq_fp8_quant_row_mslk(const uint16_t *x, int64_t k, uint8_t *q) {
+  float a = aoq_amax_bf16(x, k);
+  float s = (a > 0.001953125f ? a : 0.001953125f) / 448.0f;
+  aoq_fp8_quant_row(x, k, s, q);
+  return s;
+}
+
+/* int8 symmetric per-token (§0, §2): scale = bf16(amax / 127.5) (fp32 eps floor),
+ * q = clamp(RNE(x * fp32(1/scale)), -128, 127). Returns the scale. */
+AOQ_HD float aoq_int8_quant_row(const uint16_t *x, int64_t k, int8_t *q) {
+  float s = aoq_int8_scale(aoq_amax_bf16(x, k)), inv = 1.0f / s;
+  for (int64_t i = 0; i < k; i++) {
+    float v = aoq_bf16_to_f32(x[i]) * inv, a = v < 0 ? -v : v;
+    float r = (float)aoq_rne_u32(a > 200.0f ? 200.0f : a);
+    r = v < 0 ? -r : r;
+    q[i] = (int8_t)(r > 127.0f ? 127 : r < -128.0f ? -128 : (int)r);
+  }
+  return s;
+}
+
+/* int8 asymmetric per-token (§1 ASYMMETRIC, §5 activations): mn = min(x, 0), mx = max(x, 0),
+ * scale = (mx - mn) / 255 computed in bf16 (the activation dtype; fp32 eps floor),
+ * zp = clamp(-128 - RNE(mn / scale), -128, 127), q = clamp(RNE(x * (1/scale)) + zp, -128, 127).
+ * Dequant (q - zp) * scale. */
+AOQ_HD void aoq_int8_asym_quant_row(const uint16_t *x, int64_t k, int8_t *q, float *scale,
+                                    int32_t *zp) {
+  float mn = 0.0f, mx = 0.0f;
+  for (int64_t i = 0; i < k; i++) {
+    float v = aoq_bf16_to_f32(x[i]);
+    mn = v < mn ? v : mn;
+    mx = v > mx ? v : mx;
+  }
+  float s = aoq_round_bf16(aoq_round_bf16(mx - mn) / 255.0f);
+  if (!(s >= 1.1920929e-7f)) s = 1.1920929e-7f;
+  float t = aoq_round_bf16(mn / s), at = t < 0 ? -t : t;
+  float rt = (float)aoq_rne_u32(at > 1e6f ? 1e6f : at);
+  int z = -128 - (int)(t < 0 ? -rt : rt);
+  z = z < -128 ? -128 : z > 127 ? 127 : z;
+  float inv = aoq_round_bf16(1.0f / s);
+  for (int64_t i = 0; i < k; i++) {
+    float v = aoq_round_bf16(aoq_bf16_to_f32(x[i]) * inv), a = v < 0 ? -v : v;
+    float r = (float)aoq_rne_u32(a > 1e6f ? 1e6f : a);
+    int qi = (int)(v < 0 ? -r : r) + z;
+    q[i] = (int8_t)(qi < -128 ? -128 : qi > 127 ? 127 : qi);
+  }
+  *scale = s;
+  *zp = z;
+}
+
 #endif

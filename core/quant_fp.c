@@ -15,16 +15,6 @@
 
 static float bf(const uint16_t *p, int64_t i) { return aoq_bf16_to_f32(p[i]); }
 
-static float amax_bf16(const uint16_t *p, int64_t n) {
-  float a = 0.0f;
-  for (int64_t i = 0; i < n; i++) {
-    float v = fabsf(bf(p, i));
-    if (v > a || v != v) a = v;
-    if (a != a) return a;
-  }
-  return a;
-}
-
 bool aoq_fp_kind(aoq_format_kind kind) {
   switch (kind) {
   case AOQ_FMT_FP8WO:
@@ -93,7 +83,7 @@ static void fp8_block(const uint16_t *w, int64_t k, int64_t r0, int64_t r1, int6
                       uint8_t *q, float *scale) {
   float amax = 0.0f;
   for (int64_t r = r0; r < r1; r++) {
-    float a = amax_bf16(w + r * k + c0, c1 - c0);
+    float a = aoq_amax_bf16(w + r * k + c0, c1 - c0);
     if (a > amax || a != a) amax = a;
   }
   float s = aoq_fp8_scale(amax, AOQ_E4M3_MAX);
@@ -102,44 +92,10 @@ static void fp8_block(const uint16_t *w, int64_t k, int64_t r0, int64_t r1, int6
     for (int64_t c = c0; c < c1; c++) q[r * k + c] = aoq_f32_to_e4m3(bf(w, r * k + c) / s);
 }
 
-void aoq_mx_quant_row(const uint16_t *x, int64_t k, bool fp4, uint8_t *q, uint8_t *scale) {
-  const float inv = fp4 ? 1.0f / AOQ_E2M1_MAX : 1.0f / AOQ_E4M3_MAX;
-  for (int64_t b = 0; b < k / 32; b++) {
-    const uint16_t *xb = x + b * 32;
-    uint8_t e = aoq_e8m0_rceil(amax_bf16(xb, 32), inv);
-    scale[b] = e;
-    /* exact reciprocal power of two; byte 255 makes the block NaN */
-    float mul = e == 0xffu ? aoq_bits_f32(0x7fc00000u) : aoq_pow2f(127 - (int)e);
-    if (fp4) {
-      for (int i = 0; i < 32; i += 2) {
-        uint8_t lo = aoq_f32_to_e2m1(bf(xb, i) * mul), hi = aoq_f32_to_e2m1(bf(xb, i + 1) * mul);
-        q[b * 16 + i / 2] = (uint8_t)(lo | (hi << 4));
-      }
-    } else {
-      for (int i = 0; i < 32; i++) q[b * 32 + i] = aoq_f32_to_e4m3(bf(xb, i) * mul);
-    }
-  }
-}
-
-void aoq_nvfp4_quant_row(const uint16_t *x, int64_t k, float pts, uint8_t *q, uint8_t *scale) {
-  const float inv_pts = 1.0f / pts;
-  for (int64_t b = 0; b < k / 16; b++) {
-    const uint16_t *xb = x + b * 16;
-    uint8_t sb = aoq_nvfp4_block_scale(amax_bf16(xb, 16), pts);
-    scale[b] = sb;
-    float mul = inv_pts / aoq_e4m3_to_f32(sb);
-    for (int i = 0; i < 16; i += 2) {
-      uint8_t lo = aoq_f32_to_e2m1(bf(xb, i) * mul), hi = aoq_f32_to_e2m1(bf(xb, i + 1) * mul);
-      q[b * 8 + i / 2] = (uint8_t)(lo | (hi << 4));
-    }
-  }
-}
-
-float aoq_amax_bf16(const uint16_t *x, int64_t n) { return amax_bf16(x, n); }
 
 /* §8: per-row scale = max(amax, 1e-12) / max_normal in fp32 (elements use it), stored bf16. */
 static void fp6_row(const uint16_t *x, int64_t k, bool e3m2, uint8_t *q, uint16_t *scale) {
-  float s = fmaxf(amax_bf16(x, k), 1e-12f) / (e3m2 ? AOQ_E3M2_MAX : AOQ_E2M3_MAX);
+  float s = fmaxf(aoq_amax_bf16(x, k), 1e-12f) / (e3m2 ? AOQ_E3M2_MAX : AOQ_E2M3_MAX);
   *scale = aoq_f32_to_bf16(s);
   for (int64_t i = 0; i < k; i += 4) {
     uint32_t v = 0;
@@ -182,7 +138,7 @@ aoq_status aoq_quantize_ref_fp(const uint16_t *w_bf16, aoq_qweight *w) {
   }
   case AOQ_FMT_NVFP4:
   case AOQ_FMT_NVFP4WO: {
-    float pts = aoq_nvfp4_tensor_scale(amax_bf16(w_bf16, n * k));
+    float pts = aoq_nvfp4_tensor_scale(aoq_amax_bf16(w_bf16, n * k));
     memcpy(w->aux, &pts, 4);
     for (int64_t r = 0; r < n; r++)
       aoq_nvfp4_quant_row(w_bf16 + r * k, k, pts, q + r * (k / 2), (uint8_t *)w->scale + r * (k / 16));

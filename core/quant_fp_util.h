@@ -22,12 +22,6 @@ aoq_status aoq_fp_sizes(aoq_format_kind kind, int64_t n, int64_t k, size_t *qdat
                         size_t *aux);
 /* Row r of a float qweight dequantized to fp32 (before the final bf16 rounding). */
 aoq_status aoq_fp_dequant_row(const aoq_qweight *w, int64_t r, float *out);
-/* max |x| over n bf16 values (NaN propagates). */
-float aoq_amax_bf16(const uint16_t *x, int64_t n);
-/* One row of k bf16 values to MX (§6, RCEIL): q e4m3[k] or fp4x2[k/2], scale e8m0[k/32]. */
-void aoq_mx_quant_row(const uint16_t *x, int64_t k, bool fp4, uint8_t *q, uint8_t *scale);
-/* One row to NVFP4 (§7) with per-tensor scale pts: q fp4x2[k/2], scale e4m3[k/16]. */
-void aoq_nvfp4_quant_row(const uint16_t *x, int64_t k, float pts, uint8_t *q, uint8_t *scale);
 /* Row-major [R, C] scale bytes to torchao's swizzled layout (§6); *bytes malloc'ed. */
 aoq_status aoq_swizzle_scales(const uint8_t *src, int64_t R, int64_t C, void **bytes, size_t *n);
 
