@@ -2,10 +2,12 @@
  * test_safetensors.c — core/safetensors: writer -> reader round trip for every dtype; every
  * malformed header, truncated file and broken sharded index is refused with AOQ_EFORMAT/AOQ_EIO and
  * a detail; sharded checkpoints resolve tensors into their shards; every torchao golden file in
- * tests/data/golden holds what report.json says; failed allocations leak nothing (ASan).
+ * tests/data/golden holds what report.json says; failed allocations leak nothing (ASan); the fuzz
+ * seeds are valid or invalid as their names say.
  */
 /* cmocka.h needs the headers above it */
 // clang-format off
+#include <dirent.h>
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -689,6 +691,36 @@ static void test_allocation_failures_are_clean(void **state) {
   aoq_st_close(f);
 }
 
+/* The fuzz seeds say in their names whether they are valid; keep them honest. */
+static void test_fuzz_seeds_match_their_names(void **state) {
+  (void)state;
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s/tests/fuzz/corpus/safetensors", AOQ_SOURCE_DIR);
+  DIR *d = opendir(dir);
+  assert_non_null(d);
+  int valid = 0, bad = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    int is_valid = strncmp(e->d_name, "valid_", 6) == 0,
+        is_bad = strncmp(e->d_name, "bad_", 4) == 0;
+    if (!is_valid && !is_bad) continue;
+    char path[2048];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    aoq_st_file *f = NULL;
+    aoq_err_clear();
+    aoq_status st = aoq_st_open(path, &f);
+    if (is_valid && st != AOQ_OK) fail_msg("%s: %s", path, aoq_last_error());
+    if (is_bad && st != AOQ_EFORMAT) fail_msg("%s: status %d, want EFORMAT", path, st);
+    if (is_bad) assert_true(strlen(aoq_last_error()) > 0);
+    aoq_st_close(f);
+    valid += is_valid;
+    bad += is_bad;
+  }
+  closedir(d);
+  assert_true(valid >= 5);
+  assert_true(bad >= 5);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_dtype_names_round_trip),
@@ -702,6 +734,7 @@ int main(void) {
       cmocka_unit_test(test_broken_sharded_index_is_refused),
       cmocka_unit_test(test_golden_files_match_report),
       cmocka_unit_test(test_allocation_failures_are_clean),
+      cmocka_unit_test(test_fuzz_seeds_match_their_names),
   };
   return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
