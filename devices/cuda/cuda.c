@@ -1,0 +1,649 @@
+/*
+ * cuda.c — the CUDA backend: device memory, streams, events, graphs, host registration, IPC and
+ * the op table, dispatching to the kernels of kernels/gpu (gpu_kernels.h).
+ *
+ * Errors: every CUDA runtime failure becomes AOQ_EDEVICE with cudaGetErrorString in the detail; a
+ * missing driver or device (error 35, 100, ...) becomes AOQ_ENODEV at open. Never aborts.
+ * Streams: aoq_stream* is a cudaStream_t; NULL means the context's own non-blocking stream (so it
+ * can be captured). Copies on a NULL stream are synchronous (host buffers may be reused at
+ * return); on an explicit stream they are asynchronous until stream_sync.
+ * Data-dependent op errors (embed ids, kv slots, attention indices) are flagged by the kernels in
+ * pinned mapped host memory and reported by the next stream_sync / event_sync as AOQ_EINVAL.
+ * Activations are BF16 only (no AOQ_CAP_F32); convert handles F32 <-> BF16.
+ */
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "devices/device.h"
+#include "kernels/gpu/gpu_kernels.h"
+
+typedef struct cuda_ctx {
+  int index;
+  int num_sms;
+  char name[128];
+  cudaStream_t stream;  /* the NULL stream of the iface */
+  volatile int *err_h;  /* mapped pinned flag written by kernels */
+  int *err_d;
+} cuda_ctx;
+
+struct aoq_graph_cuda {
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+};
+
+static aoq_status cu_err(cudaError_t e, const char *what) {
+  cudaGetLastError(); /* clear a sticky-free error so the next call starts clean */
+  return aoq_err(AOQ_EDEVICE, "cuda %s: %s (%d)", what, cudaGetErrorString(e), (int)e);
+}
+
+#define CU(call, what)                                                                             \
+  do {                                                                                             \
+    cudaError_t e_ = (call);                                                                       \
+    if (e_ != cudaSuccess) return cu_err(e_, what);                                                \
+  } while (0)
+
+#define KL(call, what)                                                                             \
+  do {                                                                                             \
+    int e_ = (call);                                                                               \
+    if (e_) return cu_err((cudaError_t)e_, what);                                                  \
+  } while (0)
+
+static cudaStream_t strm(cuda_ctx *c, aoq_stream *s) { return s ? (cudaStream_t)s : c->stream; }
+
+static aoq_status setdev(cuda_ctx *c) {
+  CU(cudaSetDevice(c->index), "set device");
+  return AOQ_OK;
+}
+
+static aoq_status check_flag(cuda_ctx *c) {
+  int e = *c->err_h;
+  if (!e) return AOQ_OK;
+  *c->err_h = 0;
+  const char *what = e == AOQ_GK_ERR_EMBED_ID ? "embed: a token id is outside the table"
+                     : e == AOQ_GK_ERR_KV_SLOT ? "kv_store: a slot is outside the cache"
+                                               : "attention: a sequence, position or page index "
+                                                 "is out of range";
+  return aoq_err(AOQ_EINVAL, "cuda %s (the offending rows were zeroed/skipped)", what);
+}
+
+static void cuda_destroy(void *ctx) {
+  cuda_ctx *c = ctx;
+  if (!c) return;
+  cudaSetDevice(c->index);
+  if (c->stream) {
+    cudaStreamSynchronize(c->stream);
+    cudaStreamDestroy(c->stream);
+  }
+  if (c->err_h) cudaFreeHost((void *)c->err_h);
+  free(c);
+}
+
+static aoq_status cuda_info(void *ctx, aoq_device_info *out) {
+  cuda_ctx *c = ctx;
+  if (!out) return aoq_err(AOQ_EINVAL, "cuda info: NULL output");
+  AOQ_TRY(setdev(c));
+  memset(out, 0, sizeof *out);
+  out->kind = AOQ_DEVICE_CUDA;
+  out->index = c->index;
+  memcpy(out->name, c->name, sizeof out->name);
+  size_t fr = 0, tot = 0;
+  CU(cudaMemGetInfo(&fr, &tot), "memory info");
+  out->total_memory = tot;
+  out->free_memory = fr;
+  out->caps = AOQ_CAP_GRAPHS | AOQ_CAP_IPC | AOQ_CAP_HOST_REGISTER;
+  out->linear_formats = aoq_gk_linear_formats();
+  out->quantize_formats = 0;
+  out->threads = c->num_sms;
+  return AOQ_OK;
+}
+
+/* ---- memory ---- */
+
+static aoq_status cuda_alloc(void *ctx, size_t bytes, void **ptr) {
+  cuda_ctx *c = ctx;
+  if (!ptr) return aoq_err(AOQ_EINVAL, "cuda alloc: NULL output");
+  *ptr = NULL;
+  if (aoq_fault_hit()) return aoq_err(AOQ_ENOMEM, "cuda alloc of %zu bytes (injected)", bytes);
+  AOQ_TRY(setdev(c));
+  cudaError_t e = cudaMalloc(ptr, bytes ? bytes : 256);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    *ptr = NULL;
+    return aoq_err(e == cudaErrorMemoryAllocation ? AOQ_ENOMEM : AOQ_EDEVICE,
+                   "cuda alloc of %zu bytes: %s", bytes, cudaGetErrorString(e));
+  }
+  return AOQ_OK;
+}
+
+static void cuda_free(void *ctx, void *ptr) {
+  cuda_ctx *c = ctx;
+  if (!ptr) return;
+  cudaSetDevice(c->index);
+  cudaFree(ptr);
+}
+
+static aoq_status copy(cuda_ctx *c, void *dst, const void *src, size_t n, aoq_stream *s,
+                       enum cudaMemcpyKind kind, const char *what) {
+  if (n == 0) return AOQ_OK;
+  if (!dst || !src) return aoq_err(AOQ_EINVAL, "cuda %s: NULL pointer", what);
+  AOQ_TRY(setdev(c));
+  CU(cudaMemcpyAsync(dst, src, n, kind, strm(c, s)), what);
+  if (!s) CU(cudaStreamSynchronize(c->stream), what);
+  return AOQ_OK;
+}
+
+static aoq_status cuda_h2d(void *ctx, void *dst, const void *src, size_t n, aoq_stream *s) {
+  return copy(ctx, dst, src, n, s, cudaMemcpyHostToDevice, "copy_h2d");
+}
+static aoq_status cuda_d2h(void *ctx, void *dst, const void *src, size_t n, aoq_stream *s) {
+  return copy(ctx, dst, src, n, s, cudaMemcpyDeviceToHost, "copy_d2h");
+}
+static aoq_status cuda_d2d(void *ctx, void *dst, const void *src, size_t n, aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  if (n == 0) return AOQ_OK;
+  if (!dst || !src) return aoq_err(AOQ_EINVAL, "cuda copy_d2d: NULL pointer");
+  AOQ_TRY(setdev(c));
+  CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, strm(c, s)), "copy_d2d");
+  return AOQ_OK;
+}
+
+static aoq_status cuda_memset(void *ctx, void *dst, int value, size_t n, aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  if (n == 0) return AOQ_OK;
+  if (!dst) return aoq_err(AOQ_EINVAL, "cuda memset: NULL pointer");
+  AOQ_TRY(setdev(c));
+  CU(cudaMemsetAsync(dst, value, n, strm(c, s)), "memset");
+  return AOQ_OK;
+}
+
+static aoq_status cuda_host_register(void *ctx, void *p, size_t n) {
+  cuda_ctx *c = ctx;
+  if (!p || !n) return aoq_err(AOQ_EINVAL, "cuda host_register: NULL or empty range");
+  AOQ_TRY(setdev(c));
+  CU(cudaHostRegister(p, n, cudaHostRegisterPortable), "host_register");
+  return AOQ_OK;
+}
+
+static aoq_status cuda_host_unregister(void *ctx, void *p) {
+  cuda_ctx *c = ctx;
+  if (!p) return aoq_err(AOQ_EINVAL, "cuda host_unregister: NULL pointer");
+  AOQ_TRY(setdev(c));
+  CU(cudaHostUnregister(p), "host_unregister");
+  return AOQ_OK;
+}
+
+/* The handle is cudaIpcMemHandle_t (64 bytes): ptr must be a pointer returned by alloc. */
+static aoq_status cuda_ipc_export(void *ctx, void *ptr, aoq_ipc_handle *out) {
+  cuda_ctx *c = ctx;
+  if (!ptr || !out) return aoq_err(AOQ_EINVAL, "cuda ipc_export: NULL argument");
+  _Static_assert(sizeof(cudaIpcMemHandle_t) <= sizeof out->bytes, "ipc handle size");
+  AOQ_TRY(setdev(c));
+  cudaIpcMemHandle_t h;
+  CU(cudaIpcGetMemHandle(&h, ptr), "ipc_export");
+  memset(out, 0, sizeof *out);
+  memcpy(out->bytes, &h, sizeof h);
+  return AOQ_OK;
+}
+
+static aoq_status cuda_ipc_import(void *ctx, const aoq_ipc_handle *hd, void **ptr) {
+  cuda_ctx *c = ctx;
+  if (!hd || !ptr) return aoq_err(AOQ_EINVAL, "cuda ipc_import: NULL argument");
+  AOQ_TRY(setdev(c));
+  cudaIpcMemHandle_t h;
+  memcpy(&h, hd->bytes, sizeof h);
+  *ptr = NULL;
+  CU(cudaIpcOpenMemHandle(ptr, h, cudaIpcMemLazyEnablePeerAccess), "ipc_import");
+  return AOQ_OK;
+}
+
+static aoq_status cuda_ipc_close(void *ctx, void *ptr) {
+  cuda_ctx *c = ctx;
+  if (!ptr) return aoq_err(AOQ_EINVAL, "cuda ipc_close: NULL pointer");
+  AOQ_TRY(setdev(c));
+  CU(cudaIpcCloseMemHandle(ptr), "ipc_close");
+  return AOQ_OK;
+}
+
+/* ---- streams, events, graphs ---- */
+
+static aoq_status cuda_stream_create(void *ctx, aoq_stream **out) {
+  cuda_ctx *c = ctx;
+  if (!out) return aoq_err(AOQ_EINVAL, "cuda stream_create: NULL output");
+  AOQ_TRY(setdev(c));
+  cudaStream_t s;
+  CU(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream_create");
+  *out = (aoq_stream *)s;
+  return AOQ_OK;
+}
+
+static void cuda_stream_destroy(void *ctx, aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  if (!s) return;
+  cudaSetDevice(c->index);
+  cudaStreamDestroy((cudaStream_t)s);
+}
+
+static aoq_status cuda_stream_sync(void *ctx, aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  AOQ_TRY(setdev(c));
+  CU(cudaStreamSynchronize(strm(c, s)), "stream_sync");
+  return check_flag(c);
+}
+
+static aoq_status cuda_event_create(void *ctx, aoq_event **out) {
+  cuda_ctx *c = ctx;
+  if (!out) return aoq_err(AOQ_EINVAL, "cuda event_create: NULL output");
+  AOQ_TRY(setdev(c));
+  cudaEvent_t e;
+  CU(cudaEventCreate(&e), "event_create");
+  *out = (aoq_event *)e;
+  return AOQ_OK;
+}
+
+static void cuda_event_destroy(void *ctx, aoq_event *e) {
+  cuda_ctx *c = ctx;
+  if (!e) return;
+  cudaSetDevice(c->index);
+  cudaEventDestroy((cudaEvent_t)e);
+}
+
+static aoq_status cuda_event_record(void *ctx, aoq_event *e, aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  if (!e) return aoq_err(AOQ_EINVAL, "cuda event_record: NULL event");
+  CU(cudaEventRecord((cudaEvent_t)e, strm(c, s)), "event_record");
+  return AOQ_OK;
+}
+
+static aoq_status cuda_event_wait(void *ctx, aoq_event *e, aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  if (!e) return aoq_err(AOQ_EINVAL, "cuda event_wait: NULL event");
+  CU(cudaStreamWaitEvent(strm(c, s), (cudaEvent_t)e, 0), "event_wait");
+  return AOQ_OK;
+}
+
+static aoq_status cuda_event_sync(void *ctx, aoq_event *e) {
+  cuda_ctx *c = ctx;
+  if (!e) return aoq_err(AOQ_EINVAL, "cuda event_sync: NULL event");
+  CU(cudaEventSynchronize((cudaEvent_t)e), "event_sync");
+  return check_flag(c);
+}
+
+static aoq_status cuda_event_elapsed(void *ctx, aoq_event *a, aoq_event *b, float *ms) {
+  (void)ctx;
+  if (!a || !b || !ms) return aoq_err(AOQ_EINVAL, "cuda event_elapsed_ms: NULL argument");
+  CU(cudaEventElapsedTime(ms, (cudaEvent_t)a, (cudaEvent_t)b), "event_elapsed_ms");
+  return AOQ_OK;
+}
+
+static aoq_status cuda_graph_begin(void *ctx, aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  AOQ_TRY(setdev(c));
+  CU(cudaStreamBeginCapture(strm(c, s), cudaStreamCaptureModeThreadLocal), "graph_begin");
+  return AOQ_OK;
+}
+
+static aoq_status cuda_graph_end(void *ctx, aoq_stream *s, aoq_graph **out) {
+  cuda_ctx *c = ctx;
+  if (!out) return aoq_err(AOQ_EINVAL, "cuda graph_end: NULL output");
+  struct aoq_graph_cuda *g = calloc(1, sizeof *g);
+  cudaError_t e = cudaStreamEndCapture(strm(c, s), g ? &g->graph : &(cudaGraph_t){0});
+  if (!g) return aoq_err(AOQ_ENOMEM, "cuda graph_end: graph handle");
+  if (e != cudaSuccess) {
+    free(g);
+    return cu_err(e, "graph_end (capture)");
+  }
+  e = cudaGraphInstantiate(&g->exec, g->graph, 0);
+  if (e != cudaSuccess) {
+    cudaGraphDestroy(g->graph);
+    free(g);
+    return cu_err(e, "graph_end (instantiate)");
+  }
+  *out = (aoq_graph *)g;
+  return AOQ_OK;
+}
+
+static aoq_status cuda_graph_launch(void *ctx, aoq_graph *g, aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  if (!g) return aoq_err(AOQ_EINVAL, "cuda graph_launch: NULL graph");
+  CU(cudaGraphLaunch(((struct aoq_graph_cuda *)g)->exec, strm(c, s)), "graph_launch");
+  return AOQ_OK;
+}
+
+static void cuda_graph_destroy(void *ctx, aoq_graph *g) {
+  (void)ctx;
+  if (!g) return;
+  struct aoq_graph_cuda *gc = (struct aoq_graph_cuda *)g;
+  cudaGraphExecDestroy(gc->exec);
+  cudaGraphDestroy(gc->graph);
+  free(gc);
+}
+
+/* ---- ops ---- */
+
+static aoq_status need_bf16(aoq_dtype dt, const char *op) {
+  if (dt == AOQ_DTYPE_BF16) return AOQ_OK;
+  return aoq_err(AOQ_EUNSUPPORTED, "cuda %s: activation dtype %d (the CUDA backend takes BF16)",
+                 op, (int)dt);
+}
+
+static size_t cuda_linear_workspace(void *ctx, const aoq_qweight *w, int64_t m) {
+  (void)ctx;
+  return w ? aoq_gk_linear_workspace(w, m) : 0;
+}
+
+static aoq_status cuda_linear(void *ctx, const aoq_qweight *w, const void *x, void *y, int64_t m,
+                              aoq_dtype dt, void *ws, aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  AOQ_TRY(need_bf16(dt, "linear"));
+  if (!w) return aoq_err(AOQ_EINVAL, "cuda linear: NULL weight");
+  if (m < 0) return aoq_err(AOQ_EINVAL, "cuda linear: %lld rows", (long long)m);
+  const char *why = aoq_gk_linear_check(w);
+  if (why)
+    return aoq_err(AOQ_EUNSUPPORTED, "cuda linear: format %d, weight [%lld, %lld], group %d: %s",
+                   (int)w->kind, (long long)w->n, (long long)w->k, w->group, why);
+  if (m == 0) return AOQ_OK;
+  if (!x || !y || ((uintptr_t)x & 15))
+    return aoq_err(AOQ_EINVAL, "cuda linear: x NULL or not 16-byte aligned, or y NULL");
+  KL(aoq_gk_linear(w, x, y, m, ws, c->num_sms, strm(c, s)), "linear");
+  return AOQ_OK;
+}
+
+static aoq_status rows_ok(const char *op, int64_t m, int64_t n) {
+  if (m < 0 || n < 0 || m > INT32_MAX)
+    return aoq_err(AOQ_EINVAL, "cuda %s: %lld x %lld", op, (long long)m, (long long)n);
+  return AOQ_OK;
+}
+
+static aoq_status cuda_rmsnorm(void *ctx, const void *x, const void *w, void *y, int64_t m,
+                               int64_t n, float eps, aoq_dtype dt, aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  AOQ_TRY(need_bf16(dt, "rmsnorm"));
+  AOQ_TRY(rows_ok("rmsnorm", m, n));
+  if (!isfinite(eps) || eps < 0) return aoq_err(AOQ_EINVAL, "cuda rmsnorm: eps %g", (double)eps);
+  if (m == 0 || n == 0) return AOQ_OK;
+  if (!x || !w || !y) return aoq_err(AOQ_EINVAL, "cuda rmsnorm: NULL x, w or y");
+  KL(aoq_gk_rmsnorm(x, w, y, m, n, eps, strm(c, s)), "rmsnorm");
+  return AOQ_OK;
+}
+
+static aoq_status cuda_add(void *ctx, const void *a, const void *b, void *y, int64_t n,
+                           aoq_dtype dt, aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  AOQ_TRY(need_bf16(dt, "add"));
+  AOQ_TRY(rows_ok("add", 1, n));
+  if (n == 0) return AOQ_OK;
+  if (!a || !b || !y) return aoq_err(AOQ_EINVAL, "cuda add: NULL a, b or y");
+  KL(aoq_gk_add(a, b, y, n, strm(c, s)), "add");
+  return AOQ_OK;
+}
+
+static aoq_status cuda_silu_mul(void *ctx, const void *gu, void *y, int64_t m, int64_t n,
+                                aoq_dtype dt, aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  AOQ_TRY(need_bf16(dt, "silu_mul"));
+  AOQ_TRY(rows_ok("silu_mul", m, n));
+  if (m == 0 || n == 0) return AOQ_OK;
+  if (!gu || !y) return aoq_err(AOQ_EINVAL, "cuda silu_mul: NULL gu or y");
+  KL(aoq_gk_silu_mul(gu, y, m, n, strm(c, s)), "silu_mul");
+  return AOQ_OK;
+}
+
+static aoq_status cuda_embed(void *ctx, const void *table, int64_t n_rows, const int32_t *ids,
+                             void *y, int64_t m, int64_t dim, aoq_dtype dt, aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  AOQ_TRY(need_bf16(dt, "embed"));
+  AOQ_TRY(rows_ok("embed", m, dim));
+  if (n_rows < 0) return aoq_err(AOQ_EINVAL, "cuda embed: %lld table rows", (long long)n_rows);
+  if (m == 0 || dim == 0) return AOQ_OK;
+  if (!table || !ids || !y) return aoq_err(AOQ_EINVAL, "cuda embed: NULL table, ids or y");
+  KL(aoq_gk_embed(table, n_rows, ids, y, m, dim, c->err_d, strm(c, s)), "embed");
+  return AOQ_OK;
+}
+
+/* HF llama3 inv_freq in fp32 (the CPU backend's rope_inv_freq, step for step). */
+static void rope_freqs(const aoq_rope *r, int head_dim, aoq_gk_rope_freqs *f) {
+  int half = head_dim / 2;
+  for (int d = 0; d < half; d++) {
+    float ex = (float)(2 * d) / (float)head_dim;
+    float p = (float)pow((double)r->theta, (double)ex);
+    f->inv[d] = 1.0f / p;
+  }
+  if (!(r->factor > 0)) return;
+  float orig = (float)r->original_max_position;
+  float low_wl = orig / r->low_freq_factor, high_wl = orig / r->high_freq_factor;
+  const float two_pi = (float)(2.0 * 3.14159265358979323846);
+  for (int d = 0; d < half; d++) {
+    float wl = two_pi / f->inv[d];
+    if (wl > low_wl) {
+      f->inv[d] = f->inv[d] / r->factor;
+    } else if (!(wl < high_wl)) {
+      float smooth = (orig / wl - r->low_freq_factor) / (r->high_freq_factor - r->low_freq_factor);
+      f->inv[d] = (1.0f - smooth) * f->inv[d] / r->factor + smooth * f->inv[d];
+    }
+  }
+}
+
+static aoq_status cuda_rope(void *ctx, void *x, const int32_t *pos, int64_t m, int n_heads,
+                            int head_dim, int64_t row_stride, const aoq_rope *r, aoq_dtype dt,
+                            aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  AOQ_TRY(need_bf16(dt, "rope"));
+  AOQ_TRY(rows_ok("rope", m, row_stride));
+  if (!r) return aoq_err(AOQ_EINVAL, "cuda rope: NULL rope parameters");
+  if (n_heads <= 0 || head_dim <= 0 || head_dim % 2 || head_dim > 1024)
+    return aoq_err(AOQ_EINVAL, "cuda rope: n_heads %d, head_dim %d (expected > 0, even, <= 1024)",
+                   n_heads, head_dim);
+  if ((int64_t)n_heads * head_dim > row_stride)
+    return aoq_err(AOQ_ESHAPE, "cuda rope: %d heads x %d exceed the row stride %lld", n_heads,
+                   head_dim, (long long)row_stride);
+  if (!(r->theta > 0)) return aoq_err(AOQ_EINVAL, "cuda rope: theta %g", (double)r->theta);
+  if (r->factor > 0 && !(r->low_freq_factor > 0 && r->low_freq_factor < r->high_freq_factor &&
+                         r->original_max_position > 0))
+    return aoq_err(AOQ_EINVAL,
+                   "cuda rope: llama3 scaling needs 0 < low_freq_factor (%g) < high_freq_factor "
+                   "(%g) and original_max_position > 0 (%d)",
+                   (double)r->low_freq_factor, (double)r->high_freq_factor,
+                   r->original_max_position);
+  if (m == 0) return AOQ_OK;
+  if (!x || !pos) return aoq_err(AOQ_EINVAL, "cuda rope: NULL x or pos");
+  aoq_gk_rope_freqs f;
+  rope_freqs(r, head_dim, &f);
+  KL(aoq_gk_rope(x, pos, m, n_heads, head_dim, row_stride, &f, strm(c, s)), "rope");
+  return AOQ_OK;
+}
+
+static aoq_status check_kv(const aoq_kv_cache *kv, const char *op) {
+  if (!kv || !kv->k || !kv->v) return aoq_err(AOQ_EINVAL, "cuda %s: NULL kv cache or k/v", op);
+  if (kv->n_pages <= 0 || kv->page_size <= 0 || kv->n_kv_heads <= 0 || kv->head_dim <= 0)
+    return aoq_err(AOQ_EINVAL, "cuda %s: kv cache shape pages %d x %d, %d heads x %d", op,
+                   kv->n_pages, kv->page_size, kv->n_kv_heads, kv->head_dim);
+  if (kv->dtype != AOQ_DTYPE_BF16)
+    return aoq_err(AOQ_EUNSUPPORTED, "cuda %s: kv cache dtype %d (BF16)", op, (int)kv->dtype);
+  return AOQ_OK;
+}
+
+static aoq_status cuda_kv_store(void *ctx, const aoq_kv_cache *kv, const void *k, const void *v,
+                                const int32_t *slots, int64_t m, aoq_dtype dt, aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  AOQ_TRY(need_bf16(dt, "kv_store"));
+  AOQ_TRY(check_kv(kv, "kv_store"));
+  AOQ_TRY(rows_ok("kv_store", m, 0));
+  if (m == 0) return AOQ_OK;
+  if (!k || !v || !slots) return aoq_err(AOQ_EINVAL, "cuda kv_store: NULL k, v or slots");
+  KL(aoq_gk_kv_store(kv, k, v, slots, m, c->err_d, strm(c, s)), "kv_store");
+  return AOQ_OK;
+}
+
+static size_t cuda_attention_workspace(void *ctx, const aoq_kv_cache *kv, int64_t m, int n_heads,
+                                       int max_pos) {
+  cuda_ctx *c = ctx;
+  return aoq_gk_attention_workspace(kv, m, n_heads, max_pos, c->num_sms);
+}
+
+static aoq_status cuda_attention(void *ctx, const aoq_kv_cache *kv, const aoq_attn_batch *b,
+                                 const void *q, void *out, int64_t m, int n_heads, float scale,
+                                 aoq_dtype dt, void *ws, aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  AOQ_TRY(need_bf16(dt, "attention"));
+  AOQ_TRY(check_kv(kv, "attention"));
+  AOQ_TRY(rows_ok("attention", m, 0));
+  if (kv->head_dim > 256)
+    return aoq_err(AOQ_EUNSUPPORTED, "cuda attention: head_dim %d > 256", kv->head_dim);
+  if (n_heads <= 0 || n_heads % kv->n_kv_heads)
+    return aoq_err(AOQ_EINVAL, "cuda attention: %d query heads is not a multiple of %d kv heads",
+                   n_heads, kv->n_kv_heads);
+  if (!isfinite(scale)) return aoq_err(AOQ_EINVAL, "cuda attention: scale %g", (double)scale);
+  if (m == 0) return AOQ_OK;
+  if (!b || !q || !out) return aoq_err(AOQ_EINVAL, "cuda attention: NULL batch, q or out");
+  if (!b->row_seq || !b->row_pos || !b->block_tables || b->n_seqs <= 0 || b->max_blocks <= 0 ||
+      b->max_pos < 0)
+    return aoq_err(AOQ_EINVAL, "cuda attention: batch with NULL arrays or %d seqs x %d blocks",
+                   b->n_seqs, b->max_blocks);
+  if (!ws && aoq_gk_attention_workspace(kv, m, n_heads, b->max_pos, c->num_sms) > 0)
+    return aoq_err(AOQ_EINVAL, "cuda attention: NULL workspace (attention_workspace is %zu)",
+                   aoq_gk_attention_workspace(kv, m, n_heads, b->max_pos, c->num_sms));
+  KL(aoq_gk_attention(kv, b, q, out, m, n_heads, scale, ws, c->num_sms, c->err_d, strm(c, s)),
+     "attention");
+  return AOQ_OK;
+}
+
+static aoq_status logits_ok(const char *op, const void *lg, const int32_t *out, int64_t m,
+                            int64_t vocab) {
+  if (m < 0 || vocab <= 0 || vocab > INT32_MAX || m > INT32_MAX)
+    return aoq_err(AOQ_EINVAL, "cuda %s: %lld rows of vocab %lld", op, (long long)m,
+                   (long long)vocab);
+  if (m > 0 && (!lg || !out)) return aoq_err(AOQ_EINVAL, "cuda %s: NULL logits or out", op);
+  return AOQ_OK;
+}
+
+static aoq_status cuda_argmax(void *ctx, const void *logits, int32_t *out, int64_t m,
+                              int64_t vocab, aoq_dtype dt, aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  AOQ_TRY(need_bf16(dt, "argmax"));
+  AOQ_TRY(logits_ok("argmax", logits, out, m, vocab));
+  if (m == 0) return AOQ_OK;
+  KL(aoq_gk_argmax(logits, out, m, vocab, strm(c, s)), "argmax");
+  return AOQ_OK;
+}
+
+static aoq_status cuda_sample(void *ctx, const void *logits, int32_t *out, int64_t m,
+                              int64_t vocab, const aoq_sample_params *p, aoq_dtype dt,
+                              aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  AOQ_TRY(need_bf16(dt, "sample"));
+  AOQ_TRY(logits_ok("sample", logits, out, m, vocab));
+  if (m == 0) return AOQ_OK;
+  if (!p) return aoq_err(AOQ_EINVAL, "cuda sample: NULL parameters");
+  for (int64_t i = 0; i < m; i++)
+    if (isnan(p[i].temperature) || isnan(p[i].top_p) || p[i].top_p < 0 || p[i].top_k < 0)
+      return aoq_err(AOQ_EINVAL, "cuda sample: row %lld: temperature %g, top_p %g, top_k %d",
+                     (long long)i, (double)p[i].temperature, (double)p[i].top_p, p[i].top_k);
+  KL(aoq_gk_sample(logits, out, m, vocab, p, strm(c, s)), "sample");
+  return AOQ_OK;
+}
+
+static aoq_status cuda_convert(void *ctx, const void *src, aoq_dtype sdt, void *dst,
+                               aoq_dtype ddt, int64_t n, aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  if ((sdt != AOQ_DTYPE_BF16 && sdt != AOQ_DTYPE_F32) ||
+      (ddt != AOQ_DTYPE_BF16 && ddt != AOQ_DTYPE_F32))
+    return aoq_err(AOQ_EINVAL, "cuda convert: dtypes %d -> %d (BF16 or F32)", (int)sdt, (int)ddt);
+  AOQ_TRY(rows_ok("convert", 1, n));
+  if (n == 0) return AOQ_OK;
+  if (!src || !dst) return aoq_err(AOQ_EINVAL, "cuda convert: NULL src or dst");
+  if (sdt == ddt) {
+    CU(cudaMemcpyAsync(dst, src, (size_t)n * (sdt == AOQ_DTYPE_F32 ? 4 : 2),
+                       cudaMemcpyDeviceToDevice, strm(c, s)),
+       "convert");
+    return AOQ_OK;
+  }
+  KL(aoq_gk_convert(src, dst, n, ddt == AOQ_DTYPE_F32, strm(c, s)), "convert");
+  return AOQ_OK;
+}
+
+static const struct aoq_device_iface cuda_iface = {
+    .api_version = AOQ_DEVICE_API_VERSION,
+    .name = "cuda",
+    .destroy = cuda_destroy,
+    .info = cuda_info,
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .copy_h2d = cuda_h2d,
+    .copy_d2h = cuda_d2h,
+    .copy_d2d = cuda_d2d,
+    .memset = cuda_memset,
+    .host_register = cuda_host_register,
+    .host_unregister = cuda_host_unregister,
+    .ipc_export = cuda_ipc_export,
+    .ipc_import = cuda_ipc_import,
+    .ipc_close = cuda_ipc_close,
+    .stream_create = cuda_stream_create,
+    .stream_destroy = cuda_stream_destroy,
+    .stream_sync = cuda_stream_sync,
+    .event_create = cuda_event_create,
+    .event_destroy = cuda_event_destroy,
+    .event_record = cuda_event_record,
+    .event_wait = cuda_event_wait,
+    .event_sync = cuda_event_sync,
+    .event_elapsed_ms = cuda_event_elapsed,
+    .graph_begin = cuda_graph_begin,
+    .graph_end = cuda_graph_end,
+    .graph_launch = cuda_graph_launch,
+    .graph_destroy = cuda_graph_destroy,
+    .linear_workspace = cuda_linear_workspace,
+    .linear = cuda_linear,
+    .quantize = NULL,
+    .rmsnorm = cuda_rmsnorm,
+    .add = cuda_add,
+    .silu_mul = cuda_silu_mul,
+    .embed = cuda_embed,
+    .rope = cuda_rope,
+    .kv_store = cuda_kv_store,
+    .attention_workspace = cuda_attention_workspace,
+    .attention = cuda_attention,
+    .argmax = cuda_argmax,
+    .sample = cuda_sample,
+    .convert = cuda_convert,
+};
+
+aoq_status aoq_cuda_device_create(int index, aoq_device **out) {
+  if (!out) return aoq_err(AOQ_EINVAL, "aoq_cuda_device_create: NULL output");
+  *out = NULL;
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return aoq_err(AOQ_ENODEV, "cuda:%d: no usable CUDA driver or device: %s (%d)", index,
+                   cudaGetErrorString(e), (int)e);
+  }
+  if (index < 0 || index >= count)
+    return aoq_err(AOQ_ENODEV, "cuda:%d: no such device (%d CUDA devices)", index, count);
+  cuda_ctx *c = calloc(1, sizeof *c);
+  if (!c) return aoq_err(AOQ_ENOMEM, "cuda context");
+  c->index = index;
+  aoq_status st = AOQ_OK;
+  struct cudaDeviceProp prop;
+  if ((e = cudaSetDevice(index)) != cudaSuccess ||
+      (e = cudaGetDeviceProperties(&prop, index)) != cudaSuccess ||
+      (e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess ||
+      (e = cudaHostAlloc((void **)&c->err_h, sizeof(int), cudaHostAllocMapped)) != cudaSuccess ||
+      (e = cudaHostGetDevicePointer((void **)&c->err_d, (void *)c->err_h, 0)) != cudaSuccess) {
+    st = aoq_err(AOQ_ENODEV, "cuda:%d: device setup failed: %s (%d)", index,
+                 cudaGetErrorString(e), (int)e);
+    cudaGetLastError();
+    cuda_destroy(c);
+    return st;
+  }
+  *c->err_h = 0;
+  c->num_sms = prop.multiProcessorCount;
+  memcpy(c->name, prop.name, sizeof c->name - 1);
+  char name[32];
+  snprintf(name, sizeof name, "cuda:%d", index);
+  st = aoq_device_wrap(&cuda_iface, c, name, out);
+  if (st != AOQ_OK) cuda_destroy(c);
+  return st;
+}

@@ -1,0 +1,219 @@
+/*
+ * attention.cu — paged causal GQA attention for decode and prefill rows (continuous batching).
+ *
+ * One block of 128 threads serves one query row, one KV head and up to G query heads of its group,
+ * over the keys of one split. Keys are processed in tiles of 128 positions aligned like the CPU
+ * backend's (positions 0..127, 128..255, ...): scores of a tile go to shared memory, the running
+ * max is updated once per tile, and the softmax weights enter P.V rounded to bf16 (torch flash
+ * semantics, as the CPU backend) while the normalizer sums them unrounded. Splits take tiles
+ * s, s + splits, ... up to the row's own position, read on the device, so a captured graph stays
+ * correct at any position. With more than one split, partial (max, sum, acc) go to the workspace
+ * and a second kernel merges them.
+ */
+#include "kernels/gpu/vendor.h"
+
+#include "base/numerics.h"
+#include "kernels/gpu/gpu_kernels.h"
+
+#define TILE 128
+#define THREADS 128
+#define MAX_HD 256
+#define MAX_SPLITS 64
+
+typedef struct attn_args {
+  const uint16_t *k, *v, *q;
+  uint16_t *out;
+  float *ws; /* [m, n_heads, splits] x (hd + 2) */
+  const int32_t *row_seq, *row_pos, *bt;
+  int n_seqs, max_blocks, n_pages, page_size, nkv, hd, n_heads, group, hchunks, splits;
+  float scale;
+  int *err;
+} attn_args;
+
+template <int G>
+__global__ void __launch_bounds__(THREADS) k_attn(attn_args a) {
+  __shared__ float qs[G][MAX_HD];
+  __shared__ float sc[G][TILE];
+  __shared__ int64_t sl[TILE];
+  __shared__ float mx[G], lsum[G], corr[G];
+  const int row = blockIdx.x, kvh = blockIdx.y / a.hchunks, split = blockIdx.z;
+  const int h0 = kvh * a.group + (blockIdx.y % a.hchunks) * G;
+  const int gn = min(G, kvh * a.group + a.group - h0);
+  const int tid = threadIdx.x, warp = tid / AOQ_LWARP, lane = tid % AOQ_LWARP, hd = a.hd;
+  const int seq = a.row_seq[row], pos = a.row_pos[row];
+  bool bad = seq < 0 || seq >= a.n_seqs || pos < 0 || pos >= a.max_blocks * a.page_size;
+  const int32_t *bt = a.bt + (int64_t)(bad ? 0 : seq) * a.max_blocks;
+  if (!bad)
+    for (int blk = tid; blk <= pos / a.page_size; blk += THREADS)
+      if (bt[blk] < 0 || bt[blk] >= a.n_pages) bad = true;
+  bad = __syncthreads_or(bad);
+  if (bad && tid == 0) atomicCAS(a.err, 0, AOQ_GK_ERR_ATTN_INDEX);
+
+  for (int i = tid; i < G * hd; i += THREADS) {
+    int g = i / hd, d = i % hd;
+    qs[g][d] = g < gn ? aoq_bf16_to_f32(a.q[((int64_t)row * a.n_heads + h0 + g) * hd + d]) : 0.f;
+  }
+  if (tid < G) mx[tid] = -INFINITY, lsum[tid] = 0;
+  float acc[G][2];
+#pragma unroll
+  for (int g = 0; g < G; g++) acc[g][0] = acc[g][1] = 0;
+  __syncthreads();
+
+  const int n_tiles = bad ? 0 : pos / TILE + 1;
+  const int64_t kvw = (int64_t)a.nkv * hd;
+  for (int tile = split; tile < n_tiles; tile += a.splits) {
+    const int t0 = tile * TILE, nt = min(TILE, pos + 1 - t0);
+    for (int t = tid; t < nt; t += THREADS) {
+      int p = t0 + t;
+      sl[t] = ((int64_t)bt[p / a.page_size] * a.page_size + p % a.page_size) * kvw + kvh * hd;
+    }
+    __syncthreads();
+    for (int t = warp; t < nt; t += THREADS / AOQ_LWARP) {
+      const uint16_t *kp = a.k + sl[t];
+      float part[G];
+#pragma unroll
+      for (int g = 0; g < G; g++) part[g] = 0;
+      for (int d = lane; d < hd; d += AOQ_LWARP) {
+        float kv = aoq_bf16_to_f32(kp[d]);
+#pragma unroll
+        for (int g = 0; g < G; g++) part[g] += qs[g][d] * kv;
+      }
+#pragma unroll
+      for (int g = 0; g < G; g++) {
+        float v = part[g];
+        for (int o = 16; o > 0; o >>= 1) v += AOQ_SHFL_XOR(v, o);
+        if (lane == 0) sc[g][t] = v * a.scale;
+      }
+    }
+    __syncthreads();
+    /* warp w owns heads g = w, w + 4, ...: tile max, rescale factor, weights and their sum */
+    for (int g = warp; g < G; g += THREADS / AOQ_LWARP) {
+      float bm = -INFINITY;
+      for (int t = lane; t < nt; t += AOQ_LWARP) bm = fmaxf(bm, sc[g][t]);
+      for (int o = 16; o > 0; o >>= 1) bm = fmaxf(bm, AOQ_SHFL_XOR(bm, o));
+      float m_old = mx[g], m_new = bm > m_old ? bm : m_old;
+      float c = bm > m_old ? expf(m_old - bm) : 1.0f;
+      float s = 0;
+      for (int t = lane; t < nt; t += AOQ_LWARP) {
+        float w = expf(sc[g][t] - m_new);
+        s += w;
+        sc[g][t] = aoq_round_bf16(w);
+      }
+      for (int o = 16; o > 0; o >>= 1) s += AOQ_SHFL_XOR(s, o);
+      __syncwarp();
+      if (lane == 0) {
+        corr[g] = c;
+        mx[g] = m_new;
+        lsum[g] = lsum[g] * c + s;
+      }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+      int d = tid + j * THREADS;
+      if (d >= hd) break;
+      float cg[G];
+#pragma unroll
+      for (int g = 0; g < G; g++) cg[g] = acc[g][j] * corr[g];
+      for (int t = 0; t < nt; t++) {
+        float vv = aoq_bf16_to_f32(a.v[sl[t] + d]);
+#pragma unroll
+        for (int g = 0; g < G; g++) cg[g] += sc[g][t] * vv;
+      }
+#pragma unroll
+      for (int g = 0; g < G; g++) acc[g][j] = cg[g];
+    }
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int j = 0; j < 2; j++) {
+    int d = tid + j * THREADS;
+    if (d >= hd) break;
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+      if (g >= gn) break;
+      int64_t oh = (int64_t)row * a.n_heads + h0 + g;
+      if (a.splits == 1) {
+        float inv = lsum[g] > 0 ? 1.0f / lsum[g] : 0.0f;
+        a.out[oh * hd + d] = aoq_f32_to_bf16(acc[g][j] * inv);
+      } else {
+        float *p = a.ws + (oh * a.splits + split) * (hd + 2);
+        p[2 + d] = acc[g][j];
+        if (d == 0) p[0] = mx[g], p[1] = lsum[g];
+      }
+    }
+  }
+}
+
+/* grid (m, n_heads), hd threads: merges the splits of one head */
+__global__ void k_attn_merge(const float *__restrict__ ws, uint16_t *__restrict__ out, int hd,
+                             int splits) {
+  int64_t oh = (int64_t)blockIdx.x * gridDim.y + blockIdx.y;
+  const float *base = ws + oh * splits * (hd + 2);
+  float m = -INFINITY;
+  for (int s = 0; s < splits; s++) {
+    const float *p = base + s * (hd + 2);
+    if (p[1] > 0) m = fmaxf(m, p[0]);
+  }
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float l = 0, o = 0;
+    for (int s = 0; s < splits; s++) {
+      const float *p = base + s * (hd + 2);
+      if (!(p[1] > 0)) continue;
+      float c = expf(p[0] - m);
+      l += p[1] * c;
+      o += p[2 + d] * c;
+    }
+    out[oh * hd + d] = aoq_f32_to_bf16(o * (l > 0 ? 1.0f / l : 0.0f));
+  }
+}
+
+static int pick_g(int group) { return group >= 8 ? 8 : group >= 4 ? 4 : group >= 2 ? 2 : 1; }
+
+static int plan_splits(const aoq_kv_cache *kv, int64_t m, int n_heads, int max_pos, int num_sms) {
+  int group = n_heads / kv->n_kv_heads, g = pick_g(group);
+  int64_t base = m * kv->n_kv_heads * ((group + g - 1) / g);
+  int tiles = max_pos / TILE + 1;
+  int64_t want = (2 * (int64_t)(num_sms > 0 ? num_sms : 1) + base - 1) / base;
+  int s = (int)(want < tiles ? want : tiles);
+  return s < 1 ? 1 : s > MAX_SPLITS ? MAX_SPLITS : s;
+}
+
+extern "C" size_t aoq_gk_attention_workspace(const aoq_kv_cache *kv, int64_t m, int n_heads,
+                                             int max_pos, int num_sms) {
+  if (!kv || m <= 0 || n_heads <= 0 || kv->n_kv_heads <= 0 || max_pos < 0) return 0;
+  int s = plan_splits(kv, m, n_heads, max_pos, num_sms);
+  if (s == 1) return 0;
+  return (size_t)m * n_heads * s * (kv->head_dim + 2) * sizeof(float);
+}
+
+extern "C" int aoq_gk_attention(const aoq_kv_cache *kv, const aoq_attn_batch *b,
+                                const uint16_t *q, uint16_t *out, int64_t m, int n_heads,
+                                float scale, void *ws, int num_sms, int *err, void *stream) {
+  if (m == 0) return 0;
+  aoq_gpu_stream_t st = (aoq_gpu_stream_t)stream;
+  int group = n_heads / kv->n_kv_heads, g = pick_g(group);
+  attn_args a;
+  a.k = (const uint16_t *)kv->k, a.v = (const uint16_t *)kv->v, a.q = q, a.out = out;
+  a.ws = (float *)ws;
+  a.row_seq = b->row_seq, a.row_pos = b->row_pos, a.bt = b->block_tables;
+  a.n_seqs = b->n_seqs, a.max_blocks = b->max_blocks, a.n_pages = kv->n_pages;
+  a.page_size = kv->page_size, a.nkv = kv->n_kv_heads, a.hd = kv->head_dim;
+  a.n_heads = n_heads, a.group = group, a.hchunks = (group + g - 1) / g;
+  a.splits = plan_splits(kv, m, n_heads, b->max_pos, num_sms);
+  a.scale = scale, a.err = err;
+  if (a.splits > 1 && !ws) a.splits = 1;
+  dim3 grid((unsigned)m, (unsigned)(kv->n_kv_heads * a.hchunks), (unsigned)a.splits);
+  switch (g) {
+    case 8: k_attn<8><<<grid, THREADS, 0, st>>>(a); break;
+    case 4: k_attn<4><<<grid, THREADS, 0, st>>>(a); break;
+    case 2: k_attn<2><<<grid, THREADS, 0, st>>>(a); break;
+    default: k_attn<1><<<grid, THREADS, 0, st>>>(a); break;
+  }
+  if (a.splits > 1) {
+    dim3 g2((unsigned)m, (unsigned)n_heads);
+    k_attn_merge<<<g2, 128, 0, st>>>(a.ws, out, kv->head_dim, a.splits);
+  }
+  return (int)aoq_gpu_get_last_error();
+}

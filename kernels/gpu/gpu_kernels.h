@@ -1,0 +1,74 @@
+/*
+ * gpu_kernels.h — the C entry points of the GPU kernels (the .cu files of kernels/gpu), shared by the CUDA
+ * and HIP backends. Plain C types only: a stream is passed as `void *` (cudaStream_t /
+ * hipStream_t), every tensor pointer is device memory, activations are bf16 (uint16_t bits).
+ * Each launcher enqueues work and returns the runtime's launch status (0 = success; otherwise a
+ * cudaError_t / hipError_t value for the backend to name). Nothing here allocates or syncs, so
+ * every launcher may be captured into a graph.
+ *
+ * Data-dependent errors (a token id or cache slot out of range) cannot be returned by a launch:
+ * the kernel writes a code into `*err` (device-visible memory the backend owns) and skips the
+ * bad row; the backend reports it at the next stream_sync.
+ */
+#ifndef AOQ_KERNELS_GPU_GPU_KERNELS_H
+#define AOQ_KERNELS_GPU_GPU_KERNELS_H
+
+#include <stdint.h>
+
+#include "devices/device.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+  AOQ_GK_ERR_EMBED_ID = 1,   /* embed: a token id outside [0, n_rows) */
+  AOQ_GK_ERR_KV_SLOT = 2,    /* kv_store: a slot outside the cache */
+  AOQ_GK_ERR_ATTN_INDEX = 3, /* attention: a sequence, position or page out of range */
+};
+
+/* Largest m the GEMV path takes; larger m goes to the tiled tensor-core GEMM. */
+#define AOQ_GK_GEMV_MAX_M 16
+
+/* Formats `aoq_gk_linear` implements: bit per aoq_format_kind. */
+uint64_t aoq_gk_linear_formats(void);
+/* Checks w's shape/group/buffers for the kernels; 0 if supported, else a static reason. */
+const char *aoq_gk_linear_check(const aoq_qweight *w);
+/* Workspace bytes of aoq_gk_linear for m rows (activation quantization of dynamic formats). */
+size_t aoq_gk_linear_workspace(const aoq_qweight *w, int64_t m);
+/* y[m,n] bf16 = x[m,k] bf16 @ W^T, W in its packed format (devices/device.h, docs/layouts.md). */
+int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *y, int64_t m, void *ws,
+                  int num_sms, void *stream);
+
+int aoq_gk_rmsnorm(const uint16_t *x, const uint16_t *w, uint16_t *y, int64_t m, int64_t n,
+                   float eps, void *stream);
+int aoq_gk_add(const uint16_t *a, const uint16_t *b, uint16_t *y, int64_t n, void *stream);
+int aoq_gk_silu_mul(const uint16_t *gu, uint16_t *y, int64_t m, int64_t n, void *stream);
+int aoq_gk_embed(const uint16_t *table, int64_t n_rows, const int32_t *ids, uint16_t *y, int64_t m,
+                 int64_t dim, int *err, void *stream);
+/* inv_freq: the head_dim/2 RoPE frequencies computed on the host (fp32, HF llama3 rules). */
+typedef struct aoq_gk_rope_freqs {
+  float inv[512];
+} aoq_gk_rope_freqs;
+int aoq_gk_rope(uint16_t *x, const int32_t *pos, int64_t m, int n_heads, int head_dim,
+                int64_t row_stride, const aoq_gk_rope_freqs *f, void *stream);
+int aoq_gk_kv_store(const aoq_kv_cache *kv, const uint16_t *k, const uint16_t *v,
+                    const int32_t *slots, int64_t m, int *err, void *stream);
+/* Split-K planning uses max_pos (host bound) and num_sms; ws must be sized with the same values.
+ * Keys are dealt to splits tile by tile (128 keys, strided), so a graph captured with one max_pos
+ * stays correct when replayed at longer positions (only less parallel). */
+size_t aoq_gk_attention_workspace(const aoq_kv_cache *kv, int64_t m, int n_heads, int max_pos,
+                                  int num_sms);
+int aoq_gk_attention(const aoq_kv_cache *kv, const aoq_attn_batch *b, const uint16_t *q,
+                     uint16_t *out, int64_t m, int n_heads, float scale, void *ws, int num_sms,
+                     int *err, void *stream);
+int aoq_gk_argmax(const uint16_t *logits, int32_t *out, int64_t m, int64_t vocab, void *stream);
+int aoq_gk_sample(const uint16_t *logits, int32_t *out, int64_t m, int64_t vocab,
+                  const aoq_sample_params *p, void *stream);
+/* to_f32: bf16 -> f32, else f32 -> bf16 (RNE). */
+int aoq_gk_convert(const void *src, void *dst, int64_t n, int to_f32, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

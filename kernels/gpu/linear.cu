@@ -1,0 +1,282 @@
+/*
+ * linear.cu — y[m,n] = x[m,k] @ W^T with W in its packed format (devices/device.h summary,
+ * docs/layouts.md), for m = 1..16 per launch (larger m runs in slices of 16 rows).
+ *
+ * Fused GEMV / skinny GEMM: each warp owns R weight rows; every lane streams 16-byte chunks of
+ * its rows (ld.global.nc, no L1 allocation: each weight byte is read once), dequantizes them in
+ * registers 8 elements at a time, and multiply-accumulates against the M activation rows (read
+ * through L1/L2, shared by the R rows), fp32 accumulation, then a warp reduction.
+ *
+ * Dequantization numerics (spec/formats.md; torchao's weight-only formats are dequantize-then-mm):
+ *   BF16     w = W
+ *   INT8WO   y = rnd(rnd(x . q) * rnd(scale))         (post-scale in bf16, §2)
+ *   FP8WO    w = rnd(e4m3(q) * scale)                  (dequantize to bf16, §3)
+ *   INT4WO   w = rnd(rnd((q - 8) * s) + z)  bf16 steps (tinygemm, §4; HQQ uses the same form)
+ */
+#include "kernels/gpu/vendor.h"
+
+#include "base/numerics.h"
+#include "kernels/gpu/gpu_kernels.h"
+
+#define LIN_WARPS 4
+
+typedef struct wargs {
+  const uint8_t *q;
+  const void *scale;
+  int64_t n, k, row_bytes;
+  int group;
+} wargs;
+
+static __device__ __forceinline__ float bf_lo(uint32_t u) { return __uint_as_float(u << 16); }
+static __device__ __forceinline__ float bf_hi(uint32_t u) { return __uint_as_float(u & 0xffff0000u); }
+
+static __device__ __forceinline__ uint32_t word(const uint4 &r, int i) {
+  return i == 0 ? r.x : i == 1 ? r.y : i == 2 ? r.z : r.w;
+}
+
+/* --- decoders: EPL elements per 16-byte chunk; dec8 writes elements [8*sub, 8*sub + 8) --- */
+
+struct DecBF16 {
+  enum { EPL = 8 };
+  struct P {};
+  static __device__ P prm(const wargs &, int64_t, int64_t) { return P(); }
+  static __device__ void dec8(const uint4 &r, int, const P &, float o[8]) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) o[2 * i] = bf_lo(word(r, i)), o[2 * i + 1] = bf_hi(word(r, i));
+  }
+  static __device__ float epi(float acc, const wargs &, int64_t) { return acc; }
+};
+
+/* int8 -> float exactly: 0x4B000000 | (b ^ 0x80) is 2^23 + 128 + b */
+static __device__ __forceinline__ void i8x4(uint32_t wd, float *o) {
+  uint32_t u = wd ^ 0x80808080u;
+#pragma unroll
+  for (int j = 0; j < 4; j++)
+    o[j] = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7540 + j)) - 8388736.0f;
+}
+
+struct DecI8 {
+  enum { EPL = 16 };
+  struct P {};
+  static __device__ P prm(const wargs &, int64_t, int64_t) { return P(); }
+  static __device__ void dec8(const uint4 &r, int sub, const P &, float o[8]) {
+    i8x4(word(r, 2 * sub), o);
+    i8x4(word(r, 2 * sub + 1), o + 4);
+  }
+  static __device__ float epi(float acc, const wargs &w, int64_t row) {
+    float s = aoq_round_bf16(((const float *)w.scale)[row]);
+    return aoq_round_bf16(acc) * s;
+  }
+};
+
+/* e4m3fn -> float exactly: magnitude bits placed at the fp32 mantissa top, times 2^120 (handles
+ * subnormals); 0x7f is the only NaN magnitude. */
+static __device__ __forceinline__ float e4m3(uint32_t b) {
+  float f = __uint_as_float((b & 0x7fu) << 20) * 0x1p120f;
+  if ((b & 0x7fu) == 0x7fu) f = __uint_as_float(0x7fc00000u);
+  return (b & 0x80u) ? -f : f;
+}
+
+struct DecFP8 {
+  enum { EPL = 16 };
+  struct P {
+    float s;
+  };
+  static __device__ P prm(const wargs &w, int64_t row, int64_t) {
+    P p;
+    p.s = ((const float *)w.scale)[row];
+    return p;
+  }
+  static __device__ void dec8(const uint4 &r, int sub, const P &p, float o[8]) {
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      uint32_t wd = word(r, 2 * sub + h);
+#pragma unroll
+      for (int j = 0; j < 4; j++) o[4 * h + j] = aoq_round_bf16(e4m3((wd >> (8 * j)) & 0xffu) * p.s);
+    }
+  }
+  static __device__ float epi(float acc, const wargs &, int64_t) { return acc; }
+};
+
+/* tinygemm int4: 8 nibbles of one word; pairs (j, j+4) go through bf16x2 math, which rounds each
+ * step to bf16 as torch does: (128 + q) - 136 = q - 8 exactly, * s, + z. */
+struct DecI4 {
+  enum { EPL = 32 };
+  struct P {
+    aoq_bf162 s, z;
+  };
+  static __device__ P prm(const wargs &w, int64_t row, int64_t c) {
+    const uint16_t *sz = (const uint16_t *)w.scale + (row * (w.k / w.group) + c * 32 / w.group) * 2;
+    uint32_t both = *(const uint32_t *)sz; /* {scale, zero} */
+    P p;
+    uint32_t ss = (both & 0xffffu) * 0x10001u, zz = (both >> 16) * 0x10001u;
+    p.s = *(aoq_bf162 *)&ss;
+    p.z = *(aoq_bf162 *)&zz;
+    return p;
+  }
+  static __device__ void dec8(const uint4 &r, int sub, const P &p, float o[8]) {
+    uint32_t wd = word(r, sub);
+    const uint32_t c136 = 0x43084308u; /* bf16 136.0 twice */
+    aoq_bf162 k136 = *(const aoq_bf162 *)&c136;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      uint32_t v = ((wd >> (4 * j)) & 0x000f000fu) | 0x43004300u;
+      aoq_bf162 q = __hsub2(*(aoq_bf162 *)&v, k136);
+      aoq_bf162 d = __hadd2(__hmul2(q, p.s), p.z);
+      uint32_t u = *(uint32_t *)&d;
+      o[j] = bf_lo(u);
+      o[j + 4] = bf_hi(u);
+    }
+  }
+  static __device__ float epi(float acc, const wargs &, int64_t) { return acc; }
+};
+
+template <class D, int M, int R>
+__global__ void __launch_bounds__(LIN_WARPS * 32)
+    k_gemv(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int m) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t row0 = ((int64_t)blockIdx.x * LIN_WARPS + warp) * R;
+  if (row0 >= w.n) return;
+  float acc[R][M];
+#pragma unroll
+  for (int r = 0; r < R; r++)
+#pragma unroll
+    for (int i = 0; i < M; i++) acc[r][i] = 0;
+  const int64_t nch = w.k / D::EPL;
+  const uint8_t *qr[R];
+#pragma unroll
+  for (int r = 0; r < R; r++) qr[r] = w.q + (row0 + r < w.n ? row0 + r : row0) * w.row_bytes;
+  constexpr int U = R == 1 ? 4 : 2; /* chunks in flight per lane */
+  for (int64_t c0 = lane; c0 < nch; c0 += 32 * U) {
+    uint4 raw[U][R];
+#pragma unroll
+    for (int u = 0; u < U; u++)
+#pragma unroll
+      for (int r = 0; r < R; r++)
+        if (c0 + u * 32 < nch) raw[u][r] = aoq_ld_stream16(qr[r] + (c0 + u * 32) * 16);
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int64_t c = c0 + u * 32;
+      if (c >= nch) break;
+      typename D::P prm[R];
+#pragma unroll
+      for (int r = 0; r < R; r++) prm[r] = D::prm(w, row0 + r < w.n ? row0 + r : row0, c);
+#pragma unroll
+      for (int sub = 0; sub < D::EPL / 8; sub++) {
+        float wf[R][8];
+#pragma unroll
+        for (int r = 0; r < R; r++) D::dec8(raw[u][r], sub, prm[r], wf[r]);
+#pragma unroll
+        for (int i = 0; i < M; i++) {
+          if (i >= m) break;
+          uint4 xv = *(const uint4 *)(x + (int64_t)i * w.k + c * D::EPL + sub * 8);
+          float xf[8];
+#pragma unroll
+          for (int j = 0; j < 4; j++) xf[2 * j] = bf_lo(word(xv, j)), xf[2 * j + 1] = bf_hi(word(xv, j));
+#pragma unroll
+          for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int j = 0; j < 8; j++) acc[r][i] = fmaf(wf[r][j], xf[j], acc[r][i]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; r++)
+#pragma unroll
+    for (int i = 0; i < M; i++) {
+      float v = acc[r][i];
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) v += AOQ_SHFL_XOR(v, o);
+      acc[r][i] = v;
+    }
+  if (lane < M && lane < m) {
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      if (row0 + r >= w.n) break;
+      float v = 0;
+#pragma unroll
+      for (int i = 0; i < M; i++)
+        if (i == lane) v = acc[r][i];
+      y[(int64_t)lane * w.n + row0 + r] = aoq_f32_to_bf16(D::epi(v, w, row0 + r));
+    }
+  }
+}
+
+template <class D, int M, int R>
+static int launch_mr(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
+  int64_t rows_per_block = (int64_t)LIN_WARPS * R;
+  unsigned blocks = (unsigned)((w.n + rows_per_block - 1) / rows_per_block);
+  k_gemv<D, M, R><<<blocks, LIN_WARPS * 32, 0, st>>>(w, x, y, m);
+  return (int)aoq_gpu_get_last_error();
+}
+
+template <class D>
+static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
+  if (m == 1) return launch_mr<D, 1, 1>(w, x, y, m, st);
+  if (m == 2) return launch_mr<D, 2, 2>(w, x, y, m, st);
+  if (m <= 4) return launch_mr<D, 4, 2>(w, x, y, m, st);
+  if (m <= 8) return launch_mr<D, 8, 4>(w, x, y, m, st);
+  return launch_mr<D, 16, 4>(w, x, y, m, st);
+}
+
+extern "C" uint64_t aoq_gk_linear_formats(void) {
+  return (1ull << AOQ_FMT_BF16) | (1ull << AOQ_FMT_INT8WO) | (1ull << AOQ_FMT_FP8WO) |
+         (1ull << AOQ_FMT_INT4WO) | (1ull << AOQ_FMT_INT4WO_HQQ);
+}
+
+static int epl_of(aoq_format_kind k) {
+  switch (k) {
+    case AOQ_FMT_BF16: return 8;
+    case AOQ_FMT_INT8WO:
+    case AOQ_FMT_FP8WO: return 16;
+    case AOQ_FMT_INT4WO:
+    case AOQ_FMT_INT4WO_HQQ: return 32;
+    default: return 0;
+  }
+}
+
+extern "C" const char *aoq_gk_linear_check(const aoq_qweight *w) {
+  int epl = epl_of(w->kind);
+  if (!epl) return "format not implemented by the GPU kernels";
+  if (w->n <= 0 || w->k <= 0) return "empty weight";
+  if (w->k % epl) return "k is not a multiple of the kernel's 16-byte chunk";
+  if (!w->qdata || ((uintptr_t)w->qdata & 15)) return "qdata NULL or not 16-byte aligned";
+  if (w->kind != AOQ_FMT_BF16 && !w->scale) return "scale NULL";
+  if (w->kind == AOQ_FMT_INT4WO || w->kind == AOQ_FMT_INT4WO_HQQ) {
+    if (w->group < 32 || w->group % 32 || w->k % w->group) return "int4 group must be 32*j and divide k";
+    if ((uintptr_t)w->scale & 3) return "int4 scale not 4-byte aligned";
+  }
+  return 0;
+}
+
+extern "C" size_t aoq_gk_linear_workspace(const aoq_qweight *w, int64_t m) {
+  (void)w, (void)m;
+  return 0;
+}
+
+extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *y, int64_t m,
+                             void *ws, int num_sms, void *stream) {
+  (void)ws, (void)num_sms;
+  aoq_gpu_stream_t st = (aoq_gpu_stream_t)stream;
+  wargs a;
+  a.q = (const uint8_t *)w->qdata;
+  a.scale = w->scale;
+  a.n = w->n, a.k = w->k, a.group = w->group;
+  a.row_bytes = w->k * (w->kind == AOQ_FMT_BF16 ? 2 : w->kind == AOQ_FMT_INT8WO || w->kind == AOQ_FMT_FP8WO ? 1 : 0);
+  if (w->kind == AOQ_FMT_INT4WO || w->kind == AOQ_FMT_INT4WO_HQQ) a.row_bytes = w->k / 2;
+  for (int64_t r0 = 0; r0 < m; r0 += AOQ_GK_GEMV_MAX_M) {
+    int mm = (int)(m - r0 < AOQ_GK_GEMV_MAX_M ? m - r0 : AOQ_GK_GEMV_MAX_M);
+    const uint16_t *xs = x + r0 * w->k;
+    uint16_t *ys = y + r0 * w->n;
+    int rc;
+    switch (w->kind) {
+      case AOQ_FMT_BF16: rc = launch<DecBF16>(a, xs, ys, mm, st); break;
+      case AOQ_FMT_INT8WO: rc = launch<DecI8>(a, xs, ys, mm, st); break;
+      case AOQ_FMT_FP8WO: rc = launch<DecFP8>(a, xs, ys, mm, st); break;
+      default: rc = launch<DecI4>(a, xs, ys, mm, st); break;
+    }
+    if (rc) return rc;
+  }
+  return 0;
+}

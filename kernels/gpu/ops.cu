@@ -1,0 +1,241 @@
+/*
+ * ops.cu — the element-wise and row-wise ops of the GPU backends: rmsnorm, add, silu_mul, embed,
+ * rope, kv_store, argmax, convert. Numerics follow the CPU backend (devices/cpu/cpu_ops.c) step
+ * for step: fp32 math, bf16 rounding at the same points (aoq_f32_to_bf16 of base/numerics.h), so
+ * results agree bit for bit except where a sum is reassociated (rmsnorm's sum of squares).
+ */
+#include "kernels/gpu/vendor.h"
+
+#include "base/numerics.h"
+#include "kernels/gpu/gpu_kernels.h"
+
+#define BF(u) aoq_bf16_to_f32(u)
+#define TB(f) aoq_f32_to_bf16(f)
+
+static __device__ __forceinline__ float block_sum(float v, float *sh) {
+  for (int o = 16; o > 0; o >>= 1) v += AOQ_SHFL_XOR(v, o);
+  int w = threadIdx.x / AOQ_LWARP, l = threadIdx.x % AOQ_LWARP, nw = blockDim.x / AOQ_LWARP;
+  __syncthreads();
+  if (l == 0) sh[w] = v;
+  __syncthreads();
+  float t = 0;
+  for (int i = 0; i < nw; i++) t += sh[i];
+  return t;
+}
+
+/* ---- rmsnorm: one block per row ---- */
+
+__global__ void k_rmsnorm(const uint16_t *__restrict__ x, const uint16_t *__restrict__ w,
+                          uint16_t *__restrict__ y, int64_t n, float eps) {
+  __shared__ float sh[32];
+  const uint16_t *xr = x + blockIdx.x * n;
+  uint16_t *yr = y + blockIdx.x * n;
+  float s = 0;
+  for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
+    float a = BF(xr[c]);
+    s += a * a;
+  }
+  s = block_sum(s, sh);
+  float inv = 1.0f / sqrtf(s / (float)n + eps);
+  for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
+    float v = aoq_round_bf16(BF(xr[c]) * inv);
+    yr[c] = TB(BF(w[c]) * v);
+  }
+}
+
+extern "C" int aoq_gk_rmsnorm(const uint16_t *x, const uint16_t *w, uint16_t *y, int64_t m,
+                              int64_t n, float eps, void *stream) {
+  if (m == 0 || n == 0) return 0;
+  int t = n >= 4096 ? 1024 : n >= 1024 ? 256 : 128;
+  k_rmsnorm<<<(unsigned)m, t, 0, (aoq_gpu_stream_t)stream>>>(x, w, y, n, eps);
+  return (int)aoq_gpu_get_last_error();
+}
+
+/* ---- add ---- */
+
+__global__ void k_add(const uint16_t *__restrict__ a, const uint16_t *__restrict__ b,
+                      uint16_t *__restrict__ y, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    y[i] = TB(BF(a[i]) + BF(b[i]));
+}
+
+static unsigned grid_for(int64_t n, int threads) {
+  int64_t g = (n + threads - 1) / threads;
+  return (unsigned)(g > 65535 ? 65535 : g < 1 ? 1 : g);
+}
+
+extern "C" int aoq_gk_add(const uint16_t *a, const uint16_t *b, uint16_t *y, int64_t n,
+                          void *stream) {
+  if (n == 0) return 0;
+  k_add<<<grid_for(n, 256), 256, 0, (aoq_gpu_stream_t)stream>>>(a, b, y, n);
+  return (int)aoq_gpu_get_last_error();
+}
+
+/* ---- silu_mul: gu[m, 2n] = gate | up ---- */
+
+__global__ void k_silu_mul(const uint16_t *__restrict__ gu, uint16_t *__restrict__ y, int64_t m,
+                           int64_t n) {
+  int64_t total = m * n;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    int64_t r = i / n, c = i % n;
+    float g = BF(gu[r * 2 * n + c]), u = BF(gu[r * 2 * n + n + c]);
+    float a = aoq_round_bf16(g / (1.0f + expf(-g)));
+    y[i] = TB(a * u);
+  }
+}
+
+extern "C" int aoq_gk_silu_mul(const uint16_t *gu, uint16_t *y, int64_t m, int64_t n,
+                               void *stream) {
+  if (m == 0 || n == 0) return 0;
+  k_silu_mul<<<grid_for(m * n, 256), 256, 0, (aoq_gpu_stream_t)stream>>>(gu, y, m, n);
+  return (int)aoq_gpu_get_last_error();
+}
+
+/* ---- embed: one block per row; a bad id flags the error and zeroes the row ---- */
+
+__global__ void k_embed(const uint16_t *__restrict__ table, int64_t n_rows,
+                        const int32_t *__restrict__ ids, uint16_t *__restrict__ y, int64_t dim,
+                        int *err) {
+  int32_t id = ids[blockIdx.x];
+  uint16_t *yr = y + blockIdx.x * dim;
+  if (id < 0 || id >= n_rows) {
+    if (threadIdx.x == 0) atomicCAS(err, 0, AOQ_GK_ERR_EMBED_ID);
+    for (int64_t c = threadIdx.x; c < dim; c += blockDim.x) yr[c] = 0;
+    return;
+  }
+  const uint16_t *tr = table + (int64_t)id * dim;
+  if (dim % 8 == 0) {
+    const uint4 *s = (const uint4 *)tr;
+    uint4 *d = (uint4 *)yr;
+    for (int64_t c = threadIdx.x; c < dim / 8; c += blockDim.x) d[c] = s[c];
+  } else {
+    for (int64_t c = threadIdx.x; c < dim; c += blockDim.x) yr[c] = tr[c];
+  }
+}
+
+extern "C" int aoq_gk_embed(const uint16_t *table, int64_t n_rows, const int32_t *ids,
+                            uint16_t *y, int64_t m, int64_t dim, int *err, void *stream) {
+  if (m == 0 || dim == 0) return 0;
+  k_embed<<<(unsigned)m, 256, 0, (aoq_gpu_stream_t)stream>>>(table, n_rows, ids, y, dim, err);
+  return (int)aoq_gpu_get_last_error();
+}
+
+/* ---- rope: HF rotate_half, cos/sin rounded to bf16, each product and sum rounded ---- */
+
+__global__ void k_rope(uint16_t *__restrict__ x, const int32_t *__restrict__ pos, int n_heads,
+                       int head_dim, int64_t stride, aoq_gk_rope_freqs f) {
+  int half = head_dim / 2;
+  int64_t r = blockIdx.x;
+  float p = (float)pos[r];
+  for (int i = threadIdx.x; i < n_heads * half; i += blockDim.x) {
+    int h = i / half, d = i % half;
+    float ang = p * f.inv[d];
+    float c = aoq_round_bf16(cosf(ang)), sn = aoq_round_bf16(sinf(ang));
+    int64_t i1 = r * stride + (int64_t)h * head_dim + d, i2 = i1 + half;
+    float x1 = BF(x[i1]), x2 = BF(x[i2]);
+    float a = aoq_round_bf16(x1 * c) - aoq_round_bf16(x2 * sn);
+    float b = aoq_round_bf16(x2 * c) + aoq_round_bf16(x1 * sn);
+    x[i1] = TB(a);
+    x[i2] = TB(b);
+  }
+}
+
+extern "C" int aoq_gk_rope(uint16_t *x, const int32_t *pos, int64_t m, int n_heads, int head_dim,
+                           int64_t row_stride, const aoq_gk_rope_freqs *f, void *stream) {
+  if (m == 0) return 0;
+  int work = n_heads * head_dim / 2;
+  int t = work >= 1024 ? 512 : work >= 256 ? 256 : 64;
+  k_rope<<<(unsigned)m, t, 0, (aoq_gpu_stream_t)stream>>>(x, pos, n_heads, head_dim, row_stride,
+                                                           *f);
+  return (int)aoq_gpu_get_last_error();
+}
+
+/* ---- kv_store: one block per row (bf16 cache) ---- */
+
+__global__ void k_kv_store(uint16_t *__restrict__ kc, uint16_t *__restrict__ vc,
+                           const uint16_t *__restrict__ k, const uint16_t *__restrict__ v,
+                           const int32_t *__restrict__ slots, int64_t n_slots, int64_t w,
+                           int *err) {
+  int32_t s = slots[blockIdx.x];
+  if (s < 0 || s >= n_slots) {
+    if (threadIdx.x == 0) atomicCAS(err, 0, AOQ_GK_ERR_KV_SLOT);
+    return;
+  }
+  int64_t dst = (int64_t)s * w, src = blockIdx.x * w;
+  for (int64_t c = threadIdx.x; c < w; c += blockDim.x) {
+    kc[dst + c] = k[src + c];
+    vc[dst + c] = v[src + c];
+  }
+}
+
+extern "C" int aoq_gk_kv_store(const aoq_kv_cache *kv, const uint16_t *k, const uint16_t *v,
+                               const int32_t *slots, int64_t m, int *err, void *stream) {
+  if (m == 0) return 0;
+  int64_t w = (int64_t)kv->n_kv_heads * kv->head_dim;
+  int64_t n_slots = (int64_t)kv->n_pages * kv->page_size;
+  k_kv_store<<<(unsigned)m, 256, 0, (aoq_gpu_stream_t)stream>>>(
+      (uint16_t *)kv->k, (uint16_t *)kv->v, k, v, slots, n_slots, w, err);
+  return (int)aoq_gpu_get_last_error();
+}
+
+/* ---- argmax: one block per row; NaN counts as -inf; the first maximum wins ---- */
+
+static __device__ __forceinline__ void amax_merge(float &bv, int &bi, float v, int i) {
+  if (v > bv || (v == bv && i < bi)) bv = v, bi = i;
+}
+
+__global__ void k_argmax(const uint16_t *__restrict__ lg, int32_t *__restrict__ out,
+                         int64_t vocab) {
+  __shared__ float sv[32];
+  __shared__ int si[32];
+  const uint16_t *r = lg + blockIdx.x * vocab;
+  float bv = -INFINITY;
+  int bi = 0x7fffffff;
+  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
+    float v = BF(r[i]);
+    if (v != v) v = -INFINITY;
+    amax_merge(bv, bi, v, (int)i);
+  }
+  for (int o = 16; o > 0; o >>= 1) amax_merge(bv, bi, AOQ_SHFL_XOR(bv, o), AOQ_SHFL_XOR(bi, o));
+  int w = threadIdx.x / AOQ_LWARP, l = threadIdx.x % AOQ_LWARP;
+  if (l == 0) sv[w] = bv, si[w] = bi;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int i = 1; i < (int)blockDim.x / AOQ_LWARP; i++) amax_merge(bv, bi, sv[i], si[i]);
+    out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
+  }
+}
+
+extern "C" int aoq_gk_argmax(const uint16_t *logits, int32_t *out, int64_t m, int64_t vocab,
+                             void *stream) {
+  if (m == 0) return 0;
+  k_argmax<<<(unsigned)m, 1024, 0, (aoq_gpu_stream_t)stream>>>(logits, out, vocab);
+  return (int)aoq_gpu_get_last_error();
+}
+
+/* ---- convert ---- */
+
+__global__ void k_to_f32(const uint16_t *__restrict__ s, float *__restrict__ d, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    d[i] = BF(s[i]);
+}
+
+__global__ void k_to_bf16(const float *__restrict__ s, uint16_t *__restrict__ d, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    d[i] = TB(s[i]);
+}
+
+extern "C" int aoq_gk_convert(const void *src, void *dst, int64_t n, int to_f32, void *stream) {
+  if (n == 0) return 0;
+  if (to_f32)
+    k_to_f32<<<grid_for(n, 256), 256, 0, (aoq_gpu_stream_t)stream>>>((const uint16_t *)src,
+                                                                     (float *)dst, n);
+  else
+    k_to_bf16<<<grid_for(n, 256), 256, 0, (aoq_gpu_stream_t)stream>>>((const float *)src,
+                                                                      (uint16_t *)dst, n);
+  return (int)aoq_gpu_get_last_error();
+}
