@@ -384,7 +384,8 @@ aoq_status aoq_st_open_memory(const void *data, size_t len, aoq_st_file **out) {
 }
 
 static aoq_status st_open_single(const char *path, aoq_st_file **out) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: opening a FIFO must not hang; it is refused below as not a regular file */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return aoq_err(AOQ_EIO, "%s: open: %s", path, strerror(errno));
   struct stat sb;
   if (fstat(fd, &sb) != 0) {

@@ -420,6 +420,11 @@ static void test_truncated_file_is_refused(void **state) {
   aoq_err_clear();
   rc = aoq_st_open(tpath("does-not-exist.safetensors"), &f);
   expect_refused(rc, f, AOQ_EIO, "missing file");
+  /* a FIFO is refused at once, not waited on */
+  assert_int_equal(mkfifo(tpath("fifo.safetensors"), 0644), 0);
+  aoq_err_clear();
+  rc = aoq_st_open(tpath("fifo.safetensors"), &f);
+  expect_refused(rc, f, AOQ_EIO, "FIFO");
   mkdir(tpath("emptydir"), 0755);
   aoq_err_clear();
   rc = aoq_st_open(tpath("emptydir"), &f);
