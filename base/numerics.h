@@ -9,6 +9,7 @@
 #ifndef AOQ_BASE_NUMERICS_H
 #define AOQ_BASE_NUMERICS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -362,6 +363,16 @@ AOQ_HD void aoq_int8_asym_quant_row(const uint16_t *x, int64_t k, int8_t *q, flo
   }
   *scale = s;
   *zp = z;
+}
+
+/* FP6 rows (docs/layouts.md "Float formats"): element i at bits [6i, 6i+6) LSB first, each row
+ * padded to a multiple of 4 bytes. */
+AOQ_HD size_t aoq_fp6_row_bytes(int64_t k) { return (size_t)(((k * 6 + 31) / 32) * 4); }
+AOQ_HD uint8_t aoq_fp6_get(const uint8_t *row, int64_t i) {
+  int64_t bit = 6 * i;
+  uint32_t v = row[bit >> 3];
+  if ((bit & 7) > 2) v |= (uint32_t)row[(bit >> 3) + 1] << 8;
+  return (uint8_t)((v >> (bit & 7)) & 0x3fu);
 }
 
 #endif

@@ -56,9 +56,8 @@ aoq_status aoq_fp_sizes(aoq_format_kind kind, int64_t n, int64_t k, size_t *qdat
     if (k % 16) return aoq_err(AOQ_ESHAPE, "nvfp4 needs k %% 16 == 0, got k=%lld", (long long)k);
     *qdata = nn * kk / 2, *scale = nn * kk / 16, *aux = 4;
     break;
-  default: /* FP6 */
-    if (k % 4) return aoq_err(AOQ_ESHAPE, "fp6 needs k %% 4 == 0, got k=%lld", (long long)k);
-    *qdata = nn * kk / 4 * 3, *scale = 2 * nn;
+  default: /* FP6: LSB-first 6-bit stream per row, rows padded to 4 bytes */
+    *qdata = nn * aoq_fp6_row_bytes(k), *scale = 2 * nn;
     break;
   }
   return AOQ_OK;
@@ -93,19 +92,19 @@ static void fp8_block(const uint16_t *w, int64_t k, int64_t r0, int64_t r1, int6
 }
 
 
-/* §8: per-row scale = max(amax, 1e-12) / max_normal in fp32 (elements use it), stored bf16. */
+/* §8: per-row scale = max(amax, 1e-12) / max_normal in fp32 (elements use it), stored bf16.
+ * Element i occupies bits [6i, 6i+6) of the row, LSB first. */
 static void fp6_row(const uint16_t *x, int64_t k, bool e3m2, uint8_t *q, uint16_t *scale) {
   float s = fmaxf(aoq_amax_bf16(x, k), 1e-12f) / (e3m2 ? AOQ_E3M2_MAX : AOQ_E2M3_MAX);
   *scale = aoq_f32_to_bf16(s);
-  for (int64_t i = 0; i < k; i += 4) {
-    uint32_t v = 0;
-    for (int j = 0; j < 4; j++) {
-      float f = bf(x, i + j) / s;
-      uint32_t c = e3m2 ? aoq_f32_to_e3m2(f) : aoq_f32_to_e2m3(f);
-      v |= c << (6 * j);
-    }
-    uint8_t *o = q + i / 4 * 3;
-    o[0] = (uint8_t)v, o[1] = (uint8_t)(v >> 8), o[2] = (uint8_t)(v >> 16);
+  memset(q, 0, aoq_fp6_row_bytes(k));
+  for (int64_t i = 0; i < k; i++) {
+    float f = aoq_bf16_to_f32(x[i]) / s;
+    uint32_t c = e3m2 ? aoq_f32_to_e3m2(f) : aoq_f32_to_e2m3(f);
+    int64_t bit = 6 * i;
+    uint32_t v = c << (bit & 7);
+    q[bit >> 3] |= (uint8_t)v;
+    if ((bit & 7) > 2) q[(bit >> 3) + 1] |= (uint8_t)(v >> 8);
   }
 }
 
@@ -146,7 +145,7 @@ aoq_status aoq_quantize_ref_fp(const uint16_t *w_bf16, aoq_qweight *w) {
   }
   default:
     for (int64_t r = 0; r < n; r++)
-      fp6_row(w_bf16 + r * k, k, w->kind == AOQ_FMT_FP6_E3M2, q + r * (k / 4 * 3),
+      fp6_row(w_bf16 + r * k, k, w->kind == AOQ_FMT_FP6_E3M2, q + r * aoq_fp6_row_bytes(k),
               (uint16_t *)w->scale + r);
     break;
   }
@@ -211,14 +210,10 @@ aoq_status aoq_fp_dequant_row(const aoq_qweight *w, int64_t r, float *out) {
   case AOQ_FMT_FP6_E2M3: {
     bool e3m2 = w->kind == AOQ_FMT_FP6_E3M2;
     float s = aoq_bf16_to_f32(((const uint16_t *)w->scale)[r]);
-    const uint8_t *qr = q + r * (k / 4 * 3);
-    for (int64_t c = 0; c < k; c += 4) {
-      const uint8_t *p = qr + c / 4 * 3;
-      uint32_t v = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16);
-      for (int j = 0; j < 4; j++) {
-        uint8_t code = (uint8_t)((v >> (6 * j)) & 0x3fu);
-        out[c + j] = (e3m2 ? aoq_e3m2_to_f32(code) : aoq_e2m3_to_f32(code)) * s;
-      }
+    const uint8_t *qr = q + r * (int64_t)aoq_fp6_row_bytes(k);
+    for (int64_t c = 0; c < k; c++) {
+      uint8_t code = aoq_fp6_get(qr, c);
+      out[c] = (e3m2 ? aoq_e3m2_to_f32(code) : aoq_e2m3_to_f32(code)) * s;
     }
     break;
   }

@@ -1,17 +1,220 @@
-/* Quantized linear kernels of the CPU backend — filled in per format by the formats work. */
-#include "base/error.h"
-#include "devices/cpu/cpu_internal.h"
+/*
+ * cpu_quant.c — the CPU linear for every quantized format: y[m,n] = x[m,k] @ W^T with W read in
+ * its packed layout and decoded 128 columns at a time into a stack buffer (never a bf16 copy of
+ * the weight, never more than one chunk of one row).
+ *
+ * Dynamic formats first quantize x into the workspace with the row quantizers of base/numerics.h
+ * (the same code as core/act_quant.c, so bit-exact with torchao's activation quantizers), then
+ * follow torchao's GEMM epilogue order (spec/formats.md):
+ *   int8dq     acc int32 -> * x_scale (fp32) -> bf16 -> * w_scale (fp32) -> bf16       (§2)
+ *   int8wo     bf16(x @ W_q) -> * bf16(w_scale) -> bf16                                 (§2)
+ *   fp8dq(-row) fp32 sum of e4m3 products * x_scale * w_scale -> bf16 (scaled_mm)       (§3)
+ *   fp8dq-block per 128-wide K block: sum * x_scale[m,kb] * w_scale[nb,kb], fp32 -> bf16 (§3)
+ *   mxfp8/mxfp4 the e8m0 scales are powers of two, folded into both operands exactly  (§6)
+ *   nvfp4      fp32 sum of (fp4*s_b) products -> bf16 -> * bf16(pts_x * pts_w) -> bf16 (§7)
+ *   fp8-int4   fp32 sum of e4m3 x (q * s_g) -> * x_scale -> bf16                       (§4)
+ *   int8-intx / int8-int4  fake-quantized x (bf16) @ bf16 dequantized W                (§5)
+ *   weight-only formats    x @ bf16 dequantized W, fp32 sums -> bf16                   (§3 §5 §7)
+ * Work is split over output rows with aoq_cpu_parallel; the inner loops are plain fp32/int32
+ * dot products with eight independent partial sums, which the compiler vectorizes.
+ */
+#include <string.h>
 
-uint64_t aoq_cpu_quant_formats(void) { return 0; }
+#include "base/error.h"
+#include "base/numerics.h"
+#include "devices/cpu/cpu_quant_impl.h"
+
+#define CH 128 /* K columns decoded per step: also the fp8dq-block block width */
+#define MT 16  /* activation rows per accumulator tile */
+
+uint64_t aoq_cpu_quant_formats(void) {
+  return ((1ull << AOQ_FMT_COUNT) - 1ull) & ~(1ull << AOQ_FMT_BF16);
+}
+
+static size_t al(size_t b) { return (b + 63) & ~(size_t)63; }
+
+/* Workspace: xf f32[m,k] | xs f32[m, kb+1] | xq u8[m,k] | xsc u8[m, k/16 + 1]. */
+static size_t ws_parts(int64_t m, int64_t k, size_t *o_xs, size_t *o_xq, size_t *o_xsc) {
+  size_t M = (size_t)m, K = (size_t)k, kb = (K + 127) / 128;
+  size_t xf = al(M * K * 4), xs = al(M * (kb + 1) * 4 + 4), xq = al(M * K), xsc = al(M * (K / 16 + 1));
+  *o_xs = xf, *o_xq = xf + xs, *o_xsc = xf + xs + xq;
+  return xf + xs + xq + xsc;
+}
 
 size_t aoq_cpu_quant_workspace(const aoq_qweight *w, int64_t m) {
-  (void)w;
-  (void)m;
-  return 0;
+  if (!w || m <= 0 || w->k <= 0 || w->kind == AOQ_FMT_BF16) return 0;
+  size_t a, b, c;
+  return ws_parts(m, w->k, &a, &b, &c) + 64;
+}
+
+typedef struct qjob {
+  const aoq_qweight *w;
+  const float *xf;  /* [m,k] the activation operand */
+  const int8_t *xq; /* [m,k] int8dq only */
+  const float *xs;  /* activation scales */
+  int64_t m, kb;
+  float pts;        /* nvfp4: bf16(pts_x * pts_w) */
+  uint16_t *y;
+} qjob;
+
+static inline float dot_f32(const float *a, const float *b, int64_t n) {
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) s[j] += a[i + j] * b[i + j];
+  for (; i < n; i++) s[0] += a[i] * b[i];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+static inline int32_t dot_i8(const int8_t *a, const int8_t *b, int64_t n) {
+  int32_t s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) s[j] += (int32_t)a[i + j] * (int32_t)b[i + j];
+  for (; i < n; i++) s[0] += (int32_t)a[i] * (int32_t)b[i];
+  return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+}
+
+static void rows_task(void *arg, int64_t begin, int64_t end) {
+  const qjob *j = arg;
+  const aoq_qweight *w = j->w;
+  const int64_t k = w->k, N = w->n, m = j->m;
+  const aoq_format_kind kind = w->kind;
+  const float *wsc = w->scale;
+  float wbuf[CH];
+  for (int64_t r = begin; r < end; r++) {
+    for (int64_t m0 = 0; m0 < m; m0 += MT) {
+      int64_t mt = m - m0 < MT ? m - m0 : MT;
+      float acc[MT] = {0};
+      int32_t iacc[MT] = {0};
+      for (int64_t c0 = 0; c0 < k; c0 += CH) {
+        int64_t len = k - c0 < CH ? k - c0 : CH;
+        if (kind == AOQ_FMT_INT8DQ) {
+          const int8_t *wq = (const int8_t *)w->qdata + r * k + c0;
+          for (int64_t i = 0; i < mt; i++) iacc[i] += dot_i8(j->xq + (m0 + i) * k + c0, wq, len);
+          continue;
+        }
+        aoq_cpu_quant_deq(w, r, c0, len, wbuf);
+        if (kind == AOQ_FMT_FP8DQ_BLOCK) {
+          float sw = wsc[(r / 128) * j->kb + c0 / 128];
+          for (int64_t i = 0; i < mt; i++)
+            acc[i] += dot_f32(j->xf + (m0 + i) * k + c0, wbuf, len) *
+                      (j->xs[(m0 + i) * j->kb + c0 / 128] * sw);
+        } else {
+          for (int64_t i = 0; i < mt; i++) acc[i] += dot_f32(j->xf + (m0 + i) * k + c0, wbuf, len);
+        }
+      }
+      for (int64_t i = 0; i < mt; i++) {
+        int64_t mi = m0 + i;
+        float v;
+        switch (kind) {
+        case AOQ_FMT_INT8WO: v = aoq_round_bf16(acc[i]) * aoq_round_bf16(wsc[r]); break;
+        case AOQ_FMT_INT8DQ: v = aoq_round_bf16((float)iacc[i] * j->xs[mi]) * wsc[r]; break;
+        case AOQ_FMT_FP8DQ: v = acc[i] * j->xs[0] * wsc[0]; break;
+        case AOQ_FMT_FP8DQ_ROW: v = acc[i] * j->xs[mi] * wsc[r]; break;
+        case AOQ_FMT_NVFP4: v = aoq_round_bf16(acc[i]) * j->pts; break;
+        case AOQ_FMT_FP8_INT4: v = acc[i] * j->xs[mi]; break;
+        default: v = acc[i]; break;
+        }
+        j->y[mi * N + r] = aoq_f32_to_bf16(v);
+      }
+    }
+  }
+}
+
+/* Quantizes x as the format's activation quantizer does and leaves the GEMM operand in xf. */
+static void prepare_x(qjob *j, const uint16_t *x, uint8_t *xq, uint8_t *xsc, float *xf, float *xs) {
+  const aoq_qweight *w = j->w;
+  const int64_t m = j->m, k = w->k;
+  switch (w->kind) {
+  case AOQ_FMT_INT8DQ:
+    for (int64_t r = 0; r < m; r++) xs[r] = aoq_int8_quant_row(x + r * k, k, (int8_t *)xq + r * k);
+    break;
+  case AOQ_FMT_INT8_INTX:
+  case AOQ_FMT_INT8_INT4: /* fake quantization (§5): x -> int8 asym per token -> bf16 */
+    for (int64_t r = 0; r < m; r++) {
+      float s;
+      int32_t zp;
+      const int8_t *q = (const int8_t *)xq + r * k;
+      aoq_int8_asym_quant_row(x + r * k, k, (int8_t *)xq + r * k, &s, &zp);
+      for (int64_t i = 0; i < k; i++)
+        xf[r * k + i] = aoq_round_bf16(aoq_round_bf16((float)(q[i] - zp)) * s);
+    }
+    break;
+  case AOQ_FMT_FP8DQ:
+  case AOQ_FMT_FP8DQ_ROW:
+  case AOQ_FMT_FP8DQ_BLOCK:
+  case AOQ_FMT_FP8_INT4:
+    if (w->kind == AOQ_FMT_FP8DQ) xs[0] = aoq_fp8_scale(aoq_amax_bf16(x, m * k), AOQ_E4M3_MAX);
+    for (int64_t r = 0; r < m; r++) {
+      const uint16_t *xr = x + r * k;
+      uint8_t *q = xq + r * k;
+      if (w->kind == AOQ_FMT_FP8DQ) {
+        aoq_fp8_quant_row(xr, k, xs[0], q);
+      } else if (w->kind == AOQ_FMT_FP8DQ_ROW) {
+        xs[r] = aoq_fp8_scale(aoq_amax_bf16(xr, k), AOQ_E4M3_MAX);
+        aoq_fp8_quant_row(xr, k, xs[r], q);
+      } else if (w->kind == AOQ_FMT_FP8_INT4) {
+        xs[r] = aoq_fp8_quant_row_mslk(xr, k, q);
+      } else {
+        for (int64_t c = 0; c < k; c += 128) {
+          int64_t len = k - c < 128 ? k - c : 128;
+          float s = aoq_fp8_scale(aoq_amax_bf16(xr + c, len), AOQ_E4M3_MAX);
+          xs[r * j->kb + c / 128] = s;
+          aoq_fp8_quant_row(xr + c, len, s, q + c);
+        }
+      }
+      for (int64_t i = 0; i < k; i++) xf[r * k + i] = aoq_e4m3_to_f32(q[i]);
+    }
+    break;
+  case AOQ_FMT_MXFP8:
+  case AOQ_FMT_MXFP4: {
+    int fp4 = w->kind == AOQ_FMT_MXFP4;
+    for (int64_t r = 0; r < m; r++) {
+      uint8_t *q = xq + r * k, *s = xsc + r * (k / 32);
+      aoq_mx_quant_row(x + r * k, k, fp4, q, s);
+      for (int64_t i = 0; i < k; i++) {
+        float e = fp4 ? aoq_e2m1_to_f32((uint8_t)(q[i / 2] >> (4 * (i & 1)))) : aoq_e4m3_to_f32(q[i]);
+        xf[r * k + i] = e * aoq_e8m0_to_f32(s[i / 32]);
+      }
+    }
+    break;
+  }
+  case AOQ_FMT_NVFP4: {
+    float pts_x = aoq_nvfp4_tensor_scale(aoq_amax_bf16(x, m * k)), pts_w;
+    memcpy(&pts_w, w->aux, 4);
+    j->pts = aoq_round_bf16(pts_x * pts_w);
+    for (int64_t r = 0; r < m; r++) {
+      uint8_t *q = xq + r * (k / 2), *s = xsc + r * (k / 16);
+      aoq_nvfp4_quant_row(x + r * k, k, pts_x, q, s);
+      for (int64_t i = 0; i < k; i++)
+        xf[r * k + i] =
+            aoq_e2m1_to_f32((uint8_t)(q[i / 2] >> (4 * (i & 1)))) * aoq_e4m3_to_f32(s[i / 16]);
+    }
+    break;
+  }
+  default: /* weight-only formats: x as is */
+    for (int64_t i = 0; i < m * k; i++) xf[i] = aoq_bf16_to_f32(x[i]);
+    break;
+  }
 }
 
 aoq_status aoq_cpu_linear_quant(aoq_cpu_ctx *c, const aoq_qweight *w, const uint16_t *x,
                                 uint16_t *y, int64_t m, void *ws) {
-  (void)c, (void)x, (void)y, (void)m, (void)ws;
-  return aoq_err(AOQ_EUNSUPPORTED, "cpu: linear for format kind %d is not built", (int)w->kind);
+  if (!w || !x || !y) return aoq_err(AOQ_EINVAL, "cpu quantized linear: NULL argument");
+  if (m <= 0 || w->n <= 0 || w->k <= 0)
+    return aoq_err(AOQ_ESHAPE, "cpu quantized linear: m=%lld, weight [%lld, %lld]", (long long)m,
+                   (long long)w->n, (long long)w->k);
+  AOQ_TRY(aoq_cpu_quant_check(w));
+  if (!ws) return aoq_err(AOQ_EINVAL, "cpu quantized linear: kind %d needs a workspace", (int)w->kind);
+  char *base = (char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+  size_t o_xs, o_xq, o_xsc;
+  ws_parts(m, w->k, &o_xs, &o_xq, &o_xsc);
+  qjob j = {w, (float *)base, (int8_t *)(base + o_xq), (float *)(base + o_xs), m,
+            (w->k + 127) / 128, 1.0f, y};
+  prepare_x(&j, x, (uint8_t *)(base + o_xq), (uint8_t *)(base + o_xsc), (float *)base,
+            (float *)(base + o_xs));
+  int64_t grain = 16384 / (w->k * m) + 1;
+  aoq_cpu_parallel(c, w->n, grain, rows_task, &j);
+  return AOQ_OK;
 }

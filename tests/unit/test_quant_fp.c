@@ -233,7 +233,7 @@ static void test_golden_nvfp4wo(void **st) { (void)st, golden_weight("nvfp4wo", 
  * of the block scale, and the fp6 packing round-trips through the dequantizer. */
 static void test_fp6_and_block_fp8_error_bound(void **st) {
   (void)st;
-  const int64_t n = 256, k = 384;
+  const int64_t n = 256, k = 384 + 4; /* k not a multiple of 16: padded fp6 rows */
   uint16_t *x = malloc((size_t)(n * k) * 2), *dq = malloc((size_t)(n * k) * 2);
   uint64_t s = 7;
   for (int64_t i = 0; i < n * k; i++) {
@@ -271,7 +271,8 @@ static void test_bad_shapes_and_buffers(void **st) {
   size_t a, b, c;
   assert_int_equal(aoq_fp_sizes(AOQ_FMT_MXFP4, 4, 48, &a, &b, &c), AOQ_ESHAPE);
   assert_int_equal(aoq_fp_sizes(AOQ_FMT_NVFP4, 4, 40, &a, &b, &c), AOQ_ESHAPE);
-  assert_int_equal(aoq_fp_sizes(AOQ_FMT_FP6_E3M2, 4, 42, &a, &b, &c), AOQ_ESHAPE);
+  assert_int_equal(aoq_fp_sizes(AOQ_FMT_FP6_E3M2, 4, 42, &a, &b, &c), AOQ_OK);
+  assert_int_equal(a, 4 * 32); /* 252 bits per row, padded to 8 words */
   assert_int_equal(aoq_fp_sizes(AOQ_FMT_FP8WO, 0, 42, &a, &b, &c), AOQ_ESHAPE);
   assert_int_equal(aoq_fp_sizes(AOQ_FMT_INT4WO, 4, 64, &a, &b, &c), AOQ_EINVAL);
   aoq_qweight w;
