@@ -68,33 +68,14 @@ static aoq_status st_oom(const char *label) {
   return aoq_err(AOQ_ENOMEM, "%s: out of memory while reading safetensors header", label);
 }
 
+/* The names are aoq_dtype_name's (base/dtype.c): the safetensors set plus F8_E8M0 and F4_E2M1X2
+ * (one byte per element, two E2M1 codes). safetensors' own "F4" counts 4-bit elements and is not
+ * accepted. */
 aoq_status aoq_st_dtype_parse(const char *name, aoq_dtype *out) {
-  static const struct {
-    const char *name;
-    aoq_dtype dt;
-  } names[] = {
-      {"F64", AOQ_DTYPE_F64},
-      {"F32", AOQ_DTYPE_F32},
-      {"F16", AOQ_DTYPE_F16},
-      {"BF16", AOQ_DTYPE_BF16},
-      {"I64", AOQ_DTYPE_I64},
-      {"I32", AOQ_DTYPE_I32},
-      {"I16", AOQ_DTYPE_I16},
-      {"I8", AOQ_DTYPE_I8},
-      {"U64", AOQ_DTYPE_U64},
-      {"U32", AOQ_DTYPE_U32},
-      {"U16", AOQ_DTYPE_U16},
-      {"U8", AOQ_DTYPE_U8},
-      {"BOOL", AOQ_DTYPE_BOOL},
-      {"F8_E4M3", AOQ_DTYPE_F8_E4M3},
-      {"F8_E5M2", AOQ_DTYPE_F8_E5M2},
-      {"F8_E8M0", AOQ_DTYPE_F8_E8M0},
-      {"F4_E2M1X2", AOQ_DTYPE_F4_E2M1X2},
-  };
   if (!name || !out) return aoq_err(AOQ_EINVAL, "aoq_st_dtype_parse: NULL argument");
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-    if (strcmp(name, names[i].name) == 0) {
-      *out = names[i].dt;
+  for (int t = 0; t < AOQ_DTYPE_COUNT; t++) {
+    if (strcmp(name, aoq_dtype_name((aoq_dtype)t)) == 0) {
+      *out = (aoq_dtype)t;
       return AOQ_OK;
     }
   }
