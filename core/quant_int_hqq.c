@@ -5,6 +5,7 @@
  * to fp16, reductions accumulated in fp32-or-wider then scaled by 1/N and rounded to fp16), the
  * final codes in fp32, then the conversion to tinygemm's form
  *   s = bf16(fp16(1 / inv)), z = bf16(fp16((8 - zero) * s)),  x^ = (q - 8) * s + z  (bf16 steps).
+ * Python-scalar divisions `c / t` are `t.reciprocal() * c` in torch, and are computed so here.
  * The early stop compares the mean absolute error over the whole weight (as torchao does).
  */
 #include <stdlib.h>
@@ -45,7 +46,7 @@ aoq_status aoq_quant_int4_hqq(const uint16_t *w_bf16, aoq_qweight *w) {
       mn = fminf(mn, v);
       mx = fmaxf(mx, v);
     }
-    float sc = fminf(15.0f / (mx - mn), 2e4f);
+    float sc = fminf((1.0f / (mx - mn)) * 15.0f, 2e4f); /* 15 / t is t.reciprocal() * 15 */
     float z = rintf(-mn * sc);
     inv[b] = hf(sc);
     zero[b] = hf(z);

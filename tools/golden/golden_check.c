@@ -189,12 +189,14 @@ static void check_linear(FILE *out, const char *file, aoq_st_file *sf, const aoq
             aoq_last_error());
     st->fail++;
   } else {
-    const uint16_t *ty = y->data;
+    const uint8_t *ty = y->data; /* may be unaligned in the mapping */
     double maxref = 0.0, maxabs = 0.0;
     size_t worst = 0;
     bool nonfinite = false;
     for (int64_t i = 0; i < m * n; i++) {
-      double a = aoq_bf16_to_f32(hy[i]), b = aoq_bf16_to_f32(ty[i]);
+      uint16_t tb;
+      memcpy(&tb, ty + 2 * i, 2);
+      double a = aoq_bf16_to_f32(hy[i]), b = aoq_bf16_to_f32(tb);
       if (!isfinite(a)) nonfinite = true;
       maxref = fmax(maxref, fabs(b));
       if (fabs(a - b) > maxabs) maxabs = fabs(a - b), worst = (size_t)i;
