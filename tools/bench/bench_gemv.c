@@ -1,0 +1,247 @@
+/*
+ * bench_gemv.c — `aoq-bench gemv`: the device's fused linear at decode widths (m = 1..16) on the
+ * Llama-3.1-8B shapes, per weight format: time per call (device events, median of batches),
+ * weight bytes read (qdata + scales), GB/s, and the ratio to the device-to-device copy bandwidth
+ * (read + write) measured in the same run. Weights are random packed bytes with valid scales,
+ * in enough rotating copies to exceed the GPU's L2, so every call streams from memory.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "base/numerics.h"
+#include "devices/device.h"
+#include "tools/bench/bench_util.h"
+
+typedef struct gcfg {
+  const char *name;
+  aoq_format_kind kind;
+  int group; /* 0: per row */
+} gcfg;
+
+static const gcfg cfgs[] = {
+    {"bf16", AOQ_FMT_BF16, 0},         {"int8wo", AOQ_FMT_INT8WO, 0},
+    {"fp8wo", AOQ_FMT_FP8WO, 0},       {"int4wo-32", AOQ_FMT_INT4WO, 32},
+    {"int4wo-64", AOQ_FMT_INT4WO, 64}, {"int4wo-128", AOQ_FMT_INT4WO, 128},
+    {"int4wo-256", AOQ_FMT_INT4WO, 256},
+};
+
+static const struct {
+  const char *name;
+  int64_t n, k;
+} shapes[] = {{"qkv", 6144, 4096},
+              {"o", 4096, 4096},
+              {"gate+up", 28672, 4096},
+              {"down", 4096, 14336},
+              {"lm_head", 128256, 4096}};
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: aoq-bench gemv [--device NAME] [--config CFG|all] [--m LIST] [--repeat R]\n"
+          "  Times y[m,n] = x[m,k] @ W^T for the Llama-3.1-8B shapes (qkv, o, gate+up, down,\n"
+          "  lm_head) with W packed in CFG (bf16, int8wo, fp8wo, int4wo-32/64/128/256, or all).\n"
+          "  Defaults: --device cuda:0 --config all --m 1 --repeat 20.\n");
+}
+
+static uint64_t rng = 0x243f6a8885a308d3ull;
+static uint64_t next_u64(void) {
+  rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+  return rng ^ (rng >> 29);
+}
+
+/* Fills a host buffer of the packed weight with random bytes and valid scales. */
+static void fill_plan(const gcfg *c, int64_t n, int64_t k, aoq_qweight *w) {
+  memset(w, 0, sizeof *w);
+  w->kind = c->kind, w->n = n, w->k = k, w->group = c->group ? c->group : (int)k;
+  switch (c->kind) {
+    case AOQ_FMT_BF16: w->bits = 16, w->qdata_bytes = (size_t)(n * k * 2); break;
+    case AOQ_FMT_INT8WO:
+    case AOQ_FMT_FP8WO: w->bits = 8, w->qdata_bytes = (size_t)(n * k), w->scale_bytes = (size_t)n * 4; break;
+    default:
+      w->bits = 4, w->qdata_bytes = (size_t)(n * k / 2);
+      w->scale_bytes = (size_t)(n * (k / w->group) * 4);
+      break;
+  }
+}
+
+static void fill_host(const gcfg *c, uint8_t *q, size_t qb, uint8_t *s, size_t sb) {
+  for (size_t i = 0; i < qb; i += 8) {
+    uint64_t r = next_u64();
+    if (c->kind == AOQ_FMT_BF16) r &= 0xbfffbfffbfffbfffull; /* finite, |w| < 2 */
+    memcpy(q + i, &r, qb - i < 8 ? qb - i : 8);
+  }
+  if (c->kind == AOQ_FMT_INT8WO || c->kind == AOQ_FMT_FP8WO) {
+    for (size_t i = 0; i < sb / 4; i++) ((float *)s)[i] = 0.01f;
+  } else if (sb) {
+    for (size_t i = 0; i < sb / 2; i++) ((uint16_t *)s)[i] = aoq_f32_to_bf16(i % 2 ? 0.f : 0.01f);
+  }
+}
+
+static int fail(const char *what) {
+  fprintf(stderr, "aoq-bench gemv: %s: %s\n", what, aoq_last_error());
+  return 1;
+}
+
+/* Median ms of `batches` timings of `per` back-to-back calls of fn, per call. */
+typedef aoq_status (*call_fn)(void *arg, int i);
+
+static int time_calls(aoq_device *d, call_fn fn, void *arg, int per, int batches, double *ms_out) {
+  aoq_event *e0, *e1;
+  if (aoq_dev_event_create(d, &e0) || aoq_dev_event_create(d, &e1)) return fail("event_create");
+  double t[64];
+  if (batches > 64) batches = 64;
+  for (int i = 0; i < 3; i++) /* warm-up */
+    if (fn(arg, i)) return fail("warm-up call");
+  for (int b = 0; b < batches; b++) {
+    if (aoq_dev_event_record(d, e0, NULL)) return fail("event_record");
+    for (int i = 0; i < per; i++)
+      if (fn(arg, b * per + i)) return fail("call");
+    if (aoq_dev_event_record(d, e1, NULL) || aoq_dev_event_sync(d, e1)) return fail("event");
+    float ms = 0;
+    if (aoq_dev_event_elapsed_ms(d, e0, e1, &ms)) return fail("event_elapsed_ms");
+    t[b] = ms / per;
+  }
+  *ms_out = aoq_bench_median(t, batches);
+  aoq_dev_event_destroy(d, e0);
+  aoq_dev_event_destroy(d, e1);
+  return 0;
+}
+
+typedef struct copy_arg {
+  aoq_device *d;
+  void *a, *b;
+  size_t n;
+} copy_arg;
+
+static aoq_status copy_call(void *p, int i) {
+  copy_arg *c = p;
+  return i % 2 ? aoq_dev_copy_d2d(c->d, c->a, c->b, c->n, NULL)
+               : aoq_dev_copy_d2d(c->d, c->b, c->a, c->n, NULL);
+}
+
+typedef struct lin_arg {
+  aoq_device *d;
+  aoq_qweight *w; /* copies */
+  int copies;
+  void *x, *y, *ws;
+  int64_t m;
+} lin_arg;
+
+static aoq_status lin_call(void *p, int i) {
+  lin_arg *l = p;
+  return aoq_dev_linear(l->d, &l->w[i % l->copies], l->x, l->y, l->m, AOQ_DTYPE_BF16, l->ws, NULL);
+}
+
+int aoq_bench_gemv(int argc, char **argv) {
+  static const char *const flags[] = {"device", "config", "m", "repeat", "help", NULL};
+  static const char *const with_value[] = {"device", "config", "m", "repeat", NULL};
+  if (aoq_bench_opt_flag(argc, argv, "help")) {
+    usage(stdout);
+    return 0;
+  }
+  if (aoq_bench_opts_check(argc, argv, flags, with_value)) {
+    usage(stderr);
+    return 2;
+  }
+  const char *dev_name = "cuda:0", *cfg_name = "all", *m_list = "1";
+  int64_t repeat = 20;
+  if (aoq_bench_opt_str(argc, argv, "device", &dev_name) < 0 ||
+      aoq_bench_opt_str(argc, argv, "config", &cfg_name) < 0 ||
+      aoq_bench_opt_str(argc, argv, "m", &m_list) < 0 ||
+      aoq_bench_opt_i64(argc, argv, "repeat", &repeat) < 0 || repeat < 1) {
+    usage(stderr);
+    return 2;
+  }
+  int64_t ms[16];
+  int nm = 0;
+  for (const char *p = m_list; *p && nm < 16;) {
+    char *end;
+    long v = strtol(p, &end, 10);
+    if (end == p || v < 1 || v > 4096) {
+      fprintf(stderr, "aoq-bench gemv: bad --m list '%s'\n", m_list);
+      return 2;
+    }
+    ms[nm++] = v;
+    p = *end == ',' ? end + 1 : end;
+  }
+  int ncfg = (int)(sizeof cfgs / sizeof cfgs[0]), sel = -1;
+  if (strcmp(cfg_name, "all")) {
+    for (int i = 0; i < ncfg; i++)
+      if (!strcmp(cfgs[i].name, cfg_name)) sel = i;
+    if (sel < 0) {
+      fprintf(stderr, "aoq-bench gemv: unknown config '%s'\n", cfg_name);
+      usage(stderr);
+      return 2;
+    }
+  }
+  aoq_device *d;
+  if (aoq_device_open(dev_name, &d)) return fail(dev_name);
+  aoq_device_info info;
+  if (aoq_device_info_get(d, &info)) return fail("info");
+  bool host = aoq_device_has(d, AOQ_CAP_HOST_MEMORY);
+  printf("# aoq-bench gemv on %s (%s)\n", dev_name, info.name);
+
+  /* copy bandwidth: 1 GiB (GPU) or 256 MiB (CPU) ping-pong, read + write counted */
+  copy_arg ca = {d, NULL, NULL, host ? (256u << 20) : (1u << 30)};
+  if (aoq_dev_alloc(d, ca.n, &ca.a) || aoq_dev_alloc(d, ca.n, &ca.b)) return fail("alloc");
+  aoq_dev_memset(d, ca.a, 1, ca.n, NULL);
+  aoq_dev_memset(d, ca.b, 2, ca.n, NULL);
+  double copy_ms;
+  if (time_calls(d, copy_call, &ca, host ? 2 : 10, 5, &copy_ms)) return 1;
+  double copy_gbs = 2.0 * (double)ca.n / (copy_ms * 1e-3) / 1e9;
+  printf("# device-to-device copy: %.1f GB/s (read + write)\n", copy_gbs);
+  aoq_dev_free(d, ca.a);
+  aoq_dev_free(d, ca.b);
+
+  printf("%-11s %-8s %4s %10s %10s %9s %7s\n", "config", "shape", "m", "us/call", "MB", "GB/s",
+         "%copy");
+  for (int ci = 0; ci < ncfg; ci++) {
+    if (sel >= 0 && ci != sel) continue;
+    const gcfg *c = &cfgs[ci];
+    if (!(info.linear_formats & (1ull << c->kind))) {
+      printf("%-11s (not supported by %s)\n", c->name, dev_name);
+      continue;
+    }
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+      aoq_qweight plan;
+      fill_plan(c, shapes[si].n, shapes[si].k, &plan);
+      size_t bytes = plan.qdata_bytes + plan.scale_bytes;
+      int copies = host ? 1 : (int)((512u << 20) / bytes + 1);
+      if (copies > 16) copies = 16;
+      if (!host && copies < 2) copies = 2;
+      aoq_qweight w[16];
+      uint8_t *hq = malloc(plan.qdata_bytes), *hs = plan.scale_bytes ? malloc(plan.scale_bytes) : NULL;
+      fill_host(c, hq, plan.qdata_bytes, hs, plan.scale_bytes);
+      for (int i = 0; i < copies; i++) {
+        w[i] = plan;
+        if (aoq_dev_alloc(d, plan.qdata_bytes, &w[i].qdata) ||
+            aoq_dev_copy_h2d(d, w[i].qdata, hq, plan.qdata_bytes, NULL))
+          return fail("weight upload");
+        if (hs && (aoq_dev_alloc(d, plan.scale_bytes, &w[i].scale) ||
+                   aoq_dev_copy_h2d(d, w[i].scale, hs, plan.scale_bytes, NULL)))
+          return fail("scale upload");
+      }
+      free(hq), free(hs);
+      for (int mi = 0; mi < nm; mi++) {
+        lin_arg la = {d, w, copies, NULL, NULL, NULL, ms[mi]};
+        size_t xb = (size_t)(ms[mi] * shapes[si].k * 2), yb = (size_t)(ms[mi] * shapes[si].n * 2);
+        size_t wsb = aoq_dev_linear_workspace(d, &w[0], ms[mi]);
+        if (aoq_dev_alloc(d, xb, &la.x) || aoq_dev_alloc(d, yb, &la.y) ||
+            (wsb && aoq_dev_alloc(d, wsb, &la.ws)))
+          return fail("activation alloc");
+        aoq_dev_memset(d, la.x, 0x3c, xb, NULL);
+        double t;
+        if (time_calls(d, lin_call, &la, host ? 1 : (int)repeat, host ? 3 : 7, &t)) return 1;
+        double gbs = (double)bytes / (t * 1e-3) / 1e9;
+        printf("%-11s %-8s %4lld %10.2f %10.2f %9.1f %6.1f%%\n", c->name, shapes[si].name,
+               (long long)ms[mi], t * 1e3, (double)bytes / 1e6, gbs, 100.0 * gbs / copy_gbs);
+        aoq_dev_free(d, la.x), aoq_dev_free(d, la.y), aoq_dev_free(d, la.ws);
+      }
+      for (int i = 0; i < copies; i++) aoq_dev_free(d, w[i].qdata), aoq_dev_free(d, w[i].scale);
+    }
+  }
+  aoq_device_close(d);
+  return 0;
+}
