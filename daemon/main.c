@@ -1,0 +1,113 @@
+/* main.c — aoqd: options, device and models, signals, pidfile, detaching, then the server loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "daemon/args.h"
+#include "daemon/server.h"
+
+static void on_signal(int sig) {
+  if (sig == SIGHUP)
+    aoqd_sig_hup = 1;
+  else
+    aoqd_sig_term = 1;
+}
+
+static int write_pidfile(const char *path) {
+  FILE *f = fopen(path, "w");
+  if (!f) {
+    AOQ_ERROR("cannot write pidfile|path=%s error=\"%s\"", path, strerror(errno));
+    return -1;
+  }
+  fprintf(f, "%ld\n", (long)getpid());
+  fclose(f);
+  return 0;
+}
+
+/* Detaches: fork, setsid, stdin/stdout to /dev/null; stderr (the log) stays. */
+static int detach(void) {
+  pid_t p = fork();
+  if (p < 0) return -1;
+  if (p > 0) _exit(0);
+  if (setsid() < 0) return -1;
+  int fd = open("/dev/null", O_RDWR);
+  if (fd >= 0) {
+    dup2(fd, 0);
+    dup2(fd, 1);
+    if (fd > 2) close(fd);
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  aoqd_opts o;
+  int r = aoqd_args_parse(argc, argv, &o);
+  if (r == 1) return 0;
+  if (r == 2) return 2;
+  if (o.n_models == 0) {
+    o.models[0].name = "tiny";
+    o.models[0].config = NULL;
+    o.n_models = 1;
+    if (!o.synthetic) AOQ_INFO("no --model given: serving the embedded tiny model, synthetic");
+    o.synthetic = 1;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+
+  aoq_device *dev;
+  if (aoq_device_open(o.device, &dev) != AOQ_OK) {
+    AOQ_ERROR("device|name=%s error=\"%s\"", o.device, aoq_last_error());
+    return 1;
+  }
+  AOQ_INFO("device open|device=%s", aoq_device_name(dev));
+  aoqd_metrics *mx = malloc(sizeof *mx);
+  if (!mx) return 1;
+  aoqd_metrics_init(mx);
+  aoqd_models models;
+  memset(&models, 0, sizeof models);
+  models.dev = dev;
+  models.defaults.kv_pages = o.kv_pages;
+  models.defaults.page_size = o.page_size;
+  models.defaults.max_seqs = o.max_seqs;
+  models.defaults.max_batch_tokens = o.max_batch_tokens;
+  int code = 1;
+  for (int i = 0; i < o.n_models; i++) {
+    if (aoqd_models_load(&models, o.models[i].name, o.models[i].config, o.synthetic) != AOQ_OK) {
+      AOQ_ERROR("model load failed|model=%s config=%s error=\"%s\"", o.models[i].name,
+                o.models[i].config ? o.models[i].config : "bf16", aoq_last_error());
+      goto out;
+    }
+  }
+  if (!o.foreground && detach() != 0) {
+    AOQ_ERROR("cannot detach|error=\"%s\"", strerror(errno));
+    goto out;
+  }
+  if (o.pidfile && write_pidfile(o.pidfile) != 0) goto out;
+  aoqd_server sv;
+  if (aoqd_server_init(&sv, &o, dev, &models, mx) != AOQ_OK) {
+    AOQ_ERROR("cannot start serving|error=\"%s\"", aoq_last_error());
+    aoqd_server_fini(&sv);
+    goto out;
+  }
+  code = aoqd_server_run(&sv);
+  aoqd_server_fini(&sv);
+out:
+  if (o.pidfile) unlink(o.pidfile);
+  aoqd_models_free(&models);
+  aoq_device_close(dev);
+  aoqd_metrics_destroy(mx);
+  free(mx);
+  AOQ_INFO("exit|code=%d", code);
+  return code;
+}
