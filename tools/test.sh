@@ -15,7 +15,6 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest --test-dir build-test -LE 'gpu|fuzz' --output-on-failure -j "$jobs" --timeout 600
 
-if [ -x build-test/tests/fuzz/fuzz_safetensors_standalone ]; then
-  echo "fuzz: safetensors for ${fuzz_seconds}s under ASan+UBSan"
-  build-test/tests/fuzz/fuzz_safetensors_standalone --seconds "$fuzz_seconds" tests/fuzz/corpus tests/data/golden
-fi
+echo "fuzz: safetensors for ${fuzz_seconds}s under ASan+UBSan"
+build-test/tests/fuzz/fuzz_safetensors_driver --seconds "$fuzz_seconds" --seed "${AOQ_FUZZ_SEED:-$RANDOM}" \
+  --crash-dir build-test tests/fuzz/corpus/safetensors tests/data/golden
