@@ -1,0 +1,357 @@
+/*
+ * xpu_ops.c — argument checks, launch geometry and kernel arguments of the kernels/cl ops, for
+ * any runtime that fills an aoq_xk_rt (Level Zero, OpenCL). Kernel signatures are in
+ * kernels/cl/ops.cl and linear.cl; the argument lists below follow them one for one.
+ *
+ * Values that live in device memory (token ids, cache slots, positions, block tables) cannot be
+ * checked here without a sync: the kernels skip a bad row and write a code into `err`, and the
+ * runtime reports it as AOQ_EINVAL at the next stream_sync (aoq_xk_err_status).
+ */
+#include "devices/xpu/xpu_ops.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "base/error.h"
+
+#define WG 64        /* AOQ_WG / AOQ_LWG of the kernels (reqd_work_group_size) */
+#define ATT_MAXD 256 /* AOQ_ATT_MAXD of ops.cl */
+
+const aoq_xk_name aoq_xk_names[AOQ_XK_COUNT] = {
+    [AOQ_XK_RMSNORM] = {"ops", "aoq_rmsnorm"},
+    [AOQ_XK_ADD] = {"ops", "aoq_add"},
+    [AOQ_XK_SILU_MUL] = {"ops", "aoq_silu_mul"},
+    [AOQ_XK_EMBED] = {"ops", "aoq_embed"},
+    [AOQ_XK_ROPE] = {"ops", "aoq_rope"},
+    [AOQ_XK_KV_STORE] = {"ops", "aoq_kv_store"},
+    [AOQ_XK_ATTENTION] = {"ops", "aoq_attention"},
+    [AOQ_XK_ARGMAX] = {"ops", "aoq_argmax"},
+    [AOQ_XK_BF16_TO_F32] = {"ops", "aoq_bf16_to_f32"},
+    [AOQ_XK_F32_TO_BF16] = {"ops", "aoq_f32_to_bf16"},
+    [AOQ_XK_LINEAR_BF16] = {"linear", "aoq_linear_bf16"},
+};
+
+static aoq_xk_arg P(const void *p) { return (aoq_xk_arg){AOQ_XA_PTR, p, 0, 0}; }
+static aoq_xk_arg I32(int32_t v) { return (aoq_xk_arg){AOQ_XA_I32, NULL, v, 0}; }
+static aoq_xk_arg I64(int64_t v) { return (aoq_xk_arg){AOQ_XA_I64, NULL, v, 0}; }
+static aoq_xk_arg F32(float v) { return (aoq_xk_arg){AOQ_XA_F32, NULL, 0, v}; }
+
+static size_t cdiv(int64_t a, int64_t b) { return (size_t)((a + b - 1) / b); }
+
+static aoq_status launch(void *ctx, aoq_xk_id k, const aoq_xk_arg *a, int na, size_t g0, size_t g1,
+                         size_t g2, aoq_stream *s) {
+  aoq_xk_ops *o = ctx;
+  const size_t groups[3] = {g0, g1, g2}, local[3] = {WG, 1, 1};
+  return o->rt->launch(ctx, k, a, na, groups, local, s);
+}
+
+static aoq_status check_bf16(aoq_dtype dt, const char *op) {
+  if (dt != AOQ_DTYPE_BF16)
+    return aoq_err(AOQ_EUNSUPPORTED, "xpu %s: activation dtype %d (this backend runs BF16 only)",
+                   op, (int)dt);
+  return AOQ_OK;
+}
+
+static aoq_status check_rows(const char *op, int64_t m, int64_t n) {
+  if (m < 0 || n < 0)
+    return aoq_err(AOQ_EINVAL, "xpu %s: negative size (m=%lld, n=%lld)", op, (long long)m,
+                   (long long)n);
+  return AOQ_OK;
+}
+
+size_t aoq_xk_rope_tab_bytes(void) {
+  return sizeof(float) * AOQ_XK_ROPE_SLOTS * AOQ_XK_ROPE_MAX_HALF;
+}
+
+aoq_status aoq_xk_ops_init(aoq_xk_ops *o, const aoq_xk_rt *rt, int *err, float *rope_tab) {
+  memset(o, 0, sizeof *o);
+  o->rt = rt;
+  o->err = err;
+  o->rope_tab = rope_tab;
+  if (pthread_mutex_init(&o->rope_lock, NULL))
+    return aoq_err(AOQ_EINTERNAL, "xpu: pthread_mutex_init failed");
+  return AOQ_OK;
+}
+
+void aoq_xk_ops_fini(aoq_xk_ops *o) { pthread_mutex_destroy(&o->rope_lock); }
+
+aoq_status aoq_xk_err_status(int code, const char *backend) {
+  switch (code) {
+    case 0: return AOQ_OK;
+    case 1:
+      return aoq_err(AOQ_EINVAL, "%s embed: a token id was outside the table (row left unwritten)",
+                     backend);
+    case 2:
+      return aoq_err(AOQ_EINVAL, "%s kv_store: a slot was outside the cache (row skipped)",
+                     backend);
+    case 3:
+      return aoq_err(AOQ_EINVAL,
+                     "%s attention: a row named a sequence, position or page out of range "
+                     "(row zeroed)",
+                     backend);
+    default: return aoq_err(AOQ_EINTERNAL, "%s: kernel error code %d", backend, code);
+  }
+}
+
+/* ---- linear ---- */
+
+uint64_t aoq_xk_linear_formats(void) { return 0; }
+
+size_t aoq_xk_linear_workspace(void *ctx, const aoq_qweight *w, int64_t m) {
+  (void)ctx, (void)w, (void)m;
+  return 0;
+}
+
+aoq_status aoq_xk_linear(void *ctx, const aoq_qweight *w, const void *x, void *y, int64_t m,
+                         aoq_dtype dt, void *ws, aoq_stream *s) {
+  (void)ws;
+  AOQ_TRY(check_bf16(dt, "linear"));
+  if (!w || w->n <= 0 || w->k <= 0)
+    return aoq_err(AOQ_EINVAL, "xpu linear: weight missing or empty (%lld x %lld)",
+                   w ? (long long)w->n : 0LL, w ? (long long)w->k : 0LL);
+  AOQ_TRY(check_rows("linear", m, 0));
+  if (m == 0) return AOQ_OK;
+  if (!x || !y || !w->qdata) return aoq_err(AOQ_EINVAL, "xpu linear: NULL x, y or weight data");
+  if (w->kind != AOQ_FMT_BF16)
+    return aoq_err(AOQ_EUNSUPPORTED, "xpu linear: no kernel for format kind %d", (int)w->kind);
+  if (w->qdata_bytes && w->qdata_bytes < (size_t)(w->n * w->k * 2))
+    return aoq_err(AOQ_ESHAPE, "xpu linear: bf16 weight of %zu bytes for %lld x %lld",
+                   w->qdata_bytes, (long long)w->n, (long long)w->k);
+  aoq_xk_arg a[] = {P(w->qdata), P(x), P(y), I64(m), I64(w->n), I64(w->k)};
+  return launch(ctx, AOQ_XK_LINEAR_BF16, a, 6, (size_t)w->n, 1, 1, s);
+}
+
+/* ---- element-wise ops ---- */
+
+aoq_status aoq_xk_rmsnorm(void *ctx, const void *x, const void *w, void *y, int64_t m, int64_t n,
+                          float eps, aoq_dtype dt, aoq_stream *s) {
+  AOQ_TRY(check_bf16(dt, "rmsnorm"));
+  AOQ_TRY(check_rows("rmsnorm", m, n));
+  if (m == 0 || n == 0) return AOQ_OK;
+  if (!x || !w || !y) return aoq_err(AOQ_EINVAL, "xpu rmsnorm: NULL x, w or y");
+  if (!(eps >= 0) || isinf(eps))
+    return aoq_err(AOQ_EINVAL, "xpu rmsnorm: eps %g (expected a finite value >= 0)", (double)eps);
+  aoq_xk_arg a[] = {P(x), P(w), P(y), I64(n), F32(eps)};
+  return launch(ctx, AOQ_XK_RMSNORM, a, 5, (size_t)m, 1, 1, s);
+}
+
+aoq_status aoq_xk_add(void *ctx, const void *a, const void *b, void *y, int64_t n, aoq_dtype dt,
+                      aoq_stream *s) {
+  AOQ_TRY(check_bf16(dt, "add"));
+  AOQ_TRY(check_rows("add", 1, n));
+  if (n == 0) return AOQ_OK;
+  if (!a || !b || !y) return aoq_err(AOQ_EINVAL, "xpu add: NULL a, b or y");
+  aoq_xk_arg g[] = {P(a), P(b), P(y), I64(n)};
+  return launch(ctx, AOQ_XK_ADD, g, 4, cdiv(n, WG), 1, 1, s);
+}
+
+aoq_status aoq_xk_silu_mul(void *ctx, const void *gu, void *y, int64_t m, int64_t n, aoq_dtype dt,
+                           aoq_stream *s) {
+  AOQ_TRY(check_bf16(dt, "silu_mul"));
+  AOQ_TRY(check_rows("silu_mul", m, n));
+  if (m == 0 || n == 0) return AOQ_OK;
+  if (!gu || !y) return aoq_err(AOQ_EINVAL, "xpu silu_mul: NULL gu or y");
+  aoq_xk_arg a[] = {P(gu), P(y), I64(m), I64(n)};
+  return launch(ctx, AOQ_XK_SILU_MUL, a, 4, cdiv(n, WG), (size_t)m, 1, s);
+}
+
+aoq_status aoq_xk_embed(void *ctx, const void *table, int64_t n_rows, const int32_t *ids, void *y,
+                        int64_t m, int64_t dim, aoq_dtype dt, aoq_stream *s) {
+  aoq_xk_ops *o = ctx;
+  AOQ_TRY(check_bf16(dt, "embed"));
+  AOQ_TRY(check_rows("embed", m, dim));
+  if (n_rows < 0) return aoq_err(AOQ_EINVAL, "xpu embed: %lld table rows", (long long)n_rows);
+  if (m == 0 || dim == 0) return AOQ_OK;
+  if (!table || !ids || !y) return aoq_err(AOQ_EINVAL, "xpu embed: NULL table, ids or y");
+  aoq_xk_arg a[] = {P(table), P(ids), P(y), P(o->err), I64(n_rows), I64(m), I64(dim)};
+  return launch(ctx, AOQ_XK_EMBED, a, 7, cdiv(dim, WG), (size_t)m, 1, s);
+}
+
+/* ---- rope ---- */
+
+/* HF _compute_default_rope_parameters + _compute_llama3_parameters in fp32, the same arithmetic
+ * as the CPU backend (cpu_ops.c rope_inv_freq), so both backends rotate by identical angles. */
+static void rope_inv_freq(const aoq_rope *r, int head_dim, float *inv) {
+  int half = head_dim / 2;
+  for (int d = 0; d < half; d++) {
+    float ex = (float)(2 * d) / (float)head_dim;
+    float p = (float)pow((double)r->theta, (double)ex);
+    inv[d] = 1.0f / p;
+  }
+  if (!(r->factor > 0)) return;
+  float orig = (float)r->original_max_position;
+  float low_wl = orig / r->low_freq_factor, high_wl = orig / r->high_freq_factor;
+  const float two_pi = (float)(2.0 * 3.14159265358979323846);
+  for (int d = 0; d < half; d++) {
+    float wl = two_pi / inv[d];
+    if (wl > low_wl) {
+      inv[d] = inv[d] / r->factor;
+    } else if (!(wl < high_wl)) {
+      float smooth = (orig / wl - r->low_freq_factor) / (r->high_freq_factor - r->low_freq_factor);
+      inv[d] = (1.0f - smooth) * inv[d] / r->factor + smooth * inv[d];
+    }
+  }
+}
+
+static int rope_same(const aoq_xk_rope_key *k, const aoq_rope *r, int head_dim) {
+  return k->used && k->head_dim == head_dim && k->r.theta == r->theta &&
+         k->r.factor == r->factor && k->r.low_freq_factor == r->low_freq_factor &&
+         k->r.high_freq_factor == r->high_freq_factor &&
+         k->r.original_max_position == r->original_max_position;
+}
+
+/* The device table of r's frequencies: found among the cached parameter sets, or computed and
+ * uploaded once (a model's first RoPE call; later calls, and graph replays, find it). */
+static aoq_status rope_table(aoq_xk_ops *o, const aoq_rope *r, int head_dim, const float **out) {
+  pthread_mutex_lock(&o->rope_lock);
+  int slot = -1;
+  for (int i = 0; i < AOQ_XK_ROPE_SLOTS && slot < 0; i++)
+    if (rope_same(&o->rope_keys[i], r, head_dim)) slot = i;
+  aoq_status st = AOQ_OK;
+  if (slot < 0) {
+    float inv[AOQ_XK_ROPE_MAX_HALF];
+    rope_inv_freq(r, head_dim, inv);
+    slot = o->rope_next;
+    o->rope_next = (o->rope_next + 1) % AOQ_XK_ROPE_SLOTS;
+    o->rope_keys[slot].used = 0;
+    st = o->rt->upload(o, o->rope_tab + (size_t)slot * AOQ_XK_ROPE_MAX_HALF, inv,
+                       sizeof(float) * (size_t)(head_dim / 2));
+    if (st == AOQ_OK) o->rope_keys[slot] = (aoq_xk_rope_key){*r, head_dim, 1};
+  }
+  pthread_mutex_unlock(&o->rope_lock);
+  *out = o->rope_tab + (size_t)slot * AOQ_XK_ROPE_MAX_HALF;
+  return st;
+}
+
+aoq_status aoq_xk_rope(void *ctx, void *x, const int32_t *pos, int64_t m, int n_heads,
+                       int head_dim, int64_t row_stride, const aoq_rope *r, aoq_dtype dt,
+                       aoq_stream *s) {
+  AOQ_TRY(check_bf16(dt, "rope"));
+  AOQ_TRY(check_rows("rope", m, row_stride));
+  if (!r) return aoq_err(AOQ_EINVAL, "xpu rope: NULL rope parameters");
+  if (n_heads <= 0 || head_dim <= 0 || head_dim % 2 || head_dim > 2 * AOQ_XK_ROPE_MAX_HALF)
+    return aoq_err(AOQ_EINVAL, "xpu rope: n_heads %d, head_dim %d (expected > 0, even, <= %d)",
+                   n_heads, head_dim, 2 * AOQ_XK_ROPE_MAX_HALF);
+  if ((int64_t)n_heads * head_dim > row_stride)
+    return aoq_err(AOQ_ESHAPE, "xpu rope: %d heads x %d exceed the row stride %lld", n_heads,
+                   head_dim, (long long)row_stride);
+  if (!(r->theta > 0) || isinf(r->theta))
+    return aoq_err(AOQ_EINVAL, "xpu rope: theta %g", (double)r->theta);
+  if (r->factor > 0 && (!(r->low_freq_factor > 0) || !(r->high_freq_factor > r->low_freq_factor) ||
+                        r->original_max_position <= 0))
+    return aoq_err(AOQ_EINVAL,
+                   "xpu rope: llama3 scaling needs 0 < low_freq_factor (%g) < high_freq_factor "
+                   "(%g) and original_max_position > 0 (%d)",
+                   (double)r->low_freq_factor, (double)r->high_freq_factor,
+                   r->original_max_position);
+  if (m == 0) return AOQ_OK;
+  if (!x || !pos) return aoq_err(AOQ_EINVAL, "xpu rope: NULL x or pos");
+  const float *tab;
+  AOQ_TRY(rope_table(ctx, r, head_dim, &tab));
+  aoq_xk_arg a[] = {P(x), P(pos), P(tab), I64(m), I32(n_heads), I32(head_dim), I64(row_stride)};
+  return launch(ctx, AOQ_XK_ROPE, a, 7, cdiv(head_dim / 2, WG), (size_t)n_heads, (size_t)m, s);
+}
+
+/* ---- KV cache and attention ---- */
+
+static aoq_status check_kv(const aoq_kv_cache *kv, const char *op) {
+  if (!kv || !kv->k || !kv->v) return aoq_err(AOQ_EINVAL, "xpu %s: NULL kv cache or k/v", op);
+  if (kv->n_pages <= 0 || kv->page_size <= 0 || kv->n_kv_heads <= 0 || kv->head_dim <= 0)
+    return aoq_err(AOQ_EINVAL, "xpu %s: kv cache shape pages %d x %d, %d heads x %d", op,
+                   kv->n_pages, kv->page_size, kv->n_kv_heads, kv->head_dim);
+  if (kv->dtype != AOQ_DTYPE_BF16)
+    return aoq_err(AOQ_EUNSUPPORTED, "xpu %s: kv cache dtype %d (this backend keeps BF16)", op,
+                   (int)kv->dtype);
+  if ((int64_t)kv->n_pages * kv->page_size > INT32_MAX)
+    return aoq_err(AOQ_EINVAL, "xpu %s: %d pages x %d slots overflow int32 slot ids", op,
+                   kv->n_pages, kv->page_size);
+  return AOQ_OK;
+}
+
+aoq_status aoq_xk_kv_store(void *ctx, const aoq_kv_cache *kv, const void *k, const void *v,
+                           const int32_t *slots, int64_t m, aoq_dtype dt, aoq_stream *s) {
+  aoq_xk_ops *o = ctx;
+  AOQ_TRY(check_bf16(dt, "kv_store"));
+  AOQ_TRY(check_kv(kv, "kv_store"));
+  AOQ_TRY(check_rows("kv_store", m, 0));
+  if (m == 0) return AOQ_OK;
+  if (!k || !v || !slots) return aoq_err(AOQ_EINVAL, "xpu kv_store: NULL k, v or slots");
+  int64_t w = (int64_t)kv->n_kv_heads * kv->head_dim;
+  int64_t n_slots = (int64_t)kv->n_pages * kv->page_size;
+  aoq_xk_arg a[] = {P(kv->k), P(kv->v), P(k), P(v), P(slots), P(o->err), I64(m), I64(w),
+                    I64(n_slots)};
+  return launch(ctx, AOQ_XK_KV_STORE, a, 9, cdiv(w, WG), (size_t)m, 1, s);
+}
+
+size_t aoq_xk_attention_workspace(void *ctx, const aoq_kv_cache *kv, int64_t m, int n_heads,
+                                  int max_pos) {
+  (void)ctx, (void)kv, (void)m, (void)n_heads, (void)max_pos;
+  return 0; /* streaming softmax in each work-group */
+}
+
+aoq_status aoq_xk_attention(void *ctx, const aoq_kv_cache *kv, const aoq_attn_batch *b,
+                            const void *q, void *out, int64_t m, int n_heads, float scale,
+                            aoq_dtype dt, void *ws, aoq_stream *s) {
+  aoq_xk_ops *o = ctx;
+  (void)ws;
+  AOQ_TRY(check_bf16(dt, "attention"));
+  AOQ_TRY(check_kv(kv, "attention"));
+  AOQ_TRY(check_rows("attention", m, 0));
+  if (kv->head_dim > ATT_MAXD)
+    return aoq_err(AOQ_EUNSUPPORTED, "xpu attention: head_dim %d > %d", kv->head_dim, ATT_MAXD);
+  if (n_heads <= 0 || n_heads % kv->n_kv_heads)
+    return aoq_err(AOQ_EINVAL, "xpu attention: %d query heads is not a multiple of %d kv heads",
+                   n_heads, kv->n_kv_heads);
+  if (!isfinite(scale)) return aoq_err(AOQ_EINVAL, "xpu attention: scale %g", (double)scale);
+  if (m == 0) return AOQ_OK;
+  if (!b || !q || !out) return aoq_err(AOQ_EINVAL, "xpu attention: NULL batch, q or out");
+  if (!b->row_seq || !b->row_pos || !b->block_tables || b->n_seqs <= 0 || b->max_blocks <= 0)
+    return aoq_err(AOQ_EINVAL, "xpu attention: batch with NULL arrays or %d seqs x %d blocks",
+                   b->n_seqs, b->max_blocks);
+  if ((int64_t)b->max_blocks * kv->page_size > INT32_MAX)
+    return aoq_err(AOQ_EINVAL, "xpu attention: %d blocks x %d slots overflow int32 positions",
+                   b->max_blocks, kv->page_size);
+  aoq_xk_arg a[] = {P(kv->k),         P(kv->v),         P(b->row_seq),    P(b->row_pos),
+                    P(b->block_tables), P(q),           P(out),           P(o->err),
+                    I32(b->n_seqs),   I32(b->max_blocks), I32(kv->n_pages), I32(kv->page_size),
+                    I32(kv->n_kv_heads), I32(kv->head_dim), I32(n_heads),  F32(scale)};
+  return launch(ctx, AOQ_XK_ATTENTION, a, 16, (size_t)n_heads, (size_t)m, 1, s);
+}
+
+/* ---- argmax, convert ---- */
+
+aoq_status aoq_xk_argmax(void *ctx, const void *logits, int32_t *out, int64_t m, int64_t vocab,
+                         aoq_dtype dt, aoq_stream *s) {
+  AOQ_TRY(check_bf16(dt, "argmax"));
+  if (m < 0 || vocab <= 0 || vocab > INT32_MAX)
+    return aoq_err(AOQ_EINVAL, "xpu argmax: %lld rows of vocab %lld", (long long)m,
+                   (long long)vocab);
+  if (m == 0) return AOQ_OK;
+  if (!logits || !out) return aoq_err(AOQ_EINVAL, "xpu argmax: NULL logits or out");
+  aoq_xk_arg a[] = {P(logits), P(out), I64(vocab)};
+  return launch(ctx, AOQ_XK_ARGMAX, a, 3, (size_t)m, 1, 1, s);
+}
+
+aoq_status aoq_xk_convert(void *ctx, const void *src, aoq_dtype sdt, void *dst, aoq_dtype ddt,
+                          int64_t n, aoq_stream *s) {
+  int ok = (sdt == AOQ_DTYPE_BF16 || sdt == AOQ_DTYPE_F32) &&
+           (ddt == AOQ_DTYPE_BF16 || ddt == AOQ_DTYPE_F32);
+  if (!ok)
+    return aoq_err(AOQ_EUNSUPPORTED, "xpu convert: dtypes %d -> %d (BF16 and F32 only)", (int)sdt,
+                   (int)ddt);
+  AOQ_TRY(check_rows("convert", 1, n));
+  if (n == 0) return AOQ_OK;
+  if (!src || !dst) return aoq_err(AOQ_EINVAL, "xpu convert: NULL src or dst");
+  if (sdt == ddt) {
+    if (src == dst) return AOQ_OK;
+    size_t bytes = (size_t)n * (sdt == AOQ_DTYPE_F32 ? 4 : 2);
+    const char *sc = src;
+    char *dc = dst;
+    if (sc < dc + bytes && dc < sc + bytes)
+      return aoq_err(AOQ_EINVAL, "xpu convert: overlapping same-type copy");
+    return ((aoq_xk_ops *)ctx)->rt->copy_d2d(ctx, dst, src, bytes, s);
+  }
+  aoq_xk_arg a[] = {P(src), P(dst), I64(n)};
+  return launch(ctx, sdt == AOQ_DTYPE_BF16 ? AOQ_XK_BF16_TO_F32 : AOQ_XK_F32_TO_BF16, a, 3,
+                cdiv(n, WG), 1, 1, s);
+}
