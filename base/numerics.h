@@ -131,9 +131,12 @@ AOQ_HD uint8_t aoq_f32_to_e4m3(float f) {
   return (uint8_t)(s | aoq_minifloat_encode_mag(aoq_bits_f32(u & 0x7fffffffu), 3, 7, 0x7eu));
 }
 AOQ_HD float aoq_e4m3_to_f32(uint8_t b) {
-  if ((b & 0x7fu) == 0x7fu) return aoq_bits_f32(0x7fc00000u | ((uint32_t)(b & 0x80u) << 24));
-  float v = aoq_minifloat_decode_mag(b & 0x7fu, 3, 7);
-  return (b & 0x80u) ? -v : v;
+  /* the 7 magnitude bits placed under fp32's exponent/mantissa, rebiased by 2^(127-7); exact for
+   * normals and subnormals alike, and branch-free so that decode loops vectorize */
+  uint32_t m = b & 0x7fu;
+  float v = aoq_bits_f32(m << 20) * 0x1p120f;
+  v = m == 0x7fu ? aoq_bits_f32(0x7fc00000u) : v;
+  return aoq_bits_f32(aoq_f32_bits(v) | ((uint32_t)(b & 0x80u) << 24));
 }
 
 /* float8_e5m2: bias 15, Inf = S.11111.00, NaN = S.11111.{01,10,11}. Encode saturates to ±57344
@@ -173,8 +176,8 @@ AOQ_HD uint8_t aoq_f32_to_e2m1(float f) {
   return (uint8_t)(s | aoq_minifloat_encode_mag(aoq_bits_f32(u & 0x7fffffffu), 1, 1, 0x7u));
 }
 AOQ_HD float aoq_e2m1_to_f32(uint8_t c) {
-  float v = aoq_minifloat_decode_mag(c & 0x7u, 1, 1);
-  return (c & 0x8u) ? -v : v;
+  float v = aoq_bits_f32((uint32_t)(c & 0x7u) << 22) * 0x1p126f; /* same trick as e4m3 */
+  return aoq_bits_f32(aoq_f32_bits(v) | ((uint32_t)(c & 0x8u) << 28));
 }
 
 /* FP6 E3M2 (bias 3, max 28) and E2M3 (bias 1, max 7.5), 6-bit codes with bit 5 = sign: RNE,
@@ -185,8 +188,8 @@ AOQ_HD uint8_t aoq_f32_to_e3m2(float f) {
   return (uint8_t)(s | aoq_minifloat_encode_mag(aoq_bits_f32(u & 0x7fffffffu), 2, 3, 0x1fu));
 }
 AOQ_HD float aoq_e3m2_to_f32(uint8_t c) {
-  float v = aoq_minifloat_decode_mag(c & 0x1fu, 2, 3);
-  return (c & 0x20u) ? -v : v;
+  float v = aoq_bits_f32((uint32_t)(c & 0x1fu) << 21) * 0x1p124f;
+  return aoq_bits_f32(aoq_f32_bits(v) | ((uint32_t)(c & 0x20u) << 26));
 }
 AOQ_HD uint8_t aoq_f32_to_e2m3(float f) {
   uint32_t u = aoq_f32_bits(f), s = (u >> 26) & 0x20u;
@@ -194,14 +197,14 @@ AOQ_HD uint8_t aoq_f32_to_e2m3(float f) {
   return (uint8_t)(s | aoq_minifloat_encode_mag(aoq_bits_f32(u & 0x7fffffffu), 3, 1, 0x1fu));
 }
 AOQ_HD float aoq_e2m3_to_f32(uint8_t c) {
-  float v = aoq_minifloat_decode_mag(c & 0x1fu, 3, 1);
-  return (c & 0x20u) ? -v : v;
+  float v = aoq_bits_f32((uint32_t)(c & 0x1fu) << 20) * 0x1p126f;
+  return aoq_bits_f32(aoq_f32_bits(v) | ((uint32_t)(c & 0x20u) << 26));
 }
 
 /* E8M0 scale byte: 2^(b-127), b = 255 is NaN. */
 AOQ_HD float aoq_e8m0_to_f32(uint8_t b) {
   if (b == 0xffu) return aoq_bits_f32(0x7fc00000u);
-  return aoq_pow2f((int)b - 127);
+  return aoq_bits_f32(b ? (uint32_t)b << 23 : 0x00400000u);
 }
 
 /* E8M0 scale of an MX block by RCEIL (spec/formats.md §6): d = amax * fl32(1/max_pos); the byte

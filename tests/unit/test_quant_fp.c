@@ -96,6 +96,33 @@ static void test_codecs_exhaustive(void **st) {
   for (int i = 0; i < 8; i++) assert_true(aoq_e2m1_to_f32((uint8_t)i) == e2m1[i]);
 }
 
+/* Every code's value against the textbook formula (-1)^s 2^(e-bias) (1 + m/2^mbits), subnormal
+ * 2^(1-bias) m/2^mbits, computed in double — independent of numerics.h's bit tricks. */
+static void test_decode_matches_formula(void **st) {
+  (void)st;
+  const struct {
+    float (*dec)(uint8_t);
+    int ebits, mbits, bias;
+    const char *name;
+  } f[] = {{aoq_e4m3_to_f32, 4, 3, 7, "e4m3"},     {aoq_e5m2_to_f32, 5, 2, 15, "e5m2"},
+           {aoq_e4m3fnuz_to_f32, 4, 3, 8, "fnuz"}, {aoq_e2m1_to_f32, 2, 1, 1, "e2m1"},
+           {aoq_e3m2_to_f32, 3, 2, 3, "e3m2"},     {aoq_e2m3_to_f32, 2, 3, 1, "e2m3"}};
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    int nb = 1 + f[i].ebits + f[i].mbits;
+    for (int c = 0; c < (1 << nb); c++) {
+      int s = c >> (nb - 1), e = (c >> f[i].mbits) & ((1 << f[i].ebits) - 1),
+          m = c & ((1 << f[i].mbits) - 1);
+      double v = e ? ldexp(1.0 + ldexp(m, -f[i].mbits), e - f[i].bias)
+                   : ldexp(m, 1 - f[i].bias - f[i].mbits);
+      v = s ? -v : v;
+      float got = f[i].dec((uint8_t)c);
+      if (isnan(got) || isinf(got)) continue; /* special codes are checked elsewhere */
+      if (got != (float)v && !(c == 0x80 && !strcmp(f[i].name, "fnuz")))
+        fail_msg("%s code 0x%02x: %g, formula %g", f[i].name, c, got, v);
+    }
+  }
+}
+
 static void test_e8m0(void **st) {
   (void)st;
   for (int b = 0; b < 255; b++) assert_true(aoq_e8m0_to_f32((uint8_t)b) == ldexpf(1.0f, b - 127));
@@ -297,6 +324,7 @@ static void test_bad_shapes_and_buffers(void **st) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_codecs_exhaustive),
+      cmocka_unit_test(test_decode_matches_formula),
       cmocka_unit_test(test_e8m0),
       cmocka_unit_test(test_swizzle_is_a_permutation),
       cmocka_unit_test(test_golden_fp8wo),
