@@ -71,7 +71,7 @@ aoq_status aoq_llama_alloc_state(aoq_model *m) {
   m->ws_attn_bytes = aoq_dev_attention_workspace(d, &m->kv[0], T, c->n_heads, max_pos);
   if (m->ws_attn_bytes) AOQ_TRY(aoq_dev_alloc(d, m->ws_attn_bytes, &m->ws_attn));
   AOQ_TRY(aoq_dev_stream_create(d, &m->stream));
-  m->use_graphs = aoq_device_has(d, AOQ_CAP_GRAPHS);
+  m->use_graphs = aoq_device_has(d, AOQ_CAP_GRAPHS) && !m->no_graphs;
   return AOQ_OK;
 }
 

@@ -91,7 +91,7 @@ struct aoq_model {
   aoq_stream *stream;
 
   aoq_decode_graph graphs[AOQ_GRAPH_BUCKETS];
-  bool use_graphs;
+  bool use_graphs, no_graphs;
 };
 
 /* hfconfig.c */

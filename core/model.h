@@ -41,6 +41,7 @@ typedef struct aoq_model_opts {
   const char *cache_dir; /* quantized-weight cache directory, or NULL for none */
   void (*progress)(void *ctx, const char *stage, int done, int total); /* or NULL */
   void *progress_ctx;
+  bool no_graphs;        /* never capture decode graphs, even with AOQ_CAP_GRAPHS (benchmarks) */
 } aoq_model_opts;
 
 typedef struct aoq_model aoq_model;

@@ -1,0 +1,198 @@
+/*
+ * bench_decode.c — `aoq-bench decode`: decode throughput of a whole model on one device.
+ * Loads the model (synthetic weights or a checkpoint) in a format, prefills `batch` sequences,
+ * then times `tokens` decode steps of the batch (each step: upload metadata, forward, logits to
+ * the host, greedy pick on the host — what a server step costs). Reports tokens/s, the weight
+ * and KV bytes read per step and per token, the achieved GB/s and that as a fraction of a
+ * device-to-device copy timed with events in the same run, peak device memory (from the
+ * device's free-memory deltas) and the load time.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aoq/aoq.h"
+#include "core/model.h"
+#include "tools/bench/bench_util.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: aoq-bench decode --model tiny|llama3.1-8b|DIR [--synthetic] [--config CFG]\n"
+          "                        [--batch B] [--tokens T] [--prompt P] [--device D]\n"
+          "                        [--no-graph] [--seed S]\n"
+          "  Defaults: --config bf16 --batch 1 --tokens 64 --prompt 16 --device auto.\n");
+}
+
+static uint64_t free_mem(aoq_device *d) {
+  aoq_device_info i;
+  return aoq_device_info_get(d, &i) == AOQ_OK ? i.free_memory : 0;
+}
+
+/* Device-to-device copy bandwidth (read + write) of a `bytes` buffer, timed with events. */
+static double d2d_gbps(aoq_device *d, size_t bytes) {
+  void *a = NULL, *b = NULL;
+  aoq_event *e0 = NULL, *e1 = NULL;
+  double gbps = 0;
+  if (aoq_dev_alloc(d, bytes, &a) || aoq_dev_alloc(d, bytes, &b) ||
+      aoq_dev_memset(d, a, 1, bytes, NULL) || aoq_dev_event_create(d, &e0) ||
+      aoq_dev_event_create(d, &e1))
+    goto out;
+  aoq_dev_copy_d2d(d, b, a, bytes, NULL); /* warm-up */
+  const int reps = 10;
+  if (aoq_dev_event_record(d, e0, NULL)) goto out;
+  for (int r = 0; r < reps; r++)
+    if (aoq_dev_copy_d2d(d, r & 1 ? a : b, r & 1 ? b : a, bytes, NULL)) goto out;
+  float ms = 0;
+  if (aoq_dev_event_record(d, e1, NULL) || aoq_dev_event_sync(d, e1) ||
+      aoq_dev_event_elapsed_ms(d, e0, e1, &ms) || ms <= 0)
+    goto out;
+  gbps = 2.0 * (double)bytes * reps / (ms * 1e-3) / 1e9;
+out:
+  if (e0) aoq_dev_event_destroy(d, e0);
+  if (e1) aoq_dev_event_destroy(d, e1);
+  aoq_dev_free(d, a);
+  aoq_dev_free(d, b);
+  return gbps;
+}
+
+static int argmax(const float *x, int n) {
+  int b = 0;
+  for (int i = 1; i < n; i++)
+    if (x[i] > x[b]) b = i;
+  return b;
+}
+
+int aoq_bench_decode(int argc, char **argv) {
+  static const char *const flags[] = {"model", "synthetic", "config", "batch", "tokens", "prompt",
+                                      "device", "no-graph", "seed", "help", NULL};
+  static const char *const with_value[] = {"model", "config", "batch", "tokens", "prompt",
+                                           "device", "seed", NULL};
+  if (aoq_bench_opt_flag(argc, argv, "help")) {
+    usage(stdout);
+    return 0;
+  }
+  if (aoq_bench_opts_check(argc, argv, flags, with_value)) {
+    usage(stderr);
+    return 2;
+  }
+  const char *model = NULL, *config = "bf16", *device = "auto";
+  int64_t batch = 1, tokens = 64, prompt = 16, seed = 0;
+  if (aoq_bench_opt_str(argc, argv, "model", &model) < 0 ||
+      aoq_bench_opt_str(argc, argv, "config", &config) < 0 ||
+      aoq_bench_opt_str(argc, argv, "device", &device) < 0 ||
+      aoq_bench_opt_i64(argc, argv, "batch", &batch) < 0 ||
+      aoq_bench_opt_i64(argc, argv, "tokens", &tokens) < 0 ||
+      aoq_bench_opt_i64(argc, argv, "prompt", &prompt) < 0 ||
+      aoq_bench_opt_i64(argc, argv, "seed", &seed) < 0)
+    return 2;
+  if (!model || batch < 1 || batch > 256 || tokens < 1 || prompt < 1 || prompt > 512) {
+    fprintf(stderr, "aoq-bench decode: --model is required; 1 <= batch <= 256, tokens >= 1, "
+            "1 <= prompt <= 512\n");
+    return 2;
+  }
+  bool synthetic = aoq_bench_opt_flag(argc, argv, "synthetic");
+  bool no_graph = aoq_bench_opt_flag(argc, argv, "no-graph");
+
+  aoq_device *d = NULL;
+  aoq_status s = aoq_device_open(device, &d);
+  if (s) {
+    fprintf(stderr, "aoq-bench decode: device %s: %s\n", device, aoq_last_error());
+    return 1;
+  }
+  uint64_t free0 = free_mem(d), free_min = free0;
+  int rc = 1;
+  aoq_model *m = NULL;
+  float *logits = NULL;
+  int32_t *cur = NULL, *prompts = NULL;
+  int *seq = NULL;
+  int64_t total = prompt + tokens + 1;
+  aoq_model_opts o = {.model = model, .synthetic = synthetic, .seed = (uint64_t)seed,
+                      .config = config, .max_seqs = (int)batch,
+                      .max_batch_tokens = (int)(batch * prompt > 512 ? batch * prompt : 512),
+                      .kv_pages = (int)(batch * ((total + 15) / 16)), .no_graphs = no_graph};
+  if ((s = aoq_model_load(d, &o, &m))) {
+    fprintf(stderr, "aoq-bench decode: load: %s: %s\n", aoq_strerror(s), aoq_last_error());
+    goto out;
+  }
+  uint64_t f = free_mem(d);
+  if (f < free_min) free_min = f;
+  const aoq_model_info *info = aoq_model_info_get(m);
+  int vocab = info->cfg.vocab_size;
+  logits = malloc(sizeof(float) * (size_t)(batch * vocab));
+  cur = malloc(sizeof(int32_t) * (size_t)batch);
+  prompts = malloc(sizeof(int32_t) * (size_t)(batch * prompt));
+  seq = malloc(sizeof(int) * (size_t)batch);
+  aoq_step_item *it = malloc(sizeof *it * (size_t)batch);
+  if (!logits || !cur || !prompts || !seq || !it) {
+    free(it);
+    fprintf(stderr, "aoq-bench decode: out of memory\n");
+    goto out;
+  }
+  for (int64_t i = 0; i < batch * prompt; i++) prompts[i] = (int32_t)((i * 7919 + 13) % 256);
+  for (int64_t b = 0; b < batch; b++) {
+    if ((s = aoq_model_seq_open(m, &seq[b]))) break;
+    it[b] = (aoq_step_item){.seq = seq[b], .tokens = prompts + b * prompt, .n_tokens = (int)prompt,
+                            .want_logits = true};
+  }
+  double t0 = aoq_bench_now();
+  if (!s) s = aoq_model_step(m, it, (int)batch, logits);
+  double t_prefill = aoq_bench_now() - t0;
+  /* first decode step (captures the graph where there is one) is not timed */
+  for (int64_t b = 0; !s && b < batch; b++) {
+    cur[b] = argmax(logits + b * vocab, vocab);
+    it[b] = (aoq_step_item){.seq = seq[b], .tokens = &cur[b], .n_tokens = 1, .want_logits = true};
+  }
+  if (!s) s = aoq_model_step(m, it, (int)batch, logits);
+  t0 = aoq_bench_now();
+  for (int64_t t = 0; !s && t < tokens; t++) {
+    for (int64_t b = 0; b < batch; b++) cur[b] = argmax(logits + b * vocab, vocab);
+    s = aoq_model_step(m, it, (int)batch, logits);
+  }
+  double t_decode = aoq_bench_now() - t0;
+  free(it);
+  if (s) {
+    fprintf(stderr, "aoq-bench decode: step: %s: %s\n", aoq_strerror(s), aoq_last_error());
+    goto out;
+  }
+  f = free_mem(d);
+  if (f < free_min) free_min = f;
+  /* Bytes a decode step reads: every weight once for the batch, plus each sequence's K and V
+   * (average context over the timed steps). */
+  const aoq_model_config *c = &info->cfg;
+  double ctx = (double)prompt + 1 + (double)(tokens + 1) / 2;
+  double kv_step = (double)batch * ctx * c->n_layers * 2.0 * c->n_kv_heads * c->head_dim * 2;
+  double w_step = (double)info->weight_bytes;
+  double step_s = t_decode / (double)tokens;
+  double gbps = (w_step + kv_step) / step_s / 1e9;
+  size_t copy_bytes = (size_t)256 << 20;
+  aoq_device_info di;
+  aoq_device_info_get(d, &di);
+  if (di.kind == AOQ_DEVICE_CPU) copy_bytes = (size_t)64 << 20;
+  double copy = d2d_gbps(d, copy_bytes);
+  printf("# decode %s (%s) on %s\n", model, info->format, aoq_device_name(d));
+  printf("batch: %lld\nprompt_tokens: %lld\ndecode_steps: %lld\ngraphs: %s\n", (long long)batch,
+         (long long)prompt, (long long)tokens,
+         no_graph ? "off (--no-graph)" : aoq_device_has(d, AOQ_CAP_GRAPHS) ? "on" : "unsupported");
+  printf("load_seconds: %.2f\n", info->load_seconds);
+  printf("prefill_tokens_per_s: %.1f\n", (double)(batch * prompt) / t_prefill);
+  printf("decode_tokens_per_s: %.1f\n", (double)(batch * tokens) / t_decode);
+  printf("step_ms: %.3f\n", step_s * 1e3);
+  printf("weight_bytes_per_step: %.0f\nweight_bytes_per_token: %.0f\n", w_step,
+         w_step / (double)batch);
+  printf("kv_bytes_per_step: %.0f\n", kv_step);
+  printf("achieved_gbps: %.1f\n", gbps);
+  printf("d2d_copy_gbps: %.1f\n", copy);
+  if (copy > 0) printf("fraction_of_copy: %.3f\n", gbps / copy);
+  printf("peak_device_memory_mib: %.1f\n", (double)(free0 - free_min) / 1048576.0);
+  printf("weight_mib: %.1f\nkv_pool_mib: %.1f\n", (double)info->weight_bytes / 1048576.0,
+         (double)info->kv_bytes / 1048576.0);
+  rc = 0;
+out:
+  free(logits);
+  free(cur);
+  free(prompts);
+  free(seq);
+  aoq_model_free(m);
+  aoq_device_close(d);
+  return rc;
+}
