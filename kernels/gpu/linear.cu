@@ -1,11 +1,12 @@
 /*
  * linear.cu — y[m,n] = x[m,k] @ W^T with W in its packed format (devices/device.h summary,
- * docs/layouts.md), for m = 1..16 per launch (larger m runs in slices of 16 rows).
+ * docs/layouts.md), m = 1..16 (GEMV) or more (tiled GEMM).
  *
  * Fused GEMV / skinny GEMM: each warp owns R weight rows; every lane streams 16-byte chunks of
  * its rows (ld.global.nc, no L1 allocation: each weight byte is read once), dequantizes them in
  * registers 8 elements at a time, and multiply-accumulates against the M activation rows (read
- * through L1/L2, shared by the R rows), fp32 accumulation, then a warp reduction.
+ * through L1/L2, shared by the R rows), fp32 accumulation, then a warp reduction. For m > 16 a
+ * tiled tensor-core GEMM (wmma) dequantizes weight tiles into shared memory.
  *
  * Dequantization numerics (spec/formats.md; torchao's weight-only formats are dequantize-then-mm):
  *   BF16     w = W
@@ -44,8 +45,18 @@ struct DecBF16 {
 #pragma unroll
     for (int i = 0; i < 4; i++) o[2 * i] = bf_lo(word(r, i)), o[2 * i + 1] = bf_hi(word(r, i));
   }
+  enum { PAIR = 0 };
+  static __device__ void dec8p(const uint4 &r, int, const P &, uint32_t o[4]) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) o[i] = word(r, i);
+  }
   static __device__ float epi(float acc, const wargs &, int64_t) { return acc; }
 };
+
+static __device__ __forceinline__ uint32_t pack_bf2(float lo, float hi) {
+  aoq_bf162 v = __floats2bfloat162_rn(lo, hi);
+  return *(uint32_t *)&v;
+}
 
 /* int8 -> float exactly: 0x4B000000 | (b ^ 0x80) is 2^23 + 128 + b */
 static __device__ __forceinline__ void i8x4(uint32_t wd, float *o) {
@@ -62,6 +73,13 @@ struct DecI8 {
   static __device__ void dec8(const uint4 &r, int sub, const P &, float o[8]) {
     i8x4(word(r, 2 * sub), o);
     i8x4(word(r, 2 * sub + 1), o + 4);
+  }
+  enum { PAIR = 0 };
+  static __device__ void dec8p(const uint4 &r, int sub, const P &p, uint32_t o[4]) {
+    float f[8];
+    dec8(r, sub, p, f);
+#pragma unroll
+    for (int i = 0; i < 4; i++) o[i] = pack_bf2(f[2 * i], f[2 * i + 1]); /* exact: |q| <= 128 */
   }
   static __device__ float epi(float acc, const wargs &w, int64_t row) {
     float s = aoq_round_bf16(((const float *)w.scale)[row]);
@@ -95,6 +113,16 @@ struct DecFP8 {
       for (int j = 0; j < 4; j++) o[4 * h + j] = aoq_round_bf16(e4m3((wd >> (8 * j)) & 0xffu) * p.s);
     }
   }
+  enum { PAIR = 0 };
+  static __device__ void dec8p(const uint4 &r, int sub, const P &p, uint32_t o[4]) {
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      uint32_t wd = word(r, 2 * sub + h);
+      float2 a = aoq_e4m3x2_to_f32x2(wd), b = aoq_e4m3x2_to_f32x2(wd >> 16);
+      o[2 * h] = pack_bf2(a.x * p.s, a.y * p.s); /* RNE to bf16: torchao's dequantize */
+      o[2 * h + 1] = pack_bf2(b.x * p.s, b.y * p.s);
+    }
+  }
   static __device__ float epi(float acc, const wargs &, int64_t) { return acc; }
 };
 
@@ -126,6 +154,18 @@ struct DecI4 {
       uint32_t u = *(uint32_t *)&d;
       o[j] = bf_lo(u);
       o[j + 4] = bf_hi(u);
+    }
+  }
+  enum { PAIR = 1 }; /* pair j holds elements (j, j + 4) */
+  static __device__ void dec8p(const uint4 &r, int sub, const P &p, uint32_t o[4]) {
+    uint32_t wd = word(r, sub);
+    const uint32_t c136 = 0x43084308u;
+    aoq_bf162 k136 = *(const aoq_bf162 *)&c136;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      uint32_t v = ((wd >> (4 * j)) & 0x000f000fu) | 0x43004300u;
+      aoq_bf162 d = __hadd2(__hmul2(__hsub2(*(aoq_bf162 *)&v, k136), p.s), p.z);
+      o[j] = *(uint32_t *)&d;
     }
   }
   static __device__ float epi(float acc, const wargs &, int64_t) { return acc; }
@@ -211,6 +251,106 @@ static int launch_mr(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_
   return (int)aoq_gpu_get_last_error();
 }
 
+
+#ifdef AOQ_HAVE_MMA_BF16
+/* ---- m = 1..16 on tensor cores: mma.sync m16n8k16, weights as A (16 rows), x as B ----
+ * The dot product over k does not care which k a register slot stands for, as long as A and B
+ * agree: lane (g = lane/4, c = lane%4) loads chunk c of the current step for rows g and g+8 and
+ * x[g] (x[g+8] for the second n-tile) at the same k, so every 16-byte load feeds the tensor core
+ * without shuffles. A block's 4 warps share 16 weight rows and split k; fp32 partial tiles are
+ * summed in shared memory. */
+static __device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                                uint32_t a3, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+#define MW 4 /* warps per block */
+
+template <class D, int NT>
+__global__ void __launch_bounds__(MW * 32) k_gemv_mma(wargs w, const uint16_t *__restrict__ x,
+                                                      uint16_t *__restrict__ y, int m) {
+  __shared__ float red[MW][16][8 * NT];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
+  const int64_t row0 = (int64_t)blockIdx.x * 16;
+  const int64_t ra = min(row0 + g, w.n - 1), rb = min(row0 + g + 8, w.n - 1);
+  const uint8_t *qa = w.q + ra * w.row_bytes, *qb = w.q + rb * w.row_bytes;
+  float acc[NT][4];
+#pragma unroll
+  for (int t = 0; t < NT; t++) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0;
+  const int64_t nch = w.k / D::EPL; /* chunks per row; a step takes 4 */
+  const uint16_t *xr[NT];
+  bool xv[NT];
+#pragma unroll
+  for (int t = 0; t < NT; t++) xv[t] = g + 8 * t < m, xr[t] = x + (int64_t)(xv[t] ? g + 8 * t : 0) * w.k;
+  constexpr int U = 2;
+  for (int64_t s0 = (int64_t)warp * 4 + c; s0 < nch; s0 += MW * 4 * U) {
+    uint4 wa[U], wb[U];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      int64_t ch = s0 + (int64_t)u * MW * 4;
+      if (ch < nch) wa[u] = aoq_ld_stream16(qa + ch * 16), wb[u] = aoq_ld_stream16(qb + ch * 16);
+    }
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      int64_t ch = s0 + (int64_t)u * MW * 4;
+      if (ch >= nch) break;
+      typename D::P pa = D::prm(w, ra, ch), pb = D::prm(w, rb, ch);
+#pragma unroll
+      for (int sub = 0; sub < D::EPL / 8; sub++) {
+        uint32_t A[4], B[4], X[NT][4];
+        D::dec8p(wa[u], sub, pa, A);
+        D::dec8p(wb[u], sub, pb, B);
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+          uint4 v = xv[t] ? *(const uint4 *)(xr[t] + ch * D::EPL + sub * 8) : make_uint4(0, 0, 0, 0);
+          if (D::PAIR == 0) {
+            X[t][0] = v.x, X[t][1] = v.y, X[t][2] = v.z, X[t][3] = v.w;
+          } else { /* pairs (j, j + 4) */
+            X[t][0] = __byte_perm(v.x, v.z, 0x5410), X[t][1] = __byte_perm(v.x, v.z, 0x7632);
+            X[t][2] = __byte_perm(v.y, v.w, 0x5410), X[t][3] = __byte_perm(v.y, v.w, 0x7632);
+          }
+        }
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+          mma16816(acc[t], A[0], B[0], A[1], B[1], X[t][0], X[t][1]);
+          mma16816(acc[t], A[2], B[2], A[3], B[3], X[t][2], X[t][3]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < NT; t++) {
+    red[warp][g][8 * t + 2 * c] = acc[t][0];
+    red[warp][g][8 * t + 2 * c + 1] = acc[t][1];
+    red[warp][g + 8][8 * t + 2 * c] = acc[t][2];
+    red[warp][g + 8][8 * t + 2 * c + 1] = acc[t][3];
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < 16 * 8 * NT; i += MW * 32) {
+    int r = i % 16, col = i / 16;
+    int64_t row = row0 + r;
+    if (col >= m || row >= w.n) continue;
+    float v = 0;
+#pragma unroll
+    for (int k = 0; k < MW; k++) v += red[k][r][col];
+    y[(int64_t)col * w.n + row] = aoq_f32_to_bf16(D::epi(v, w, row));
+  }
+}
+
+template <class D>
+static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
+  unsigned blocks = (unsigned)((w.n + 15) / 16);
+  if (m <= 8)
+    k_gemv_mma<D, 1><<<blocks, MW * 32, 0, st>>>(w, x, y, m);
+  else
+    k_gemv_mma<D, 2><<<blocks, MW * 32, 0, st>>>(w, x, y, m);
+  return (int)aoq_gpu_get_last_error();
+}
+#else
 template <class D>
 static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
   if (m == 1) return launch_mr<D, 1, 1>(w, x, y, m, st);
@@ -219,6 +359,106 @@ static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu
   if (m <= 8) return launch_mr<D, 8, 4>(w, x, y, m, st);
   return launch_mr<D, 16, 4>(w, x, y, m, st);
 }
+#endif
+
+
+/* ---- m > 16: tiled tensor-core GEMM (64 x 64 output tile, k step 64) ----
+ * The weight tile is dequantized by the same decoders into shared memory as bf16 (exact: every
+ * decoder's values are bf16 values), the activation tile is copied as is, and wmma 16x16x16 bf16
+ * with fp32 accumulation computes the tile; the epilogue is the decoder's. CUDA only (HIP keeps
+ * the sliced GEMV until a rocWMMA version exists). */
+#if !defined(__HIPCC__)
+#include <mma.h>
+#define GB 64
+#define GLD (GB + 8)
+
+template <class D>
+__global__ void __launch_bounds__(128) k_gemm(wargs w, const uint16_t *__restrict__ x,
+                                              uint16_t *__restrict__ y, int64_t m) {
+  using namespace nvcuda;
+  __shared__ __align__(32) uint16_t xs[GB * GLD];
+  __shared__ __align__(32) uint16_t ws[GB * GLD];
+  __shared__ __align__(32) float cs[GB * (GB + 4)];
+  const int tid = threadIdx.x, warp = tid >> 5;
+  const int64_t m0 = (int64_t)blockIdx.y * GB, n0 = (int64_t)blockIdx.x * GB;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
+#pragma unroll
+  for (int i = 0; i < 2; i++)
+#pragma unroll
+    for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.0f);
+  const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+  for (int64_t k0 = 0; k0 < w.k; k0 += GB) {
+    for (int i = tid; i < GB * GB / 8; i += 128) {
+      int r = i / (GB / 8), c8 = i % (GB / 8);
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (m0 + r < m) v = *(const uint4 *)(x + (m0 + r) * w.k + k0 + c8 * 8);
+      *(uint4 *)(xs + r * GLD + c8 * 8) = v;
+    }
+    constexpr int CPR = GB / D::EPL; /* chunks per row of the tile */
+    for (int i = tid; i < GB * CPR; i += 128) {
+      int r = i / CPR, cc = i % CPR;
+      int64_t row = n0 + r, c = k0 / D::EPL + cc;
+      uint16_t *dst = ws + r * GLD + cc * D::EPL;
+      if (row < w.n) {
+        uint4 raw = aoq_ld_stream16(w.q + row * w.row_bytes + c * 16);
+        typename D::P p = D::prm(w, row, c);
+#pragma unroll
+        for (int sub = 0; sub < D::EPL / 8; sub++) {
+          float f[8];
+          D::dec8(raw, sub, p, f);
+          uint4 o;
+          o.x = (__float_as_uint(f[0]) >> 16) | (__float_as_uint(f[1]) & 0xffff0000u);
+          o.y = (__float_as_uint(f[2]) >> 16) | (__float_as_uint(f[3]) & 0xffff0000u);
+          o.z = (__float_as_uint(f[4]) >> 16) | (__float_as_uint(f[5]) & 0xffff0000u);
+          o.w = (__float_as_uint(f[6]) >> 16) | (__float_as_uint(f[7]) & 0xffff0000u);
+          *(uint4 *)(dst + sub * 8) = o;
+        }
+      } else {
+#pragma unroll
+        for (int sub = 0; sub < D::EPL / 8; sub++) *(uint4 *)(dst + sub * 8) = make_uint4(0, 0, 0, 0);
+      }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < GB; kk += 16) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa[2];
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb[2];
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+        wmma::load_matrix_sync(fa[i], (const __nv_bfloat16 *)(xs + (wm + 16 * i) * GLD + kk), GLD);
+#pragma unroll
+      for (int j = 0; j < 2; j++)
+        wmma::load_matrix_sync(fb[j], (const __nv_bfloat16 *)(ws + (wn + 16 * j) * GLD + kk), GLD);
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < 2; i++)
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+      wmma::store_matrix_sync(cs + (wm + 16 * i) * (GB + 4) + wn + 16 * j, acc[i][j], GB + 4,
+                              wmma::mem_row_major);
+  __syncthreads();
+  for (int i = tid; i < GB * GB; i += 128) {
+    int r = i / GB, c = i % GB;
+    if (m0 + r < m && n0 + c < w.n)
+      y[(m0 + r) * w.n + n0 + c] = aoq_f32_to_bf16(D::epi(cs[r * (GB + 4) + c], w, n0 + c));
+  }
+}
+
+template <class D>
+static int launch_gemm(const wargs &w, const uint16_t *x, uint16_t *y, int64_t m,
+                       aoq_gpu_stream_t st) {
+  dim3 grid((unsigned)((w.n + GB - 1) / GB), (unsigned)((m + GB - 1) / GB));
+  k_gemm<D><<<grid, 128, 0, st>>>(w, x, y, m);
+  return (int)aoq_gpu_get_last_error();
+}
+#define AOQ_HAVE_GEMM 1
+#endif
 
 extern "C" uint64_t aoq_gk_linear_formats(void) {
   return (1ull << AOQ_FMT_BF16) | (1ull << AOQ_FMT_INT8WO) | (1ull << AOQ_FMT_FP8WO) |
@@ -265,6 +505,16 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
   a.n = w->n, a.k = w->k, a.group = w->group;
   a.row_bytes = w->k * (w->kind == AOQ_FMT_BF16 ? 2 : w->kind == AOQ_FMT_INT8WO || w->kind == AOQ_FMT_FP8WO ? 1 : 0);
   if (w->kind == AOQ_FMT_INT4WO || w->kind == AOQ_FMT_INT4WO_HQQ) a.row_bytes = w->k / 2;
+#ifdef AOQ_HAVE_GEMM
+  if (m > AOQ_GK_GEMV_MAX_M && w->k % GB == 0) {
+    switch (w->kind) {
+      case AOQ_FMT_BF16: return launch_gemm<DecBF16>(a, x, y, m, st);
+      case AOQ_FMT_INT8WO: return launch_gemm<DecI8>(a, x, y, m, st);
+      case AOQ_FMT_FP8WO: return launch_gemm<DecFP8>(a, x, y, m, st);
+      default: return launch_gemm<DecI4>(a, x, y, m, st);
+    }
+  }
+#endif
   for (int64_t r0 = 0; r0 < m; r0 += AOQ_GK_GEMV_MAX_M) {
     int mm = (int)(m - r0 < AOQ_GK_GEMV_MAX_M ? m - r0 : AOQ_GK_GEMV_MAX_M);
     const uint16_t *xs = x + r0 * w->k;

@@ -9,9 +9,14 @@
 #ifndef AOQ_KERNELS_GPU_VENDOR_H
 #define AOQ_KERNELS_GPU_VENDOR_H
 
+#include <stdint.h>
+
 #if defined(__HIPCC__)
-#include <hip/hip_bf16.h>
 #include <hip/hip_runtime.h>
+#if __has_include(<hip/hip_bf16.h>)
+#include <hip/hip_bf16.h>
+#define AOQ_HIP_HAS_BF16 1 /* ROCm >= 5.7; ROCm 5.2 (Debian 12) has neither header nor bf16x2 */
+#endif
 typedef hipStream_t aoq_gpu_stream_t;
 typedef hipError_t aoq_gpu_error_t;
 #define AOQ_GPU_SUCCESS hipSuccess
@@ -21,6 +26,8 @@ typedef hipError_t aoq_gpu_error_t;
 #define AOQ_LDG(p) __ldg(p)
 #else
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 typedef cudaStream_t aoq_gpu_stream_t;
 typedef cudaError_t aoq_gpu_error_t;
@@ -31,11 +38,61 @@ typedef cudaError_t aoq_gpu_error_t;
 #define AOQ_LDG(p) __ldg(p)
 #endif
 
-#if defined(__HIPCC__)
+#if defined(__HIPCC__) && defined(AOQ_HIP_HAS_BF16)
 typedef __hip_bfloat162 aoq_bf162;
+#elif defined(__HIPCC__)
+/* ROCm without hip_bf16.h (5.2): a bf16 pair and the three CUDA bf16x2 operations the
+ * kernels use, each computed in fp32 and rounded to bf16 (RNE) like the native instructions. */
+#include "base/numerics.h"
+struct aoq_bf162 {
+  uint16_t x, y;
+};
+__device__ __forceinline__ aoq_bf162 aoq_bf162_of(float a, float b) {
+  return {aoq_f32_to_bf16(a), aoq_f32_to_bf16(b)};
+}
+__device__ __forceinline__ aoq_bf162 __floats2bfloat162_rn(float a, float b) {
+  return aoq_bf162_of(a, b);
+}
+__device__ __forceinline__ aoq_bf162 __hadd2(aoq_bf162 a, aoq_bf162 b) {
+  return aoq_bf162_of(aoq_bf16_to_f32(a.x) + aoq_bf16_to_f32(b.x),
+                      aoq_bf16_to_f32(a.y) + aoq_bf16_to_f32(b.y));
+}
+__device__ __forceinline__ aoq_bf162 __hsub2(aoq_bf162 a, aoq_bf162 b) {
+  return aoq_bf162_of(aoq_bf16_to_f32(a.x) - aoq_bf16_to_f32(b.x),
+                      aoq_bf16_to_f32(a.y) - aoq_bf16_to_f32(b.y));
+}
+__device__ __forceinline__ aoq_bf162 __hmul2(aoq_bf162 a, aoq_bf162 b) {
+  return aoq_bf162_of(aoq_bf16_to_f32(a.x) * aoq_bf16_to_f32(b.x),
+                      aoq_bf16_to_f32(a.y) * aoq_bf16_to_f32(b.y));
+}
+#endif
+#if defined(__HIPCC__)
 /* 16-byte read-only load of data used once (weights): no L1 allocation where the ISA has it. */
 __device__ __forceinline__ uint4 aoq_ld_stream16(const void *p) {
-  return __builtin_nontemporal_load((const uint4 *)p);
+  /* the builtin takes clang vector types only, not HIP's uint4 struct */
+  typedef unsigned int u32x4 __attribute__((ext_vector_type(4)));
+  u32x4 v = __builtin_nontemporal_load((const u32x4 *)p);
+  return make_uint4(v.x, v.y, v.z, v.w);
+}
+#if HIP_VERSION_MAJOR < 6
+/* ROCm 5 has no __syncwarp: the lanes of a logical warp are lanes of one wavefront, which run in
+ * lockstep; order their LDS accesses with a wavefront-scope fence. */
+__device__ __forceinline__ void __syncwarp() {
+  __builtin_amdgcn_fence(__ATOMIC_SEQ_CST, "wavefront");
+  __builtin_amdgcn_wave_barrier();
+}
+#endif
+/* two e4m3fn bytes (low byte = first element) -> two floats, exact */
+__device__ __forceinline__ float2 aoq_e4m3x2_to_f32x2(uint32_t b2) {
+  float2 r;
+  uint32_t lo = b2 & 0xffu, hi = (b2 >> 8) & 0xffu;
+  r.x = __uint_as_float((lo & 0x7fu) << 20) * 0x1p120f;
+  r.y = __uint_as_float((hi & 0x7fu) << 20) * 0x1p120f;
+  if ((lo & 0x7fu) == 0x7fu) r.x = __uint_as_float(0x7fc00000u);
+  if ((hi & 0x7fu) == 0x7fu) r.y = __uint_as_float(0x7fc00000u);
+  if (lo & 0x80u) r.x = -r.x;
+  if (hi & 0x80u) r.y = -r.y;
+  return r;
 }
 #else
 typedef __nv_bfloat162 aoq_bf162;
@@ -46,6 +103,12 @@ __device__ __forceinline__ uint4 aoq_ld_stream16(const void *p) {
                : "l"(p));
   return r;
 }
+/* two e4m3fn bytes (low byte = first element) -> two floats, exact (e4m3 is a subset of fp16) */
+__device__ __forceinline__ float2 aoq_e4m3x2_to_f32x2(uint32_t b2) {
+  __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(b2 & 0xffffu), __NV_E4M3);
+  return __half22float2(*(__half2 *)&h);
+}
+#define AOQ_HAVE_MMA_BF16 1 /* mma.sync m16n8k16 bf16 (sm_80+) */
 #endif
 
 #define AOQ_LWARP 32 /* lanes of a logical warp */
