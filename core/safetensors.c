@@ -69,8 +69,8 @@ static aoq_status st_oom(const char *label) {
 }
 
 /* The names are aoq_dtype_name's (base/dtype.c): the safetensors set plus F8_E8M0 and F4_E2M1X2
- * (one byte per element, two E2M1 codes). safetensors' own "F4" counts 4-bit elements and is not
- * accepted. */
+ * (one byte per element, two E2M1 codes). safetensors' own "F4" counts 4-bit elements, so it
+ * changes the shape too: the header parser handles it, this function does not accept it. */
 aoq_status aoq_st_dtype_parse(const char *name, aoq_dtype *out) {
   if (!name || !out) return aoq_err(AOQ_EINVAL, "aoq_st_dtype_parse: NULL argument");
   for (int t = 0; t < AOQ_DTYPE_COUNT; t++) {
@@ -183,7 +183,11 @@ static aoq_status st_parse_entry(const char *L, const cJSON *e, uint64_t data_le
   if (!cJSON_IsString(dt) || !dt->valuestring)
     return aoq_err(AOQ_EFORMAT, "%s: tensor \"%.*s\": dtype missing or not a string", L,
                    ST_NAME_SHOWN, nm);
-  if (aoq_st_dtype_parse(dt->valuestring, &t->dtype) != AOQ_OK)
+  /* safetensors' "F4" counts 4-bit elements; aoq's F4_E2M1X2 counts bytes of two codes */
+  int f4 = strcmp(dt->valuestring, "F4") == 0;
+  if (f4)
+    t->dtype = AOQ_DTYPE_F4_E2M1X2;
+  else if (aoq_st_dtype_parse(dt->valuestring, &t->dtype) != AOQ_OK)
     return aoq_err(AOQ_EFORMAT, "%s: tensor \"%.*s\": unknown dtype \"%.32s\"", L, ST_NAME_SHOWN,
                    nm, dt->valuestring);
   if (!cJSON_IsArray(shape))
@@ -203,6 +207,15 @@ static aoq_status st_parse_entry(const char *L, const cJSON *e, uint64_t data_le
                      ST_NAME_SHOWN, nm, d);
     t->shape[d] = (int64_t)v;
     if (__builtin_mul_overflow(elems, v, &elems)) overflow = 1;
+  }
+  if (f4) {
+    /* torch's float4_e2m1fn_x2 view: the last dim holds codes, two per byte */
+    if (nd == 0 || t->shape[nd - 1] % 2 != 0)
+      return aoq_err(AOQ_EFORMAT,
+                     "%s: tensor \"%.*s\": F4 needs an even last dim (two codes per byte)", L,
+                     ST_NAME_SHOWN, nm);
+    t->shape[nd - 1] /= 2;
+    elems /= 2;
   }
   uint64_t nbytes = 0;
   if (overflow || __builtin_mul_overflow(elems, (uint64_t)aoq_dtype_size(t->dtype), &nbytes) ||
@@ -695,6 +708,7 @@ typedef struct st_wentry {
   int64_t shape[AOQ_ST_MAX_DIMS];
   const void *data;
   size_t nbytes;
+  uint64_t offset; /* in the data section, set by st_build_header */
 } st_wentry;
 
 struct aoq_st_writer {
@@ -747,7 +761,7 @@ aoq_status aoq_st_writer_add(aoq_st_writer *w, const char *name, aoq_dtype dt, i
                    ST_NAME_SHOWN, name, ndim, AOQ_ST_MAX_DIMS);
   uint64_t elems = 1;
   for (int i = 0; i < ndim; i++) {
-    if (shape[i] < 0 || (double)shape[i] > ST_MAX_JSON_INT ||
+    if (shape[i] < 0 || (double)shape[i] > ST_MAX_JSON_INT / 2 ||
         __builtin_mul_overflow(elems, (uint64_t)shape[i], &elems))
       return aoq_err(AOQ_EINVAL, "aoq_st_writer_add: tensor %.*s: bad shape[%d] = %lld",
                      ST_NAME_SHOWN, name, i, (long long)shape[i]);
@@ -857,6 +871,16 @@ static int st_cmp_wentry(const void *a, const void *b) {
   return strcmp(((const st_wentry *)a)->name, ((const st_wentry *)b)->name);
 }
 
+/* Data order: wider elements first, then by name. The data section starts 8-byte aligned and every
+ * tensor's size is a multiple of its element size, so each tensor is aligned to its element size
+ * (the order Hugging Face's writer uses too). */
+static int st_cmp_wentry_data(const void *a, const void *b) {
+  const st_wentry *x = a, *y = b;
+  size_t sx = aoq_dtype_size(x->dtype), sy = aoq_dtype_size(y->dtype);
+  if (sx != sy) return sx > sy ? -1 : 1;
+  return strcmp(x->name, y->name);
+}
+
 static aoq_status st_write_all(int fd, const void *data, size_t n, const char *path) {
   const uint8_t *p = data;
   while (n > 0) {
@@ -874,6 +898,13 @@ static aoq_status st_write_all(int fd, const void *data, size_t n, const char *p
 }
 
 static aoq_status st_build_header(aoq_st_writer *w, st_buf *b) {
+  if (w->n) qsort(w->e, w->n, sizeof *w->e, st_cmp_wentry_data);
+  uint64_t off = 0;
+  for (size_t i = 0; i < w->n; i++) {
+    w->e[i].offset = off;
+    off += w->e[i].nbytes;
+  }
+  /* the header lists tensors by name */
   if (w->n) qsort(w->e, w->n, sizeof *w->e, st_cmp_wentry);
   if (w->nmeta) qsort(w->meta, w->nmeta, sizeof *w->meta, st_cmp_meta_key);
   /* 8 placeholder bytes for the length, patched below */
@@ -890,24 +921,26 @@ static aoq_status st_build_header(aoq_st_writer *w, st_buf *b) {
     st_buf_put(b, "}", 1);
     first = 0;
   }
-  uint64_t off = 0;
   for (size_t i = 0; i < w->n; i++) {
     const st_wentry *e = &w->e[i];
     if (!first) st_buf_put(b, ",", 1);
     first = 0;
     st_buf_json_string(b, e->name);
+    /* packed fp4 is written as safetensors' "F4" (last dim in codes) so that other readers
+     * understand it; a 0-dim one has no dim to double and keeps aoq's name */
+    int f4 = e->dtype == AOQ_DTYPE_F4_E2M1X2 && e->ndim > 0;
     st_buf_str(b, ":{\"dtype\":\"");
-    st_buf_str(b, aoq_dtype_name(e->dtype));
+    st_buf_str(b, f4 ? "F4" : aoq_dtype_name(e->dtype));
     st_buf_str(b, "\",\"shape\":[");
     for (int d = 0; d < e->ndim; d++) {
       if (d) st_buf_put(b, ",", 1);
-      st_buf_u64(b, (unsigned long long)e->shape[d]);
+      uint64_t v = (uint64_t)e->shape[d];
+      st_buf_u64(b, (unsigned long long)(f4 && d == e->ndim - 1 ? 2 * v : v));
     }
     st_buf_str(b, "],\"data_offsets\":[");
-    st_buf_u64(b, off);
+    st_buf_u64(b, e->offset);
     st_buf_put(b, ",", 1);
-    off += e->nbytes;
-    st_buf_u64(b, off);
+    st_buf_u64(b, e->offset + e->nbytes);
     st_buf_str(b, "]}");
   }
   st_buf_put(b, "}", 1);
@@ -945,6 +978,7 @@ aoq_status aoq_st_writer_finish(aoq_st_writer *w, const char *path) {
     goto out;
   }
   if ((st = st_write_all(fd, b.p, b.len, tmp)) != AOQ_OK) goto out;
+  if (w->n) qsort(w->e, w->n, sizeof *w->e, st_cmp_wentry_data);
   for (size_t i = 0; i < w->n; i++) {
     if ((st = st_write_all(fd, w->e[i].data, w->e[i].nbytes, tmp)) != AOQ_OK) goto out;
   }

@@ -20,7 +20,9 @@ typedef struct aoq_st_tensor {
   int ndim;
   int64_t shape[AOQ_ST_MAX_DIMS];
   size_t nbytes;
-  const void *data;  /* points into the mapping; valid until aoq_st_close */
+  const void *data;  /* points into the mapping; valid until aoq_st_close. Aligned to the
+                        element size in files from aoq_st_writer, but other writers do not
+                        promise it (some torchao golden files have odd offsets) */
 } aoq_st_tensor;
 
 typedef struct aoq_st_file aoq_st_file;
@@ -54,7 +56,9 @@ aoq_status aoq_st_writer_meta(aoq_st_writer *w, const char *key, const char *val
 aoq_status aoq_st_writer_finish(aoq_st_writer *w, const char *path);
 void aoq_st_writer_free(aoq_st_writer *w);
 
-/* dtype from a safetensors name ("BF16", "F8_E4M3", ...); AOQ_EFORMAT if unknown. */
+/* dtype from a safetensors name ("BF16", "F8_E4M3", ...); AOQ_EFORMAT if unknown. Not "F4":
+ * files name packed fp4 "F4" with the last dim in 4-bit codes; the reader maps that to
+ * AOQ_DTYPE_F4_E2M1X2 with the last dim halved (bytes), and the writer does the reverse. */
 aoq_status aoq_st_dtype_parse(const char *name, aoq_dtype *out);
 
 #endif

@@ -302,6 +302,7 @@ static const char *const dict[] = {
     "\"F8_E4M3\"",
     "\"F8_E8M0\"",
     "\"F4_E2M1X2\"",
+    "\"F4\"",
     "\"BOOL\"",
     "\"U64\"",
     "[0,0]",

@@ -51,6 +51,7 @@ const char *const fuzz_outcome_words[] = {
     "but",
     "overlap",
     "out of memory",
+    "F4 needs an even last dim",
     NULL,
 };
 

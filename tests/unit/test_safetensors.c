@@ -181,6 +181,11 @@ static void test_writer_reader_round_trip_every_dtype(void **state) {
   for (int i = 7; i >= 0; i--) hlen = hlen << 8 | raw[i];
   assert_int_equal(hlen % 8, 0);
   assert_true(8 + hlen <= flen);
+  /* packed fp4 goes out as safetensors' "F4", last dim in codes: 2 x 3 x 21 bytes */
+  char *hdr = strndup((const char *)raw + 8, hlen);
+  assert_non_null(strstr(hdr, "\"F4_E2M1X2.mat\":{\"dtype\":\"F4\",\"shape\":[2,3,42]"));
+  assert_non_null(strstr(hdr, "\"F4_E2M1X2.scalar\":{\"dtype\":\"F4_E2M1X2\",\"shape\":[]"));
+  free(hdr);
   free(raw);
 
   aoq_st_file *f = NULL;
@@ -198,6 +203,9 @@ static void test_writer_reader_round_trip_every_dtype(void **state) {
     for (int d = 0; d < nds[i]; d++) assert_int_equal(t->shape[d], shapes[i][d]);
     assert_int_equal(t->nbytes, sizes[i]);
     if (sizes[i]) assert_memory_equal(t->data, datas[i], sizes[i]);
+    /* the writer lays data out so that every tensor is aligned to its element size (the
+     * mapping itself is page aligned) */
+    assert_int_equal((uintptr_t)t->data % aoq_dtype_size(t->dtype), 0);
     free(datas[i]);
   }
   assert_null(aoq_st_find(f, "nope"));
@@ -322,6 +330,11 @@ static void test_malformed_headers_are_refused(void **state) {
        "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
        "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}",
        2},
+      {"F4 with an odd last dim",
+       "{\"a\":{\"dtype\":\"F4\",\"shape\":[2,3],\"data_offsets\":[0,3]}}", 3},
+      {"F4 scalar", "{\"a\":{\"dtype\":\"F4\",\"shape\":[],\"data_offsets\":[0,0]}}", 0},
+      {"F4 size counted in codes",
+       "{\"a\":{\"dtype\":\"F4\",\"shape\":[2,4],\"data_offsets\":[0,8]}}", 8},
       {"__metadata__ not an object", "{\"__metadata__\": [\"a\"]}", 0},
       {"__metadata__ value not a string", "{\"__metadata__\": {\"total\": 12}}", 0},
       {"__metadata__ twice", "{\"__metadata__\": {}, \"__metadata__\": {}}", 0},
@@ -644,6 +657,109 @@ static void test_golden_files_match_report(void **state) {
   assert_int_equal(u8_reinterpreted, 6);
 }
 
+static uint8_t *hex_decode(const char *hex, size_t *n) {
+  size_t len = strlen(hex);
+  uint8_t *out = malloc(len / 2 + 1);
+  assert_non_null(out);
+  for (size_t i = 0; i < len / 2; i++) {
+    unsigned v;
+    assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
+    out[i] = (uint8_t)v;
+  }
+  *n = len / 2;
+  return out;
+}
+
+static cJSON *load_json(const char *path) {
+  size_t n;
+  char *text = (char *)read_file(path, &n);
+  text[n] = 0;
+  cJSON *j = cJSON_Parse(text);
+  free(text);
+  if (!j) fail_msg("%s: not JSON", path);
+  return j;
+}
+
+/* Files written by torch's safetensors 0.8 (tests/data/st/README.md): every dtype, shape and byte
+ * as torch saw it; F8_E8M0; "F4" mapped to F4_E2M1X2 with the last dim halved. */
+static void test_torch_written_files(void **state) {
+  (void)state;
+  char path[1024];
+  snprintf(path, sizeof path, "%s/st/torch_all_dtypes.json", AOQ_TEST_DATA);
+  cJSON *exp = load_json(path);
+  snprintf(path, sizeof path, "%s/st/torch_all_dtypes.safetensors", AOQ_TEST_DATA);
+  aoq_st_file *f;
+  if (aoq_st_open(path, &f) != AOQ_OK) fail_msg("%s: %s", path, aoq_last_error());
+  assert_int_equal(aoq_st_count(f), (size_t)cJSON_GetArraySize(exp));
+  assert_int_equal(aoq_st_count(f), 14);
+  for (const cJSON *e = exp->child; e; e = e->next) {
+    const aoq_st_tensor *t = aoq_st_find(f, e->string);
+    if (!t) fail_msg("%s missing", e->string);
+    aoq_dtype want;
+    int as_u8;
+    assert_true(torch_dtype(cJSON_GetArrayItem(e, 0)->valuestring, &want, &as_u8));
+    assert_int_equal(t->dtype, want);
+    const cJSON *shape = cJSON_GetArrayItem(e, 1);
+    assert_int_equal(t->ndim, cJSON_GetArraySize(shape));
+    for (int d = 0; d < t->ndim; d++)
+      assert_int_equal(t->shape[d], (int64_t)cJSON_GetArrayItem(shape, d)->valuedouble);
+    size_t nb;
+    uint8_t *bytes = hex_decode(cJSON_GetArrayItem(e, 2)->valuestring, &nb);
+    assert_int_equal(t->nbytes, nb);
+    if (nb) assert_memory_equal(t->data, bytes, nb);
+    free(bytes);
+  }
+  assert_string_equal(aoq_st_meta(f, "format"), "pt");
+  aoq_st_close(f);
+  cJSON_Delete(exp);
+
+  snprintf(path, sizeof path, "%s/st/torch_f8_e8m0.safetensors", AOQ_TEST_DATA);
+  assert_int_equal(aoq_st_open(path, &f), AOQ_OK);
+  const aoq_st_tensor *t = aoq_st_find(f, "e8m0");
+  assert_non_null(t);
+  assert_int_equal(t->dtype, AOQ_DTYPE_F8_E8M0);
+  assert_int_equal(t->ndim, 2);
+  assert_int_equal(t->shape[0], 4);
+  assert_int_equal(t->shape[1], 8);
+  aoq_st_close(f);
+
+  snprintf(path, sizeof path, "%s/st/torch_f4_e2m1fn_x2.safetensors", AOQ_TEST_DATA);
+  assert_int_equal(aoq_st_open(path, &f), AOQ_OK);
+  t = aoq_st_find(f, "fp4x2");
+  assert_non_null(t);
+  assert_int_equal(t->dtype, AOQ_DTYPE_F4_E2M1X2);
+  assert_int_equal(t->ndim, 2);
+  assert_int_equal(t->shape[0], 4);
+  assert_int_equal(t->shape[1], 8); /* "F4" [4, 16] in the file */
+  assert_int_equal(t->nbytes, 32);
+  aoq_st_close(f);
+}
+
+/* A checkpoint sharded by huggingface_hub: every tensor resolves into its shard. */
+static void test_hf_sharded_checkpoint(void **state) {
+  (void)state;
+  char path[1024];
+  snprintf(path, sizeof path, "%s/st/hf_sharded.json", AOQ_TEST_DATA);
+  cJSON *exp = load_json(path);
+  snprintf(path, sizeof path, "%s/st/hf_sharded", AOQ_TEST_DATA);
+  aoq_st_file *f;
+  if (aoq_st_open(path, &f) != AOQ_OK) fail_msg("%s: %s", path, aoq_last_error());
+  assert_int_equal(aoq_st_count(f), 6);
+  for (const cJSON *e = exp->child; e; e = e->next) {
+    const aoq_st_tensor *t = aoq_st_find(f, e->string);
+    if (!t) fail_msg("%s missing", e->string);
+    assert_int_equal(t->dtype, AOQ_DTYPE_BF16);
+    assert_int_equal(t->nbytes, 64 * 64 * 2);
+    size_t nb;
+    uint8_t *bytes = hex_decode(e->valuestring, &nb);
+    assert_int_equal(nb, 32);
+    assert_memory_equal(t->data, bytes, nb);
+    free(bytes);
+  }
+  aoq_st_close(f);
+  cJSON_Delete(exp);
+}
+
 /* Fail the k-th allocation for every k until a run needs no more: each failure must be a clean
  * AOQ_ENOMEM (ASan/LSan report any leak on the error paths). */
 static void test_allocation_failures_are_clean(void **state) {
@@ -738,6 +854,8 @@ int main(void) {
       cmocka_unit_test(test_sharded_checkpoint),
       cmocka_unit_test(test_broken_sharded_index_is_refused),
       cmocka_unit_test(test_golden_files_match_report),
+      cmocka_unit_test(test_torch_written_files),
+      cmocka_unit_test(test_hf_sharded_checkpoint),
       cmocka_unit_test(test_allocation_failures_are_clean),
       cmocka_unit_test(test_fuzz_seeds_match_their_names),
   };

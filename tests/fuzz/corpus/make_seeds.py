@@ -51,6 +51,11 @@ def main():
         "valid_escaped_names.safetensors": image(
             '{"a\\"b":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},'
             '"\\u00e9\\n":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}', b"xy"),
+        "valid_f4_codes.safetensors": image(
+            '{"a":{"dtype":"F4","shape":[2,4],"data_offsets":[0,4]},'
+            '"b":{"dtype":"F8_E8M0","shape":[2],"data_offsets":[4,6]}}', bytes(range(6))),
+        "bad_f4_odd.safetensors": image(
+            '{"a":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}', bytes(2)),
         "bad_overlap.safetensors": image(
             '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},'
             '"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}', bytes(12)),
