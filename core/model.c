@@ -454,6 +454,14 @@ aoq_status aoq_model_step(aoq_model *m, const aoq_step_item *items, int n, float
  * Single linears
  * ---------------------------------------------------------------------------------------- */
 
+static int64_t gcd64(int64_t a, int64_t b) {
+  while (b) {
+    int64_t t = a % b;
+    a = b, b = t;
+  }
+  return a;
+}
+
 /* Resolves a checkpoint linear name to its fused device weight and its row range in it. */
 static aoq_status find_linear(aoq_model *m, const char *name, aoq_qweight **w, int64_t *r0,
                               int64_t *n) {
@@ -506,23 +514,27 @@ aoq_status aoq_model_linear(aoq_model *m, const char *name, const uint16_t *x, u
   /* Chunks fit the run state (llama.c sizes): x in `xn`, the fused output in `gu` (or the logits
    * rows for lm_head), the gathered slice in `act`. */
   int64_t cap_out = (int64_t)m->max_tokens * aoq_llama_wide(&m->cfg);
-  int64_t chunk = m->max_tokens;
+  if (w == &m->w->lm_head) r0 = 0;
+  /* The slice [r0, r0+n) of each fused output row is gathered with the embedding op over a
+   * view of the output as rows of v elements, v = gcd(N, r0, n): n/v view rows per output row. */
+  int64_t v = gcd64(gcd64(w->n, r0), n), per = n / v;
+  int64_t chunk = m->max_tokens / per;
   if (chunk * w->n > cap_out) chunk = cap_out / w->n;
-  if (chunk * n > cap_out) chunk = cap_out / n;
   if (w == &m->w->lm_head && chunk > m->max_seqs) chunk = m->max_seqs;
+  if (chunk < 1) return aoq_err(AOQ_EINTERNAL, "linear %s: no room for one row", name);
   void *out = w == &m->w->lm_head ? m->logits_bf16 : m->gu;
   void *dst = m->act; /* gathered slice */
-  if (w == &m->w->lm_head) r0 = 0; /* whole weight: no gather */
   for (int64_t done = 0; done < rows; done += chunk) {
     int64_t c = rows - done < chunk ? rows - done : chunk;
     AOQ_TRY(aoq_dev_copy_h2d(m->dev, m->xn, x + done * w->k, (size_t)(c * w->k) * 2, m->stream));
     AOQ_TRY(aoq_dev_linear(m->dev, w, m->xn, out, c, AOQ_DTYPE_BF16, m->w->ws, m->stream));
     const void *src = out;
-    if (n != w->n) { /* rows [r0, r0+n) of each output row: gather with the embedding op */
-      for (int64_t i = 0; i < c; i++) m->h_gather[i] = (int32_t)(i * (w->n / n) + r0 / n);
-      AOQ_TRY(aoq_dev_copy_h2d(m->dev, m->d_gather, m->h_gather, (size_t)c * 4, m->stream));
-      AOQ_TRY(aoq_dev_embed(m->dev, out, c * (w->n / n), m->d_gather, dst, c, n, AOQ_DTYPE_BF16,
-                            m->stream));
+    if (n != w->n) {
+      for (int64_t i = 0; i < c; i++)
+        for (int64_t j = 0; j < per; j++) m->h_gather[i * per + j] = (int32_t)(i * (w->n / v) + r0 / v + j);
+      AOQ_TRY(aoq_dev_copy_h2d(m->dev, m->d_gather, m->h_gather, (size_t)(c * per) * 4, m->stream));
+      AOQ_TRY(aoq_dev_embed(m->dev, out, c * (w->n / v), m->d_gather, dst, c * per, v,
+                            AOQ_DTYPE_BF16, m->stream));
       src = dst;
     }
     AOQ_TRY(aoq_dev_copy_d2h(m->dev, y + done * n, src, (size_t)(c * n) * 2, m->stream));

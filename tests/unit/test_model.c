@@ -15,7 +15,9 @@
 #include <cmocka.h>
 
 #include "base/numerics.h"
+#include "core/llama_internal.h"
 #include "core/model.h"
+#include <unistd.h>
 
 static aoq_device *dev;
 
@@ -136,11 +138,209 @@ static void test_batching_does_not_change_a_sequence(void **state) {
   aoq_model_free(m);
 }
 
+static void test_kv_pages_quota_and_reuse(void **state) {
+  (void)state;
+  aoq_model *m = load_tiny(1, NULL, 8); /* at least 8 pages of 16 tokens (more if 64-token steps need) */
+  const aoq_model_info *i = aoq_model_info_get(m);
+  int total = i->kv_pages_total, ps = i->page_size;
+  assert_int_equal(ps, 16);
+  assert_int_equal(i->kv_pages_free, total);
+  int a, b;
+  assert_int_equal(aoq_model_seq_open(m, &a), AOQ_OK);
+  assert_int_equal(aoq_model_seq_reserve(m, a, 17), AOQ_OK);
+  assert_int_equal(aoq_model_seq_pages(m, a), 2);
+  assert_int_equal(aoq_model_seq_reserve(m, a, 5), AOQ_OK); /* never shrinks */
+  assert_int_equal(aoq_model_seq_pages(m, a), 2);
+  assert_int_equal(aoq_model_info_get(m)->kv_pages_free, total - 2);
+  assert_int_equal(aoq_model_seq_open(m, &b), AOQ_OK);
+  assert_int_equal(aoq_model_seq_reserve(m, b, (total - 2) * ps + 1), AOQ_EQUOTA);
+  assert_non_null(strstr(aoq_last_error(), "pages"));
+  assert_int_equal(aoq_model_seq_pages(m, b), 0);
+  assert_int_equal(aoq_model_seq_reserve(m, b, (total - 2) * ps), AOQ_OK);
+  assert_int_equal(aoq_model_info_get(m)->kv_pages_free, 0);
+  assert_int_equal(aoq_model_info_get(m)->live_seqs, 2);
+  /* a step that needs one more page fails with EQUOTA and leaves the sequence as it was */
+  int32_t tok[40] = {0}; /* 40 tokens need a third page */
+  aoq_step_item it = {.seq = a, .tokens = tok, .n_tokens = 40, .want_logits = false};
+  assert_int_equal(aoq_model_step(m, &it, 1, NULL), AOQ_EQUOTA);
+  assert_int_equal(aoq_model_seq_len(m, a), 0);
+  aoq_model_seq_close(m, b);
+  assert_int_equal(aoq_model_info_get(m)->kv_pages_free, total - 2);
+  assert_int_equal(aoq_model_step(m, &it, 1, NULL), AOQ_OK);
+  assert_int_equal(aoq_model_seq_len(m, a), 40);
+  assert_int_equal(aoq_model_seq_pages(m, a), 3);
+  aoq_model_seq_close(m, a);
+  aoq_model_seq_close(m, a); /* closing twice is harmless */
+  assert_int_equal(aoq_model_info_get(m)->kv_pages_free, total);
+  assert_int_equal(aoq_model_info_get(m)->live_seqs, 0);
+  assert_int_equal(aoq_model_seq_len(m, a), -1);
+  /* sequence slots are a quota too */
+  int s[8], extra;
+  for (int j = 0; j < 8; j++) assert_int_equal(aoq_model_seq_open(m, &s[j]), AOQ_OK);
+  assert_int_equal(aoq_model_seq_open(m, &extra), AOQ_EQUOTA);
+  for (int j = 0; j < 8; j++) aoq_model_seq_close(m, s[j]);
+  aoq_model_free(m);
+}
+
+static void test_step_rejects_bad_items(void **state) {
+  (void)state;
+  aoq_model *m = load_tiny(1, NULL, 0);
+  int vocab = aoq_model_info_get(m)->cfg.vocab_size;
+  float *out = malloc(sizeof(float) * 2 * (size_t)vocab);
+  int a;
+  assert_int_equal(aoq_model_seq_open(m, &a), AOQ_OK);
+  int32_t ok[2] = {1, 2}, bad[2] = {1, 512}, many[65] = {0};
+  aoq_step_item it = {.seq = a, .tokens = bad, .n_tokens = 2, .want_logits = true};
+  assert_int_equal(aoq_model_step(m, &it, 1, out), AOQ_EINVAL);
+  assert_non_null(strstr(aoq_last_error(), "512"));
+  it.seq = 5; /* not open */
+  it.tokens = ok;
+  assert_int_equal(aoq_model_step(m, &it, 1, out), AOQ_ENOTFOUND);
+  aoq_step_item twice[2] = {{.seq = a, .tokens = ok, .n_tokens = 1}, {.seq = a, .tokens = ok, .n_tokens = 1}};
+  assert_int_equal(aoq_model_step(m, twice, 2, out), AOQ_EINVAL);
+  it = (aoq_step_item){.seq = a, .tokens = many, .n_tokens = 65}; /* max_batch_tokens 64 */
+  assert_int_equal(aoq_model_step(m, &it, 1, out), AOQ_EINVAL);
+  it = (aoq_step_item){.seq = a, .tokens = ok, .n_tokens = 0};
+  assert_int_equal(aoq_model_step(m, &it, 1, out), AOQ_EINVAL);
+  it = (aoq_step_item){.seq = a, .tokens = ok, .n_tokens = 2, .want_logits = true};
+  assert_int_equal(aoq_model_step(m, &it, 1, NULL), AOQ_EINVAL);
+  assert_int_equal(aoq_model_seq_len(m, a), 0); /* nothing was appended by failed steps */
+  assert_int_equal(aoq_model_step(m, &it, 1, out), AOQ_OK);
+  assert_int_equal(aoq_model_seq_len(m, a), 2);
+  free(out);
+  aoq_model_free(m);
+}
+
+/* y = x W^T on the host from the synthetic bf16 weight, fp32 accumulation. */
+static void host_linear(const char *wname, const uint16_t *x, int64_t rows, int64_t n, int64_t k,
+                        float *y) {
+  uint16_t *w = malloc((size_t)(n * k) * 2);
+  aoq_synth_fill(1, wname, w, n, k);
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t j = 0; j < n; j++) {
+      float acc = 0;
+      for (int64_t c = 0; c < k; c++) acc += aoq_bf16_to_f32(x[r * k + c]) * aoq_bf16_to_f32(w[j * k + c]);
+      y[r * n + j] = acc;
+    }
+  free(w);
+}
+
+/* Every checkpoint linear, applied alone, gives its own rows of the fused device weight. */
+static void test_single_linears_slice_fused_weights(void **state) {
+  (void)state;
+  aoq_model *m = load_tiny(1, NULL, 0);
+  static const char *names[] = {"model.layers.2.self_attn.q_proj", "model.layers.2.self_attn.k_proj",
+                                "model.layers.2.self_attn.v_proj.weight", "model.layers.0.self_attn.o_proj",
+                                "model.layers.3.mlp.gate_proj", "model.layers.3.mlp.up_proj",
+                                "model.layers.1.mlp.down_proj", "lm_head"};
+  static const int64_t want_n[] = {256, 64, 64, 256, 768, 768, 256, 512};
+  static const int64_t want_k[] = {256, 256, 256, 256, 256, 256, 768, 256};
+  const int64_t rows = 37; /* several chunks for the wide slices (max_batch_tokens 64) */
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    int64_t n, k;
+    assert_int_equal(aoq_model_linear_shape(m, names[i], &n, &k), AOQ_OK);
+    assert_int_equal(n, want_n[i]);
+    assert_int_equal(k, want_k[i]);
+    uint16_t *x = malloc((size_t)(rows * k) * 2), *y = malloc((size_t)(rows * n) * 2);
+    float *ref = malloc(sizeof(float) * (size_t)(rows * n));
+    for (int64_t j = 0; j < rows * k; j++) x[j] = aoq_f32_to_bf16((float)((j * 37) % 17 - 8) / 8.0f);
+    int64_t n2, k2;
+    assert_int_equal(aoq_model_linear(m, names[i], x, y, rows, &n2, &k2), AOQ_OK);
+    assert_int_equal(n2, n);
+    char wname[128];
+    snprintf(wname, sizeof wname, "%s", names[i]);
+    char *dot = strstr(wname, ".weight");
+    if (dot) *dot = 0;
+    strcat(wname, ".weight");
+    host_linear(wname, x, rows, n, k, ref);
+    for (int64_t j = 0; j < rows * n; j++) {
+      float got = aoq_bf16_to_f32(y[j]);
+      assert_true(fabsf(got - ref[j]) <= 1e-2f * fabsf(ref[j]) + 1e-3f);
+    }
+    free(x), free(y), free(ref);
+  }
+  int64_t n, k;
+  assert_int_equal(aoq_model_linear_shape(m, "model.layers.4.mlp.down_proj", &n, &k), AOQ_ENOTFOUND);
+  assert_int_equal(aoq_model_linear_shape(m, "model.layers.0.mlp.foo", &n, &k), AOQ_ENOTFOUND);
+  assert_non_null(strstr(aoq_last_error(), "model.layers.0.mlp.foo"));
+  aoq_model_free(m);
+}
+
+/* prepare/commit swaps formats between steps; a sequence keeps its KV cache across the swap. */
+static void test_reconfigure_keeps_sequences(void **state) {
+  (void)state;
+  aoq_model *m = load_tiny(1, NULL, 0);
+  int vocab = aoq_model_info_get(m)->cfg.vocab_size;
+  uint64_t bf16_bytes = aoq_model_info_get(m)->weight_bytes;
+  const int32_t p[] = {256, 5, 6, 7, 8, 9};
+  float *a = malloc(sizeof(float) * (size_t)vocab), *b = malloc(sizeof(float) * (size_t)vocab);
+  int s;
+  assert_int_equal(aoq_model_seq_open(m, &s), AOQ_OK);
+  aoq_step_item it = {.seq = s, .tokens = p, .n_tokens = 5, .want_logits = true};
+  assert_int_equal(aoq_model_step(m, &it, 1, a), AOQ_OK);
+  aoq_model_weights *w = NULL;
+  assert_int_equal(aoq_model_prepare(m, "no-such-format", &w), AOQ_EFORMAT);
+  assert_int_equal(aoq_model_prepare(m, "int8wo", &w), AOQ_OK);
+  aoq_model_commit(m, w);
+  const aoq_model_info *i = aoq_model_info_get(m);
+  assert_string_equal(i->format, "int8wo");
+  assert_true(i->weight_bytes < bf16_bytes);
+  it = (aoq_step_item){.seq = s, .tokens = p + 5, .n_tokens = 1, .want_logits = true};
+  assert_int_equal(aoq_model_step(m, &it, 1, a), AOQ_OK);
+  assert_int_equal(aoq_model_seq_len(m, s), 6);
+  /* the same token on a fresh bf16 model: int8wo logits are close, not equal */
+  aoq_model *r = load_tiny(1, NULL, 0);
+  int s2;
+  assert_int_equal(aoq_model_seq_open(r, &s2), AOQ_OK);
+  it = (aoq_step_item){.seq = s2, .tokens = p, .n_tokens = 6, .want_logits = true};
+  assert_int_equal(aoq_model_step(r, &it, 1, b), AOQ_OK);
+  float mx = 0, d = 0;
+  for (int v = 0; v < vocab; v++) mx = fmaxf(mx, fabsf(b[v])), d = fmaxf(d, fabsf(a[v] - b[v]));
+  assert_true(d > 0);
+  assert_true(d < 0.2f * mx);
+  /* a prepared set that is never committed is freed */
+  assert_int_equal(aoq_model_prepare(m, "bf16", &w), AOQ_OK);
+  aoq_model_weights_free(m, w);
+  free(a), free(b);
+  aoq_model_free(r);
+  aoq_model_free(m);
+}
+
+static void test_overrides_pick_formats_per_layer(void **state) {
+  (void)state;
+  const char *path = "/tmp/aoq_test_overrides.txt";
+  FILE *f = fopen(path, "w");
+  fputs("model.layers.1.mlp.down_proj int8wo\nre:.*layers\\.2\\.mlp\\..* int8wo\n", f);
+  fclose(f);
+  aoq_model_opts o = {.model = "tiny", .synthetic = true, .seed = 1, .overrides = path,
+                      .max_seqs = 2, .max_batch_tokens = 16};
+  aoq_model *m = NULL, *ref = load_tiny(1, NULL, 0);
+  assert_int_equal(aoq_model_load(dev, &o, &m), AOQ_OK);
+  /* down_proj of layer 1 (256x768) and gate_up + down of layer 2 shrink from 2 to ~1 byte per weight */
+  uint64_t saved = aoq_model_info_get(ref)->weight_bytes - aoq_model_info_get(m)->weight_bytes;
+  uint64_t n_int8 = 256 * 768 + 1536 * 256 + 256 * 768;
+  assert_true(saved > n_int8 * 9 / 10 && saved <= n_int8);
+  aoq_model_free(m);
+  /* q and k share one fused linear: different formats are refused */
+  f = fopen(path, "w");
+  fputs("model.layers.0.self_attn.k_proj int8wo\n", f);
+  fclose(f);
+  assert_int_equal(aoq_model_load(dev, &o, &m), AOQ_EINVAL);
+  assert_non_null(strstr(aoq_last_error(), "k_proj"));
+  unlink(path);
+  aoq_model_free(ref);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_presets),
       cmocka_unit_test(test_synthetic_weights_are_deterministic),
       cmocka_unit_test(test_batching_does_not_change_a_sequence),
+      cmocka_unit_test(test_kv_pages_quota_and_reuse),
+      cmocka_unit_test(test_step_rejects_bad_items),
+      cmocka_unit_test(test_single_linears_slice_fused_weights),
+      cmocka_unit_test(test_reconfigure_keeps_sequences),
+      cmocka_unit_test(test_overrides_pick_formats_per_layer),
   };
   return cmocka_run_group_tests(tests, grp_setup, grp_teardown);
 }
