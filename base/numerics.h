@@ -117,6 +117,15 @@ AOQ_HD float aoq_minifloat_decode_mag(uint32_t c, int mbits, int bias) {
   return (1.0f + (float)m * aoq_pow2f(-mbits)) * aoq_pow2f((int)e - bias);
 }
 
+/* Same value as aoq_minifloat_decode_mag, branch-free so that decode loops vectorize: normals
+ * get their exponent rebiased in the integer domain (no fp32-subnormal intermediate, which would
+ * cost a microcode assist per element), subnormals are m * 2^(1-bias-mbits). */
+AOQ_HD float aoq_minifloat_decode_fast(uint32_t c, int mbits, int bias) {
+  float nrm = aoq_bits_f32((c << (23 - mbits)) + ((uint32_t)(127 - bias) << 23));
+  float sub = (float)(c & ((1u << mbits) - 1u)) * aoq_pow2f(1 - bias - mbits);
+  return (c >> mbits) ? nrm : sub;
+}
+
 #define AOQ_E4M3_MAX 448.0f
 #define AOQ_E5M2_MAX 57344.0f
 #define AOQ_E4M3FNUZ_MAX 240.0f
@@ -131,10 +140,8 @@ AOQ_HD uint8_t aoq_f32_to_e4m3(float f) {
   return (uint8_t)(s | aoq_minifloat_encode_mag(aoq_bits_f32(u & 0x7fffffffu), 3, 7, 0x7eu));
 }
 AOQ_HD float aoq_e4m3_to_f32(uint8_t b) {
-  /* the 7 magnitude bits placed under fp32's exponent/mantissa, rebiased by 2^(127-7); exact for
-   * normals and subnormals alike, and branch-free so that decode loops vectorize */
   uint32_t m = b & 0x7fu;
-  float v = aoq_bits_f32(m << 20) * 0x1p120f;
+  float v = aoq_minifloat_decode_fast(m, 3, 7);
   v = m == 0x7fu ? aoq_bits_f32(0x7fc00000u) : v;
   return aoq_bits_f32(aoq_f32_bits(v) | ((uint32_t)(b & 0x80u) << 24));
 }
@@ -176,7 +183,7 @@ AOQ_HD uint8_t aoq_f32_to_e2m1(float f) {
   return (uint8_t)(s | aoq_minifloat_encode_mag(aoq_bits_f32(u & 0x7fffffffu), 1, 1, 0x7u));
 }
 AOQ_HD float aoq_e2m1_to_f32(uint8_t c) {
-  float v = aoq_bits_f32((uint32_t)(c & 0x7u) << 22) * 0x1p126f; /* same trick as e4m3 */
+  float v = aoq_minifloat_decode_fast(c & 0x7u, 1, 1);
   return aoq_bits_f32(aoq_f32_bits(v) | ((uint32_t)(c & 0x8u) << 28));
 }
 
@@ -188,7 +195,7 @@ AOQ_HD uint8_t aoq_f32_to_e3m2(float f) {
   return (uint8_t)(s | aoq_minifloat_encode_mag(aoq_bits_f32(u & 0x7fffffffu), 2, 3, 0x1fu));
 }
 AOQ_HD float aoq_e3m2_to_f32(uint8_t c) {
-  float v = aoq_bits_f32((uint32_t)(c & 0x1fu) << 21) * 0x1p124f;
+  float v = aoq_minifloat_decode_fast(c & 0x1fu, 2, 3);
   return aoq_bits_f32(aoq_f32_bits(v) | ((uint32_t)(c & 0x20u) << 26));
 }
 AOQ_HD uint8_t aoq_f32_to_e2m3(float f) {
@@ -197,7 +204,7 @@ AOQ_HD uint8_t aoq_f32_to_e2m3(float f) {
   return (uint8_t)(s | aoq_minifloat_encode_mag(aoq_bits_f32(u & 0x7fffffffu), 3, 1, 0x1fu));
 }
 AOQ_HD float aoq_e2m3_to_f32(uint8_t c) {
-  float v = aoq_bits_f32((uint32_t)(c & 0x1fu) << 20) * 0x1p126f;
+  float v = aoq_minifloat_decode_fast(c & 0x1fu, 3, 1);
   return aoq_bits_f32(aoq_f32_bits(v) | ((uint32_t)(c & 0x20u) << 26));
 }
 

@@ -22,6 +22,7 @@
 
 #include "base/error.h"
 #include "base/numerics.h"
+#include "devices/cpu/cpu_quant_deq.h"
 #include "devices/cpu/cpu_quant_impl.h"
 
 #define CH 128 /* K columns decoded per step: also the fp8dq-block block width */
@@ -57,13 +58,23 @@ typedef struct qjob {
   uint16_t *y;
 } qjob;
 
+/* Eight-lane vectors of GCC/clang's vector extension: each SIMD clone of rows_task maps them to
+ * its registers (two SSE halves, one AVX register, half an AVX-512 one). */
+typedef float v8f __attribute__((vector_size(32)));
+
 static inline float dot_f32(const float *a, const float *b, int64_t n) {
-  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  v8f s0 = {0}, s1 = {0};
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) s[j] += a[i + j] * b[i + j];
-  for (; i < n; i++) s[0] += a[i] * b[i];
-  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+  for (; i + 16 <= n; i += 16) {
+    v8f a0, a1, b0, b1;
+    memcpy(&a0, a + i, 32), memcpy(&a1, a + i + 8, 32);
+    memcpy(&b0, b + i, 32), memcpy(&b1, b + i + 8, 32);
+    s0 += a0 * b0, s1 += a1 * b1;
+  }
+  s0 += s1;
+  float t = ((s0[0] + s0[1]) + (s0[2] + s0[3])) + ((s0[4] + s0[5]) + (s0[6] + s0[7]));
+  for (; i < n; i++) t += a[i] * b[i];
+  return t;
 }
 
 static inline int32_t dot_i8(const int8_t *a, const int8_t *b, int64_t n) {
@@ -75,14 +86,22 @@ static inline int32_t dot_i8(const int8_t *a, const int8_t *b, int64_t n) {
   return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
 }
 
-static void rows_task(void *arg, int64_t begin, int64_t end) {
+/* Compiled for AVX-512, AVX2 and baseline x86-64, picked at load time (GCC target_clones). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define AOQ_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define AOQ_SIMD_CLONES
+#endif
+
+AOQ_SIMD_CLONES static void rows_task(void *arg, int64_t begin, int64_t end) {
   const qjob *j = arg;
   const aoq_qweight *w = j->w;
   const int64_t k = w->k, N = w->n, m = j->m;
   const aoq_format_kind kind = w->kind;
   const float *wsc = w->scale;
-  float wbuf[CH];
+  float wbuf[CH] __attribute__((aligned(64))), lut[256];
   for (int64_t r = begin; r < end; r++) {
+    if (r == begin || kind == AOQ_FMT_FP8WO) aoq_cpu_quant_lut(w, r, lut);
     for (int64_t m0 = 0; m0 < m; m0 += MT) {
       int64_t mt = m - m0 < MT ? m - m0 : MT;
       float acc[MT] = {0};
@@ -94,7 +113,7 @@ static void rows_task(void *arg, int64_t begin, int64_t end) {
           for (int64_t i = 0; i < mt; i++) iacc[i] += dot_i8(j->xq + (m0 + i) * k + c0, wq, len);
           continue;
         }
-        aoq_cpu_quant_deq(w, r, c0, len, wbuf);
+        aoq_cpu_quant_deq(w, r, c0, len, lut, wbuf);
         if (kind == AOQ_FMT_FP8DQ_BLOCK) {
           float sw = wsc[(r / 128) * j->kb + c0 / 128];
           for (int64_t i = 0; i < mt; i++)
