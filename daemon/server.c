@@ -369,7 +369,7 @@ static void handle_message(aoqd_server *sv, int sock, zmq_msg_t *rid, zmq_msg_t 
     if (extra) return aoqd_server_error(sv, &a, AOQ_EPROTO, "one frame per request expected, got %d", extra + 1);
     return aoqd_server_error(sv, &a, AOQ_EPROTO, "malformed request: %zu bytes are not an aoq.Request", n);
   }
-  int fd = zmq_msg_get(rid, ZMQ_SRCFD);
+  int fd = zmq_msg_get(body, ZMQ_SRCFD);
   if (sock == AOQD_SOCK_ADMIN) {
     long pid, uid = peer_cred(fd, &pid);
     if (uid != (long)geteuid()) {

@@ -107,6 +107,165 @@ typedef enum aoq_format_kind {
   AOQ_FMT_COUNT
 } aoq_format_kind;
 
+
+/* =============================================================================================
+ * Client library (libaoq): talk to the resident daemon aoqd.
+ *
+ * Threading: a client handle is one ZeroMQ DEALER socket and is NOT thread-safe — use one handle
+ * per thread (handles are cheap: aoq_connect per thread). Calls on different handles run
+ * concurrently. Every call is synchronous; aoq_generate calls the token callback on the calling
+ * thread. A process that forks must not use its parent's handles in the child.
+ *
+ * Errors: every function returns an aoq_status; the daemon's (or the library's) detail for the
+ * last failed call on a handle is aoq_client_last_error(c). Timeouts come from $AOQ_TIMEOUT_MS
+ * (default 60000 ms between two replies; connect: $AOQ_CONNECT_TIMEOUT_MS, default 5000 ms).
+ * ============================================================================================= */
+
+typedef struct aoq_client aoq_client;
+typedef struct aoq_buffer aoq_buffer;
+
+/* Where a buffer's memory lives. Only AOQ_MEM_HOST (POSIX shared memory) is served today;
+ * AOQ_MEM_DEVICE returns AOQ_EUNSUPPORTED. */
+typedef enum aoq_mem_kind { AOQ_MEM_HOST = 0, AOQ_MEM_DEVICE = 1 } aoq_mem_kind;
+
+typedef struct aoq_connect_opts {
+  const char *endpoint; /* NULL: $AOQ_ENDPOINT, else the default ipc socket of this user */
+  const char *tenant;   /* ipc: tenant name (NULL: $AOQ_TENANT, else "uid<uid>"); tcp: the CURVE
+                           key decides and this is ignored */
+  const char *name;     /* client name shown in the daemon's log (NULL: "libaoq") */
+  int admin;            /* 1: connect to the admin endpoint (endpoint NULL: default admin socket) */
+  uint32_t protocol_version; /* 0: this library's; tests set others to check the refusal */
+} aoq_connect_opts;
+
+/* Connects to the daemon at `endpoint` (NULL: the default, see aoq_connect_opts) and says hello.
+ * tcp:// endpoints need CURVE keys in $AOQ_CURVE_SERVERKEY, $AOQ_CURVE_PUBLICKEY and
+ * $AOQ_CURVE_SECRETKEY (Z85). On success *out is a new handle; free it with aoq_disconnect.
+ * Errors: AOQ_ECONN (no daemon answered in time, or refused the key), AOQ_EPROTO (protocol
+ * version mismatch: the detail names both versions), AOQ_ENOMEM, AOQ_EINVAL. On failure *out is
+ * NULL and the detail is in aoq_last_error(). */
+aoq_status aoq_connect(const char *endpoint, aoq_client **out);
+/* Same with options (opts may be NULL). */
+aoq_status aoq_connect_with(const aoq_connect_opts *opts, aoq_client **out);
+/* Closes the connection; the daemon frees the session's buffers and cancels its sequences.
+ * Buffers of c must be freed before (aoq_buffer_free) or are unmapped here. NULL is a no-op. */
+void aoq_disconnect(aoq_client *c);
+/* Detail of the last failed call on c (empty if none). Borrowed, valid until the next call on c. */
+const char *aoq_client_last_error(const aoq_client *c);
+/* Session id and tenant the daemon assigned (borrowed, valid while c lives). */
+uint64_t aoq_client_session(const aoq_client *c);
+const char *aoq_client_tenant(const aoq_client *c);
+/* Round trip of an empty request (liveness; the IPC benchmark's baseline). */
+aoq_status aoq_ping(aoq_client *c);
+
+/* Creates a shared buffer of `bytes`: the library creates a POSIX shm object, maps it, and
+ * registers it with the daemon, which maps it too (zero copy). *out is owned by the caller: free
+ * with aoq_buffer_free. Errors: AOQ_EUNSUPPORTED (AOQ_MEM_DEVICE), AOQ_EIO, AOQ_ENOMEM, AOQ_EQUOTA
+ * (too many buffers in this session), AOQ_ECONN. */
+aoq_status aoq_buffer_create(aoq_client *c, size_t bytes, aoq_mem_kind kind, aoq_buffer **out);
+/* Asks the daemon to create the shm object (it owns the name and unlinks it when freed); the
+ * library maps it. Same ownership and errors. */
+aoq_status aoq_buffer_create_remote(aoq_client *c, size_t bytes, aoq_buffer **out);
+/* Registers an existing shm object the caller created (shm_open name, e.g. "/mybuf", at least
+ * `bytes` long, owned by the caller's uid); the library maps it as well. The caller keeps the
+ * name and unlinks it. */
+aoq_status aoq_buffer_register(aoq_client *c, const char *shm_name, size_t bytes, aoq_buffer **out);
+/* The caller's mapping of b (borrowed, valid until aoq_buffer_free) and its size. */
+void *aoq_buffer_map(aoq_buffer *b, size_t *bytes);
+/* The daemon's id of b (what requests name). */
+uint64_t aoq_buffer_id(const aoq_buffer *b);
+/* Unregisters b with the daemon and unmaps it (and unlinks an object aoq_buffer_create made).
+ * NULL is a no-op. Returns the daemon's error if unregistering failed; b is freed in any case. */
+aoq_status aoq_buffer_free(aoq_buffer *b);
+
+typedef struct aoq_gen_params {
+  float temperature;  /* <= 0: greedy */
+  float top_p;        /* 0 or 1: off */
+  int top_k;          /* 0: off */
+  uint64_t seed;      /* same seed + same prompt -> same tokens */
+  uint32_t max_tokens;/* 0: 64 */
+  const int32_t *stop_tokens; /* NULL: the model's EOS ids */
+  size_t n_stop_tokens;
+  int add_bos;        /* prepend BOS to a text prompt */
+} aoq_gen_params;
+
+/* Called for each generated token, in order, on the calling thread; text is the token's text
+ * (borrowed, valid during the call; may be empty for a partial UTF-8 character). Return nonzero
+ * to cancel the generation (aoq_generate then returns AOQ_ECANCELED). */
+typedef int (*aoq_token_cb)(void *ctx, int32_t token, const char *text);
+
+typedef struct aoq_gen_result {
+  int32_t *tokens;       /* malloc'ed, free with aoq_gen_result_free */
+  size_t n_tokens;
+  char *text;            /* malloc'ed, NUL-terminated */
+  uint32_t prompt_tokens;
+  char finish_reason[16];/* "stop", "length", "cancel" */
+} aoq_gen_result;
+void aoq_gen_result_free(aoq_gen_result *r);
+
+/* Generates from a text prompt; cb (or NULL) sees each token as it comes; returns when done.
+ * params NULL: greedy, 64 tokens. Errors: AOQ_ENOTFOUND (model), AOQ_EINVAL, AOQ_EQUOTA,
+ * AOQ_EBUSY (draining), AOQ_ECANCELED (cb returned nonzero), AOQ_ECONN/AOQ_ETIMEOUT. */
+aoq_status aoq_generate(aoq_client *c, const char *model, const char *prompt,
+                        const aoq_gen_params *params, aoq_token_cb cb, void *ctx);
+/* Generates from token ids (or from `prompt` text when tokens is NULL) and, if result is not
+ * NULL, fills it (the caller frees it with aoq_gen_result_free, also after AOQ_ECANCELED). */
+aoq_status aoq_generate_ex(aoq_client *c, const char *model, const char *prompt,
+                           const int32_t *tokens, size_t n_tokens, const aoq_gen_params *params,
+                           aoq_token_cb cb, void *ctx, aoq_gen_result *result);
+
+/* Runs tokens [n] through the model as a fresh sequence and writes the last token's logits
+ * (fp32 [vocab]) into `logits` at `offset` (4-aligned). *vocab (may be NULL) gets the size.
+ * Errors: AOQ_ESHAPE (buffer too small), AOQ_EPERM (buffer of another session), AOQ_ENOTFOUND. */
+aoq_status aoq_forward(aoq_client *c, const char *model, const int32_t *tokens, size_t n,
+                       aoq_buffer *logits, size_t offset, uint32_t *vocab);
+
+/* y[rows, n] = x[rows, k] @ W^T with the model's resident linear `layer` ("layers.3.mlp.down_proj"
+ * or a full checkpoint name); x and y are bf16 row-major in shared buffers at even offsets.
+ * *n_out / *k_out (may be NULL) get the layer's shape. Errors: AOQ_ENOTFOUND (model/layer),
+ * AOQ_ESHAPE (buffers too small for rows x k / rows x n), AOQ_EPERM (foreign buffer). */
+aoq_status aoq_matmul(aoq_client *c, const char *model, const char *layer, aoq_buffer *x,
+                      size_t x_offset, aoq_buffer *y, size_t y_offset, size_t rows,
+                      int64_t *n_out, int64_t *k_out);
+
+/* Tokenizes with the model's tokenizer; *ids is malloc'ed (free with aoq_free). */
+aoq_status aoq_tokenize(aoq_client *c, const char *model, const char *text, int add_bos,
+                        int32_t **ids, size_t *n);
+/* Detokenizes; *text is malloc'ed, NUL-terminated (free with aoq_free). */
+aoq_status aoq_detokenize(aoq_client *c, const char *model, const int32_t *ids, size_t n,
+                          int skip_special, char **text);
+
+typedef struct aoq_model_desc {
+  char name[256];
+  char format[32];
+  char state[16];
+  uint64_t weight_bytes, kv_bytes;
+  int vocab_size, hidden_size, n_layers;
+  int kv_pages_total, kv_pages_free, live_seqs;
+} aoq_model_desc;
+/* Lists the resident models; *models is malloc'ed (free with aoq_free). */
+aoq_status aoq_models(aoq_client *c, aoq_model_desc **models, size_t *n);
+
+/* Frees memory returned by the library (ids, text, model lists, admin JSON). */
+void aoq_free(void *p);
+
+/* Admin calls (aoqctl): c must come from aoq_connect_with with admin = 1; the daemon accepts
+ * them only from its own uid (AOQ_EPERM otherwise, and it logs the refusal). Each returns the
+ * daemon's status document as JSON in *json (malloc'ed, free with aoq_free) where noted. */
+typedef enum aoq_admin_cmd {
+  AOQ_ADMIN_STATUS = 0, AOQ_ADMIN_TENANTS, AOQ_ADMIN_QUOTA, AOQ_ADMIN_LOAD, AOQ_ADMIN_UNLOAD,
+  AOQ_ADMIN_RECONFIGURE, AOQ_ADMIN_DRAIN, AOQ_ADMIN_SHUTDOWN
+} aoq_admin_cmd;
+typedef struct aoq_admin_args {
+  const char *model, *config; /* load / unload / reconfigure */
+  int synthetic;              /* load */
+  const char *tenant;         /* quota */
+  int kv_pages, max_seqs, priority;
+} aoq_admin_args;
+/* Runs one admin command. status/tenants/quota/drain/shutdown fill *json (may be NULL to
+ * discard); load/unload/reconfigure return once the daemon finished (reconfigure: committed
+ * between two steps) and leave *json NULL. */
+aoq_status aoq_admin(aoq_client *c, aoq_admin_cmd cmd, const aoq_admin_args *args, char **json);
+
 #ifdef __cplusplus
 }
 #endif
