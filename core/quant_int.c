@@ -36,12 +36,12 @@ static void quant_int8(const uint16_t *w, aoq_qweight *q) {
   for (int64_t r = 0; r < q->n; r++) {
     const uint16_t *row = w + r * q->k;
     float amax = 0.0f;
-    for (int64_t i = 0; i < q->k; i++) amax = fmaxf(amax, fabsf(sanitize(bf16v(row, i), AOQ_BF16_MAX)));
+    for (int64_t i = 0; i < q->k; i++) amax = fmaxf(amax, fabsf(sanitize(bf16v(row, i), AOQ_SYM_LIM)));
     float s = fmaxf(bf(amax / 127.5f), F32_EPS);
     float inv = 1.0f / s;
     sc[r] = s;
     for (int64_t i = 0; i < q->k; i++)
-      qd[r * q->k + i] = (int8_t)round_clamp(sanitize(bf16v(row, i), AOQ_BF16_MAX) * inv, -128, 127);
+      qd[r * q->k + i] = (int8_t)round_clamp(sanitize(bf16v(row, i), AOQ_SYM_LIM) * inv, -128, 127);
   }
 }
 
@@ -126,7 +126,7 @@ static void quant_sym_stream(const uint16_t *w, aoq_qweight *q) {
     for (int64_t g = 0; g < ng; g++) {
       const uint16_t *x = w + r * q->k + g * q->group;
       float amax = 0.0f;
-      for (int i = 0; i < q->group; i++) amax = fmaxf(amax, fabsf(sanitize(bf16v(x, i), AOQ_BF16_MAX)));
+      for (int i = 0; i < q->group; i++) amax = fmaxf(amax, fabsf(sanitize(bf16v(x, i), AOQ_SYM_LIM)));
       float s, inv;
       if (mslk) {
         s = fmaxf(amax, 1e-6f) / 8.0f;
@@ -138,7 +138,7 @@ static void quant_sym_stream(const uint16_t *w, aoq_qweight *q) {
         ((uint16_t *)q->scale)[r * ng + g] = aoq_f32_to_bf16(s);
       }
       for (int i = 0; i < q->group; i++) {
-        float v = sanitize(bf16v(x, i), AOQ_BF16_MAX);
+        float v = sanitize(bf16v(x, i), AOQ_SYM_LIM);
         int qv = mslk ? round_clamp(v / s, qmin, qmax) : round_clamp(bf(v * inv), qmin, qmax);
         aoq_bits_put(row, g * q->group + i, bits, (uint32_t)qv);
       }
@@ -171,7 +171,7 @@ static void dequant_sym_stream(const aoq_qweight *q, uint16_t *out) {
 static void quant_w158(const uint16_t *w, aoq_qweight *q) {
   size_t rb = aoq_bitrow_bytes(q->k, 2);
   double sum = 0.0;
-  for (int64_t i = 0; i < q->n * q->k; i++) sum += fabs((double)sanitize(bf16v(w, i), AOQ_BF16_MAX));
+  for (int64_t i = 0; i < q->n * q->k; i++) sum += fabs((double)sanitize(bf16v(w, i), AOQ_SYM_LIM));
   float mean = (float)(sum / ((double)q->n * (double)q->k));
   float s = bf(fmaxf(mean, 1e-5f));
   *(uint16_t *)q->scale = aoq_f32_to_bf16(s);
@@ -179,7 +179,7 @@ static void quant_w158(const uint16_t *w, aoq_qweight *q) {
   for (int64_t r = 0; r < q->n; r++) {
     uint8_t *row = (uint8_t *)q->qdata + r * rb;
     for (int64_t i = 0; i < q->k; i++) {
-      int t = round_clamp(sanitize(bf16v(w, r * q->k + i), AOQ_BF16_MAX) / s, -1, 1);
+      int t = round_clamp(sanitize(bf16v(w, r * q->k + i), AOQ_SYM_LIM) / s, -1, 1);
       aoq_bits_put(row, i, 2, (uint32_t)(t + 1));
     }
   }

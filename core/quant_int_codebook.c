@@ -75,10 +75,10 @@ aoq_status aoq_quant_codebook(const uint16_t *w_bf16, aoq_qweight *w) {
   for (int64_t b = 0; b < w->n * ngr; b++) {
     const uint16_t *x = w_bf16 + b * g;
     float amax = 0.0f;
-    for (int64_t i = 0; i < g; i++) amax = fmaxf(amax, fabsf(sanitize(bf16v(x, i), AOQ_BF16_MAX)));
+    for (int64_t i = 0; i < g; i++) amax = fmaxf(amax, fabsf(sanitize(bf16v(x, i), AOQ_SYM_LIM)));
     float s = bf(fmaxf(amax, 1e-9f));
     sc[b] = aoq_f32_to_bf16(s);
-    for (int64_t i = 0; i < g; i++) v[b * g + i] = sanitize(bf16v(x, i), AOQ_BF16_MAX) / s;
+    for (int64_t i = 0; i < g; i++) v[b * g + i] = sanitize(bf16v(x, i), AOQ_SYM_LIM) / s;
   }
   memcpy(sorted, v, (size_t)total * sizeof *v);
   qsort(sorted, (size_t)total, sizeof *sorted, cmp_float);

@@ -36,12 +36,12 @@ aoq_status aoq_quant_int4_hqq(const uint16_t *w_bf16, aoq_qweight *w) {
   }
 
   /* fp32 setup: inv = min(15 / (max - min), 2e4), zero = round(-min * inv). Inputs are clamped to
-   * the fp16 range first (docs/formats.md): the loop below runs in fp16. */
+   * +-AOQ_HQQ_LIM first (docs/formats.md): the loop below runs in fp16. */
   for (int64_t b = 0; b < ng; b++) {
     const uint16_t *x = w_bf16 + b * g;
     float mn = INFINITY, mx = -INFINITY;
     for (int64_t i = 0; i < g; i++) {
-      float v = sanitize(bf16v(x, i), AOQ_F16_MAX);
+      float v = sanitize(bf16v(x, i), AOQ_HQQ_LIM);
       wf[b * g + i] = hf(v);
       mn = fminf(mn, v);
       mx = fmaxf(mx, v);
@@ -91,7 +91,7 @@ aoq_status aoq_quant_int4_hqq(const uint16_t *w_bf16, aoq_qweight *w) {
   for (int64_t b = 0; b < ng; b++) {
     const uint16_t *x = w_bf16 + b * g;
     for (int64_t i = 0; i < g; i++) {
-      float v = sanitize(bf16v(x, i), AOQ_F16_MAX);
+      float v = sanitize(bf16v(x, i), AOQ_HQQ_LIM);
       float t = v * inv[b];
       int u = (int)fminf(fmaxf(rintf(t + zero[b]), 0.0f), 15.0f);
       int64_t e = b * g + i; /* groups are contiguous along rows: flat index = r*k + col */

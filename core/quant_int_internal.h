@@ -12,8 +12,11 @@
 #include "base/numerics.h"
 #include "core/format.h"
 
-#define AOQ_BF16_MAX 3.38953139e38f /* largest finite bf16 */
-#define AOQ_F16_MAX 65504.0f
+/* Input clamps (docs/formats.md "Non-finite and huge inputs"): the largest magnitudes for which
+ * every scale, code and dequantized value of the format stays finite. Symmetric formats: q_min * s
+ * reaches 2 * amax for int1. HQQ runs in fp16: (8 - zero) * s must stay below 65504. */
+#define AOQ_SYM_LIM 0x1p126f
+#define AOQ_HQQ_LIM 16384.0f
 
 static inline float bf(float x) { return aoq_round_bf16(x); }
 static inline float hf(float x) { return aoq_f16_to_f32(aoq_f32_to_f16(x)); }
