@@ -268,7 +268,7 @@ static int mode_hostile(void) {
   cases[k++] = (tcase){AOQ_EINVAL, aoq_generate_ex(a, MODEL, NULL, bad_tok, 2, NULL, NULL, NULL, NULL), "token outside vocab"};
   cases[k++] = (tcase){AOQ_ENOTFOUND, aoq_generate(a, "nope", "hi", NULL, NULL, NULL), "generate unknown model"};
   uint32_t vocab;
-  cases[k++] = (tcase){AOQ_ESHAPE, aoq_forward(a, MODEL, bad_tok, 1, ya, 0, &vocab), "forward into small buffer"};
+  cases[k++] = (tcase){AOQ_ESHAPE, aoq_forward(a, MODEL, bad_tok, 1, ya, 1024, &vocab), "forward past buffer end"};
   for (int i = 0; i < k; i++) {
     if (cases[i].got != cases[i].want)
       FAIL("%s: expected %s, got %s", cases[i].what, aoq_strerror(cases[i].want), aoq_strerror(cases[i].got));
@@ -284,6 +284,12 @@ static int mode_hostile(void) {
   fill_x(aoq_buffer_map(xa, NULL), 4 * 768, 1);
   CHECK(a, aoq_matmul(a, MODEL, "layers.0.mlp.down_proj", xa, 0, ya, 0, 4, NULL, NULL));
   CHECK(a, aoq_ping(a));
+  CHECK(a, aoq_forward(a, MODEL, bad_tok, 1, ya, 0, &vocab));
+  if (vocab != 512) FAIL("forward: vocab %u", vocab);
+  const float *lg = aoq_buffer_map(ya, NULL);
+  int finite = 0;
+  for (int i = 0; i < 512; i++) finite += lg[i] == lg[i] && lg[i] != 0.0f;
+  if (finite < 256) FAIL("forward logits look empty (%d nonzero finite)", finite);
   aoq_disconnect(a);
   aoq_disconnect(b);
   printf("ok daemon still serving\n");

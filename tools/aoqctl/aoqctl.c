@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zmq.h>
+
 #include "aoq/aoq.h"
 
 static const char usage[] =
@@ -20,6 +22,8 @@ static const char usage[] =
     "  reconfigure MODEL --config CFG  re-quantize live; running sequences continue\n"
     "  drain                           refuse new generations, finish running ones\n"
     "  shutdown                        drain, then exit\n"
+    "  keygen                          print a new CURVE key pair (public, secret; Z85) for\n"
+    "                                  --curve-keys / --curve-clients and $AOQ_CURVE_*KEY\n"
     "options: --endpoint EP (default: the admin socket of this user, or $AOQ_ADMIN_ENDPOINT),\n"
     "         --json (machine output), --help, --version\n";
 
@@ -123,6 +127,16 @@ int main(int argc, char **argv) {
   }
   if (optind >= argc) goto bad;
   const char *cmd = argv[optind++];
+  if (!strcmp(cmd, "keygen")) {
+    if (optind < argc) goto bad;
+    char pub[41], sec[41];
+    if (zmq_curve_keypair(pub, sec) != 0) {
+      fprintf(stderr, "aoqctl: keygen: %s\n", zmq_strerror(zmq_errno()));
+      return 1;
+    }
+    printf("%s\n%s\n", pub, sec);
+    return 0;
+  }
   /* options may also follow the command and its argument */
   const char *arg = NULL;
   if (optind < argc && argv[optind][0] != '-') arg = argv[optind++];
@@ -165,8 +179,9 @@ int main(int argc, char **argv) {
   co.admin = 1;
   co.name = "aoqctl";
   aoq_client *cl;
-  if (aoq_connect_with(&co, &cl) != AOQ_OK) {
-    fprintf(stderr, "aoqctl: %s\n", aoq_last_error());
+  aoq_status cs = aoq_connect_with(&co, &cl);
+  if (cs != AOQ_OK) {
+    fprintf(stderr, "aoqctl: %s (%s)\n", aoq_last_error(), aoq_strerror(cs));
     return 1;
   }
   char *doc = NULL;
