@@ -233,8 +233,8 @@ static aoq_status validate(aoq_model *m, const aoq_step_item *items, int n, int6
 }
 
 aoq_status aoq_llama_step(aoq_model *m, const aoq_step_item *items, int n, float *logits) {
-  int64_t T, L;
-  bool decode;
+  int64_t T = 0, L = 0;
+  bool decode = false;
   AOQ_TRY(validate(m, items, n, &T, &L, &decode));
   if (L > 0 && !logits) return aoq_err(AOQ_EINVAL, "step: logits wanted but no output buffer");
   aoq_device *d = m->dev;

@@ -4,6 +4,8 @@
  * (reconfigure) and every machine gets the same bytes.
  */
 #include <math.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "base/numerics.h"
@@ -27,6 +29,29 @@ static bool ends_with(const char *s, const char *suffix) {
   return a >= b && !strcmp(s + a - b, suffix);
 }
 
+typedef struct synth_job {
+  uint64_t base;
+  float lo, scale;
+  uint16_t *out;
+  int64_t r0, r1, k;
+} synth_job;
+
+static void *synth_rows(void *arg) {
+  const synth_job *j = arg;
+  for (int64_t r = j->r0; r < j->r1; r++) {
+    uint64_t s = j->base + (uint64_t)r * 0x9e3779b97f4a7c15ull;
+    splitmix64(&s);
+    uint16_t *row = j->out + r * j->k;
+    int64_t c = 0;
+    while (c < j->k) {
+      uint64_t z = splitmix64(&s);
+      for (int i = 0; i < 4 && c < j->k; i++, c++, z >>= 16)
+        row[c] = aoq_f32_to_bf16(j->lo + (float)(z & 0xffffu) * (j->scale / 65536.0f));
+    }
+  }
+  return NULL;
+}
+
 void aoq_synth_fill(uint64_t seed, const char *name, uint16_t *out, int64_t n, int64_t k) {
   float lo, scale; /* value = lo + u * scale, u uniform in [0, 1) on 16 bits */
   if (ends_with(name, "norm.weight"))
@@ -38,15 +63,24 @@ void aoq_synth_fill(uint64_t seed, const char *name, uint16_t *out, int64_t n, i
     lo = -a, scale = 2.0f * a;
   }
   uint64_t base = fnv1a(name) ^ (seed * 0xd1342543de82ef95ull);
-  for (int64_t r = 0; r < n; r++) {
-    uint64_t s = base + (uint64_t)r * 0x9e3779b97f4a7c15ull;
-    splitmix64(&s);
-    uint16_t *row = out + r * k;
-    int64_t c = 0;
-    while (c < k) {
-      uint64_t z = splitmix64(&s);
-      for (int j = 0; j < 4 && c < k; j++, c++, z >>= 16)
-        row[c] = aoq_f32_to_bf16(lo + (float)(z & 0xffffu) * (scale / 65536.0f));
+  /* Rows are independent (each seeded by its index), so threads split them: big tensors of the
+   * 8B model take seconds on one core. The bytes do not depend on the split. */
+  enum { MAX_THREADS = 16 };
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  int nt = n * k < (1 << 22) ? 1 : (int)(cores < 1 ? 1 : cores > MAX_THREADS ? MAX_THREADS : cores);
+  if (nt > n) nt = (int)(n > 0 ? n : 1);
+  synth_job jobs[MAX_THREADS];
+  pthread_t th[MAX_THREADS];
+  int started = 0;
+  for (int t = 0; t < nt; t++) {
+    jobs[t] = (synth_job){base, lo, scale, out, n * t / nt, n * (t + 1) / nt, k};
+    if (t > 0 && pthread_create(&th[t], NULL, synth_rows, &jobs[t]) == 0) {
+      started |= 1 << t;
+    } else if (t > 0) {
+      synth_rows(&jobs[t]); /* no thread: do it here */
     }
   }
+  synth_rows(&jobs[0]);
+  for (int t = 1; t < nt; t++)
+    if (started & (1 << t)) pthread_join(th[t], NULL);
 }
