@@ -16,6 +16,8 @@
  */
 #include "kernels/gpu/vendor.h"
 
+#include <stdlib.h>
+
 #include "base/numerics.h"
 #include "kernels/gpu/gpu_kernels.h"
 
@@ -149,8 +151,8 @@ struct DecI4 {
 #pragma unroll
     for (int j = 0; j < 4; j++) {
       uint32_t v = ((wd >> (4 * j)) & 0x000f000fu) | 0x43004300u;
-      aoq_bf162 q = __hsub2(*(aoq_bf162 *)&v, k136);
-      aoq_bf162 d = __hadd2(__hmul2(q, p.s), p.z);
+      aoq_bf162 q = __hsub2_rn(*(aoq_bf162 *)&v, k136);
+      aoq_bf162 d = __hadd2_rn(__hmul2_rn(q, p.s), p.z); /* _rn: no contraction into fma */
       uint32_t u = *(uint32_t *)&d;
       o[j] = bf_lo(u);
       o[j + 4] = bf_hi(u);
@@ -164,7 +166,7 @@ struct DecI4 {
 #pragma unroll
     for (int j = 0; j < 4; j++) {
       uint32_t v = ((wd >> (4 * j)) & 0x000f000fu) | 0x43004300u;
-      aoq_bf162 d = __hadd2(__hmul2(__hsub2(*(aoq_bf162 *)&v, k136), p.s), p.z);
+      aoq_bf162 d = __hadd2_rn(__hmul2_rn(__hsub2_rn(*(aoq_bf162 *)&v, k136), p.s), p.z);
       o[j] = *(uint32_t *)&d;
     }
   }
@@ -268,9 +270,7 @@ static __device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-#define MW 4 /* warps per block */
-
-template <class D, int NT>
+template <class D, int NT, int MW>
 __global__ void __launch_bounds__(MW * 32) k_gemv_mma(wargs w, const uint16_t *__restrict__ x,
                                                       uint16_t *__restrict__ y, int m) {
   __shared__ float red[MW][16][8 * NT];
@@ -286,7 +286,7 @@ __global__ void __launch_bounds__(MW * 32) k_gemv_mma(wargs w, const uint16_t *_
   bool xv[NT];
 #pragma unroll
   for (int t = 0; t < NT; t++) xv[t] = g + 8 * t < m, xr[t] = x + (int64_t)(xv[t] ? g + 8 * t : 0) * w.k;
-  constexpr int U = 2;
+  constexpr int U = D::EPL == 32 ? 2 : 4;
   for (int64_t s0 = (int64_t)warp * 4 + c; s0 < nch; s0 += MW * 4 * U) {
     uint4 wa[U], wb[U];
 #pragma unroll
@@ -341,14 +341,38 @@ __global__ void __launch_bounds__(MW * 32) k_gemv_mma(wargs w, const uint16_t *_
   }
 }
 
+template <class D, int NT>
+static int launch_nt(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
+  /* 16 rows per block; small n gets more warps per block (split k) to keep ~32 warps per SM */
+  unsigned blocks = (unsigned)((w.n + 15) / 16);
+  if (blocks >= 1024)
+    k_gemv_mma<D, NT, 4><<<blocks, 128, 0, st>>>(w, x, y, m);
+  else if (blocks >= 512)
+    k_gemv_mma<D, NT, 8><<<blocks, 256, 0, st>>>(w, x, y, m);
+  else
+    k_gemv_mma<D, NT, 16><<<blocks, 512, 0, st>>>(w, x, y, m);
+  return (int)aoq_gpu_get_last_error();
+}
+
+static int fma_knob(void) {
+  static int v = -1;
+  if (v < 0) {
+    const char *e = getenv("AOQ_GEMV_FMA");
+    v = e && *e == '1';
+  }
+  return v;
+}
+
 template <class D>
 static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
-  unsigned blocks = (unsigned)((w.n + 15) / 16);
-  if (m <= 8)
-    k_gemv_mma<D, 1><<<blocks, MW * 32, 0, st>>>(w, x, y, m);
-  else
-    k_gemv_mma<D, 2><<<blocks, MW * 32, 0, st>>>(w, x, y, m);
-  return (int)aoq_gpu_get_last_error();
+  if (fma_knob()) {
+    if (m == 1) return launch_mr<D, 1, 1>(w, x, y, m, st);
+    if (m == 2) return launch_mr<D, 2, 2>(w, x, y, m, st);
+    if (m <= 4) return launch_mr<D, 4, 2>(w, x, y, m, st);
+    if (m <= 8) return launch_mr<D, 8, 4>(w, x, y, m, st);
+    return launch_mr<D, 16, 4>(w, x, y, m, st);
+  }
+  return m <= 8 ? launch_nt<D, 1>(w, x, y, m, st) : launch_nt<D, 2>(w, x, y, m, st);
 }
 #else
 template <class D>
