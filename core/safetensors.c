@@ -366,7 +366,7 @@ aoq_status aoq_st_open_memory(const void *data, size_t len, aoq_st_file **out) {
   if (!out) return aoq_err(AOQ_EINVAL, "aoq_st_open_memory: out is NULL");
   *out = NULL;
   if (!data && len) return aoq_err(AOQ_EINVAL, "aoq_st_open_memory: data is NULL");
-  aoq_st_file *f;
+  aoq_st_file *f = NULL;
   AOQ_TRY(st_new("<memory>", &f));
   aoq_status st = st_parse(f, data ? data : "", data ? len : 0);
   if (st != AOQ_OK) {
@@ -406,7 +406,7 @@ static aoq_status st_open_single(const char *path, aoq_st_file **out) {
   close(fd);
   if (map == MAP_FAILED)
     return aoq_err(AOQ_EIO, "%s: mmap of %zu bytes: %s", path, len, strerror(e));
-  aoq_st_file *f;
+  aoq_st_file *f = NULL;
   aoq_status st = st_new(path, &f);
   if (st != AOQ_OK) {
     munmap(map, len);

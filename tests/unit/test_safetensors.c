@@ -233,7 +233,7 @@ static void test_writer_empty_file_and_overwrite(void **state) {
   aoq_st_writer *w;
   assert_int_equal(aoq_st_writer_new(&w), AOQ_OK);
   assert_int_equal(aoq_st_writer_finish(w, path), AOQ_OK);
-  aoq_st_file *f;
+  aoq_st_file *f = NULL;
   assert_int_equal(aoq_st_open(path, &f), AOQ_OK);
   assert_int_equal(aoq_st_count(f), 0);
   aoq_st_close(f);
@@ -498,7 +498,7 @@ static void test_sharded_checkpoint(void **state) {
       "\"embed\": \"model-00001-of-00002.safetensors\","
       "\"layers.0.w\": \"model-00001-of-00002.safetensors\"}}";
   write_text(tpath("sharded/model.safetensors.index.json"), index);
-  aoq_st_file *f;
+  aoq_st_file *f = NULL;
   assert_int_equal(aoq_st_open(tpath("sharded"), &f), AOQ_OK);
   check_sharded(f);
   aoq_st_close(f);
@@ -615,8 +615,8 @@ static void test_golden_files_match_report(void **state) {
       if (!t) fail_msg("%s: tensor %s missing", path, e->string);
       const char *tdt = cJSON_GetArrayItem(e, 0)->valuestring;
       const cJSON *shape = cJSON_GetArrayItem(e, 1);
-      aoq_dtype want;
-      int as_u8;
+      aoq_dtype want = AOQ_DTYPE_COUNT;
+      int as_u8 = 0;
       if (!torch_dtype(tdt, &want, &as_u8)) fail_msg("%s: unmapped torch dtype %s", path, tdt);
       if (t->dtype != want)
         fail_msg("%s: %s is %s, want %s for %s", path, e->string, aoq_dtype_name(t->dtype),
@@ -688,15 +688,15 @@ static void test_torch_written_files(void **state) {
   snprintf(path, sizeof path, "%s/st/torch_all_dtypes.json", AOQ_TEST_DATA);
   cJSON *exp = load_json(path);
   snprintf(path, sizeof path, "%s/st/torch_all_dtypes.safetensors", AOQ_TEST_DATA);
-  aoq_st_file *f;
+  aoq_st_file *f = NULL;
   if (aoq_st_open(path, &f) != AOQ_OK) fail_msg("%s: %s", path, aoq_last_error());
   assert_int_equal(aoq_st_count(f), (size_t)cJSON_GetArraySize(exp));
   assert_int_equal(aoq_st_count(f), 14);
   for (const cJSON *e = exp->child; e; e = e->next) {
     const aoq_st_tensor *t = aoq_st_find(f, e->string);
     if (!t) fail_msg("%s missing", e->string);
-    aoq_dtype want;
-    int as_u8;
+    aoq_dtype want = AOQ_DTYPE_COUNT;
+    int as_u8 = 0;
     assert_true(torch_dtype(cJSON_GetArrayItem(e, 0)->valuestring, &want, &as_u8));
     assert_int_equal(t->dtype, want);
     const cJSON *shape = cJSON_GetArrayItem(e, 1);
@@ -742,7 +742,7 @@ static void test_hf_sharded_checkpoint(void **state) {
   snprintf(path, sizeof path, "%s/st/hf_sharded.json", AOQ_TEST_DATA);
   cJSON *exp = load_json(path);
   snprintf(path, sizeof path, "%s/st/hf_sharded", AOQ_TEST_DATA);
-  aoq_st_file *f;
+  aoq_st_file *f = NULL;
   if (aoq_st_open(path, &f) != AOQ_OK) fail_msg("%s: %s", path, aoq_last_error());
   assert_int_equal(aoq_st_count(f), 6);
   for (const cJSON *e = exp->child; e; e = e->next) {
@@ -806,7 +806,7 @@ static void test_allocation_failures_are_clean(void **state) {
   }
   aoq_fault_arm(0);
   assert_true(ok);
-  aoq_st_file *f;
+  aoq_st_file *f = NULL;
   assert_int_equal(aoq_st_open(tpath("fault.safetensors"), &f), AOQ_OK);
   assert_int_equal(aoq_st_count(f), 2);
   aoq_st_close(f);
