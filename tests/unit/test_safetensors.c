@@ -507,6 +507,16 @@ static void test_sharded_checkpoint(void **state) {
   check_sharded(f);
   aoq_st_close(f);
 
+  /* A relative index path: the shards are looked up beside it. */
+  char cwd[1024];
+  assert_non_null(getcwd(cwd, sizeof cwd));
+  assert_int_equal(chdir(tpath("sharded")), 0);
+  aoq_status rc = aoq_st_open("model.safetensors.index.json", &f);
+  assert_int_equal(chdir(cwd), 0);
+  if (rc != AOQ_OK) fail_msg("relative index: %s", aoq_last_error());
+  check_sharded(f);
+  aoq_st_close(f);
+
   /* A folder with a single model.safetensors and no index. */
   mkdir(tpath("single"), 0755);
   write_shard(tpath("single/model.safetensors"), 2, n1, v1, "pt", NULL);
