@@ -132,24 +132,31 @@ static void test_every_format_vs_dequant_matmul(void **st) {
   aoq_device_close(d);
 }
 
-/* torchao's own linear outputs. Its GEMMs sum in another order (and fp8 uses fast accumulation),
- * so: |y - y_torchao| <= 2^-6 |y_torchao| + 2^-6 * max|y_torchao| for each format listed. */
+/* torchao's own linear outputs. Where aoq follows torchao's epilogue order and the GEMM sums
+ * exactly-representable products (int8, fp8 weight-only, mx, nvfp4wo, intx, int8-intx), at least
+ * 99% of the outputs are bit-identical and the rest differ by summation order only. fp8dq(-row)
+ * (cuBLAS fast accumulation) and int4wo (tinygemm's own kernel arithmetic) cannot be reproduced
+ * bit for bit: |y - y_torchao| <= 2^-6 |y_torchao| + 2^-6 max|y_torchao|. */
 static void test_golden_outputs(void **st) {
   (void)st;
-  static const char *files[] = {"int8wo", "int8dq",  "fp8wo",       "fp8dq",      "fp8dq-row",
-                                "mxfp8",  "mxfp4",   "nvfp4wo",     "int4wo-128", "int4wo-32",
-                                "int4wo-128-hqq", "intx4wo-32", "intx8wo",    "intx2wo-64",
-                                "int8-intx4"};
+  static const struct {
+    const char *file;
+    int exact;
+  } files[] = {{"int8wo", 1},     {"int8dq", 1},     {"fp8wo", 1},          {"fp8dq", 0},
+               {"fp8dq-row", 0},  {"mxfp8", 1},      {"mxfp4", 1},          {"nvfp4wo", 1},
+               {"int4wo-128", 0}, {"int4wo-32", 0},  {"int4wo-128-hqq", 0}, {"intx4wo-32", 1},
+               {"intx8wo", 1},    {"intx2wo-64", 1}, {"int8-intx4", 1}};
   aoq_device *d;
   assert_int_equal(aoq_device_open("cpu:2", &d), AOQ_OK);
   for (size_t fi = 0; fi < sizeof files / sizeof files[0]; fi++) {
     char path[512];
     const char *dir = getenv("AOQ_TEST_DATA");
-    snprintf(path, sizeof path, "%s/golden/%s.safetensors", dir ? dir : AOQ_TEST_DATA, files[fi]);
+    const char *name = files[fi].file;
+    snprintf(path, sizeof path, "%s/golden/%s.safetensors", dir ? dir : AOQ_TEST_DATA, name);
     aoq_st_file *sf;
     if (aoq_st_open(path, &sf)) fail_msg("%s: %s", path, aoq_last_error());
     aoq_format f;
-    assert_int_equal(aoq_format_parse(files[fi], &f), AOQ_OK);
+    assert_int_equal(aoq_format_parse(name, &f), AOQ_OK);
     const aoq_st_tensor *wt = aoq_st_find(sf, "weight");
     assert_non_null(wt);
     int64_t n = wt->shape[0], k = wt->shape[1];
@@ -159,7 +166,7 @@ static void test_golden_outputs(void **st) {
     memset(&w, 0, sizeof w);
     assert_int_equal(aoq_format_plan(&f, n, k, &w), AOQ_OK);
     assert_int_equal(aoq_qweight_host_alloc(&w), AOQ_OK);
-    if (aoq_quantize_ref(wb, &w)) fail_msg("%s: %s", files[fi], aoq_last_error());
+    if (aoq_quantize_ref(wb, &w)) fail_msg("%s: %s", name, aoq_last_error());
     for (int mi = 0; mi < 2; mi++) {
       int m = mi ? 16 : 1;
       char xn[8], yn[8];
@@ -171,12 +178,19 @@ static void test_golden_outputs(void **st) {
       memcpy(x, xt->data, xt->nbytes), memcpy(yg, yt->data, yt->nbytes);
       run_linear(d, &w, x, y, m);
       double ymax = 0;
+      int64_t same = 0;
       for (int64_t i = 0; i < m * n; i++) ymax = fmax(ymax, fabs(aoq_bf16_to_f32(yg[i])));
       for (int64_t i = 0; i < m * n; i++) {
         double a = aoq_bf16_to_f32(y[i]), b = aoq_bf16_to_f32(yg[i]);
-        if (!(fabs(a - b) <= 0x1p-6 * fabs(b) + 0x1p-6 * ymax))
-          fail_msg("%s y%d[%lld]: %g vs torchao %g", files[fi], m, (long long)i, a, b);
+        same += y[i] == yg[i];
+        double tol = files[fi].exact ? 0x1p-7 * fabs(b) + 0x1p-12 * ymax
+                                     : 0x1p-6 * fabs(b) + 0x1p-6 * ymax;
+        if (!(fabs(a - b) <= tol))
+          fail_msg("%s y%d[%lld]: %g vs torchao %g", name, m, (long long)i, a, b);
       }
+      if (files[fi].exact && same * 100 < m * n * 99)
+        fail_msg("%s y%d: only %lld of %lld outputs bit-identical to torchao's", name, m,
+                 (long long)same, (long long)(m * n));
       free(x), free(yg), free(y);
     }
     aoq_qweight_host_free(&w);
