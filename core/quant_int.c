@@ -299,6 +299,73 @@ static aoq_status view_unpacked_i8(const aoq_qweight *w, void **bytes, size_t *n
   return AOQ_OK;
 }
 
+/* torchao pads the weight of Int4TilePackedTo4dTensor to n % 8 == 0 and k % 1024 == 0 before
+ * quantizing; the padding is zeros, i.e. all-zero groups: code 0 and the algorithm's qparams for
+ * an all-zero group (tinygemm: s = 2^-126, z = bf16(8 s); HQQ: inv = 2e4, zero = 0). */
+static void int4_zero_group_qparams(aoq_format_kind kind, uint16_t *s, uint16_t *z) {
+  if (kind == AOQ_FMT_INT4WO_HQQ) {
+    float inv = hf(2e4f), sc = hf(1.0f / inv);
+    *s = aoq_f32_to_bf16(sc);
+    *z = aoq_f32_to_bf16(hf(8.0f * sc));
+  } else {
+    *s = aoq_f32_to_bf16(BF16_SMALLEST_NORMAL);
+    *z = aoq_f32_to_bf16(bf(bf(BF16_SMALLEST_NORMAL * 8.0f)));
+  }
+}
+
+/* scale_and_zero bf16 [k_pad/g, n_pad, 2] (torchao's pack_tinygemm_scales_and_zeros). */
+static aoq_status view_scale_and_zero(const aoq_qweight *w, void **bytes, size_t *n) {
+  int64_t np = aoq_int4_pad_n(w->n), kp = aoq_int4_pad_k(w->k);
+  int64_t ng = w->k / w->group, ngp = kp / w->group;
+  uint16_t ps, pz;
+  int4_zero_group_qparams(w->kind, &ps, &pz);
+  AOQ_TRY(view_alloc((size_t)(np * ngp) * 4, bytes, n));
+  uint16_t *o = *bytes;
+  const uint16_t *sz = w->scale;
+  for (int64_t g = 0; g < ngp; g++)
+    for (int64_t r = 0; r < np; r++) {
+      bool real = r < w->n && g < ng;
+      o[(g * np + r) * 2] = real ? sz[(r * ng + g) * 2] : ps;
+      o[(g * np + r) * 2 + 1] = real ? sz[(r * ng + g) * 2 + 1] : pz;
+    }
+  return AOQ_OK;
+}
+
+/* tinygemm's int4pack (aten._convert_weight_to_int4pack, CUDA, inner_k_tiles = 8): int32
+ * [n_pad/8][k_pad/128][32][4]. Lane t of n-tile T holds row T*8 + t/4; word j of a lane packs the
+ * bytes b0..b3 at k-byte offsets base + t%4, +4, +8 + t%4, +12 (base = (kt*8 + 2j) * 8) of the
+ * pre-packed row (byte i = q[2i] << 4 | q[2i+1]) as b3.lo b2.lo b1.lo b0.lo b3.hi b2.hi b1.hi b0.hi
+ * from the most significant nibble down. */
+static aoq_status view_int4pack(const aoq_qweight *w, void **bytes, size_t *n) {
+  int64_t np = aoq_int4_pad_n(w->n), kp = aoq_int4_pad_k(w->k), kt_n = kp / 128;
+  AOQ_TRY(view_alloc((size_t)(np * kp / 2), bytes, n));
+  int32_t *o = *bytes;
+  const uint8_t *qd = w->qdata;
+  for (int64_t nt = 0; nt < np / 8; nt++)
+    for (int64_t kt = 0; kt < kt_n; kt++)
+      for (int t = 0; t < 32; t++) {
+        int64_t row = nt * 8 + t / 4;
+        for (int j = 0; j < 4; j++) {
+          int64_t base = (kt * 8 + 2 * j) * 8;
+          int64_t ks[4] = {base + t % 4, base + t % 4 + 4, base + 8 + t % 4, base + 12 + t % 4};
+          uint32_t v[4];
+          for (int i = 0; i < 4; i++) {
+            v[i] = 0;
+            int64_t e = ks[i] * 2; /* first k element of this pre-packed byte */
+            if (row < w->n && e < w->k) {
+              uint32_t lo = qd[row * (w->k / 2) + e / 2]; /* aoq: even element in the low nibble */
+              v[i] = ((lo & 15u) << 4) | (lo >> 4);       /* tinygemm: even element high */
+            }
+          }
+          uint32_t pack = ((v[3] & 15u) << 28) | ((v[2] & 15u) << 24) | ((v[1] & 15u) << 20) |
+                          ((v[0] & 15u) << 16) | ((v[3] & 0xf0u) << 8) | ((v[2] & 0xf0u) << 4) |
+                          (v[1] & 0xf0u) | ((v[0] & 0xf0u) >> 4);
+          o[((nt * kt_n + kt) * 32 + t) * 4 + j] = (int32_t)pack;
+        }
+      }
+  return AOQ_OK;
+}
+
 aoq_status aoq_torchao_tensor_int(const aoq_qweight *w, const char *attr, void **bytes,
                                   size_t *n) {
   int64_t ng = w->k / w->group;
@@ -338,19 +405,8 @@ aoq_status aoq_torchao_tensor_int(const aoq_qweight *w, const char *attr, void *
       for (int64_t i = 0; i < w->n * ng; i++) o[i] = sz[i * 2 + off];
       return AOQ_OK;
     }
-    if (strcmp(attr, "scale_and_zero") == 0) {
-      AOQ_TRY(view_alloc((size_t)(w->n * ng) * 4, bytes, n));
-      uint16_t *o = *bytes;
-      for (int64_t r = 0; r < w->n; r++)
-        for (int64_t g = 0; g < ng; g++) {
-          o[(g * w->n + r) * 2] = sz[(r * ng + g) * 2];
-          o[(g * w->n + r) * 2 + 1] = sz[(r * ng + g) * 2 + 1];
-        }
-      return AOQ_OK;
-    }
-    if (strcmp(attr, "qdata") == 0)
-      return aoq_err(AOQ_ENOTFOUND,
-                     "int4 q.qdata: layout-opaque (tinygemm int4pack), checked via ref.q_uint4");
+    if (strcmp(attr, "scale_and_zero") == 0) return view_scale_and_zero(w, bytes, n);
+    if (strcmp(attr, "qdata") == 0) return view_int4pack(w, bytes, n);
     break;
   }
   case AOQ_FMT_INTXWO:

@@ -53,7 +53,10 @@ aoq_status aoq_quant_int4_hqq(const uint16_t *w_bf16, aoq_qweight *w) {
   }
 
   double beta = HQQ_BETA, best = 1e4;
-  float err_factor = 1.0f / (float)total, grp_factor = 1.0f / (float)g;
+  /* torchao quantizes the weight padded to [n8, k1024] with zeros: the padding adds nothing to the
+   * error sum but counts in the mean that decides the early stop. */
+  float err_factor = 1.0f / (float)(aoq_int4_pad_n(w->n) * aoq_int4_pad_k(w->k));
+  float grp_factor = 1.0f / (float)g;
   for (int it = 0; it < HQQ_ITERS; it++) {
     double err_sum = 0.0;
     float tb = (float)(1.0 / beta);

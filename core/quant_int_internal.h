@@ -60,6 +60,10 @@ static inline int aoq_sext(uint32_t v, int bits) {
   return (int)(v ^ (1u << (bits - 1))) - (1 << (bits - 1));
 }
 
+/* torchao's Int4TilePackedTo4dTensor pads the weight to these before quantizing. */
+static inline int64_t aoq_int4_pad_n(int64_t n) { return (n + 7) / 8 * 8; }
+static inline int64_t aoq_int4_pad_k(int64_t k) { return (k + 1023) / 1024 * 1024; }
+
 /* HQQ qparams + codes for INT4WO_HQQ (spec/formats.md §4), core/quant_int_hqq.c. */
 aoq_status aoq_quant_int4_hqq(const uint16_t *w_bf16, aoq_qweight *w);
 /* Scalar codebook (spec/formats.md §9, aoq's k-means), core/quant_int_codebook.c. */

@@ -160,15 +160,26 @@ static void int4_tinygemm_hand_vector(void **state) {
     assert_int_equal((qd[i / 2] >> ((i & 1) * 4)) & 15, 0);
     assert_true(deq(&r, i) == 0.0f);
   }
-  /* views: ref.scale/ref.zero [n, k/g], scale_and_zero [k/g, n, 2] */
+  /* torchao pads to n % 8 == 0, k % 1024 == 0: scale_and_zero bf16 [k_pad/g, n_pad, 2] with
+   * all-zero-group qparams in the padding */
   void *b;
   size_t n;
   assert_int_equal(aoq_format_torchao_tensor(&r.w, "scale_and_zero", &b, &n), AOQ_OK);
-  assert_int_equal(n, 8);
-  assert_memory_equal(b, sz, 8);
+  assert_int_equal(n, (1024 / 32) * 8 * 2 * 2);
+  const uint16_t *sv = b;
+  assert_memory_equal(sv, sz, 4);         /* group 0, row 0 */
+  assert_memory_equal(sv + 16, sz + 2, 4); /* group 1, row 0 */
+  assert_int_equal(sv[2], 0x0080);        /* row 1 is padding: s = 2^-126 */
+  assert_int_equal(sv[3], 0x0200);        /* z = 2^-123 */
   free(b);
-  assert_int_equal(aoq_format_torchao_tensor(&r.w, "qdata", &b, &n), AOQ_ENOTFOUND);
-  assert_non_null(strstr(aoq_last_error(), "layout-opaque"));
+  /* q.qdata: tinygemm int4pack int32 [n_pad/8][k_pad/128][32][4]; lane 0 word 0 packs the
+   * pre-packed bytes 0, 4, 8, 12 of row 0 (byte i = q[2i] << 4 | q[2i+1]) */
+  assert_int_equal(aoq_format_torchao_tensor(&r.w, "qdata", &b, &n), AOQ_OK);
+  assert_int_equal(n, 8 * 1024 / 2);
+  const int32_t *pk = b;
+  assert_int_equal(pk[0], 0x000f0000); /* byte 0 = 0x0f: hi nibble in bits 0..3, lo in 16..19 */
+  assert_int_equal(pk[4], 0x00020000); /* lane 1: byte 1 = q2 << 4 | q3 = 0x02 */
+  free(b);
   qfree(&r);
 }
 

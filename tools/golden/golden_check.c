@@ -144,17 +144,12 @@ static void compare_exact(FILE *out, const char *file, const aoq_st_tensor *t, c
 }
 
 /* Tolerance of y = x W^T against torchao's linear, relative to max |y_torchao|. torchao's GEMMs
- * round differently (bf16 intermediate casts, fp8 fast accumulation, fp4 emulation), so y is
- * compared within a bound, not bit for bit. */
+ * sum in another order and round intermediates differently (bf16 casts between scales, fp8 fast
+ * accumulation), so y is compared within a bound, not bit for bit: 2 bf16 ulps of the largest
+ * output (2 * 2^-8), 4 for tinygemm's int4 kernel, which dequantizes in its own tile order. The
+ * measured errors on the golden files are at most half of these. */
 static double y_tolerance(aoq_format_kind k) {
-  switch (k) {
-  case AOQ_FMT_MXFP4:
-  case AOQ_FMT_NVFP4:
-  case AOQ_FMT_NVFP4WO:
-    return 0.03;
-  default:
-    return 0.02;
-  }
+  return k == AOQ_FMT_INT4WO || k == AOQ_FMT_INT4WO_HQQ ? 4.0 / 256.0 : 2.0 / 256.0;
 }
 
 static void check_linear(FILE *out, const char *file, aoq_st_file *sf, const aoq_format *f,
@@ -323,7 +318,6 @@ aoq_status aoq_golden_check_file(const char *path, FILE *out, aoq_golden_stats *
   fprintf(out, "FORMAT %s %s [%lld, %lld] %.3f bits/weight\n", file, fname, (long long)n,
           (long long)k, aoq_format_bits_per_weight(&f, n, k));
 
-  bool has_ref_q = aoq_st_find(sf, "ref.q_uint4") != NULL;
   for (size_t i = 0; i < aoq_st_count(sf); i++) {
     const aoq_st_tensor *t = aoq_st_at(sf, i);
     if (starts(t->name, "q.") || starts(t->name, "ref.")) {
@@ -331,10 +325,7 @@ aoq_status aoq_golden_check_file(const char *path, FILE *out, aoq_golden_stats *
       void *bytes = NULL;
       size_t nb = 0;
       aoq_status vs = aoq_format_torchao_tensor(&q, attr, &bytes, &nb);
-      if (vs == AOQ_ENOTFOUND && has_ref_q && strstr(aoq_last_error(), "layout-opaque")) {
-        fprintf(out, "N/A  %s %s: layout-opaque, checked via ref.q_uint4\n", file, t->name);
-        st->na++;
-      } else if (vs != AOQ_OK) {
+      if (vs != AOQ_OK) {
         fprintf(out, "FAIL %s %s: no aoq view: %s: %s\n", file, t->name, aoq_strerror(vs),
                 aoq_last_error());
         st->fail++;

@@ -14,7 +14,7 @@
 typedef struct aoq_golden_stats {
   int pass; /* tensors that matched (bit-exact, or y within tolerance) */
   int fail; /* mismatches, missing views, wrong sizes */
-  int na;   /* not applicable (activation views of weight-only formats, opaque layouts) */
+  int na;   /* not applicable: an activation tensor aoq's quantizer does not produce */
 } aoq_golden_stats;
 
 /* Maps torchao's config repr (the file's "config" metadata) to aoq's format. AOQ_ENOTFOUND when
