@@ -29,6 +29,15 @@ const aoq_xk_name aoq_xk_names[AOQ_XK_COUNT] = {
     [AOQ_XK_BF16_TO_F32] = {"ops", "aoq_bf16_to_f32"},
     [AOQ_XK_F32_TO_BF16] = {"ops", "aoq_f32_to_bf16"},
     [AOQ_XK_LINEAR_BF16] = {"linear", "aoq_linear_bf16"},
+    [AOQ_XK_LIN_INT8WO] = {"quant", "aoq_lin_int8wo"},
+    [AOQ_XK_LIN_FP8WO] = {"quant", "aoq_lin_fp8wo"},
+    [AOQ_XK_LIN_INT4WO] = {"quant", "aoq_lin_int4wo"},
+    [AOQ_XK_LIN_INTXWO] = {"quant", "aoq_lin_intxwo"},
+    [AOQ_XK_LIN_CODEBOOK] = {"quant", "aoq_lin_codebook"},
+    [AOQ_XK_LIN_W158] = {"quant", "aoq_lin_w158"},
+    [AOQ_XK_LIN_FP6_E3M2] = {"quant", "aoq_lin_fp6_e3m2"},
+    [AOQ_XK_LIN_FP6_E2M3] = {"quant", "aoq_lin_fp6_e2m3"},
+    [AOQ_XK_LIN_NVFP4WO] = {"quant", "aoq_lin_nvfp4wo"},
 };
 
 static aoq_xk_arg P(const void *p) { return (aoq_xk_arg){AOQ_XA_PTR, p, 0, 0}; }
@@ -95,7 +104,87 @@ aoq_status aoq_xk_err_status(int code, const char *backend) {
 
 /* ---- linear ---- */
 
-uint64_t aoq_xk_linear_formats(void) { return 0; }
+/* Weight-only formats: kernel, and the buffer bytes the layout needs (docs/layouts.md). */
+typedef struct wq_plan {
+  aoq_xk_id kernel;
+  size_t q, s, a; /* bytes of qdata, scale, aux */
+} wq_plan;
+
+static size_t bitrow(int64_t k, int bits) { return (size_t)(((k * bits + 31) / 32) * 4); }
+
+/* The plan of w, or a static reason it cannot run. */
+static const char *wq_plan_of(const aoq_qweight *w, wq_plan *p) {
+  const size_t N = (size_t)w->n, K = (size_t)w->k;
+  const int64_t g = w->group > 0 ? w->group : w->k;
+  if (w->k % g) return "group does not divide k";
+  const size_t G = (size_t)(w->k / g);
+  int bits = w->bits;
+  memset(p, 0, sizeof *p);
+  switch (w->kind) {
+    case AOQ_FMT_INT8WO: *p = (wq_plan){AOQ_XK_LIN_INT8WO, N * K, 4 * N, 0}; break;
+    case AOQ_FMT_FP8WO: *p = (wq_plan){AOQ_XK_LIN_FP8WO, N * K, 4 * N, 0}; break;
+    case AOQ_FMT_INT4WO:
+    case AOQ_FMT_INT4WO_HQQ:
+      if (w->k % 2) return "int4 needs an even k";
+      *p = (wq_plan){AOQ_XK_LIN_INT4WO, N * K / 2, 4 * N * G, 0};
+      break;
+    case AOQ_FMT_INTXWO:
+      if (bits < 1 || bits > 8) return "intx bits must be 1..8";
+      *p = (wq_plan){AOQ_XK_LIN_INTXWO, N * bitrow(w->k, bits), 2 * N * G, 0};
+      break;
+    case AOQ_FMT_CODEBOOK:
+      if (bits < 1 || bits > 8) return "codebook bits must be 1..8";
+      *p = (wq_plan){AOQ_XK_LIN_CODEBOOK, N * bitrow(w->k, bits), 2 * N * G, (size_t)2 << bits};
+      break;
+    case AOQ_FMT_W158: *p = (wq_plan){AOQ_XK_LIN_W158, N * bitrow(w->k, 2), 2, 0}; break;
+    case AOQ_FMT_FP6_E3M2:
+    case AOQ_FMT_FP6_E2M3:
+      *p = (wq_plan){w->kind == AOQ_FMT_FP6_E3M2 ? AOQ_XK_LIN_FP6_E3M2 : AOQ_XK_LIN_FP6_E2M3,
+                     N * bitrow(w->k, 6), 2 * N, 0};
+      break;
+    case AOQ_FMT_NVFP4WO:
+      if (w->k % 16) return "nvfp4 needs k % 16 == 0";
+      *p = (wq_plan){AOQ_XK_LIN_NVFP4WO, N * K / 2, N * K / 16, 4};
+      break;
+    default: return "no OpenCL kernel for this format (dynamic-activation formats are not built)";
+  }
+  return NULL;
+}
+
+uint64_t aoq_xk_linear_formats(void) {
+  return (1ull << AOQ_FMT_INT8WO) | (1ull << AOQ_FMT_FP8WO) | (1ull << AOQ_FMT_INT4WO) |
+         (1ull << AOQ_FMT_INT4WO_HQQ) | (1ull << AOQ_FMT_INTXWO) | (1ull << AOQ_FMT_CODEBOOK) |
+         (1ull << AOQ_FMT_W158) | (1ull << AOQ_FMT_FP6_E3M2) | (1ull << AOQ_FMT_FP6_E2M3) |
+         (1ull << AOQ_FMT_NVFP4WO);
+}
+
+static aoq_status linear_quant(void *ctx, const aoq_qweight *w, const void *x, void *y, int64_t m,
+                               aoq_stream *s) {
+  wq_plan p;
+  const char *why = wq_plan_of(w, &p);
+  if (why)
+    return aoq_err(AOQ_EUNSUPPORTED, "xpu linear: format kind %d, weight [%lld, %lld], group %d: %s",
+                   (int)w->kind, (long long)w->n, (long long)w->k, w->group, why);
+  struct {
+    const void *ptr;
+    size_t have, need;
+    const char *name;
+  } bufs[] = {{w->qdata, w->qdata_bytes, p.q, "qdata"},
+              {w->scale, w->scale_bytes, p.s, "scale"},
+              {w->aux, w->aux_bytes, p.a, "aux"}};
+  for (int i = 0; i < 3; i++) {
+    if (bufs[i].need && !bufs[i].ptr)
+      return aoq_err(AOQ_EINVAL, "xpu linear: format kind %d needs %s", (int)w->kind, bufs[i].name);
+    if (bufs[i].need && bufs[i].have && bufs[i].have < bufs[i].need)
+      return aoq_err(AOQ_ESHAPE, "xpu linear: %s of %zu bytes, the layout needs %zu", bufs[i].name,
+                     bufs[i].have, bufs[i].need);
+  }
+  const void *sc = w->scale ? w->scale : w->qdata, *ax = w->aux ? w->aux : w->qdata;
+  int64_t g = w->group > 0 ? w->group : w->k;
+  aoq_xk_arg a[] = {P(w->qdata), P(sc), P(ax), P(x), P(y), I64(m), I64(w->n), I64(w->k),
+                    I32(w->bits), I64(g)};
+  return launch(ctx, p.kernel, a, 10, (size_t)w->n, 1, 1, s);
+}
 
 size_t aoq_xk_linear_workspace(void *ctx, const aoq_qweight *w, int64_t m) {
   (void)ctx, (void)w, (void)m;
@@ -112,8 +201,7 @@ aoq_status aoq_xk_linear(void *ctx, const aoq_qweight *w, const void *x, void *y
   AOQ_TRY(check_rows("linear", m, 0));
   if (m == 0) return AOQ_OK;
   if (!x || !y || !w->qdata) return aoq_err(AOQ_EINVAL, "xpu linear: NULL x, y or weight data");
-  if (w->kind != AOQ_FMT_BF16)
-    return aoq_err(AOQ_EUNSUPPORTED, "xpu linear: no kernel for format kind %d", (int)w->kind);
+  if (w->kind != AOQ_FMT_BF16) return linear_quant(ctx, w, x, y, m, s);
   if (w->qdata_bytes && w->qdata_bytes < (size_t)(w->n * w->k * 2))
     return aoq_err(AOQ_ESHAPE, "xpu linear: bf16 weight of %zu bytes for %lld x %lld",
                    w->qdata_bytes, (long long)w->n, (long long)w->k);

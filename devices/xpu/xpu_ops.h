@@ -28,6 +28,15 @@ typedef enum aoq_xk_id {
   AOQ_XK_BF16_TO_F32,
   AOQ_XK_F32_TO_BF16,
   AOQ_XK_LINEAR_BF16,
+  AOQ_XK_LIN_INT8WO, /* quant.cl: weight-only formats */
+  AOQ_XK_LIN_FP8WO,
+  AOQ_XK_LIN_INT4WO,
+  AOQ_XK_LIN_INTXWO,
+  AOQ_XK_LIN_CODEBOOK,
+  AOQ_XK_LIN_W158,
+  AOQ_XK_LIN_FP6_E3M2,
+  AOQ_XK_LIN_FP6_E2M3,
+  AOQ_XK_LIN_NVFP4WO,
   AOQ_XK_COUNT
 } aoq_xk_id;
 

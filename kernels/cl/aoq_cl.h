@@ -95,6 +95,33 @@ static inline float aoq_e2m12f(uchar c) {
   return (c & 0x8u) ? -v : v;
 }
 
+/* FP6 codes (bit 5 = sign): E3M2 (bias 3) and E2M3 (bias 1), no NaN/Inf. */
+static inline float aoq_e3m22f(uchar c) {
+  float v = aoq_mf_decode_mag(c & 0x1fu, 2, 3);
+  return (c & 0x20u) ? -v : v;
+}
+static inline float aoq_e2m32f(uchar c) {
+  float v = aoq_mf_decode_mag(c & 0x1fu, 3, 1);
+  return (c & 0x20u) ? -v : v;
+}
+
+/* Element i (bits wide, 1..8) of an LSB-first bit stream (docs/layouts.md). */
+static inline uint aoq_bits_get(__global const uchar *row, long i, int bits) {
+  ulong bit = (ulong)i * (ulong)bits;
+  uint sh = (uint)(bit & 7);
+  uint v = row[bit >> 3];
+  if (sh + (uint)bits > 8) v |= (uint)row[(bit >> 3) + 1] << 8;
+  return (v >> sh) & ((1u << bits) - 1u);
+}
+
+/* Bytes of one bit-stream row: padded to 4 bytes. */
+static inline long aoq_bitrow(long k, int bits) { return ((k * bits + 31) / 32) * 4; }
+
+/* Sign extension of a bits-wide two's complement value. */
+static inline int aoq_sext(uint v, int bits) {
+  return (int)(v ^ (1u << (bits - 1))) - (1 << (bits - 1));
+}
+
 /* E8M0 scale byte: 2^(b-127); 255 is NaN. */
 static inline float aoq_e8m02f(uchar b) {
   if (b == 0xffu) return as_float(0x7fc00000u);

@@ -1,0 +1,114 @@
+/*
+ * test_opencl_quant.c — the quantized linear kernels of kernels/cl/quant.cl (weight-only formats)
+ * on PoCL against the CPU backend. The same bf16 weight is quantized once by the reference
+ * quantizer (core/format.h) and uploaded to both devices; the outputs must agree within one bf16
+ * rounding (fp32 sums in a different order), and the packed bytes are those of the reference.
+ * Formats whose kernels are not built (dynamic activations) must be refused, not approximated.
+ */
+#include "core/format.h"
+#include "test_opencl_util.h"
+
+static void check_format(pair *p, const char *cfg, int64_t m, int64_t n, int64_t k) {
+  aoq_format f;
+  assert_int_equal(aoq_format_parse(cfg, &f), AOQ_OK);
+  uint16_t *w = rand_bf16(n * k, 0.5f), *x = rand_bf16(m * k, 2.0f);
+  aoq_qweight cq, gq;
+  memset(&cq, 0, sizeof cq), memset(&gq, 0, sizeof gq);
+  aoq_status st = aoq_qweight_quantize(p->cpu, &f, w, n, k, NULL, &cq);
+  if (st != AOQ_OK) fail_msg("%s: cpu quantize: %s", cfg, aoq_last_error());
+  st = aoq_qweight_quantize(p->cl, &f, w, n, k, NULL, &gq);
+  if (st != AOQ_OK) fail_msg("%s: opencl quantize: %s", cfg, aoq_last_error());
+  /* the packed bytes on the OpenCL device are the reference quantizer's */
+  uint8_t *qa = malloc(cq.qdata_bytes), *qb = down(p->cl, gq.qdata, gq.qdata_bytes);
+  assert_int_equal(aoq_dev_copy_d2h(p->cpu, qa, cq.qdata, cq.qdata_bytes, NULL), AOQ_OK);
+  assert_memory_equal(qa, qb, cq.qdata_bytes);
+  void *cx = up(p->cpu, x, m * k * 2), *gx = up(p->cl, x, m * k * 2), *cy = NULL, *gy = NULL;
+  assert_int_equal(aoq_dev_alloc(p->cpu, m * n * 2, &cy), AOQ_OK);
+  assert_int_equal(aoq_dev_alloc(p->cl, m * n * 2, &gy), AOQ_OK);
+  size_t cws = aoq_dev_linear_workspace(p->cpu, &cq, m), gws = aoq_dev_linear_workspace(p->cl, &gq, m);
+  void *cw = NULL, *gw = NULL;
+  if (cws) assert_int_equal(aoq_dev_alloc(p->cpu, cws, &cw), AOQ_OK);
+  if (gws) assert_int_equal(aoq_dev_alloc(p->cl, gws, &gw), AOQ_OK);
+  st = aoq_dev_linear(p->cpu, &cq, cx, cy, m, AOQ_DTYPE_BF16, cw, NULL);
+  if (st != AOQ_OK) fail_msg("%s: cpu linear: %s", cfg, aoq_last_error());
+  st = aoq_dev_linear(p->cl, &gq, gx, gy, m, AOQ_DTYPE_BF16, gw, NULL);
+  if (st != AOQ_OK) fail_msg("%s: opencl linear: %s", cfg, aoq_last_error());
+  uint16_t *ref = malloc(m * n * 2), *got = down(p->cl, gy, m * n * 2);
+  assert_int_equal(aoq_dev_copy_d2h(p->cpu, ref, cy, m * n * 2, NULL), AOQ_OK);
+  int64_t u = max_ulps(cfg, got, ref, m * n);
+  print_message("%-14s m=%lld n=%lld k=%lld: max %lld bf16 ulps\n", cfg, (long long)m,
+                (long long)n, (long long)k, (long long)u);
+  if (u > 1) fail_msg("%s: %lld bf16 ulps from the CPU backend", cfg, (long long)u);
+  /* and the result is a real product, not zeros: some output is non-zero */
+  int nonzero = 0;
+  for (int64_t i = 0; i < m * n; i++) nonzero |= (got[i] & 0x7fff) != 0;
+  assert_true(nonzero);
+  free(w), free(x), free(qa), free(qb), free(ref), free(got);
+  aoq_dev_free(p->cpu, cx), aoq_dev_free(p->cpu, cy), aoq_dev_free(p->cpu, cw);
+  aoq_dev_free(p->cl, gx), aoq_dev_free(p->cl, gy), aoq_dev_free(p->cl, gw);
+  aoq_qweight_dev_free(p->cpu, &cq);
+  aoq_qweight_dev_free(p->cl, &gq);
+}
+
+static void int_weight_only_formats_match_cpu(void **state) {
+  pair *p = *state;
+  check_format(p, "int8wo", 3, 40, 192);
+  check_format(p, "int4wo-32", 1, 48, 256);
+  check_format(p, "int4wo-64-hqq", 5, 24, 128);
+  check_format(p, "intx3wo-32", 2, 20, 160);
+  check_format(p, "intx5wo-64", 1, 17, 128);
+  check_format(p, "intx8wo", 4, 9, 96);
+  check_format(p, "codebook4", 2, 16, 128);
+  check_format(p, "w158", 3, 30, 200);
+}
+
+static void fp_weight_only_formats_match_cpu(void **state) {
+  pair *p = *state;
+  check_format(p, "fp8wo", 2, 33, 160);
+  check_format(p, "nvfp4wo", 3, 20, 128);
+  check_format(p, "fp6-e3m2", 1, 25, 100);
+  check_format(p, "fp6-e2m3", 4, 12, 96);
+}
+
+static void unbuilt_formats_are_refused(void **state) {
+  pair *p = *state;
+  aoq_device_info info;
+  assert_int_equal(aoq_device_info_get(p->cl, &info), AOQ_OK);
+  const char *dyn[] = {"int8dq", "fp8dq-row", "mxfp8", "nvfp4"};
+  for (size_t i = 0; i < 4; i++) {
+    aoq_format f;
+    assert_int_equal(aoq_format_parse(dyn[i], &f), AOQ_OK);
+    assert_false(info.linear_formats & (1ull << f.kind));
+    aoq_qweight q = {.kind = f.kind, .bits = 8, .group = 32, .n = 4, .k = 64};
+    void *buf = NULL;
+    assert_int_equal(aoq_dev_alloc(p->cl, 4096, &buf), AOQ_OK);
+    q.qdata = q.scale = q.aux = buf;
+    assert_int_equal(aoq_dev_linear(p->cl, &q, buf, buf, 1, AOQ_DTYPE_BF16, NULL, NULL),
+                     AOQ_EUNSUPPORTED);
+    aoq_dev_free(p->cl, buf);
+  }
+  /* a weight-only format with a scale buffer too small for its layout */
+  aoq_qweight q = {.kind = AOQ_FMT_INT8WO, .bits = 8, .group = 64, .n = 4, .k = 64};
+  void *buf = NULL;
+  assert_int_equal(aoq_dev_alloc(p->cl, 4096, &buf), AOQ_OK);
+  q.qdata = q.scale = buf;
+  q.qdata_bytes = 256, q.scale_bytes = 8;
+  assert_int_equal(aoq_dev_linear(p->cl, &q, buf, buf, 1, AOQ_DTYPE_BF16, NULL, NULL), AOQ_ESHAPE);
+  aoq_dev_free(p->cl, buf);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(int_weight_only_formats_match_cpu),
+      cmocka_unit_test(fp_weight_only_formats_match_cpu),
+      cmocka_unit_test(unbuilt_formats_are_refused),
+  };
+#ifdef AOQ_HAVE_CLHARNESS
+  return cmocka_run_group_tests(tests, pair_setup, pair_teardown);
+#else
+  (void)tests;
+  fprintf(stderr, "SKIPPED: built without the OpenCL harness (AOQ_XPU=OFF or no OpenCL ICD "
+                  "loader at configure time)\n");
+  return 77;
+#endif
+}
