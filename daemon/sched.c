@@ -358,10 +358,17 @@ static long step_model(aoqd_sched *s, aoqd_model *dm) {
       Aoq__TokenEvent e = AOQ__TOKEN_EVENT__INIT;
       e.token = t;
       e.index = (uint32_t)(q->n_out - 1);
+      /* the token's own bytes; the tokenizer allocates the string (streaming only) */
+      char *text = NULL;
+      size_t tl;
+      const aoq_tokenizer *tok = aoq_model_tokenizer(dm->m);
+      if (tok && aoq_tokenizer_decode(tok, &t, 1, 1, &text, &tl) != AOQ_OK) text = NULL;
+      e.text = text ? text : (char *)"";
       r.body_case = AOQ__REPLY__BODY_TOKEN;
       r.token = &e;
       r.more = true;
       send_reply(s, &q->addr, &r);
+      free(text);
     }
     if (stop || q->n_out == q->max_tokens) {
       finish_generate(s, q, stop ? "stop" : "length");
