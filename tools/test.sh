@@ -17,4 +17,4 @@ ctest --test-dir build-test -LE 'gpu|fuzz' --output-on-failure -j "$jobs" --time
 
 echo "fuzz: safetensors for ${fuzz_seconds}s under ASan+UBSan"
 build-test/tests/fuzz/fuzz_safetensors_driver --seconds "$fuzz_seconds" --seed "${AOQ_FUZZ_SEED:-$RANDOM}" \
-  --crash-dir build-test tests/fuzz/corpus/safetensors tests/data/golden
+  --crash-dir build-test tests/fuzz/corpus/safetensors tests/data/golden tests/data/st
