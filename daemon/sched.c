@@ -40,7 +40,7 @@ struct aoqd_sched {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   aoqd_job *head, *tail; /* submitted, not yet taken */
-  int stop, queued, live, busy_work;
+  int stop, queued, live, busy_work, processing;
   void *push;
   uint8_t *scratch;
   seq *seqs[MAX_SEQS];
@@ -590,6 +590,7 @@ static void publish(aoqd_sched *s) {
   pthread_mutex_lock(&s->mu);
   s->live = live + queued;
   s->busy_work = s->o.models->n_work;
+  s->processing = 0;
   pthread_mutex_unlock(&s->mu);
   aoqd_models_publish(s->o.models, mx);
 }
@@ -618,8 +619,13 @@ static void *sched_main(void *arg) {
     aoqd_job *jobs = s->head;
     s->head = s->tail = NULL;
     s->queued = 0;
+    if (jobs) s->processing = 1; /* not idle until publish() has counted what they started */
     int stop = s->stop;
     pthread_mutex_unlock(&s->mu);
+    /* quotas may have changed (aoqctl quota, SIGHUP) while the thread slept */
+    pthread_mutex_lock(&s->o.mx->mu);
+    for (int t = 0; t < s->o.mx->n_tenants; t++) s->quota[t] = s->o.mx->tenants[t].quota;
+    pthread_mutex_unlock(&s->o.mx->mu);
     while (jobs) {
       aoqd_job *next = jobs->next;
       handle(s, jobs);
@@ -691,7 +697,7 @@ void aoqd_sched_submit(aoqd_sched *s, aoqd_job *j) {
 
 int aoqd_sched_idle(aoqd_sched *s) {
   pthread_mutex_lock(&s->mu);
-  int idle = !s->head && s->live == 0 && s->busy_work == 0;
+  int idle = !s->head && !s->processing && s->live == 0 && s->busy_work == 0;
   pthread_mutex_unlock(&s->mu);
   return idle;
 }
