@@ -48,6 +48,10 @@ size_t aoq_cpu_quant_workspace(const aoq_qweight *w, int64_t m) {
   return ws_parts(m, w->k, &a, &b, &c) + 64;
 }
 
+/* Eight-lane vectors of GCC/clang's vector extension: each SIMD clone of rows_task maps them to
+ * its registers (two SSE halves, one AVX register, half an AVX-512 one). */
+typedef float v8f __attribute__((vector_size(32)));
+
 typedef struct qjob {
   const aoq_qweight *w;
   const float *xf;  /* [m,k] the activation operand */
@@ -58,11 +62,12 @@ typedef struct qjob {
   uint16_t *y;
 } qjob;
 
-/* Eight-lane vectors of GCC/clang's vector extension: each SIMD clone of rows_task maps them to
- * its registers (two SSE halves, one AVX register, half an AVX-512 one). */
-typedef float v8f __attribute__((vector_size(32)));
 
-static inline float dot_f32(const float *a, const float *b, int64_t n) {
+/* Adds the eight-lane partial sums of a·b over n elements to *acc (the tail of a row goes into
+ * lane 0); the caller keeps them across chunks and reduces once per output. Pointer, not return
+ * value: a vector return would change the ABI between the SIMD clones. */
+static inline __attribute__((always_inline)) void dot_acc(const float *a, const float *b, int64_t n,
+                                                          v8f *acc) {
   v8f s0 = {0}, s1 = {0};
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -71,10 +76,13 @@ static inline float dot_f32(const float *a, const float *b, int64_t n) {
     memcpy(&b0, b + i, 32), memcpy(&b1, b + i + 8, 32);
     s0 += a0 * b0, s1 += a1 * b1;
   }
-  s0 += s1;
-  float t = ((s0[0] + s0[1]) + (s0[2] + s0[3])) + ((s0[4] + s0[5]) + (s0[6] + s0[7]));
-  for (; i < n; i++) t += a[i] * b[i];
-  return t;
+  for (; i < n; i++) s0[0] += a[i] * b[i];
+  *acc += s0 + s1;
+}
+
+static inline __attribute__((always_inline)) float hsum(const v8f *p) {
+  v8f s = *p;
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
 static inline int32_t dot_i8(const int8_t *a, const int8_t *b, int64_t n) {
@@ -104,7 +112,8 @@ AOQ_SIMD_CLONES static void rows_task(void *arg, int64_t begin, int64_t end) {
     if (r == begin || kind == AOQ_FMT_FP8WO) aoq_cpu_quant_lut(w, r, lut);
     for (int64_t m0 = 0; m0 < m; m0 += MT) {
       int64_t mt = m - m0 < MT ? m - m0 : MT;
-      float acc[MT] = {0};
+      v8f acc[MT];
+      for (int i = 0; i < MT; i++) acc[i] = (v8f){0};
       int32_t iacc[MT] = {0};
       for (int64_t c0 = 0; c0 < k; c0 += CH) {
         int64_t len = k - c0 < CH ? k - c0 : CH;
@@ -116,24 +125,26 @@ AOQ_SIMD_CLONES static void rows_task(void *arg, int64_t begin, int64_t end) {
         aoq_cpu_quant_deq(w, r, c0, len, lut, wbuf);
         if (kind == AOQ_FMT_FP8DQ_BLOCK) {
           float sw = wsc[(r / 128) * j->kb + c0 / 128];
-          for (int64_t i = 0; i < mt; i++)
-            acc[i] += dot_f32(j->xf + (m0 + i) * k + c0, wbuf, len) *
-                      (j->xs[(m0 + i) * j->kb + c0 / 128] * sw);
+          for (int64_t i = 0; i < mt; i++) { /* each 128 block is summed, then scaled (§3) */
+            v8f blk = {0};
+            dot_acc(j->xf + (m0 + i) * k + c0, wbuf, len, &blk);
+            acc[i][0] += hsum(&blk) * (j->xs[(m0 + i) * j->kb + c0 / 128] * sw);
+          }
         } else {
-          for (int64_t i = 0; i < mt; i++) acc[i] += dot_f32(j->xf + (m0 + i) * k + c0, wbuf, len);
+          for (int64_t i = 0; i < mt; i++) dot_acc(j->xf + (m0 + i) * k + c0, wbuf, len, &acc[i]);
         }
       }
       for (int64_t i = 0; i < mt; i++) {
         int64_t mi = m0 + i;
-        float v;
+        float v, a = hsum(&acc[i]);
         switch (kind) {
-        case AOQ_FMT_INT8WO: v = aoq_round_bf16(acc[i]) * aoq_round_bf16(wsc[r]); break;
+        case AOQ_FMT_INT8WO: v = aoq_round_bf16(a) * aoq_round_bf16(wsc[r]); break;
         case AOQ_FMT_INT8DQ: v = aoq_round_bf16((float)iacc[i] * j->xs[mi]) * wsc[r]; break;
-        case AOQ_FMT_FP8DQ: v = acc[i] * j->xs[0] * wsc[0]; break;
-        case AOQ_FMT_FP8DQ_ROW: v = acc[i] * j->xs[mi] * wsc[r]; break;
-        case AOQ_FMT_NVFP4: v = aoq_round_bf16(acc[i]) * j->pts; break;
-        case AOQ_FMT_FP8_INT4: v = acc[i] * j->xs[mi]; break;
-        default: v = acc[i]; break;
+        case AOQ_FMT_FP8DQ: v = a * j->xs[0] * wsc[0]; break;
+        case AOQ_FMT_FP8DQ_ROW: v = a * j->xs[mi] * wsc[r]; break;
+        case AOQ_FMT_NVFP4: v = aoq_round_bf16(a) * j->pts; break;
+        case AOQ_FMT_FP8_INT4: v = a * j->xs[mi]; break;
+        default: v = a; break;
         }
         j->y[mi * N + r] = aoq_f32_to_bf16(v);
       }

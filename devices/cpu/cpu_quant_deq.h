@@ -68,8 +68,16 @@ static inline int aoq_cpu_sext(uint32_t v, int bits) {
     for (int64_t c_ = (c0); c_ < (c0) + (len);) {                                                \
       int64_t gi_ = c_ / (g), e_ = (gi_ + 1) * (g);                                              \
       if (e_ > (c0) + (len)) e_ = (c0) + (len);                                                  \
-      for (uint32_t q_ = 0; q_ < (1u << (bits)); q_++) tab_[q_] = MK(q_, gi_);                  \
       float *o_ = (out) + (c_ - (c0));                                                           \
+      if ((int64_t)(1u << (bits)) > e_ - c_) { /* table longer than the segment: no table */     \
+        for (int64_t j_ = 0; j_ < e_ - c_; j_++) {                                               \
+          uint32_t q_ = (bits) == 8 ? (row)[c_ + j_] : aoq_cpu_bits_get((row), c_ + j_, (bits)); \
+          o_[j_] = MK(q_, gi_);                                                                  \
+        }                                                                                        \
+        c_ = e_;                                                                                 \
+        continue;                                                                                \
+      }                                                                                          \
+      for (uint32_t q_ = 0; q_ < (1u << (bits)); q_++) tab_[q_] = MK(q_, gi_);                  \
       if ((bits) == 4 && !(c_ & 1) && !((e_ - c_) & 1)) {                                        \
         const uint8_t *p_ = (row) + c_ / 2;                                                      \
         for (int64_t j_ = 0; j_ < (e_ - c_) / 2; j_++) {                                         \
