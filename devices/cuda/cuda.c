@@ -348,6 +348,9 @@ static aoq_status cuda_linear(void *ctx, const aoq_qweight *w, const void *x, vo
   if (m == 0) return AOQ_OK;
   if (!x || !y || ((uintptr_t)x & 15))
     return aoq_err(AOQ_EINVAL, "cuda linear: x NULL or not 16-byte aligned, or y NULL");
+  if (!ws && aoq_gk_linear_workspace(w, m) > 0)
+    return aoq_err(AOQ_EINVAL, "cuda linear: format %d needs a workspace of %zu bytes", (int)w->kind,
+                   aoq_gk_linear_workspace(w, m));
   KL(aoq_gk_linear(w, x, y, m, ws, c->num_sms, strm(c, s)), "linear");
   return AOQ_OK;
 }

@@ -40,6 +40,11 @@ size_t aoq_gk_linear_workspace(const aoq_qweight *w, int64_t m);
 int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *y, int64_t m, void *ws,
                   int num_sms, void *stream);
 
+/* Activation quantization of the dynamic formats (act_quant.cu) into the linear workspace:
+ * returns the workspace bytes for m rows of k and the offset of the f32 scales. */
+size_t aoq_gk_act_layout(int64_t m, int64_t k, size_t *off_xs);
+int aoq_gk_act_quant(const aoq_qweight *w, const uint16_t *x, int64_t m, void *ws, void *stream);
+
 int aoq_gk_rmsnorm(const uint16_t *x, const uint16_t *w, uint16_t *y, int64_t m, int64_t n,
                    float eps, void *stream);
 int aoq_gk_add(const uint16_t *a, const uint16_t *b, uint16_t *y, int64_t n, void *stream);

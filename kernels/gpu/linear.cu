@@ -26,6 +26,9 @@
 typedef struct wargs {
   const uint8_t *q;
   const void *scale;
+  const void *aux;  /* device f32[1] per-tensor weight scale (NVFP4WO) */
+  const float *xs;  /* dynamic formats: per-row activation scales [m] (workspace) */
+  const float *xt;  /* dynamic formats: per-tensor value (fp8dq x scale, nvfp4 combined pts) */
   int64_t n, k, row_bytes;
   int group;
 } wargs;
@@ -52,7 +55,7 @@ struct DecBF16 {
 #pragma unroll
     for (int i = 0; i < 4; i++) o[i] = word(r, i);
   }
-  static __device__ float epi(float acc, const wargs &, int64_t) { return acc; }
+  static __device__ float epi(float acc, const wargs &, int64_t, int) { return acc; }
 };
 
 static __device__ __forceinline__ uint32_t pack_bf2(float lo, float hi) {
@@ -83,7 +86,7 @@ struct DecI8 {
 #pragma unroll
     for (int i = 0; i < 4; i++) o[i] = pack_bf2(f[2 * i], f[2 * i + 1]); /* exact: |q| <= 128 */
   }
-  static __device__ float epi(float acc, const wargs &w, int64_t row) {
+  static __device__ float epi(float acc, const wargs &w, int64_t row, int) {
     float s = aoq_round_bf16(((const float *)w.scale)[row]);
     return aoq_round_bf16(acc) * s;
   }
@@ -125,7 +128,7 @@ struct DecFP8 {
       o[2 * h + 1] = pack_bf2(b.x * p.s, b.y * p.s);
     }
   }
-  static __device__ float epi(float acc, const wargs &, int64_t) { return acc; }
+  static __device__ float epi(float acc, const wargs &, int64_t, int) { return acc; }
 };
 
 /* tinygemm int4: 8 nibbles of one word; pairs (j, j+4) go through bf16x2 math, which rounds each
@@ -170,7 +173,110 @@ struct DecI4 {
       o[j] = *(uint32_t *)&d;
     }
   }
-  static __device__ float epi(float acc, const wargs &, int64_t) { return acc; }
+  static __device__ float epi(float acc, const wargs &, int64_t, int) { return acc; }
+};
+
+
+/* raw e4m3 (fp8dq, fp8dq-row): scaled_mm applies the scales to the fp32 sums (§3) */
+struct DecF8Raw {
+  enum { EPL = 16, PAIR = 0 };
+  struct P {};
+  static __device__ P prm(const wargs &, int64_t, int64_t) { return P(); }
+  static __device__ void dec8(const uint4 &r, int sub, const P &, float o[8]) {
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      uint32_t wd = word(r, 2 * sub + h);
+      float2 a = aoq_e4m3x2_to_f32x2(wd), b = aoq_e4m3x2_to_f32x2(wd >> 16);
+      o[4 * h] = a.x, o[4 * h + 1] = a.y, o[4 * h + 2] = b.x, o[4 * h + 3] = b.y;
+    }
+  }
+  static __device__ void dec8p(const uint4 &r, int sub, const P &p, uint32_t o[4]) {
+    float f[8];
+    dec8(r, sub, p, f);
+#pragma unroll
+    for (int i = 0; i < 4; i++) o[i] = pack_bf2(f[2 * i], f[2 * i + 1]); /* exact */
+  }
+};
+struct DecF8Row : DecF8Raw {
+  static __device__ float epi(float acc, const wargs &w, int64_t row, int col) {
+    return acc * w.xs[col] * ((const float *)w.scale)[row];
+  }
+};
+struct DecF8Tensor : DecF8Raw {
+  static __device__ float epi(float acc, const wargs &w, int64_t, int) {
+    return acc * (w.xt[0] * ((const float *)w.scale)[0]);
+  }
+};
+
+/* MXFP8: e4m3 * 2^(e-127), exact; a 16-element chunk lies in one 32-block (§6) */
+struct DecMX8 {
+  enum { EPL = 16, PAIR = 0 };
+  struct P {
+    float s;
+  };
+  static __device__ P prm(const wargs &w, int64_t row, int64_t c) {
+    P p;
+    p.s = aoq_e8m0_to_f32(((const uint8_t *)w.scale)[row * (w.k / 32) + c / 2]);
+    return p;
+  }
+  static __device__ void dec8(const uint4 &r, int sub, const P &p, float o[8]) {
+    DecF8Raw::dec8(r, sub, DecF8Raw::P(), o);
+#pragma unroll
+    for (int i = 0; i < 8; i++) o[i] *= p.s;
+  }
+  static __device__ void dec8p(const uint4 &r, int sub, const P &p, uint32_t o[4]) {
+    float f[8];
+    dec8(r, sub, p, f);
+#pragma unroll
+    for (int i = 0; i < 4; i++) o[i] = pack_bf2(f[2 * i], f[2 * i + 1]);
+  }
+  static __device__ float epi(float acc, const wargs &, int64_t, int) { return acc; }
+};
+
+/* e2m1 nibble -> float: the code's exponent/mantissa bits placed at the top of an fp32 exponent
+ * field are 2^-126 times the value (fp32 subnormal for code 1), so one multiply by 2^126 decodes */
+static __device__ __forceinline__ float e2m1(uint32_t c) {
+  float f = __uint_as_float(((c & 7u) << 22) | ((c & 8u) << 28));
+  return f * 0x1p126f;
+}
+
+/* FP4 (MXFP4: e8m0 per 32; NVFP4: e4m3 per 16; NVFP4WO: also * pts and rounded to bf16) */
+template <int KIND>
+struct DecFP4 {
+  enum { EPL = 32, PAIR = 0 };
+  struct P {
+    float s0, s1, pts;
+  };
+  static __device__ P prm(const wargs &w, int64_t row, int64_t c) {
+    P p;
+    const uint8_t *sc = (const uint8_t *)w.scale;
+    if (KIND == AOQ_FMT_MXFP4) {
+      p.s0 = p.s1 = aoq_e8m0_to_f32(sc[row * (w.k / 32) + c]);
+    } else {
+      p.s0 = aoq_e4m3_to_f32(sc[row * (w.k / 16) + 2 * c]);
+      p.s1 = aoq_e4m3_to_f32(sc[row * (w.k / 16) + 2 * c + 1]);
+    }
+    p.pts = KIND == AOQ_FMT_NVFP4WO ? *(const float *)w.aux : 1.0f;
+    return p;
+  }
+  static __device__ void dec8(const uint4 &r, int sub, const P &p, float o[8]) {
+    uint32_t wd = word(r, sub);
+    float s = sub < 2 ? p.s0 : p.s1;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+      float v = e2m1(wd >> (4 * j)) * s;
+      o[j] = KIND == AOQ_FMT_NVFP4WO ? aoq_round_bf16(v * p.pts) : v;
+    }
+  }
+  static __device__ void dec8p(const uint4 &r, int sub, const P &p, uint32_t o[4]) {
+    float f[8];
+    dec8(r, sub, p, f);
+#pragma unroll
+    for (int i = 0; i < 4; i++) o[i] = pack_bf2(f[2 * i], f[2 * i + 1]);
+  }
+  static __device__ float epi(float acc, const wargs &w, int64_t, int) {
+    return KIND == AOQ_FMT_NVFP4 ? aoq_round_bf16(acc) * w.xt[0] : acc;
+  }
 };
 
 template <class D, int M, int R>
@@ -240,7 +346,7 @@ __global__ void __launch_bounds__(LIN_WARPS * 32)
 #pragma unroll
       for (int i = 0; i < M; i++)
         if (i == lane) v = acc[r][i];
-      y[(int64_t)lane * w.n + row0 + r] = aoq_f32_to_bf16(D::epi(v, w, row0 + r));
+      y[(int64_t)lane * w.n + row0 + r] = aoq_f32_to_bf16(D::epi(v, w, row0 + r, lane));
     }
   }
 }
@@ -337,7 +443,7 @@ __global__ void __launch_bounds__(MW * 32) k_gemv_mma(wargs w, const uint16_t *_
     float v = 0;
 #pragma unroll
     for (int k = 0; k < MW; k++) v += red[k][r][col];
-    y[(int64_t)col * w.n + row] = aoq_f32_to_bf16(D::epi(v, w, row));
+    y[(int64_t)col * w.n + row] = aoq_f32_to_bf16(D::epi(v, w, row, col));
   }
 }
 
@@ -470,7 +576,7 @@ __global__ void __launch_bounds__(128) k_gemm(wargs w, const uint16_t *__restric
   for (int i = tid; i < GB * GB; i += 128) {
     int r = i / GB, c = i % GB;
     if (m0 + r < m && n0 + c < w.n)
-      y[(m0 + r) * w.n + n0 + c] = aoq_f32_to_bf16(D::epi(cs[r * (GB + 4) + c], w, n0 + c));
+      y[(m0 + r) * w.n + n0 + c] = aoq_f32_to_bf16(D::epi(cs[r * (GB + 4) + c], w, n0 + c, (int)(m0 + r)));
   }
 }
 
@@ -486,16 +592,29 @@ static int launch_gemm(const wargs &w, const uint16_t *x, uint16_t *y, int64_t m
 
 extern "C" uint64_t aoq_gk_linear_formats(void) {
   return (1ull << AOQ_FMT_BF16) | (1ull << AOQ_FMT_INT8WO) | (1ull << AOQ_FMT_FP8WO) |
-         (1ull << AOQ_FMT_INT4WO) | (1ull << AOQ_FMT_INT4WO_HQQ);
+         (1ull << AOQ_FMT_INT4WO) | (1ull << AOQ_FMT_INT4WO_HQQ) | (1ull << AOQ_FMT_FP8DQ) |
+         (1ull << AOQ_FMT_FP8DQ_ROW) | (1ull << AOQ_FMT_MXFP8) | (1ull << AOQ_FMT_MXFP4) |
+         (1ull << AOQ_FMT_NVFP4) | (1ull << AOQ_FMT_NVFP4WO);
+}
+
+static bool is_dynamic(aoq_format_kind k) {
+  return k == AOQ_FMT_FP8DQ || k == AOQ_FMT_FP8DQ_ROW || k == AOQ_FMT_MXFP8 ||
+         k == AOQ_FMT_MXFP4 || k == AOQ_FMT_NVFP4;
 }
 
 static int epl_of(aoq_format_kind k) {
   switch (k) {
     case AOQ_FMT_BF16: return 8;
     case AOQ_FMT_INT8WO:
-    case AOQ_FMT_FP8WO: return 16;
+    case AOQ_FMT_FP8WO:
+    case AOQ_FMT_FP8DQ:
+    case AOQ_FMT_FP8DQ_ROW:
+    case AOQ_FMT_MXFP8: return 16;
     case AOQ_FMT_INT4WO:
-    case AOQ_FMT_INT4WO_HQQ: return 32;
+    case AOQ_FMT_INT4WO_HQQ:
+    case AOQ_FMT_MXFP4:
+    case AOQ_FMT_NVFP4:
+    case AOQ_FMT_NVFP4WO: return 32;
     default: return 0;
   }
 }
@@ -511,30 +630,50 @@ extern "C" const char *aoq_gk_linear_check(const aoq_qweight *w) {
     if (w->group < 32 || w->group % 32 || w->k % w->group) return "int4 group must be 32*j and divide k";
     if ((uintptr_t)w->scale & 3) return "int4 scale not 4-byte aligned";
   }
+  if ((w->kind == AOQ_FMT_NVFP4 || w->kind == AOQ_FMT_NVFP4WO) && !w->aux)
+    return "nvfp4 per-tensor scale (aux) NULL";
   return 0;
 }
 
 extern "C" size_t aoq_gk_linear_workspace(const aoq_qweight *w, int64_t m) {
-  (void)w, (void)m;
-  return 0;
+  if (!is_dynamic(w->kind) || m <= 0) return 0;
+  size_t off;
+  return aoq_gk_act_layout(m, w->k, &off);
 }
 
 extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *y, int64_t m,
                              void *ws, int num_sms, void *stream) {
-  (void)ws, (void)num_sms;
+  (void)num_sms;
   aoq_gpu_stream_t st = (aoq_gpu_stream_t)stream;
   wargs a;
   a.q = (const uint8_t *)w->qdata;
   a.scale = w->scale;
+  a.aux = w->aux;
+  a.xs = a.xt = 0;
   a.n = w->n, a.k = w->k, a.group = w->group;
-  a.row_bytes = w->k * (w->kind == AOQ_FMT_BF16 ? 2 : w->kind == AOQ_FMT_INT8WO || w->kind == AOQ_FMT_FP8WO ? 1 : 0);
-  if (w->kind == AOQ_FMT_INT4WO || w->kind == AOQ_FMT_INT4WO_HQQ) a.row_bytes = w->k / 2;
+  a.row_bytes = w->k * 16 / epl_of(w->kind);
+  if (is_dynamic(w->kind)) {
+    if (!ws) return (int)cudaErrorInvalidValue;
+    int rc = aoq_gk_act_quant(w, x, m, ws, stream);
+    if (rc) return rc;
+    size_t off;
+    aoq_gk_act_layout(m, w->k, &off);
+    x = (const uint16_t *)ws;
+    a.xs = (const float *)((const char *)ws + off);
+    a.xt = a.xs + m;
+  }
 #ifdef AOQ_HAVE_GEMM
   if (m > AOQ_GK_GEMV_MAX_M && w->k % GB == 0) {
     switch (w->kind) {
       case AOQ_FMT_BF16: return launch_gemm<DecBF16>(a, x, y, m, st);
       case AOQ_FMT_INT8WO: return launch_gemm<DecI8>(a, x, y, m, st);
       case AOQ_FMT_FP8WO: return launch_gemm<DecFP8>(a, x, y, m, st);
+      case AOQ_FMT_FP8DQ: return launch_gemm<DecF8Tensor>(a, x, y, m, st);
+      case AOQ_FMT_FP8DQ_ROW: return launch_gemm<DecF8Row>(a, x, y, m, st);
+      case AOQ_FMT_MXFP8: return launch_gemm<DecMX8>(a, x, y, m, st);
+      case AOQ_FMT_MXFP4: return launch_gemm<DecFP4<AOQ_FMT_MXFP4>>(a, x, y, m, st);
+      case AOQ_FMT_NVFP4: return launch_gemm<DecFP4<AOQ_FMT_NVFP4>>(a, x, y, m, st);
+      case AOQ_FMT_NVFP4WO: return launch_gemm<DecFP4<AOQ_FMT_NVFP4WO>>(a, x, y, m, st);
       default: return launch_gemm<DecI4>(a, x, y, m, st);
     }
   }
@@ -544,11 +683,19 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
     const uint16_t *xs = x + r0 * w->k;
     uint16_t *ys = y + r0 * w->n;
     int rc;
+    wargs as = a;
+    if (a.xs) as.xs = a.xs + r0;
     switch (w->kind) {
-      case AOQ_FMT_BF16: rc = launch<DecBF16>(a, xs, ys, mm, st); break;
-      case AOQ_FMT_INT8WO: rc = launch<DecI8>(a, xs, ys, mm, st); break;
-      case AOQ_FMT_FP8WO: rc = launch<DecFP8>(a, xs, ys, mm, st); break;
-      default: rc = launch<DecI4>(a, xs, ys, mm, st); break;
+      case AOQ_FMT_BF16: rc = launch<DecBF16>(as, xs, ys, mm, st); break;
+      case AOQ_FMT_INT8WO: rc = launch<DecI8>(as, xs, ys, mm, st); break;
+      case AOQ_FMT_FP8WO: rc = launch<DecFP8>(as, xs, ys, mm, st); break;
+      case AOQ_FMT_FP8DQ: rc = launch<DecF8Tensor>(as, xs, ys, mm, st); break;
+      case AOQ_FMT_FP8DQ_ROW: rc = launch<DecF8Row>(as, xs, ys, mm, st); break;
+      case AOQ_FMT_MXFP8: rc = launch<DecMX8>(as, xs, ys, mm, st); break;
+      case AOQ_FMT_MXFP4: rc = launch<DecFP4<AOQ_FMT_MXFP4>>(as, xs, ys, mm, st); break;
+      case AOQ_FMT_NVFP4: rc = launch<DecFP4<AOQ_FMT_NVFP4>>(as, xs, ys, mm, st); break;
+      case AOQ_FMT_NVFP4WO: rc = launch<DecFP4<AOQ_FMT_NVFP4WO>>(as, xs, ys, mm, st); break;
+      default: rc = launch<DecI4>(as, xs, ys, mm, st); break;
     }
     if (rc) return rc;
   }

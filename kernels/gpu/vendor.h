@@ -21,6 +21,12 @@ typedef hipStream_t aoq_gpu_stream_t;
 typedef hipError_t aoq_gpu_error_t;
 #define AOQ_GPU_SUCCESS hipSuccess
 #define aoq_gpu_get_last_error hipGetLastError
+/* CUDA runtime names used by the launchers in kernels/gpu, mapped for the HIP build */
+#define cudaErrorInvalidValue hipErrorInvalidValue
+#define cudaMemsetAsync hipMemsetAsync
+#define cudaMemcpyAsync hipMemcpyAsync
+#define cudaMemcpyDeviceToDevice hipMemcpyDeviceToDevice
+#define aoq_gpu_memset_async hipMemsetAsync
 #define AOQ_SHFL_XOR(v, m) __shfl_xor((v), (m), 32)
 #define AOQ_SHFL(v, l) __shfl((v), (l), 32)
 #define AOQ_LDG(p) __ldg(p)
@@ -33,6 +39,7 @@ typedef cudaStream_t aoq_gpu_stream_t;
 typedef cudaError_t aoq_gpu_error_t;
 #define AOQ_GPU_SUCCESS cudaSuccess
 #define aoq_gpu_get_last_error cudaGetLastError
+#define aoq_gpu_memset_async cudaMemsetAsync
 #define AOQ_SHFL_XOR(v, m) __shfl_xor_sync(0xffffffffu, (v), (m), 32)
 #define AOQ_SHFL(v, l) __shfl_sync(0xffffffffu, (v), (l), 32)
 #define AOQ_LDG(p) __ldg(p)

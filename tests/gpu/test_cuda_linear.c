@@ -46,6 +46,43 @@ static void make_weight(const qcase *c, int64_t n, int64_t k, aoq_qweight *w, ui
       w->qdata = q, w->scale = s;
       break;
     }
+    case AOQ_FMT_FP8DQ:
+    case AOQ_FMT_FP8DQ_ROW:
+    case AOQ_FMT_MXFP8: {
+      int mx = c->kind == AOQ_FMT_MXFP8;
+      w->bits = 8, w->qdata_bytes = (size_t)(n * k);
+      w->scale_bytes = mx ? (size_t)(n * k / 32) : c->kind == AOQ_FMT_FP8DQ ? 4 : (size_t)n * 4;
+      if (mx) w->group = 32;
+      uint8_t *q = malloc(w->qdata_bytes), *sc = malloc(w->scale_bytes);
+      for (int64_t i = 0; i < n * k; i++) {
+        q[i] = (uint8_t)rnd_u64();
+        if ((q[i] & 0x7f) == 0x7f) q[i] ^= 1;
+      }
+      if (mx)
+        for (size_t i = 0; i < w->scale_bytes; i++) sc[i] = (uint8_t)(118 + rnd_u64() % 8);
+      else
+        for (size_t i = 0; i < w->scale_bytes / 4; i++) ((float *)sc)[i] = 0.002f + 0.01f * fabsf(urnd());
+      w->qdata = q, w->scale = sc;
+      break;
+    }
+    case AOQ_FMT_MXFP4:
+    case AOQ_FMT_NVFP4:
+    case AOQ_FMT_NVFP4WO: {
+      int bs = c->kind == AOQ_FMT_MXFP4 ? 32 : 16;
+      w->bits = 4, w->group = bs, w->qdata_bytes = (size_t)(n * k / 2);
+      w->scale_bytes = (size_t)(n * k / bs);
+      uint8_t *q = malloc(w->qdata_bytes), *sc = malloc(w->scale_bytes);
+      for (size_t i = 0; i < w->qdata_bytes; i++) q[i] = (uint8_t)rnd_u64();
+      for (size_t i = 0; i < w->scale_bytes; i++)
+        sc[i] = bs == 32 ? (uint8_t)(120 + rnd_u64() % 6) : (uint8_t)(0x28 + rnd_u64() % 0x30);
+      if (bs == 16) {
+        float *pts = malloc(4);
+        *pts = 0.0123f;
+        w->aux = pts, w->aux_bytes = 4;
+      }
+      w->qdata = q, w->scale = sc;
+      break;
+    }
     default: { /* INT4WO / HQQ: tinygemm dequant (q - 8) * s + z, bf16 steps */
       int64_t ng = k / w->group;
       w->bits = 4, w->qdata_bytes = (size_t)(n * k / 2), w->scale_bytes = (size_t)(n * ng * 4);
@@ -72,11 +109,19 @@ static void make_weight(const qcase *c, int64_t n, int64_t k, aoq_qweight *w, ui
 
 static void run_case(const qcase *c, int64_t n, int64_t k, const int *ms, int nm) {
   aoq_qweight hw, dw;
-  uint16_t *wref = malloc((size_t)(n * k * 2));
+  uint16_t *wref = calloc((size_t)(n * k), 2);
   make_weight(c, n, k, &hw, wref);
   dw = hw;
   dw.qdata = dev_upload(g_gpu, hw.qdata, hw.qdata_bytes);
   dw.scale = hw.scale ? dev_upload(g_gpu, hw.scale, hw.scale_bytes) : NULL;
+  dw.aux = hw.aux ? dev_upload(g_gpu, hw.aux, hw.aux_bytes) : NULL;
+  /* the CPU backend's linear on the same packed bytes: the reference of every format */
+  aoq_qweight pw = hw;
+  pw.qdata = dev_upload(g_cpu, hw.qdata, hw.qdata_bytes);
+  pw.scale = hw.scale ? dev_upload(g_cpu, hw.scale, hw.scale_bytes) : NULL;
+  pw.aux = hw.aux ? dev_upload(g_cpu, hw.aux, hw.aux_bytes) : NULL;
+  bool has_ref = c->kind == AOQ_FMT_BF16 || c->kind == AOQ_FMT_INT8WO || c->kind == AOQ_FMT_FP8WO ||
+                 c->kind == AOQ_FMT_INT4WO || c->kind == AOQ_FMT_INT4WO_HQQ;
   aoq_qweight cw = {AOQ_FMT_BF16, 16, (int)k, n, k, dev_upload(g_cpu, wref, (size_t)(n * k * 2)),
                     NULL, NULL, NULL, (size_t)(n * k * 2), 0, 0, 0};
   for (int mi = 0; mi < nm; mi++) {
@@ -89,6 +134,28 @@ static void run_case(const qcase *c, int64_t n, int64_t k, const int *ms, int nm
     assert_int_equal(aoq_dev_linear(g_gpu, &dw, gx, gy, m, AOQ_DTYPE_BF16, ws, NULL), AOQ_OK);
     assert_int_equal(aoq_dev_linear(g_cpu, &cw, cx, cy, m, AOQ_DTYPE_BF16, NULL, NULL), AOQ_OK);
     uint16_t *yg = dev_download(g_gpu, gy, (size_t)(m * n * 2));
+    {
+      size_t pwsz = aoq_dev_linear_workspace(g_cpu, &pw, m);
+      void *pws = pwsz ? dev_upload(g_cpu, NULL, pwsz) : NULL, *py = dev_upload(g_cpu, NULL, (size_t)(m * n * 2));
+      assert_int_equal(aoq_dev_linear(g_cpu, &pw, cx, py, m, AOQ_DTYPE_BF16, pws, NULL), AOQ_OK);
+      uint16_t *yp = dev_download(g_cpu, py, (size_t)(m * n * 2));
+      double am = 0;
+      for (int64_t i = 0; i < m * n; i++) am = fmax(am, fabs(aoq_bf16_to_f32(yp[i])));
+      char w2[96];
+      snprintf(w2, sizeof w2, "%s [%lld x %lld] m=%lld vs cpu packed", c->name, (long long)n,
+               (long long)k, (long long)m);
+      double rt = c->kind == AOQ_FMT_INT8WO || c->kind == AOQ_FMT_NVFP4 ? 2.0 / 128 : 1.0 / 128;
+      check_close(w2, yg, yp, m * n, am * 1e-3, rt);
+      assert_true(count_diff(yg, yp, m * n) <= m * n / 4);
+      free(yp);
+      aoq_dev_free(g_cpu, pws), aoq_dev_free(g_cpu, py);
+    }
+    if (!has_ref) {
+      free(hx), free(yg);
+      aoq_dev_free(g_gpu, gx), aoq_dev_free(g_gpu, gy), aoq_dev_free(g_gpu, ws);
+      aoq_dev_free(g_cpu, cx), aoq_dev_free(g_cpu, cy);
+      continue;
+    }
     uint16_t *yc = dev_download(g_cpu, cy, (size_t)(m * n * 2));
     double rtol = 1.0 / 128;
     if (c->kind == AOQ_FMT_INT8WO) { /* torchao post-scale: rnd(rnd(x.q) * rnd(s)) */
@@ -110,7 +177,9 @@ static void run_case(const qcase *c, int64_t n, int64_t k, const int *ms, int nm
     aoq_dev_free(g_cpu, cx), aoq_dev_free(g_cpu, cy);
   }
   aoq_dev_free(g_gpu, dw.qdata), aoq_dev_free(g_gpu, dw.scale), aoq_dev_free(g_cpu, cw.qdata);
-  free(hw.qdata), free(hw.scale), free(wref);
+  aoq_dev_free(g_gpu, dw.aux), aoq_dev_free(g_cpu, pw.qdata), aoq_dev_free(g_cpu, pw.scale);
+  aoq_dev_free(g_cpu, pw.aux);
+  free(hw.qdata), free(hw.scale), free(hw.aux), free(wref);
 }
 
 static const qcase cases[] = {
@@ -118,6 +187,9 @@ static const qcase cases[] = {
     {AOQ_FMT_FP8WO, 0, "fp8wo"},       {AOQ_FMT_INT4WO, 32, "int4wo-32"},
     {AOQ_FMT_INT4WO, 64, "int4wo-64"}, {AOQ_FMT_INT4WO, 128, "int4wo-128"},
     {AOQ_FMT_INT4WO, 256, "int4wo-256"}, {AOQ_FMT_INT4WO_HQQ, 64, "int4wo-hqq-64"},
+    {AOQ_FMT_FP8DQ, 0, "fp8dq"},       {AOQ_FMT_FP8DQ_ROW, 0, "fp8dq-row"},
+    {AOQ_FMT_MXFP8, 32, "mxfp8"},      {AOQ_FMT_MXFP4, 32, "mxfp4"},
+    {AOQ_FMT_NVFP4, 16, "nvfp4"},      {AOQ_FMT_NVFP4WO, 16, "nvfp4wo"},
 };
 
 static void test_linear_all_formats(void **state) {

@@ -25,7 +25,10 @@ static const gcfg cfgs[] = {
     {"bf16", AOQ_FMT_BF16, 0},         {"int8wo", AOQ_FMT_INT8WO, 0},
     {"fp8wo", AOQ_FMT_FP8WO, 0},       {"int4wo-32", AOQ_FMT_INT4WO, 32},
     {"int4wo-64", AOQ_FMT_INT4WO, 64}, {"int4wo-128", AOQ_FMT_INT4WO, 128},
-    {"int4wo-256", AOQ_FMT_INT4WO, 256},
+    {"int4wo-256", AOQ_FMT_INT4WO, 256}, {"fp8dq", AOQ_FMT_FP8DQ, 0},
+    {"fp8dq-row", AOQ_FMT_FP8DQ_ROW, 0}, {"mxfp8", AOQ_FMT_MXFP8, 32},
+    {"mxfp4", AOQ_FMT_MXFP4, 32},      {"nvfp4", AOQ_FMT_NVFP4, 16},
+    {"nvfp4wo", AOQ_FMT_NVFP4WO, 16},
 };
 
 static const struct {
@@ -41,7 +44,9 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: aoq-bench gemv [--device NAME] [--config CFG|all] [--m LIST] [--repeat R]\n"
           "  Times y[m,n] = x[m,k] @ W^T for the Llama-3.1-8B shapes (qkv, o, gate+up, down,\n"
-          "  lm_head) with W packed in CFG (bf16, int8wo, fp8wo, int4wo-32/64/128/256, or all).\n"
+          "  lm_head) with W packed in CFG (bf16, int8wo, fp8wo, int4wo-32/64/128/256, fp8dq,\n"
+          "  fp8dq-row, mxfp8, mxfp4, nvfp4, nvfp4wo, or all). Dynamic formats include their\n"
+          "  activation quantization.\n"
           "  Defaults: --device cuda:0 --config all --m 1 --repeat 20.\n");
 }
 
@@ -58,7 +63,17 @@ static void fill_plan(const gcfg *c, int64_t n, int64_t k, aoq_qweight *w) {
   switch (c->kind) {
     case AOQ_FMT_BF16: w->bits = 16, w->qdata_bytes = (size_t)(n * k * 2); break;
     case AOQ_FMT_INT8WO:
-    case AOQ_FMT_FP8WO: w->bits = 8, w->qdata_bytes = (size_t)(n * k), w->scale_bytes = (size_t)n * 4; break;
+    case AOQ_FMT_FP8WO:
+    case AOQ_FMT_FP8DQ_ROW: w->bits = 8, w->qdata_bytes = (size_t)(n * k), w->scale_bytes = (size_t)n * 4; break;
+    case AOQ_FMT_FP8DQ: w->bits = 8, w->qdata_bytes = (size_t)(n * k), w->scale_bytes = 4; break;
+    case AOQ_FMT_MXFP8: w->bits = 8, w->qdata_bytes = (size_t)(n * k), w->scale_bytes = (size_t)(n * k / 32); break;
+    case AOQ_FMT_MXFP4:
+    case AOQ_FMT_NVFP4:
+    case AOQ_FMT_NVFP4WO:
+      w->bits = 4, w->qdata_bytes = (size_t)(n * k / 2);
+      w->scale_bytes = (size_t)(n * k / w->group);
+      w->aux_bytes = c->kind == AOQ_FMT_MXFP4 ? 0 : 4;
+      break;
     default:
       w->bits = 4, w->qdata_bytes = (size_t)(n * k / 2);
       w->scale_bytes = (size_t)(n * (k / w->group) * 4);
@@ -72,8 +87,13 @@ static void fill_host(const gcfg *c, uint8_t *q, size_t qb, uint8_t *s, size_t s
     if (c->kind == AOQ_FMT_BF16) r &= 0xbfffbfffbfffbfffull; /* finite, |w| < 2 */
     memcpy(q + i, &r, qb - i < 8 ? qb - i : 8);
   }
-  if (c->kind == AOQ_FMT_INT8WO || c->kind == AOQ_FMT_FP8WO) {
+  if (c->kind == AOQ_FMT_INT8WO || c->kind == AOQ_FMT_FP8WO || c->kind == AOQ_FMT_FP8DQ ||
+      c->kind == AOQ_FMT_FP8DQ_ROW) {
     for (size_t i = 0; i < sb / 4; i++) ((float *)s)[i] = 0.01f;
+  } else if (c->kind == AOQ_FMT_MXFP8 || c->kind == AOQ_FMT_MXFP4) {
+    memset(s, 120, sb);
+  } else if (c->kind == AOQ_FMT_NVFP4 || c->kind == AOQ_FMT_NVFP4WO) {
+    memset(s, 0x38, sb);
   } else if (sb) {
     for (size_t i = 0; i < sb / 2; i++) ((uint16_t *)s)[i] = aoq_f32_to_bf16(i % 2 ? 0.f : 0.01f);
   }
@@ -222,6 +242,11 @@ int aoq_bench_gemv(int argc, char **argv) {
         if (hs && (aoq_dev_alloc(d, plan.scale_bytes, &w[i].scale) ||
                    aoq_dev_copy_h2d(d, w[i].scale, hs, plan.scale_bytes, NULL)))
           return fail("scale upload");
+        if (plan.aux_bytes) {
+          const float pts = 0.01f;
+          if (aoq_dev_alloc(d, 4, &w[i].aux) || aoq_dev_copy_h2d(d, w[i].aux, &pts, 4, NULL))
+            return fail("aux upload");
+        }
       }
       free(hq), free(hs);
       for (int mi = 0; mi < nm; mi++) {
@@ -239,7 +264,8 @@ int aoq_bench_gemv(int argc, char **argv) {
                (long long)ms[mi], t * 1e3, (double)bytes / 1e6, gbs, 100.0 * gbs / copy_gbs);
         aoq_dev_free(d, la.x), aoq_dev_free(d, la.y), aoq_dev_free(d, la.ws);
       }
-      for (int i = 0; i < copies; i++) aoq_dev_free(d, w[i].qdata), aoq_dev_free(d, w[i].scale);
+      for (int i = 0; i < copies; i++)
+        aoq_dev_free(d, w[i].qdata), aoq_dev_free(d, w[i].scale), aoq_dev_free(d, w[i].aux);
     }
   }
   aoq_device_close(d);

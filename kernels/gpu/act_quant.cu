@@ -1,0 +1,136 @@
+/*
+ * act_quant.cu — activation quantization of the dynamic formats, on the device, bit-exact with
+ * core/act_quant.c and the CPU backend: the same scale rules and element codecs
+ * (base/numerics.h), and every reduction is a max (order-free). The quantized activations are
+ * written back as their exact values in bf16 (every e4m3 / e2m1 element times its power-of-two
+ * or e4m3 block scale is a bf16 value), the GEMM operand of linear.cu; the scales the epilogues
+ * need go to xs (per row) and xt (per tensor).
+ *
+ * Workspace: xb bf16 [m, k] | xs f32 [m] | xt f32 | amax u32 (see aoq_gk_act_layout).
+ */
+#include "kernels/gpu/vendor.h"
+
+#include "base/numerics.h"
+#include "kernels/gpu/gpu_kernels.h"
+
+static size_t al256(size_t b) { return (b + 255) & ~(size_t)255; }
+
+extern "C" size_t aoq_gk_act_layout(int64_t m, int64_t k, size_t *off_xs) {
+  *off_xs = al256((size_t)(m * k) * 2);
+  return *off_xs + al256((size_t)(m + 2) * 4);
+}
+
+/* max over the bf16 magnitude bits of the whole tensor (NaN bits sort above inf) */
+__global__ void k_amax_bits(const uint16_t *__restrict__ x, int64_t n, unsigned *out) {
+  unsigned a = 0;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    a = max(a, (unsigned)(x[i] & 0x7fffu));
+  for (int o = 16; o > 0; o >>= 1) a = max(a, (unsigned)AOQ_SHFL_XOR(a, o));
+  if ((threadIdx.x & 31) == 0) atomicMax(out, a);
+}
+
+/* fp8 e4m3 per row (kind FP8DQ_ROW) or per tensor (FP8DQ): one block per row */
+__global__ void k_quant_fp8(const uint16_t *__restrict__ x, int64_t k, int per_tensor,
+                            uint16_t *__restrict__ xb, float *xs, float *xt,
+                            const unsigned *amax_all) {
+  __shared__ unsigned sh[32];
+  const uint16_t *xr = x + blockIdx.x * k;
+  unsigned a;
+  if (per_tensor) {
+    a = *amax_all;
+  } else {
+    a = 0;
+    for (int64_t i = threadIdx.x; i < k; i += blockDim.x) a = max(a, (unsigned)(xr[i] & 0x7fffu));
+    for (int o = 16; o > 0; o >>= 1) a = max(a, (unsigned)AOQ_SHFL_XOR(a, o));
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = a;
+    __syncthreads();
+    a = 0;
+    for (int i = 0; i < (int)blockDim.x / 32; i++) a = max(a, sh[i]);
+  }
+  /* aoq_amax_bf16 returns the first NaN it meets; any NaN gives a NaN scale all the same */
+  float s = aoq_fp8_scale(aoq_bf16_to_f32((uint16_t)a), AOQ_E4M3_MAX);
+  if (threadIdx.x == 0) {
+    if (per_tensor) {
+      if (blockIdx.x == 0) *xt = s;
+    } else {
+      xs[blockIdx.x] = s;
+    }
+  }
+  uint16_t *br = xb + blockIdx.x * k;
+  for (int64_t i = threadIdx.x; i < k; i += blockDim.x)
+    br[i] = aoq_f32_to_bf16(aoq_e4m3_to_f32(aoq_f32_to_e4m3(aoq_bf16_to_f32(xr[i]) / s)));
+}
+
+/* MX (RCEIL) blocks of 32: one thread per block, aoq_mx_quant_row's steps for that block */
+__global__ void k_quant_mx(const uint16_t *__restrict__ x, int64_t m, int64_t k, int fp4,
+                           uint16_t *__restrict__ xb) {
+  int64_t nb = m * (k / 32);
+  for (int64_t b = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; b < nb;
+       b += (int64_t)gridDim.x * blockDim.x) {
+    const uint16_t *xr = x + b * 32;
+    uint8_t q[32], e;
+    aoq_mx_quant_row(xr, 32, fp4, q, &e);
+    float sc = aoq_e8m0_to_f32(e);
+    for (int i = 0; i < 32; i++) {
+      float v = fp4 ? aoq_e2m1_to_f32((uint8_t)(q[i / 2] >> (4 * (i & 1)))) : aoq_e4m3_to_f32(q[i]);
+      xb[b * 32 + i] = aoq_f32_to_bf16(v * sc);
+    }
+  }
+}
+
+/* NVFP4 blocks of 16 with the activation's per-tensor scale pts_x = amax / 2688 */
+__global__ void k_quant_nvfp4(const uint16_t *__restrict__ x, int64_t m, int64_t k,
+                              uint16_t *__restrict__ xb, const unsigned *amax_all,
+                              const float *pts_w, float *xt) {
+  float pts = aoq_nvfp4_tensor_scale(aoq_bf16_to_f32((uint16_t)*amax_all));
+  if (blockIdx.x == 0 && threadIdx.x == 0) *xt = aoq_round_bf16(pts * *pts_w);
+  int64_t nb = m * (k / 16);
+  for (int64_t b = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; b < nb;
+       b += (int64_t)gridDim.x * blockDim.x) {
+    uint8_t q[8], sb;
+    aoq_nvfp4_quant_row(x + b * 16, 16, pts, q, &sb);
+    float sc = aoq_e4m3_to_f32(sb);
+    for (int i = 0; i < 16; i++)
+      xb[b * 16 + i] = aoq_f32_to_bf16(aoq_e2m1_to_f32((uint8_t)(q[i / 2] >> (4 * (i & 1)))) * sc);
+  }
+}
+
+static unsigned grid_for(int64_t n, int t) {
+  int64_t g = (n + t - 1) / t;
+  return (unsigned)(g < 1 ? 1 : g > 4096 ? 4096 : g);
+}
+
+extern "C" int aoq_gk_act_quant(const aoq_qweight *w, const uint16_t *x, int64_t m, void *ws,
+                                void *stream) {
+  aoq_gpu_stream_t st = (aoq_gpu_stream_t)stream;
+  const int64_t k = w->k;
+  size_t off;
+  aoq_gk_act_layout(m, k, &off);
+  uint16_t *xb = (uint16_t *)ws;
+  float *xs = (float *)((char *)ws + off), *xt = xs + m;
+  unsigned *amax = (unsigned *)(xt + 1);
+  int per_tensor = w->kind == AOQ_FMT_FP8DQ || w->kind == AOQ_FMT_NVFP4;
+  if (per_tensor) {
+    aoq_gpu_error_t e = aoq_gpu_memset_async(amax, 0, sizeof *amax, st);
+    if (e != AOQ_GPU_SUCCESS) return (int)e;
+    k_amax_bits<<<grid_for(m * k, 1024), 256, 0, st>>>(x, m * k, amax);
+  }
+  switch (w->kind) {
+    case AOQ_FMT_FP8DQ:
+    case AOQ_FMT_FP8DQ_ROW:
+      k_quant_fp8<<<(unsigned)m, 256, 0, st>>>(x, k, per_tensor, xb, xs, xt, amax);
+      break;
+    case AOQ_FMT_MXFP8:
+    case AOQ_FMT_MXFP4:
+      k_quant_mx<<<grid_for(m * k / 32, 128), 128, 0, st>>>(x, m, k, w->kind == AOQ_FMT_MXFP4, xb);
+      break;
+    case AOQ_FMT_NVFP4:
+      k_quant_nvfp4<<<grid_for(m * k / 16, 128), 128, 0, st>>>(x, m, k, xb, amax,
+                                                               (const float *)w->aux, xt);
+      break;
+    default:
+      return 0;
+  }
+  return (int)aoq_gpu_get_last_error();
+}
