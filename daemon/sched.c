@@ -74,12 +74,10 @@ static void send_reply(aoqd_sched *s, const aoqd_addr *a, Aoq__Reply *r) {
     return;
   }
   aoq__reply__pack(r, buf);
-  size_t alen = offsetof(aoqd_addr, rid) + a->rid_len;
   aoqd_addr hdr = *a;
   /* req_id travels inside the packed reply; the header only routes */
   if (zmq_send(s->push, &hdr, sizeof hdr, ZMQ_SNDMORE) < 0 || zmq_send(s->push, buf, n, 0) < 0)
     AOQ_ERROR("scheduler reply lost|errno=%d", errno);
-  (void)alen;
   if (buf != s->scratch) free(buf);
 }
 

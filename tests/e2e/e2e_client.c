@@ -13,6 +13,8 @@
  * Endpoints: $AOQ_ENDPOINT, $AOQ_ADMIN_ENDPOINT.
  */
 #include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,6 +190,11 @@ static void expect_error(Aoq__Reply *r, aoq_status want, const char *what) {
   aoq__reply__free_unpacked(r, NULL);
 }
 
+static int cancel_cb(void *ctx, int32_t t, const char *text) {
+  (void)t, (void)text;
+  return ++*(int *)ctx >= 3;
+}
+
 static int mode_hostile(void) {
   char ep[600];
   aoq_wire_default_endpoint(0, ep, sizeof ep);
@@ -290,6 +297,39 @@ static int mode_hostile(void) {
   int finite = 0;
   for (int i = 0; i < 512; i++) finite += lg[i] == lg[i] && lg[i] != 0.0f;
   if (finite < 256) FAIL("forward logits look empty (%d nonzero finite)", finite);
+  /* a buffer the daemon creates, and one the caller made with shm_open, serve like any other */
+  aoq_buffer *xr, *yu;
+  CHECK(a, aoq_buffer_create_remote(a, 4 * 768 * 2, &xr));
+  fill_x(aoq_buffer_map(xr, NULL), 4 * 768, 1);
+  char name[64];
+  snprintf(name, sizeof name, "/aoq-e2e-%d", (int)getpid());
+  int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+  if (fd < 0 || ftruncate(fd, 4 * 256 * 2) != 0) FAIL("shm_open %s", name);
+  close(fd);
+  CHECK(a, aoq_buffer_register(a, name, 4 * 256 * 2, &yu));
+  CHECK(a, aoq_matmul(a, MODEL, "layers.0.mlp.down_proj", xr, 0, yu, 0, 4, NULL, NULL));
+  uint64_t h_user = fnv(aoq_buffer_map(yu, NULL), 4 * 256 * 2);
+  CHECK(a, aoq_matmul(a, MODEL, "layers.0.mlp.down_proj", xa, 0, ya, 0, 4, NULL, NULL));
+  uint64_t h_lib = fnv(aoq_buffer_map(ya, NULL), 4 * 256 * 2);
+  if (h_user != h_lib) FAIL("same matmul through daemon-made/user-made buffers differs");
+  CHECK(a, aoq_buffer_free(xr));
+  CHECK(a, aoq_buffer_free(yu));
+  shm_unlink(name);
+  printf("ok daemon-made and user-registered buffers\n");
+  /* cancel from the token callback: the generation stops early, the handle stays usable */
+  int seen = 0;
+  aoq_gen_params gp = {0};
+  gp.max_tokens = 500;
+  gp.stop_tokens = (int32_t[]){-1};
+  gp.n_stop_tokens = 1;
+  aoq_gen_result gr;
+  aoq_status cs = aoq_generate_ex(a, MODEL, "cancel me", NULL, 0, &gp, cancel_cb, &seen, &gr);
+  if (cs != AOQ_ECANCELED) FAIL("cancel from the callback returned %s", aoq_strerror(cs));
+  if (strcmp(gr.finish_reason, "cancel") || gr.n_tokens >= 500)
+    FAIL("cancelled generation: %s after %zu tokens", gr.finish_reason, gr.n_tokens);
+  printf("ok cancel from callback after %d events: %s, %zu tokens\n", seen, gr.finish_reason, gr.n_tokens);
+  aoq_gen_result_free(&gr);
+  CHECK(a, aoq_ping(a));
   aoq_disconnect(a);
   aoq_disconnect(b);
   printf("ok daemon still serving\n");

@@ -103,10 +103,13 @@ static void default_aoqd(char *out, size_t n) {
     char *slash = strrchr(self, '/');
     if (slash) {
       *slash = 0;
-      snprintf(out, n, "%s/daemon/aoqd", self); /* build tree */
-      if (access(out, X_OK) == 0) return;
-      snprintf(out, n, "%s/aoqd", self); /* installed beside aoq-bench */
-      if (access(out, X_OK) == 0) return;
+      const char *cand[2] = {"/daemon/aoqd", "/aoqd"}; /* build tree; installed beside aoq-bench */
+      for (int i = 0; i < 2; i++) {
+        if (strlen(self) + strlen(cand[i]) >= n) continue;
+        strcpy(out, self);
+        strcat(out, cand[i]);
+        if (access(out, X_OK) == 0) return;
+      }
     }
   }
   snprintf(out, n, "aoqd");
