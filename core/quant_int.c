@@ -61,34 +61,35 @@ static void dequant_int8(const aoq_qweight *q, uint16_t *out) {
  * qdata u8[n, k/2] even k in the low nibble; scale bf16[n, k/g, 2] = {s, z}.
  * ------------------------------------------------------------------------------------------ */
 
+void aoq_int4_tinygemm_group(const uint16_t *x, int g, uint8_t *row, int64_t e0, uint16_t *sz) {
+  float mn = INFINITY, mx = -INFINITY;
+  for (int i = 0; i < g; i++) {
+    float v = sanitize(bf16v(x, i), INT4_TINYGEMM_LIM);
+    mn = fminf(mn, v);
+    mx = fmaxf(mx, v);
+  }
+  float s = fmaxf(bf(bf(mx - mn) / 15.0f), BF16_SMALLEST_NORMAL);
+  float s8 = bf(s * 8.0f);
+  float z = bf(mn + s8);
+  float minv = bf(z - s8);
+  sz[0] = aoq_f32_to_bf16(s);
+  sz[1] = aoq_f32_to_bf16(z);
+  for (int i = 0; i < g; i++) {
+    float v = sanitize(bf16v(x, i), INT4_TINYGEMM_LIM);
+    int u = round_clamp(bf(bf(v - minv) / s), 0, 15);
+    int64_t e = e0 + i;
+    row[e / 2] = (uint8_t)((row[e / 2] & (0xf0u >> ((e & 1) * 4))) | (u << ((e & 1) * 4)));
+  }
+}
+
 static void quant_int4_tinygemm(const uint16_t *w, aoq_qweight *q) {
   int64_t ng = q->k / q->group;
-  uint8_t *qd = q->qdata;
   uint16_t *sz = q->scale;
-  memset(qd, 0, q->qdata_bytes);
-  for (int64_t r = 0; r < q->n; r++) {
-    for (int64_t g = 0; g < ng; g++) {
-      const uint16_t *x = w + r * q->k + g * q->group;
-      float mn = INFINITY, mx = -INFINITY;
-      for (int i = 0; i < q->group; i++) {
-        float v = sanitize(bf16v(x, i), INT4_TINYGEMM_LIM);
-        mn = fminf(mn, v);
-        mx = fmaxf(mx, v);
-      }
-      float s = fmaxf(bf(bf(mx - mn) / 15.0f), BF16_SMALLEST_NORMAL);
-      float s8 = bf(s * 8.0f);
-      float z = bf(mn + s8);
-      float minv = bf(z - s8);
-      sz[(r * ng + g) * 2] = aoq_f32_to_bf16(s);
-      sz[(r * ng + g) * 2 + 1] = aoq_f32_to_bf16(z);
-      for (int i = 0; i < q->group; i++) {
-        float v = sanitize(bf16v(x, i), INT4_TINYGEMM_LIM);
-        int u = round_clamp(bf(bf(v - minv) / s), 0, 15);
-        int64_t e = g * q->group + i;
-        qd[r * (q->k / 2) + e / 2] |= (uint8_t)(u << ((e & 1) * 4));
-      }
-    }
-  }
+  for (int64_t r = 0; r < q->n; r++)
+    for (int64_t g = 0; g < ng; g++)
+      aoq_int4_tinygemm_group(w + r * q->k + g * q->group, q->group,
+                              (uint8_t *)q->qdata + r * (q->k / 2), g * q->group,
+                              sz + (r * ng + g) * 2);
 }
 
 static void dequant_int4_tinygemm(const aoq_qweight *q, uint16_t *out) {

@@ -19,7 +19,31 @@
 #define AOQ_HQQ_LIM 16384.0f
 
 static inline float bf(float x) { return aoq_round_bf16(x); }
-static inline float hf(float x) { return aoq_f16_to_f32(aoq_f32_to_f16(x)); }
+/* Round to the nearest fp16 value (RNE), returned as fp32, without a trip through the 16-bit
+ * encoding: normal range: drop 13 mantissa bits (RNE on the bits); subnormal range: round to a
+ * multiple of 2^-24 by adding and removing 0.5 (whose ulp is 2^-24); overflow, Inf and NaN take
+ * the full conversion. Identical to aoq_f16_to_f32(aoq_f32_to_f16(x)) for every float (checked
+ * exhaustively). */
+static inline float hf(float x) {
+  uint32_t u = aoq_f32_bits(x), a = u & 0x7fffffffu;
+  if (a < 0x477ff000u) {
+    if (a >= 0x38800000u) {
+      u += 0xfffu + ((u >> 13) & 1u);
+      return aoq_bits_f32(u & ~0x1fffu);
+    }
+    return copysignf((fabsf(x) + 0.5f) - 0.5f, x);
+  }
+  return aoq_f16_to_f32(aoq_f32_to_f16(x));
+}
+
+/* The fp16 encoding (without sign) of |x| when x is already an fp16 value. */
+static inline uint32_t hf_index(float x) {
+  uint32_t a = aoq_f32_bits(x) & 0x7fffffffu;
+  if (a >= 0x38800000u && a < 0x47800000u) return (a - 0x38000000u) >> 13;
+  if (a < 0x38800000u) return (uint32_t)(aoq_bits_f32(a) * 16777216.0f);
+  return aoq_f32_to_f16(x) & 0x7fffu;
+}
+
 static inline float bf16v(const uint16_t *p, int64_t i) { return aoq_bf16_to_f32(p[i]); }
 
 /* docs/formats.md "Non-finite and huge inputs": NaN quantizes as 0, everything else is clamped to
@@ -63,6 +87,10 @@ static inline int aoq_sext(uint32_t v, int bits) {
 /* torchao's Int4TilePackedTo4dTensor pads the weight to these before quantizing. */
 static inline int64_t aoq_int4_pad_n(int64_t n) { return (n + 7) / 8 * 8; }
 static inline int64_t aoq_int4_pad_k(int64_t k) { return (k + 1023) / 1024 * 1024; }
+
+/* Tinygemm qparams and codes of one group of g bf16 values x (core/quant_int.c): codes go to
+ * elements e0.. of the uint4 row (even element low nibble), {scale, zero} to sz[0..1]. */
+void aoq_int4_tinygemm_group(const uint16_t *x, int g, uint8_t *row, int64_t e0, uint16_t *sz);
 
 /* HQQ qparams + codes for INT4WO_HQQ (spec/formats.md §4), core/quant_int_hqq.c. */
 aoq_status aoq_quant_int4_hqq(const uint16_t *w_bf16, aoq_qweight *w);

@@ -254,6 +254,12 @@ static void int4_hqq_improves_on_min_max_and_zero_groups_are_exact(void **state)
   qres h2 = quant("int4wo-64-hqq", N, K, v);
   assert_memory_equal(h.w.qdata, h2.w.qdata, h.w.qdata_bytes);
   assert_memory_equal(h.w.scale, h2.w.scale, h.w.scale_bytes);
+  /* a constant group of 5.0 overflows HQQ's fp16 zero (-5 * 2e4): tinygemm qparams instead */
+  for (int i = 64; i < 128; i++) v[i] = 5.0f;
+  qres c = quant("int4wo-64-hqq", N, K, v);
+  for (int i = 64; i < 128; i++) assert_true(deq(&c, i) == 5.0f);
+  assert_int_equal(((const uint16_t *)c.w.scale)[2], 0x0080); /* s = 2^-126 */
+  qfree(&c);
   qfree(&h), qfree(&h2), qfree(&t);
   free(v);
 }
