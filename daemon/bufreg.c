@@ -116,7 +116,7 @@ static aoq_status check(const aoqd_bufreg *r, uint64_t session, uint64_t id, int
 
 aoq_status aoqd_bufreg_acquire(aoqd_bufreg *r, uint64_t session, uint64_t id, uint64_t offset,
                                uint64_t bytes, aoqd_buffer **out) {
-  int i;
+  int i = -1;
   AOQ_TRY(check(r, session, id, &i));
   aoqd_buffer *b = r->items[i];
   if (offset > b->shm.size || bytes > b->shm.size - offset)
@@ -129,7 +129,7 @@ aoq_status aoqd_bufreg_acquire(aoqd_bufreg *r, uint64_t session, uint64_t id, ui
 }
 
 aoq_status aoqd_bufreg_remove(aoqd_bufreg *r, uint64_t session, uint64_t id) {
-  int i;
+  int i = -1;
   AOQ_TRY(check(r, session, id, &i));
   aoqd_buffer *b = r->items[i];
   r->items[i] = r->items[--r->n];

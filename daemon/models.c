@@ -46,7 +46,7 @@ static aoq_status add(aoqd_models *ms, const char *name, aoq_model *m) {
     aoq_model_free(m);
     return aoq_err(AOQ_EQUOTA, "%d models loaded (the limit)", AOQD_MAX_MODELS);
   }
-  aoqd_model *dm;
+  aoqd_model *dm = NULL;
   aoq_status s = wrap(ms, name, m, &dm);
   if (s != AOQ_OK) {
     aoq_model_free(m);
