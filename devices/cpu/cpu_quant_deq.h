@@ -60,6 +60,31 @@ static inline int aoq_cpu_sext(uint32_t v, int bits) {
   return (int)(v ^ (1u << (bits - 1))) - (1 << (bits - 1));
 }
 
+typedef float aoq_cpu_v16f __attribute__((vector_size(64)));
+typedef int32_t aoq_cpu_v16i __attribute__((vector_size(64)));
+typedef uint32_t aoq_cpu_v16u __attribute__((vector_size(64)));
+
+/* n nibbles (n % 16 == 0; element 2i in the low nibble of p[i]) through a 16-entry table: one
+ * variable shift and one table permute per 16 elements (vpsrlvd + vpermps on AVX-512). */
+static inline __attribute__((always_inline)) void aoq_cpu_nib16(const uint8_t *p, const float *tab,
+                                                                float *out, int64_t n) {
+#if defined(__clang__) /* clang has no variable-index vector shuffle builtin */
+  for (int64_t i = 0; i < n / 2; i++) out[2 * i] = tab[p[i] & 15u], out[2 * i + 1] = tab[p[i] >> 4];
+#else
+  aoq_cpu_v16f t;
+  memcpy(&t, tab, 64);
+  const aoq_cpu_v16u sh = {0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28};
+  for (int64_t i = 0; i < n; i += 16) {
+    uint32_t lo, hi;
+    memcpy(&lo, p + i / 2, 4), memcpy(&hi, p + i / 2 + 4, 4);
+    aoq_cpu_v16u src = {lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi};
+    aoq_cpu_v16i idx = (aoq_cpu_v16i)((src >> sh) & 15u);
+    aoq_cpu_v16f o = __builtin_shuffle(t, idx);
+    memcpy(out + i, &o, 64);
+  }
+#endif
+}
+
 /* Group-wise decode through a table: tab[code] for each of the 2^bits codes of one group, then a
  * gather per element. `mk(code, group)` gives the value. Fast paths for 2/4/8-bit streams. */
 #define AOQ_CPU_TABLE_DECODE(row, bits, g, c0, len, out, MK)                                     \
@@ -78,7 +103,9 @@ static inline int aoq_cpu_sext(uint32_t v, int bits) {
         continue;                                                                                \
       }                                                                                          \
       for (uint32_t q_ = 0; q_ < (1u << (bits)); q_++) tab_[q_] = MK(q_, gi_);                  \
-      if ((bits) == 4 && !(c_ & 1) && !((e_ - c_) & 1)) {                                        \
+      if ((bits) == 4 && !(c_ & 15) && !((e_ - c_) & 15)) {                                      \
+        aoq_cpu_nib16((row) + c_ / 2, tab_, o_, e_ - c_);                                         \
+      } else if ((bits) == 4 && !(c_ & 1) && !((e_ - c_) & 1)) {                                 \
         const uint8_t *p_ = (row) + c_ / 2;                                                      \
         for (int64_t j_ = 0; j_ < (e_ - c_) / 2; j_++) {                                         \
           o_[2 * j_] = tab_[p_[j_] & 15u];                                                       \
@@ -137,19 +164,12 @@ aoq_cpu_quant_deq(const aoq_qweight *w, int64_t r, int64_t c0, int64_t len, cons
     if (w->kind == AOQ_FMT_NVFP4WO) memcpy(&pts, w->aux, 4);
     for (int64_t b = 0; b < len / bs; b++) {
       const float sc = w->kind == AOQ_FMT_MXFP4 ? aoq_e8m0_to_f32(s[b]) : aoq_e4m3_to_f32(s[b]);
-      const uint8_t *qb = q + b * bs / 2;
-      float *o = out + b * bs;
-      if (w->kind == AOQ_FMT_NVFP4WO) { /* weight-only: the bf16 dequant fp4 * s_b * pts (§7) */
-        for (int j = 0; j < bs / 2; j++) {
-          o[2 * j] = aoq_cpu_rbf16(lut[qb[j] & 15u] * sc * pts);
-          o[2 * j + 1] = aoq_cpu_rbf16(lut[qb[j] >> 4] * sc * pts);
-        }
-      } else { /* mx: exact; nvfp4: fp4 * s_b exact, pts after the GEMM */
-        for (int j = 0; j < bs / 2; j++) {
-          o[2 * j] = lut[qb[j] & 15u] * sc;
-          o[2 * j + 1] = lut[qb[j] >> 4] * sc;
-        }
-      }
+      float tab[16];
+      if (w->kind == AOQ_FMT_NVFP4WO) /* weight-only: the bf16 dequant fp4 * s_b * pts (§7) */
+        for (int c = 0; c < 16; c++) tab[c] = aoq_cpu_rbf16(lut[c] * sc * pts);
+      else /* mx: exact; nvfp4: fp4 * s_b exact, pts after the GEMM */
+        for (int c = 0; c < 16; c++) tab[c] = lut[c] * sc;
+      aoq_cpu_nib16(q + b * bs / 2, tab, out + b * bs, bs);
     }
     break;
   }
@@ -176,8 +196,8 @@ aoq_cpu_quant_deq(const aoq_qweight *w, int64_t r, int64_t c0, int64_t len, cons
     const uint8_t *q = qd + r * (k / 2);
     const uint16_t *sz = (const uint16_t *)w->scale + r * (k / g) * 2;
 #define MK_INT4(qv, gi)                                                                          \
-  aoq_round_bf16(aoq_round_bf16((float)((int)(qv) - 8) * aoq_bf16_to_f32(sz[(gi) * 2])) +       \
-                 aoq_bf16_to_f32(sz[(gi) * 2 + 1]))
+  aoq_cpu_rbf16(aoq_cpu_rbf16((float)((int)(qv) - 8) * aoq_bf16_to_f32(sz[(gi) * 2])) +         \
+                aoq_bf16_to_f32(sz[(gi) * 2 + 1]))
     AOQ_CPU_TABLE_DECODE(q, 4, g, c0, len, out, MK_INT4);
 #undef MK_INT4
     break;
@@ -196,7 +216,7 @@ aoq_cpu_quant_deq(const aoq_qweight *w, int64_t r, int64_t c0, int64_t len, cons
     const int bits = w->bits;
     const uint8_t *q = qd + r * (int64_t)aoq_cpu_bitrow(k, bits);
     const uint16_t *s = (const uint16_t *)w->scale + r * (k / g);
-#define MK_INTX(qv, gi) aoq_round_bf16((float)aoq_cpu_sext((qv), bits) * aoq_bf16_to_f32(s[gi]))
+#define MK_INTX(qv, gi) aoq_cpu_rbf16((float)aoq_cpu_sext((qv), bits) * aoq_bf16_to_f32(s[gi]))
     AOQ_CPU_TABLE_DECODE(q, bits, g, c0, len, out, MK_INTX);
 #undef MK_INTX
     break;
@@ -205,7 +225,7 @@ aoq_cpu_quant_deq(const aoq_qweight *w, int64_t r, int64_t c0, int64_t len, cons
     const int bits = w->bits;
     const uint8_t *q = qd + r * (int64_t)aoq_cpu_bitrow(k, bits);
     const uint16_t *s = (const uint16_t *)w->scale + r * (k / g), *cb = w->aux;
-#define MK_CB(qv, gi) aoq_round_bf16(aoq_bf16_to_f32(cb[qv]) * aoq_bf16_to_f32(s[gi]))
+#define MK_CB(qv, gi) aoq_cpu_rbf16(aoq_bf16_to_f32(cb[qv]) * aoq_bf16_to_f32(s[gi]))
     AOQ_CPU_TABLE_DECODE(q, bits, g, c0, len, out, MK_CB);
 #undef MK_CB
     break;
@@ -213,7 +233,7 @@ aoq_cpu_quant_deq(const aoq_qweight *w, int64_t r, int64_t c0, int64_t len, cons
   case AOQ_FMT_W158: { /* ternary: code - 1 in {-1, 0, 1} times the per-tensor scale */
     const uint8_t *q = qd + r * (int64_t)aoq_cpu_bitrow(k, 2);
     const float s = aoq_bf16_to_f32(*(const uint16_t *)w->scale);
-#define MK_W158(qv, gi) ((void)(gi), aoq_round_bf16((float)((int)(qv) - 1) * s))
+#define MK_W158(qv, gi) ((void)(gi), aoq_cpu_rbf16((float)((int)(qv) - 1) * s))
     AOQ_CPU_TABLE_DECODE(q, 2, k, c0, len, out, MK_W158);
 #undef MK_W158
     break;
