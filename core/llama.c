@@ -68,7 +68,13 @@ aoq_status aoq_llama_alloc_state(aoq_model *m) {
   AOQ_TRY(aoq_dev_alloc(d, m->meta_count * 4, (void **)&m->d_meta));
   AOQ_TRY(aoq_dev_alloc(d, (size_t)T * 4, (void **)&m->d_gather));
   int max_pos = m->max_blocks * m->page_size;
-  m->ws_attn_bytes = aoq_dev_attention_workspace(d, &m->kv[0], T, c->n_heads, max_pos);
+  /* The attention scratch need not grow with the rows (a backend may split long contexts only
+   * when there are few rows): size it for the largest need over every row count and position. */
+  m->ws_attn_bytes = 0;
+  for (int64_t rows = 1; rows <= T; rows++) {
+    size_t b = aoq_dev_attention_workspace(d, &m->kv[0], rows, c->n_heads, max_pos);
+    if (b > m->ws_attn_bytes) m->ws_attn_bytes = b;
+  }
   if (m->ws_attn_bytes) AOQ_TRY(aoq_dev_alloc(d, m->ws_attn_bytes, &m->ws_attn));
   AOQ_TRY(aoq_dev_stream_create(d, &m->stream));
   m->use_graphs = aoq_device_has(d, AOQ_CAP_GRAPHS) && !m->no_graphs;
