@@ -117,13 +117,16 @@ AOQ_HD float aoq_minifloat_decode_mag(uint32_t c, int mbits, int bias) {
   return (1.0f + (float)m * aoq_pow2f(-mbits)) * aoq_pow2f((int)e - bias);
 }
 
-/* Same value as aoq_minifloat_decode_mag, branch-free so that decode loops vectorize: normals
- * get their exponent rebiased in the integer domain (no fp32-subnormal intermediate, which would
- * cost a microcode assist per element), subnormals are m * 2^(1-bias-mbits). */
+/* Same value as aoq_minifloat_decode_mag, branch-free (integer selects) so that decode loops
+ * vectorize: normals get their exponent rebiased in the integer domain (no fp32-subnormal
+ * intermediate, which would cost a microcode assist per element), subnormals are
+ * m * 2^(1-bias-mbits). */
 AOQ_HD float aoq_minifloat_decode_fast(uint32_t c, int mbits, int bias) {
-  float nrm = aoq_bits_f32((c << (23 - mbits)) + ((uint32_t)(127 - bias) << 23));
-  float sub = (float)(c & ((1u << mbits) - 1u)) * aoq_pow2f(1 - bias - mbits);
-  return (c >> mbits) ? nrm : sub;
+  uint32_t nrm = (c << (23 - mbits)) + ((uint32_t)(127 - bias) << 23);
+  uint32_t sub = aoq_f32_bits((float)(int32_t)(c & ((1u << mbits) - 1u)) *
+                              aoq_pow2f(1 - bias - mbits));
+  uint32_t normal = 0u - (uint32_t)((c >> mbits) != 0); /* all ones for normal codes */
+  return aoq_bits_f32((nrm & normal) | (sub & ~normal));
 }
 
 #define AOQ_E4M3_MAX 448.0f
@@ -141,9 +144,10 @@ AOQ_HD uint8_t aoq_f32_to_e4m3(float f) {
 }
 AOQ_HD float aoq_e4m3_to_f32(uint8_t b) {
   uint32_t m = b & 0x7fu;
-  float v = aoq_minifloat_decode_fast(m, 3, 7);
-  v = m == 0x7fu ? aoq_bits_f32(0x7fc00000u) : v;
-  return aoq_bits_f32(aoq_f32_bits(v) | ((uint32_t)(b & 0x80u) << 24));
+  uint32_t v = aoq_f32_bits(aoq_minifloat_decode_fast(m, 3, 7));
+  uint32_t nan = 0u - (uint32_t)(m == 0x7fu); /* S.1111.111 */
+  v = (v & ~nan) | (0x7fc00000u & nan);
+  return aoq_bits_f32(v | ((uint32_t)(b & 0x80u) << 24));
 }
 
 /* float8_e5m2: bias 15, Inf = S.11111.00, NaN = S.11111.{01,10,11}. Encode saturates to ±57344

@@ -109,7 +109,7 @@ AOQ_SIMD_CLONES static void rows_task(void *arg, int64_t begin, int64_t end) {
   const float *wsc = w->scale;
   float wbuf[CH] __attribute__((aligned(64))), lut[256];
   for (int64_t r = begin; r < end; r++) {
-    if (r == begin || kind == AOQ_FMT_FP8WO) aoq_cpu_quant_lut(w, r, lut);
+    if (r == begin) aoq_cpu_quant_lut(w, lut);
     for (int64_t m0 = 0; m0 < m; m0 += MT) {
       int64_t mt = m - m0 < MT ? m - m0 : MT;
       v8f acc[MT];

@@ -33,20 +33,10 @@ static inline float aoq_cpu_rbf16(float f) {
   return aoq_bits_f32((u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u);
 }
 
-/* The element table of a row (see aoq_cpu_quant_lut). */
-static inline void aoq_cpu_quant_lut(const aoq_qweight *w, int64_t r, float *lut) {
+/* The element table of a row: the 16 E2M1 values for the fp4 kinds (fp8 decodes arithmetically,
+ * which vectorizes; a look-up per byte does not). */
+static inline void aoq_cpu_quant_lut(const aoq_qweight *w, float *lut) {
   switch (w->kind) {
-  case AOQ_FMT_FP8WO: {
-    const float s = ((const float *)w->scale)[r];
-    for (int b = 0; b < 256; b++) lut[b] = aoq_round_bf16(aoq_e4m3_to_f32((uint8_t)b) * s);
-    break;
-  }
-  case AOQ_FMT_FP8DQ:
-  case AOQ_FMT_FP8DQ_ROW:
-  case AOQ_FMT_FP8DQ_BLOCK:
-  case AOQ_FMT_MXFP8:
-    for (int b = 0; b < 256; b++) lut[b] = aoq_e4m3_to_f32((uint8_t)b);
-    break;
   case AOQ_FMT_MXFP4:
   case AOQ_FMT_NVFP4:
   case AOQ_FMT_NVFP4WO:
@@ -137,21 +127,22 @@ aoq_cpu_quant_deq(const aoq_qweight *w, int64_t r, int64_t c0, int64_t len, cons
   }
   case AOQ_FMT_FP8WO: { /* weight-only = matmul with the bf16 dequantized weight (§3) */
     const uint8_t *q = qd + r * k + c0;
-    for (int64_t i = 0; i < len; i++) out[i] = lut[q[i]]; /* bf16(e4m3 * s_r) */
+    const float s = ((const float *)w->scale)[r];
+    for (int64_t i = 0; i < len; i++) out[i] = aoq_cpu_rbf16(aoq_e4m3_to_f32(q[i]) * s);
     break;
   }
   case AOQ_FMT_FP8DQ:
   case AOQ_FMT_FP8DQ_ROW:
   case AOQ_FMT_FP8DQ_BLOCK: { /* raw e4m3: scaled_mm applies the scales to the fp32 sums */
     const uint8_t *q = qd + r * k + c0;
-    for (int64_t i = 0; i < len; i++) out[i] = lut[q[i]];
+    for (int64_t i = 0; i < len; i++) out[i] = aoq_e4m3_to_f32(q[i]);
     break;
   }
   case AOQ_FMT_MXFP8: { /* elem * 2^e is exact: the scales fold into the operands */
     const uint8_t *q = qd + r * k + c0, *s = (const uint8_t *)w->scale + r * (k / 32) + c0 / 32;
     for (int64_t b = 0; b < len / 32; b++) {
       const float sc = aoq_e8m0_to_f32(s[b]);
-      for (int i = 0; i < 32; i++) out[b * 32 + i] = lut[q[b * 32 + i]] * sc;
+      for (int i = 0; i < 32; i++) out[b * 32 + i] = aoq_e4m3_to_f32(q[b * 32 + i]) * sc;
     }
     break;
   }
