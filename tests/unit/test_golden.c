@@ -184,6 +184,15 @@ static void config_repr_maps_to_aoq_formats(void **state) {
                                   "mapping_type=<MappingType.ASYMMETRIC: 3>)",
                                   &f),
       AOQ_EUNSUPPORTED);
+  assert_int_equal(aoq_golden_config_from_repr("Float8DynamicActivationInt4WeightConfig("
+                                               "int4_packing_format='preshuffled')",
+                                               &f),
+                   AOQ_EUNSUPPORTED);
+  assert_int_equal(aoq_golden_config_from_repr("Float8DynamicActivationInt4WeightConfig("
+                                               "int4_packing_format='plain')",
+                                               &f),
+                   AOQ_OK);
+  assert_int_equal(f.kind, AOQ_FMT_FP8_INT4);
 }
 
 int main(void) {

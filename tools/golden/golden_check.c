@@ -52,6 +52,11 @@ aoq_status aoq_golden_config_from_repr(const char *repr, aoq_format *out) {
     else
       return aoq_err(AOQ_EFORMAT, "config repr: unknown fp8 granularity in '%.120s'", repr);
   } else if (starts(repr, "Float8DynamicActivationInt4WeightConfig(")) {
+    /* aoq implements the 'plain' packing's numerics; 'preshuffled' (the default) quantizes the
+     * fp8-rounded weight with e4m3 group scales: another format. */
+    if (!strstr(repr, "plain"))
+      return aoq_err(AOQ_EUNSUPPORTED, "config repr: fp8-int4 is the 'plain' packing: '%.120s'",
+                     repr);
     cfg = "fp8-int4";
   } else if (starts(repr, "Int8DynamicActivationInt4WeightConfig(")) {
     cfg = "int8-int4";
@@ -70,13 +75,15 @@ aoq_status aoq_golden_config_from_repr(const char *repr, aoq_format *out) {
     if (!strstr(repr, "MappingType.SYMMETRIC:"))
       return aoq_err(AOQ_EUNSUPPORTED, "config repr: aoq's intx formats are symmetric: '%.120s'",
                      repr);
+    if (dyn && g < 0)
+      return aoq_err(AOQ_EUNSUPPORTED, "config repr: int8-intx weights are per group: '%.120s'",
+                     repr);
     if (dyn)
-      snprintf(name, sizeof name, "int8-intx%ld-%ld", b, g < 0 ? 0 : g);
+      snprintf(name, sizeof name, "int8-intx%ld-%ld", b, g);
     else if (g > 0)
       snprintf(name, sizeof name, "intx%ldwo-%ld", b, g);
     else
       snprintf(name, sizeof name, "intx%ldwo", b);
-    if (dyn && g < 0) snprintf(name, sizeof name, "int8-intx%ld", b); /* per-row: not aoq's */
     cfg = name;
   } else if (starts(repr, "MXDynamicActivationMXWeightConfig(")) {
     if (strstr(repr, "weight_dtype=torch.float8_e4m3fn"))
