@@ -4,6 +4,8 @@
  * overrides, host/device qweight helpers, and the dispatch of the reference quantizers to the
  * integer (core/quant_int.c) and float (core/quant_fp.c) families.
  */
+#include "core/format.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <regex.h>
@@ -12,7 +14,6 @@
 #include <string.h>
 
 #include "base/error.h"
-#include "core/format.h"
 #include "core/format_impl.h"
 
 typedef enum { FAM_NONE, FAM_INT, FAM_FP } fmt_family;
@@ -86,8 +87,8 @@ static aoq_status parse_group_suffix(const char *cfg, const char *s, int *group)
   long g = parse_uint(s, s + strlen(s));
   if (g < 0) return aoq_err(AOQ_EFORMAT, "format '%s': group '%s' is not a number", cfg, s);
   if (g < AOQ_GROUP_MIN || g > AOQ_GROUP_MAX || g % 16 != 0)
-    return aoq_err(AOQ_EFORMAT, "format '%s': group %ld must be a multiple of 16 in %d..%d", cfg,
-                   g, AOQ_GROUP_MIN, AOQ_GROUP_MAX);
+    return aoq_err(AOQ_EFORMAT, "format '%s': group %ld must be a multiple of 16 in %d..%d", cfg, g,
+                   AOQ_GROUP_MIN, AOQ_GROUP_MAX);
   *group = (int)g;
   return AOQ_OK;
 }
@@ -120,14 +121,22 @@ aoq_status aoq_format_parse(const char *s, aoq_format *out) {
     const char *name;
     aoq_format_kind kind;
   } plain[] = {
-      {"bf16", AOQ_FMT_BF16},         {"int8wo", AOQ_FMT_INT8WO},
-      {"int8dq", AOQ_FMT_INT8DQ},     {"fp8wo", AOQ_FMT_FP8WO},
-      {"fp8dq", AOQ_FMT_FP8DQ},       {"fp8dq-row", AOQ_FMT_FP8DQ_ROW},
-      {"fp8dq-block", AOQ_FMT_FP8DQ_BLOCK}, {"fp8-int4", AOQ_FMT_FP8_INT4},
-      {"int8-int4", AOQ_FMT_INT8_INT4}, {"mxfp8", AOQ_FMT_MXFP8},
-      {"mxfp4", AOQ_FMT_MXFP4},       {"nvfp4", AOQ_FMT_NVFP4},
-      {"nvfp4wo", AOQ_FMT_NVFP4WO},   {"fp6", AOQ_FMT_FP6_E3M2},
-      {"fp6-e3m2", AOQ_FMT_FP6_E3M2}, {"fp6-e2m3", AOQ_FMT_FP6_E2M3},
+      {"bf16", AOQ_FMT_BF16},
+      {"int8wo", AOQ_FMT_INT8WO},
+      {"int8dq", AOQ_FMT_INT8DQ},
+      {"fp8wo", AOQ_FMT_FP8WO},
+      {"fp8dq", AOQ_FMT_FP8DQ},
+      {"fp8dq-row", AOQ_FMT_FP8DQ_ROW},
+      {"fp8dq-block", AOQ_FMT_FP8DQ_BLOCK},
+      {"fp8-int4", AOQ_FMT_FP8_INT4},
+      {"int8-int4", AOQ_FMT_INT8_INT4},
+      {"mxfp8", AOQ_FMT_MXFP8},
+      {"mxfp4", AOQ_FMT_MXFP4},
+      {"nvfp4", AOQ_FMT_NVFP4},
+      {"nvfp4wo", AOQ_FMT_NVFP4WO},
+      {"fp6", AOQ_FMT_FP6_E3M2},
+      {"fp6-e3m2", AOQ_FMT_FP6_E3M2},
+      {"fp6-e2m3", AOQ_FMT_FP6_E2M3},
       {"w158", AOQ_FMT_W158},
   };
   for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
@@ -199,33 +208,33 @@ const char *aoq_format_name(const aoq_format *f, char *buf, size_t len) {
   }
   const fmt_row *r = &fmt_table[f->kind];
   switch (f->kind) {
-  case AOQ_FMT_INT4WO:
-    snprintf(buf, len, "int4wo-%d", f->group);
-    break;
-  case AOQ_FMT_INT4WO_HQQ:
-    snprintf(buf, len, "int4wo-%d-hqq", f->group);
-    break;
-  case AOQ_FMT_INTXWO:
-    if (f->group)
-      snprintf(buf, len, "intx%dwo-%d", f->bits, f->group);
-    else
-      snprintf(buf, len, "intx%dwo", f->bits);
-    break;
-  case AOQ_FMT_INT8_INTX:
-    if (f->group != r->group)
-      snprintf(buf, len, "int8-intx%d-%d", f->bits, f->group);
-    else
-      snprintf(buf, len, "int8-intx%d", f->bits);
-    break;
-  case AOQ_FMT_CODEBOOK:
-    if (f->group)
-      snprintf(buf, len, "codebook%d-%d", f->bits, f->group);
-    else
-      snprintf(buf, len, "codebook%d", f->bits);
-    break;
-  default:
-    snprintf(buf, len, "%s", r->name);
-    break;
+    case AOQ_FMT_INT4WO:
+      snprintf(buf, len, "int4wo-%d", f->group);
+      break;
+    case AOQ_FMT_INT4WO_HQQ:
+      snprintf(buf, len, "int4wo-%d-hqq", f->group);
+      break;
+    case AOQ_FMT_INTXWO:
+      if (f->group)
+        snprintf(buf, len, "intx%dwo-%d", f->bits, f->group);
+      else
+        snprintf(buf, len, "intx%dwo", f->bits);
+      break;
+    case AOQ_FMT_INT8_INTX:
+      if (f->group != r->group)
+        snprintf(buf, len, "int8-intx%d-%d", f->bits, f->group);
+      else
+        snprintf(buf, len, "int8-intx%d", f->bits);
+      break;
+    case AOQ_FMT_CODEBOOK:
+      if (f->group)
+        snprintf(buf, len, "codebook%d-%d", f->bits, f->group);
+      else
+        snprintf(buf, len, "codebook%d", f->bits);
+      break;
+    default:
+      snprintf(buf, len, "%s", r->name);
+      break;
   }
   return buf;
 }
@@ -241,80 +250,82 @@ static aoq_status check_format(const aoq_format *f) {
   if (f->bits < 1 || f->bits > 16 || f->group < 0)
     return aoq_err(AOQ_EINVAL, "format: invalid bits %d / group %d", f->bits, f->group);
   switch (f->kind) {
-  case AOQ_FMT_INTXWO:
-  case AOQ_FMT_INT8_INTX:
-  case AOQ_FMT_CODEBOOK:
-    if (f->bits > 8) return aoq_err(AOQ_EINVAL, "format: bits %d out of 1..8", f->bits);
-    break;
-  default:
-    if (f->bits != fmt_table[f->kind].bits)
-      return aoq_err(AOQ_EINVAL, "format %s: bits must be %d", fmt_table[f->kind].name,
-                     fmt_table[f->kind].bits);
+    case AOQ_FMT_INTXWO:
+    case AOQ_FMT_INT8_INTX:
+    case AOQ_FMT_CODEBOOK:
+      if (f->bits > 8) return aoq_err(AOQ_EINVAL, "format: bits %d out of 1..8", f->bits);
+      break;
+    default:
+      if (f->bits != fmt_table[f->kind].bits)
+        return aoq_err(AOQ_EINVAL, "format %s: bits must be %d", fmt_table[f->kind].name,
+                       fmt_table[f->kind].bits);
   }
   switch (f->kind) {
-  case AOQ_FMT_INTXWO:
-  case AOQ_FMT_INT8_INTX:
-  case AOQ_FMT_CODEBOOK:
-    break; /* any group (parse_group_suffix validates config strings) */
-  case AOQ_FMT_INT4WO:
-  case AOQ_FMT_INT4WO_HQQ:
-    if (f->group != 32 && f->group != 64 && f->group != 128 && f->group != 256)
-      return aoq_err(AOQ_EINVAL, "format int4wo: group %d is not 32, 64, 128 or 256", f->group);
-    break;
-  default:
-    if (f->group != fmt_table[f->kind].group)
-      return aoq_err(AOQ_EINVAL, "format %s: group must be %d (got %d)", fmt_table[f->kind].name,
-                     fmt_table[f->kind].group, f->group);
+    case AOQ_FMT_INTXWO:
+    case AOQ_FMT_INT8_INTX:
+    case AOQ_FMT_CODEBOOK:
+      break; /* any group (parse_group_suffix validates config strings) */
+    case AOQ_FMT_INT4WO:
+    case AOQ_FMT_INT4WO_HQQ:
+      if (f->group != 32 && f->group != 64 && f->group != 128 && f->group != 256)
+        return aoq_err(AOQ_EINVAL, "format int4wo: group %d is not 32, 64, 128 or 256", f->group);
+      break;
+    default:
+      if (f->group != fmt_table[f->kind].group)
+        return aoq_err(AOQ_EINVAL, "format %s: group must be %d (got %d)", fmt_table[f->kind].name,
+                       fmt_table[f->kind].group, f->group);
   }
   return AOQ_OK;
 }
 
-static int64_t effective_group(const aoq_format *f, int64_t k) { return f->group ? f->group : k; }
+static int64_t effective_group(const aoq_format *f, int64_t k) {
+  return f->group ? f->group : k;
+}
 
 aoq_status aoq_format_check_shape(const aoq_format *f, int64_t n, int64_t k) {
   AOQ_TRY(check_format(f));
   char name[64];
   aoq_format_name(f, name, sizeof name);
   if (n <= 0 || k <= 0)
-    return aoq_err(AOQ_ESHAPE, "%s: weight shape [%lld, %lld] must be positive", name,
-                   (long long)n, (long long)k);
+    return aoq_err(AOQ_ESHAPE, "%s: weight shape [%lld, %lld] must be positive", name, (long long)n,
+                   (long long)k);
   if (n > ((int64_t)1 << 31) || k > ((int64_t)1 << 31))
     return aoq_err(AOQ_ESHAPE, "%s: weight shape [%lld, %lld] too large", name, (long long)n,
                    (long long)k);
   int64_t g = effective_group(f, k);
   switch (f->kind) {
-  case AOQ_FMT_FP8DQ_BLOCK:
-    if (n % 128 || k % 128)
-      return aoq_err(AOQ_ESHAPE, "%s: weight [%lld, %lld] must be a multiple of 128x128 blocks",
-                     name, (long long)n, (long long)k);
-    break;
-  case AOQ_FMT_MXFP8:
-  case AOQ_FMT_MXFP4:
-    if (k % 32)
-      return aoq_err(AOQ_ESHAPE, "%s: in_features %lld must be a multiple of 32", name,
-                     (long long)k);
-    break;
-  case AOQ_FMT_NVFP4:
-  case AOQ_FMT_NVFP4WO:
-    if (k % 16)
-      return aoq_err(AOQ_ESHAPE, "%s: in_features %lld must be a multiple of 16", name,
-                     (long long)k);
-    break;
-  case AOQ_FMT_INT4WO:
-  case AOQ_FMT_INT4WO_HQQ:
-  case AOQ_FMT_FP8_INT4:
-  case AOQ_FMT_INT8_INT4:
-  case AOQ_FMT_INTXWO:
-  case AOQ_FMT_INT8_INTX:
-  case AOQ_FMT_CODEBOOK:
-    if (k % g)
-      return aoq_err(AOQ_ESHAPE, "%s: group %lld does not divide in_features %lld", name,
-                     (long long)g, (long long)k);
-    if (f->kind != AOQ_FMT_CODEBOOK && f->kind != AOQ_FMT_INTXWO && (k % 2))
-      return aoq_err(AOQ_ESHAPE, "%s: in_features %lld must be even", name, (long long)k);
-    break;
-  default:
-    break;
+    case AOQ_FMT_FP8DQ_BLOCK:
+      if (n % 128 || k % 128)
+        return aoq_err(AOQ_ESHAPE, "%s: weight [%lld, %lld] must be a multiple of 128x128 blocks",
+                       name, (long long)n, (long long)k);
+      break;
+    case AOQ_FMT_MXFP8:
+    case AOQ_FMT_MXFP4:
+      if (k % 32)
+        return aoq_err(AOQ_ESHAPE, "%s: in_features %lld must be a multiple of 32", name,
+                       (long long)k);
+      break;
+    case AOQ_FMT_NVFP4:
+    case AOQ_FMT_NVFP4WO:
+      if (k % 16)
+        return aoq_err(AOQ_ESHAPE, "%s: in_features %lld must be a multiple of 16", name,
+                       (long long)k);
+      break;
+    case AOQ_FMT_INT4WO:
+    case AOQ_FMT_INT4WO_HQQ:
+    case AOQ_FMT_FP8_INT4:
+    case AOQ_FMT_INT8_INT4:
+    case AOQ_FMT_INTXWO:
+    case AOQ_FMT_INT8_INTX:
+    case AOQ_FMT_CODEBOOK:
+      if (k % g)
+        return aoq_err(AOQ_ESHAPE, "%s: group %lld does not divide in_features %lld", name,
+                       (long long)g, (long long)k);
+      if (f->kind != AOQ_FMT_CODEBOOK && f->kind != AOQ_FMT_INTXWO && (k % 2))
+        return aoq_err(AOQ_ESHAPE, "%s: in_features %lld must be even", name, (long long)k);
+      break;
+    default:
+      break;
   }
   return AOQ_OK;
 }
@@ -336,70 +347,70 @@ aoq_status aoq_format_plan(const aoq_format *f, int64_t n, int64_t k, aoq_qweigh
   w->k = k;
   w->qdata_bytes = w->scale_bytes = w->zero_bytes = w->aux_bytes = 0;
   switch (f->kind) {
-  case AOQ_FMT_BF16:
-    w->qdata_bytes = N * K * 2;
-    w->group = (int)K;
-    break;
-  case AOQ_FMT_INT8WO:
-  case AOQ_FMT_INT8DQ:
-  case AOQ_FMT_FP8WO:
-  case AOQ_FMT_FP8DQ_ROW:
-    w->qdata_bytes = N * K;
-    w->scale_bytes = N * 4;
-    break;
-  case AOQ_FMT_FP8DQ:
-    w->qdata_bytes = N * K;
-    w->scale_bytes = 4;
-    break;
-  case AOQ_FMT_FP8DQ_BLOCK:
-    w->qdata_bytes = N * K;
-    w->scale_bytes = (N / 128) * (K / 128) * 4;
-    break;
-  case AOQ_FMT_INT4WO:
-  case AOQ_FMT_INT4WO_HQQ:
-    w->qdata_bytes = N * (K / 2);
-    w->scale_bytes = N * (K / G) * 2 * 2;
-    break;
-  case AOQ_FMT_FP8_INT4:
-    w->qdata_bytes = N * bitrow_bytes(k, 4);
-    w->scale_bytes = N * (K / G) * 4; /* f32: MSLK's group scales are fp32 */
-    break;
-  case AOQ_FMT_INT8_INT4:
-  case AOQ_FMT_INTXWO:
-  case AOQ_FMT_INT8_INTX:
-    w->qdata_bytes = N * bitrow_bytes(k, f->bits);
-    w->scale_bytes = N * (K / G) * 2;
-    break;
-  case AOQ_FMT_MXFP8:
-    w->qdata_bytes = N * K;
-    w->scale_bytes = N * (K / 32);
-    break;
-  case AOQ_FMT_MXFP4:
-    w->qdata_bytes = N * (K / 2);
-    w->scale_bytes = N * (K / 32);
-    break;
-  case AOQ_FMT_NVFP4:
-  case AOQ_FMT_NVFP4WO:
-    w->qdata_bytes = N * (K / 2);
-    w->scale_bytes = N * (K / 16);
-    w->aux_bytes = 4;
-    break;
-  case AOQ_FMT_FP6_E3M2:
-  case AOQ_FMT_FP6_E2M3:
-    w->qdata_bytes = N * bitrow_bytes(k, 6);
-    w->scale_bytes = N * 2;
-    break;
-  case AOQ_FMT_CODEBOOK:
-    w->qdata_bytes = N * bitrow_bytes(k, f->bits);
-    w->scale_bytes = N * (K / G) * 2;
-    w->aux_bytes = ((size_t)1 << f->bits) * 2;
-    break;
-  case AOQ_FMT_W158:
-    w->qdata_bytes = N * bitrow_bytes(k, 2);
-    w->scale_bytes = 2;
-    break;
-  default:
-    return aoq_err(AOQ_EINTERNAL, "aoq_format_plan: kind %d has no plan", (int)f->kind);
+    case AOQ_FMT_BF16:
+      w->qdata_bytes = N * K * 2;
+      w->group = (int)K;
+      break;
+    case AOQ_FMT_INT8WO:
+    case AOQ_FMT_INT8DQ:
+    case AOQ_FMT_FP8WO:
+    case AOQ_FMT_FP8DQ_ROW:
+      w->qdata_bytes = N * K;
+      w->scale_bytes = N * 4;
+      break;
+    case AOQ_FMT_FP8DQ:
+      w->qdata_bytes = N * K;
+      w->scale_bytes = 4;
+      break;
+    case AOQ_FMT_FP8DQ_BLOCK:
+      w->qdata_bytes = N * K;
+      w->scale_bytes = (N / 128) * (K / 128) * 4;
+      break;
+    case AOQ_FMT_INT4WO:
+    case AOQ_FMT_INT4WO_HQQ:
+      w->qdata_bytes = N * (K / 2);
+      w->scale_bytes = N * (K / G) * 2 * 2;
+      break;
+    case AOQ_FMT_FP8_INT4:
+      w->qdata_bytes = N * bitrow_bytes(k, 4);
+      w->scale_bytes = N * (K / G) * 4; /* f32: MSLK's group scales are fp32 */
+      break;
+    case AOQ_FMT_INT8_INT4:
+    case AOQ_FMT_INTXWO:
+    case AOQ_FMT_INT8_INTX:
+      w->qdata_bytes = N * bitrow_bytes(k, f->bits);
+      w->scale_bytes = N * (K / G) * 2;
+      break;
+    case AOQ_FMT_MXFP8:
+      w->qdata_bytes = N * K;
+      w->scale_bytes = N * (K / 32);
+      break;
+    case AOQ_FMT_MXFP4:
+      w->qdata_bytes = N * (K / 2);
+      w->scale_bytes = N * (K / 32);
+      break;
+    case AOQ_FMT_NVFP4:
+    case AOQ_FMT_NVFP4WO:
+      w->qdata_bytes = N * (K / 2);
+      w->scale_bytes = N * (K / 16);
+      w->aux_bytes = 4;
+      break;
+    case AOQ_FMT_FP6_E3M2:
+    case AOQ_FMT_FP6_E2M3:
+      w->qdata_bytes = N * bitrow_bytes(k, 6);
+      w->scale_bytes = N * 2;
+      break;
+    case AOQ_FMT_CODEBOOK:
+      w->qdata_bytes = N * bitrow_bytes(k, f->bits);
+      w->scale_bytes = N * (K / G) * 2;
+      w->aux_bytes = ((size_t)1 << f->bits) * 2;
+      break;
+    case AOQ_FMT_W158:
+      w->qdata_bytes = N * bitrow_bytes(k, 2);
+      w->scale_bytes = 2;
+      break;
+    default:
+      return aoq_err(AOQ_EINTERNAL, "aoq_format_plan: kind %d has no plan", (int)f->kind);
   }
   return AOQ_OK;
 }
@@ -441,13 +452,13 @@ aoq_status aoq_quantize_ref(const uint16_t *w_bf16, aoq_qweight *w) {
   if (!w_bf16) return aoq_err(AOQ_EINVAL, "aoq_quantize_ref: NULL weight");
   AOQ_TRY(check_host_qweight(w, "aoq_quantize_ref"));
   switch (fmt_table[w->kind].family) {
-  case FAM_NONE:
-    memcpy(w->qdata, w_bf16, (size_t)w->n * (size_t)w->k * 2);
-    return AOQ_OK;
-  case FAM_INT:
-    return aoq_quantize_ref_int(w_bf16, w);
-  case FAM_FP:
-    return aoq_quantize_ref_fp(w_bf16, w);
+    case FAM_NONE:
+      memcpy(w->qdata, w_bf16, (size_t)w->n * (size_t)w->k * 2);
+      return AOQ_OK;
+    case FAM_INT:
+      return aoq_quantize_ref_int(w_bf16, w);
+    case FAM_FP:
+      return aoq_quantize_ref_fp(w_bf16, w);
   }
   return aoq_err(AOQ_EINTERNAL, "aoq_quantize_ref: bad family");
 }
@@ -456,13 +467,13 @@ aoq_status aoq_dequantize_ref(const aoq_qweight *w, uint16_t *out_bf16) {
   if (!out_bf16) return aoq_err(AOQ_EINVAL, "aoq_dequantize_ref: NULL output");
   AOQ_TRY(check_host_qweight(w, "aoq_dequantize_ref"));
   switch (fmt_table[w->kind].family) {
-  case FAM_NONE:
-    memcpy(out_bf16, w->qdata, (size_t)w->n * (size_t)w->k * 2);
-    return AOQ_OK;
-  case FAM_INT:
-    return aoq_dequantize_ref_int(w, out_bf16);
-  case FAM_FP:
-    return aoq_dequantize_ref_fp(w, out_bf16);
+    case FAM_NONE:
+      memcpy(out_bf16, w->qdata, (size_t)w->n * (size_t)w->k * 2);
+      return AOQ_OK;
+    case FAM_INT:
+      return aoq_dequantize_ref_int(w, out_bf16);
+    case FAM_FP:
+      return aoq_dequantize_ref_fp(w, out_bf16);
   }
   return aoq_err(AOQ_EINTERNAL, "aoq_dequantize_ref: bad family");
 }
@@ -472,12 +483,12 @@ aoq_status aoq_format_torchao_tensor(const aoq_qweight *w, const char *attr, voi
   if (!attr || !bytes || !n) return aoq_err(AOQ_EINVAL, "aoq_format_torchao_tensor: NULL argument");
   AOQ_TRY(check_host_qweight(w, "aoq_format_torchao_tensor"));
   switch (fmt_table[w->kind].family) {
-  case FAM_NONE:
-    return aoq_err(AOQ_ENOTFOUND, "bf16 has no quantized tensor '%s'", attr);
-  case FAM_INT:
-    return aoq_torchao_tensor_int(w, attr, bytes, n);
-  case FAM_FP:
-    return aoq_torchao_tensor_fp(w, attr, bytes, n);
+    case FAM_NONE:
+      return aoq_err(AOQ_ENOTFOUND, "bf16 has no quantized tensor '%s'", attr);
+    case FAM_INT:
+      return aoq_torchao_tensor_int(w, attr, bytes, n);
+    case FAM_FP:
+      return aoq_torchao_tensor_fp(w, attr, bytes, n);
   }
   return aoq_err(AOQ_EINTERNAL, "aoq_format_torchao_tensor: bad family");
 }

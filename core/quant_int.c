@@ -17,7 +17,9 @@
 #define F32_EPS 0x1p-23f               /* torch.finfo(float32).eps */
 #define INT4_TINYGEMM_LIM 0x1p125f     /* keeps (max - min) * 8/15 finite in bf16 */
 
-static float clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
+static float clampf(float v, float lo, float hi) {
+  return v < lo ? lo : (v > hi ? hi : v);
+}
 
 /* RNE then clamp; NaN (only from 0*inf style corners, inputs are sanitized) maps to 0. */
 static int round_clamp(float t, int qmin, int qmax) {
@@ -36,7 +38,8 @@ static void quant_int8(const uint16_t *w, aoq_qweight *q) {
   for (int64_t r = 0; r < q->n; r++) {
     const uint16_t *row = w + r * q->k;
     float amax = 0.0f;
-    for (int64_t i = 0; i < q->k; i++) amax = fmaxf(amax, fabsf(sanitize(bf16v(row, i), AOQ_SYM_LIM)));
+    for (int64_t i = 0; i < q->k; i++)
+      amax = fmaxf(amax, fabsf(sanitize(bf16v(row, i), AOQ_SYM_LIM)));
     float s = fmaxf(bf(amax / 127.5f), F32_EPS);
     float inv = 1.0f / s;
     sc[r] = s;
@@ -127,7 +130,8 @@ static void quant_sym_stream(const uint16_t *w, aoq_qweight *q) {
     for (int64_t g = 0; g < ng; g++) {
       const uint16_t *x = w + r * q->k + g * q->group;
       float amax = 0.0f;
-      for (int i = 0; i < q->group; i++) amax = fmaxf(amax, fabsf(sanitize(bf16v(x, i), AOQ_SYM_LIM)));
+      for (int i = 0; i < q->group; i++)
+        amax = fmaxf(amax, fabsf(sanitize(bf16v(x, i), AOQ_SYM_LIM)));
       float s, inv;
       if (mslk) {
         s = fmaxf(amax, 1e-6f) / 8.0f;
@@ -222,55 +226,55 @@ static void dequant_codebook(const aoq_qweight *q, uint16_t *out) {
 
 aoq_status aoq_quantize_ref_int(const uint16_t *w_bf16, aoq_qweight *w) {
   switch (w->kind) {
-  case AOQ_FMT_INT8WO:
-  case AOQ_FMT_INT8DQ:
-    quant_int8(w_bf16, w);
-    return AOQ_OK;
-  case AOQ_FMT_INT4WO:
-    quant_int4_tinygemm(w_bf16, w);
-    return AOQ_OK;
-  case AOQ_FMT_INT4WO_HQQ:
-    return aoq_quant_int4_hqq(w_bf16, w);
-  case AOQ_FMT_INTXWO:
-  case AOQ_FMT_INT8_INTX:
-  case AOQ_FMT_INT8_INT4:
-  case AOQ_FMT_FP8_INT4:
-    quant_sym_stream(w_bf16, w);
-    return AOQ_OK;
-  case AOQ_FMT_W158:
-    quant_w158(w_bf16, w);
-    return AOQ_OK;
-  case AOQ_FMT_CODEBOOK:
-    return aoq_quant_codebook(w_bf16, w);
-  default:
-    return aoq_err(AOQ_EINTERNAL, "quant_int: kind %d is not an integer format", (int)w->kind);
+    case AOQ_FMT_INT8WO:
+    case AOQ_FMT_INT8DQ:
+      quant_int8(w_bf16, w);
+      return AOQ_OK;
+    case AOQ_FMT_INT4WO:
+      quant_int4_tinygemm(w_bf16, w);
+      return AOQ_OK;
+    case AOQ_FMT_INT4WO_HQQ:
+      return aoq_quant_int4_hqq(w_bf16, w);
+    case AOQ_FMT_INTXWO:
+    case AOQ_FMT_INT8_INTX:
+    case AOQ_FMT_INT8_INT4:
+    case AOQ_FMT_FP8_INT4:
+      quant_sym_stream(w_bf16, w);
+      return AOQ_OK;
+    case AOQ_FMT_W158:
+      quant_w158(w_bf16, w);
+      return AOQ_OK;
+    case AOQ_FMT_CODEBOOK:
+      return aoq_quant_codebook(w_bf16, w);
+    default:
+      return aoq_err(AOQ_EINTERNAL, "quant_int: kind %d is not an integer format", (int)w->kind);
   }
 }
 
 aoq_status aoq_dequantize_ref_int(const aoq_qweight *w, uint16_t *out) {
   switch (w->kind) {
-  case AOQ_FMT_INT8WO:
-  case AOQ_FMT_INT8DQ:
-    dequant_int8(w, out);
-    return AOQ_OK;
-  case AOQ_FMT_INT4WO:
-  case AOQ_FMT_INT4WO_HQQ:
-    dequant_int4_tinygemm(w, out);
-    return AOQ_OK;
-  case AOQ_FMT_INTXWO:
-  case AOQ_FMT_INT8_INTX:
-  case AOQ_FMT_INT8_INT4:
-  case AOQ_FMT_FP8_INT4:
-    dequant_sym_stream(w, out);
-    return AOQ_OK;
-  case AOQ_FMT_W158:
-    dequant_w158(w, out);
-    return AOQ_OK;
-  case AOQ_FMT_CODEBOOK:
-    dequant_codebook(w, out);
-    return AOQ_OK;
-  default:
-    return aoq_err(AOQ_EINTERNAL, "dequant_int: kind %d is not an integer format", (int)w->kind);
+    case AOQ_FMT_INT8WO:
+    case AOQ_FMT_INT8DQ:
+      dequant_int8(w, out);
+      return AOQ_OK;
+    case AOQ_FMT_INT4WO:
+    case AOQ_FMT_INT4WO_HQQ:
+      dequant_int4_tinygemm(w, out);
+      return AOQ_OK;
+    case AOQ_FMT_INTXWO:
+    case AOQ_FMT_INT8_INTX:
+    case AOQ_FMT_INT8_INT4:
+    case AOQ_FMT_FP8_INT4:
+      dequant_sym_stream(w, out);
+      return AOQ_OK;
+    case AOQ_FMT_W158:
+      dequant_w158(w, out);
+      return AOQ_OK;
+    case AOQ_FMT_CODEBOOK:
+      dequant_codebook(w, out);
+      return AOQ_OK;
+    default:
+      return aoq_err(AOQ_EINTERNAL, "dequant_int: kind %d is not an integer format", (int)w->kind);
   }
 }
 
@@ -293,9 +297,9 @@ static aoq_status view_unpacked_i8(const aoq_qweight *w, void **bytes, size_t *n
   for (int64_t r = 0; r < w->n; r++)
     for (int64_t i = 0; i < w->k; i++) {
       const uint8_t *row = (const uint8_t *)w->qdata + r * rb;
-      o[r * w->k + i] = (int8_t)(w->kind == AOQ_FMT_W158
-                                     ? (int)aoq_bits_get(row, i, 2) - 1
-                                     : aoq_sext(aoq_bits_get(row, i, w->bits), w->bits));
+      o[r * w->k + i] =
+          (int8_t)(w->kind == AOQ_FMT_W158 ? (int)aoq_bits_get(row, i, 2) - 1
+                                           : aoq_sext(aoq_bits_get(row, i, w->bits), w->bits));
     }
   return AOQ_OK;
 }
@@ -367,107 +371,104 @@ static aoq_status view_int4pack(const aoq_qweight *w, void **bytes, size_t *n) {
   return AOQ_OK;
 }
 
-aoq_status aoq_torchao_tensor_int(const aoq_qweight *w, const char *attr, void **bytes,
-                                  size_t *n) {
+aoq_status aoq_torchao_tensor_int(const aoq_qweight *w, const char *attr, void **bytes, size_t *n) {
   int64_t ng = w->k / w->group;
   size_t nk = (size_t)(w->n * w->k);
   switch (w->kind) {
-  case AOQ_FMT_INT8WO:
-  case AOQ_FMT_INT8DQ: /* Int8Tensor: qdata i8 [n,k], scale f32 [n,1], zero_point i8 [n,1] */
-    if (strcmp(attr, "qdata") == 0) {
-      AOQ_TRY(view_alloc(nk, bytes, n));
-      memcpy(*bytes, w->qdata, nk);
-      return AOQ_OK;
+    case AOQ_FMT_INT8WO:
+    case AOQ_FMT_INT8DQ: /* Int8Tensor: qdata i8 [n,k], scale f32 [n,1], zero_point i8 [n,1] */
+      if (strcmp(attr, "qdata") == 0) {
+        AOQ_TRY(view_alloc(nk, bytes, n));
+        memcpy(*bytes, w->qdata, nk);
+        return AOQ_OK;
+      }
+      if (strcmp(attr, "scale") == 0) {
+        AOQ_TRY(view_alloc((size_t)w->n * 4, bytes, n));
+        memcpy(*bytes, w->scale, (size_t)w->n * 4);
+        return AOQ_OK;
+      }
+      if (strcmp(attr, "zero_point") == 0) return view_alloc((size_t)w->n, bytes, n);
+      break;
+    case AOQ_FMT_INT4WO:
+    case AOQ_FMT_INT4WO_HQQ: {
+      /* Int4TilePackedTo4dTensor: scale_and_zero bf16 [k/g, n, 2]; the unpacked reference values
+       * ref.q_uint4 u8 [n,k], ref.scale / ref.zero bf16 [n, k/g]. q.qdata is tinygemm's opaque
+       * int4pack layout: not reproduced (the same bits are checked through ref.q_uint4). */
+      const uint16_t *sz = w->scale;
+      if (strcmp(attr, "ref.q_uint4") == 0) {
+        AOQ_TRY(view_alloc(nk, bytes, n));
+        uint8_t *o = *bytes;
+        const uint8_t *qd = w->qdata;
+        for (size_t i = 0; i < nk; i++) o[i] = (qd[i / 2] >> ((i & 1) * 4)) & 15;
+        return AOQ_OK;
+      }
+      if (strcmp(attr, "ref.scale") == 0 || strcmp(attr, "ref.zero") == 0) {
+        int off = strcmp(attr, "ref.zero") == 0;
+        AOQ_TRY(view_alloc((size_t)(w->n * ng) * 2, bytes, n));
+        uint16_t *o = *bytes;
+        for (int64_t i = 0; i < w->n * ng; i++) o[i] = sz[i * 2 + off];
+        return AOQ_OK;
+      }
+      if (strcmp(attr, "scale_and_zero") == 0) return view_scale_and_zero(w, bytes, n);
+      if (strcmp(attr, "qdata") == 0) return view_int4pack(w, bytes, n);
+      break;
     }
-    if (strcmp(attr, "scale") == 0) {
-      AOQ_TRY(view_alloc((size_t)w->n * 4, bytes, n));
-      memcpy(*bytes, w->scale, (size_t)w->n * 4);
-      return AOQ_OK;
-    }
-    if (strcmp(attr, "zero_point") == 0) return view_alloc((size_t)w->n, bytes, n);
-    break;
-  case AOQ_FMT_INT4WO:
-  case AOQ_FMT_INT4WO_HQQ: {
-    /* Int4TilePackedTo4dTensor: scale_and_zero bf16 [k/g, n, 2]; the unpacked reference values
-     * ref.q_uint4 u8 [n,k], ref.scale / ref.zero bf16 [n, k/g]. q.qdata is tinygemm's opaque
-     * int4pack layout: not reproduced (the same bits are checked through ref.q_uint4). */
-    const uint16_t *sz = w->scale;
-    if (strcmp(attr, "ref.q_uint4") == 0) {
-      AOQ_TRY(view_alloc(nk, bytes, n));
-      uint8_t *o = *bytes;
-      const uint8_t *qd = w->qdata;
-      for (size_t i = 0; i < nk; i++) o[i] = (qd[i / 2] >> ((i & 1) * 4)) & 15;
-      return AOQ_OK;
-    }
-    if (strcmp(attr, "ref.scale") == 0 || strcmp(attr, "ref.zero") == 0) {
-      int off = strcmp(attr, "ref.zero") == 0;
-      AOQ_TRY(view_alloc((size_t)(w->n * ng) * 2, bytes, n));
-      uint16_t *o = *bytes;
-      for (int64_t i = 0; i < w->n * ng; i++) o[i] = sz[i * 2 + off];
-      return AOQ_OK;
-    }
-    if (strcmp(attr, "scale_and_zero") == 0) return view_scale_and_zero(w, bytes, n);
-    if (strcmp(attr, "qdata") == 0) return view_int4pack(w, bytes, n);
-    break;
-  }
-  case AOQ_FMT_INTXWO:
-  case AOQ_FMT_INT8_INTX:
-  case AOQ_FMT_INT8_INT4:
-  case AOQ_FMT_W158:
-    /* IntxUnpackedToInt8Tensor: qdata i8 [n,k], scale bf16 [n,k/g], zero_point i8 [n,k/g].
-     * W158 (aoq's own): qdata i8 in -1..1, scale bf16 [1]. */
-    if (strcmp(attr, "qdata") == 0) return view_unpacked_i8(w, bytes, n);
-    if (strcmp(attr, "scale") == 0) {
-      AOQ_TRY(view_alloc(w->scale_bytes, bytes, n));
-      memcpy(*bytes, w->scale, w->scale_bytes);
-      return AOQ_OK;
-    }
-    if (strcmp(attr, "zero_point") == 0 && w->kind != AOQ_FMT_W158)
-      return view_alloc((size_t)(w->n * ng), bytes, n);
-    break;
-  case AOQ_FMT_FP8_INT4:
-    /* Int4Tensor (plain): qdata i8 [n, k/2] = (q[2i] & 0xF) | (q[2i+1] << 4), scale [k/g, n]
-     * (fp32 as MSLK computes it). */
-    if (strcmp(attr, "qdata") == 0) {
-      AOQ_TRY(view_alloc(nk / 2, bytes, n));
-      size_t rb = aoq_bitrow_bytes(w->k, 4);
-      for (int64_t r = 0; r < w->n; r++)
-        memcpy((uint8_t *)*bytes + r * (w->k / 2), (const uint8_t *)w->qdata + r * rb,
-               (size_t)(w->k / 2));
-      return AOQ_OK;
-    }
-    if (strcmp(attr, "scale") == 0) {
-      AOQ_TRY(view_alloc((size_t)(w->n * ng) * 4, bytes, n));
-      float *o = *bytes;
-      const float *s = w->scale;
-      for (int64_t r = 0; r < w->n; r++)
-        for (int64_t g = 0; g < ng; g++) o[g * w->n + r] = s[r * ng + g];
-      return AOQ_OK;
-    }
-    break;
-  case AOQ_FMT_CODEBOOK:
-    /* codes u8 [n,k], codebook bf16 [2^b], scale bf16 [n, k/g] */
-    if (strcmp(attr, "codes") == 0) {
-      AOQ_TRY(view_alloc(nk, bytes, n));
-      size_t rb = aoq_bitrow_bytes(w->k, w->bits);
-      uint8_t *o = *bytes;
-      for (int64_t r = 0; r < w->n; r++)
-        for (int64_t i = 0; i < w->k; i++)
-          o[r * w->k + i] =
-              (uint8_t)aoq_bits_get((const uint8_t *)w->qdata + r * rb, i, w->bits);
-      return AOQ_OK;
-    }
-    if (strcmp(attr, "codebook") == 0 || strcmp(attr, "scale") == 0) {
-      bool cb = strcmp(attr, "codebook") == 0;
-      size_t sz = cb ? w->aux_bytes : w->scale_bytes;
-      AOQ_TRY(view_alloc(sz, bytes, n));
-      memcpy(*bytes, cb ? w->aux : w->scale, sz);
-      return AOQ_OK;
-    }
-    break;
-  default:
-    return aoq_err(AOQ_EINTERNAL, "torchao view: kind %d is not an integer format",
-                   (int)w->kind);
+    case AOQ_FMT_INTXWO:
+    case AOQ_FMT_INT8_INTX:
+    case AOQ_FMT_INT8_INT4:
+    case AOQ_FMT_W158:
+      /* IntxUnpackedToInt8Tensor: qdata i8 [n,k], scale bf16 [n,k/g], zero_point i8 [n,k/g].
+       * W158 (aoq's own): qdata i8 in -1..1, scale bf16 [1]. */
+      if (strcmp(attr, "qdata") == 0) return view_unpacked_i8(w, bytes, n);
+      if (strcmp(attr, "scale") == 0) {
+        AOQ_TRY(view_alloc(w->scale_bytes, bytes, n));
+        memcpy(*bytes, w->scale, w->scale_bytes);
+        return AOQ_OK;
+      }
+      if (strcmp(attr, "zero_point") == 0 && w->kind != AOQ_FMT_W158)
+        return view_alloc((size_t)(w->n * ng), bytes, n);
+      break;
+    case AOQ_FMT_FP8_INT4:
+      /* Int4Tensor (plain): qdata i8 [n, k/2] = (q[2i] & 0xF) | (q[2i+1] << 4), scale [k/g, n]
+       * (fp32 as MSLK computes it). */
+      if (strcmp(attr, "qdata") == 0) {
+        AOQ_TRY(view_alloc(nk / 2, bytes, n));
+        size_t rb = aoq_bitrow_bytes(w->k, 4);
+        for (int64_t r = 0; r < w->n; r++)
+          memcpy((uint8_t *)*bytes + r * (w->k / 2), (const uint8_t *)w->qdata + r * rb,
+                 (size_t)(w->k / 2));
+        return AOQ_OK;
+      }
+      if (strcmp(attr, "scale") == 0) {
+        AOQ_TRY(view_alloc((size_t)(w->n * ng) * 4, bytes, n));
+        float *o = *bytes;
+        const float *s = w->scale;
+        for (int64_t r = 0; r < w->n; r++)
+          for (int64_t g = 0; g < ng; g++) o[g * w->n + r] = s[r * ng + g];
+        return AOQ_OK;
+      }
+      break;
+    case AOQ_FMT_CODEBOOK:
+      /* codes u8 [n,k], codebook bf16 [2^b], scale bf16 [n, k/g] */
+      if (strcmp(attr, "codes") == 0) {
+        AOQ_TRY(view_alloc(nk, bytes, n));
+        size_t rb = aoq_bitrow_bytes(w->k, w->bits);
+        uint8_t *o = *bytes;
+        for (int64_t r = 0; r < w->n; r++)
+          for (int64_t i = 0; i < w->k; i++)
+            o[r * w->k + i] = (uint8_t)aoq_bits_get((const uint8_t *)w->qdata + r * rb, i, w->bits);
+        return AOQ_OK;
+      }
+      if (strcmp(attr, "codebook") == 0 || strcmp(attr, "scale") == 0) {
+        bool cb = strcmp(attr, "codebook") == 0;
+        size_t sz = cb ? w->aux_bytes : w->scale_bytes;
+        AOQ_TRY(view_alloc(sz, bytes, n));
+        memcpy(*bytes, cb ? w->aux : w->scale, sz);
+        return AOQ_OK;
+      }
+      break;
+    default:
+      return aoq_err(AOQ_EINTERNAL, "torchao view: kind %d is not an integer format", (int)w->kind);
   }
   return aoq_err(AOQ_ENOTFOUND, "format has no torchao tensor '%s'", attr);
 }

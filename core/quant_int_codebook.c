@@ -116,7 +116,8 @@ aoq_status aoq_quant_codebook(const uint16_t *w_bf16, aoq_qweight *w) {
   memset(w->qdata, 0, w->qdata_bytes);
   for (int64_t r = 0; r < w->n; r++) {
     uint8_t *row = (uint8_t *)w->qdata + r * rb;
-    for (int64_t i = 0; i < w->k; i++) aoq_bits_put(row, i, w->bits, nearest(cb, kc, v[r * w->k + i]));
+    for (int64_t i = 0; i < w->k; i++)
+      aoq_bits_put(row, i, w->bits, nearest(cb, kc, v[r * w->k + i]));
   }
   free(v);
   free(sorted);

@@ -122,8 +122,17 @@ aoq_status aoq_quant_int4_hqq(const uint16_t *w_bf16, aoq_qweight *w) {
   for (int it = 0; it < HQQ_ITERS; it++) {
     bool started[HQQ_MAX_THREADS] = {false};
     for (int t = 0; t < nt; t++) {
-      sl[t] = (hqq_slice){wf, inv, zero, powtab, znew, gerr, ng * t / nt, ng * (t + 1) / nt, g,
-                          (float)(1.0 / beta), 1.0f / (float)g};
+      sl[t] = (hqq_slice){wf,
+                          inv,
+                          zero,
+                          powtab,
+                          znew,
+                          gerr,
+                          ng * t / nt,
+                          ng * (t + 1) / nt,
+                          g,
+                          (float)(1.0 / beta),
+                          1.0f / (float)g};
       if (t > 0) started[t] = pthread_create(&th[t], NULL, hqq_iterate, &sl[t]) == 0;
     }
     hqq_iterate(&sl[0]);

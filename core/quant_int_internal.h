@@ -18,7 +18,9 @@
 #define AOQ_SYM_LIM 0x1p126f
 #define AOQ_HQQ_LIM 16384.0f
 
-static inline float bf(float x) { return aoq_round_bf16(x); }
+static inline float bf(float x) {
+  return aoq_round_bf16(x);
+}
 /* Round to the nearest fp16 value (RNE), returned as fp32, without a trip through the 16-bit
  * encoding: normal range: drop 13 mantissa bits (RNE on the bits); subnormal range: round to a
  * multiple of 2^-24 by adding and removing 0.5 (whose ulp is 2^-24); overflow, Inf and NaN take
@@ -44,7 +46,9 @@ static inline uint32_t hf_index(float x) {
   return aoq_f32_to_f16(x) & 0x7fffu;
 }
 
-static inline float bf16v(const uint16_t *p, int64_t i) { return aoq_bf16_to_f32(p[i]); }
+static inline float bf16v(const uint16_t *p, int64_t i) {
+  return aoq_bf16_to_f32(p[i]);
+}
 
 /* docs/formats.md "Non-finite and huge inputs": NaN quantizes as 0, everything else is clamped to
  * [-lim, lim] (identity for every finite bf16 input within the format's safe range). */
@@ -85,8 +89,12 @@ static inline int aoq_sext(uint32_t v, int bits) {
 }
 
 /* torchao's Int4TilePackedTo4dTensor pads the weight to these before quantizing. */
-static inline int64_t aoq_int4_pad_n(int64_t n) { return (n + 7) / 8 * 8; }
-static inline int64_t aoq_int4_pad_k(int64_t k) { return (k + 1023) / 1024 * 1024; }
+static inline int64_t aoq_int4_pad_n(int64_t n) {
+  return (n + 7) / 8 * 8;
+}
+static inline int64_t aoq_int4_pad_k(int64_t k) {
+  return (k + 1023) / 1024 * 1024;
+}
 
 /* Tinygemm qparams and codes of one group of g bf16 values x (core/quant_int.c): codes go to
  * elements e0.. of the uint4 row (even element low nibble), {scale, zero} to sz[0..1]. */

@@ -153,14 +153,15 @@ static void parse_rejects_invalid_strings_with_details(void **state) {
 
 static void dynamic_kinds_are_the_activation_quantizing_ones(void **state) {
   (void)state;
-  const aoq_format_kind dyn[] = {AOQ_FMT_INT8DQ,    AOQ_FMT_FP8DQ,     AOQ_FMT_FP8DQ_ROW,
+  const aoq_format_kind dyn[] = {AOQ_FMT_INT8DQ,      AOQ_FMT_FP8DQ,    AOQ_FMT_FP8DQ_ROW,
                                  AOQ_FMT_FP8DQ_BLOCK, AOQ_FMT_FP8_INT4, AOQ_FMT_INT8_INT4,
-                                 AOQ_FMT_INT8_INTX, AOQ_FMT_MXFP8,     AOQ_FMT_MXFP4,
+                                 AOQ_FMT_INT8_INTX,   AOQ_FMT_MXFP8,    AOQ_FMT_MXFP4,
                                  AOQ_FMT_NVFP4};
   int count = 0;
   for (int k = 0; k < AOQ_FMT_COUNT; k++) count += aoq_format_is_dynamic((aoq_format_kind)k);
   assert_int_equal(count, (int)(sizeof dyn / sizeof dyn[0]));
-  for (size_t i = 0; i < sizeof dyn / sizeof dyn[0]; i++) assert_true(aoq_format_is_dynamic(dyn[i]));
+  for (size_t i = 0; i < sizeof dyn / sizeof dyn[0]; i++)
+    assert_true(aoq_format_is_dynamic(dyn[i]));
   assert_false(aoq_format_is_dynamic(AOQ_FMT_COUNT));
   assert_false(aoq_format_is_dynamic((aoq_format_kind)-1));
 }
@@ -202,8 +203,9 @@ static void check_shape_rejects_what_the_layout_cannot_hold(void **state) {
     aoq_format f = F(cases[i].fmt);
     aoq_status s = aoq_format_check_shape(&f, cases[i].n, cases[i].k);
     if (!cases[i].detail) {
-      if (s != AOQ_OK) fail_msg("%s [%lld,%lld]: %s", cases[i].fmt, (long long)cases[i].n,
-                                (long long)cases[i].k, aoq_last_error());
+      if (s != AOQ_OK)
+        fail_msg("%s [%lld,%lld]: %s", cases[i].fmt, (long long)cases[i].n, (long long)cases[i].k,
+                 aoq_last_error());
       continue;
     }
     assert_int_equal(s, AOQ_ESHAPE);
@@ -261,8 +263,8 @@ static void plan_sizes_follow_layouts_md(void **state) {
     assert_int_equal(aoq_format_plan(&f, n, k, &w), AOQ_OK);
     if (w.qdata_bytes != cases[i].q || w.scale_bytes != cases[i].s || w.zero_bytes != cases[i].z ||
         w.aux_bytes != cases[i].a || w.group != cases[i].group)
-      fail_msg("%s: plan q=%zu s=%zu z=%zu a=%zu g=%d", cases[i].fmt, w.qdata_bytes,
-               w.scale_bytes, w.zero_bytes, w.aux_bytes, w.group);
+      fail_msg("%s: plan q=%zu s=%zu z=%zu a=%zu g=%d", cases[i].fmt, w.qdata_bytes, w.scale_bytes,
+               w.zero_bytes, w.aux_bytes, w.group);
     assert_int_equal(w.kind, f.kind);
     assert_int_equal(w.bits, f.bits);
     assert_int_equal(w.n, n);
@@ -299,14 +301,15 @@ static void bits_per_weight_counts_scales(void **state) {
 
 static void overrides_precedence_exact_then_regex_then_default(void **state) {
   (void)state;
-  const char *text = "# per-layer formats\n"
-                     "\n"
-                     "re:mlp\\.(gate|up)_proj int4wo-64    # first regex wins\n"
-                     "re:mlp\\.            int8wo\n"
-                     "* mxfp8\n"
-                     "   layers.0.mlp.down_proj\tbf16\r\n"
-                     "lm_head bf16\n"
-                     "re:^layers\\.3\\.   intx2wo-g64";
+  const char *text =
+      "# per-layer formats\n"
+      "\n"
+      "re:mlp\\.(gate|up)_proj int4wo-64    # first regex wins\n"
+      "re:mlp\\.            int8wo\n"
+      "* mxfp8\n"
+      "   layers.0.mlp.down_proj\tbf16\r\n"
+      "lm_head bf16\n"
+      "re:^layers\\.3\\.   intx2wo-g64";
   aoq_format_overrides *o;
   assert_int_equal(aoq_format_overrides_parse(text, &o), AOQ_OK);
   aoq_format dflt = F("fp8wo");
@@ -469,8 +472,8 @@ static void qweight_quantize_on_cpu_matches_the_reference(void **state) {
   (void)state;
   const int64_t n = 32, k = 256;
   uint16_t *src = make_weight(n, k, 11);
-  const char *fmts[] = {"bf16",  "int8wo", "int4wo-64", "int4wo-32-hqq", "intx3wo-32",
-                        "w158",  "fp8dq",  "mxfp4",     "codebook3",     "fp8-int4"};
+  const char *fmts[] = {"bf16", "int8wo", "int4wo-64", "int4wo-32-hqq", "intx3wo-32",
+                        "w158", "fp8dq",  "mxfp4",     "codebook3",     "fp8-int4"};
   aoq_device *d;
   assert_int_equal(aoq_device_open("cpu:1", &d), AOQ_OK);
   for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {

@@ -30,10 +30,9 @@ static const char *golden_dir(char *buf, size_t len) {
 
 /* Every config the golden set was made for (shared/golden/README.md). */
 static const char *const expected[] = {
-    "int8wo",     "int8dq",     "fp8wo",      "fp8dq",          "fp8dq-row",
-    "int4wo-32",  "int4wo-64",  "int4wo-128", "int4wo-256",     "int4wo-128-hqq",
-    "intx2wo-64", "intx4wo-32", "intx8wo",    "int8-intx4",     "mxfp8",
-    "mxfp4",      "nvfp4",      "nvfp4wo",
+    "int8wo",    "int8dq",     "fp8wo",      "fp8dq",          "fp8dq-row",  "int4wo-32",
+    "int4wo-64", "int4wo-128", "int4wo-256", "int4wo-128-hqq", "intx2wo-64", "intx4wo-32",
+    "intx8wo",   "int8-intx4", "mxfp8",      "mxfp4",          "nvfp4",      "nvfp4wo",
 };
 
 static void golden_files_all_match(void **state) {
@@ -179,11 +178,10 @@ static void config_repr_maps_to_aoq_formats(void **state) {
   }
   aoq_format f;
   assert_int_equal(aoq_golden_config_from_repr("GGUFWeightOnlyConfig()", &f), AOQ_ENOTFOUND);
-  assert_int_equal(
-      aoq_golden_config_from_repr("IntxWeightOnlyConfig(weight_dtype=torch.int4, "
-                                  "mapping_type=<MappingType.ASYMMETRIC: 3>)",
-                                  &f),
-      AOQ_EUNSUPPORTED);
+  assert_int_equal(aoq_golden_config_from_repr("IntxWeightOnlyConfig(weight_dtype=torch.int4, "
+                                               "mapping_type=<MappingType.ASYMMETRIC: 3>)",
+                                               &f),
+                   AOQ_EUNSUPPORTED);
   assert_int_equal(aoq_golden_config_from_repr("Float8DynamicActivationInt4WeightConfig("
                                                "int4_packing_format='preshuffled')",
                                                &f),

@@ -47,7 +47,9 @@ static void qfree(qres *r) {
   free(r->deq);
 }
 
-static float deq(const qres *r, int64_t i) { return aoq_bf16_to_f32(r->deq[i]); }
+static float deq(const qres *r, int64_t i) {
+  return aoq_bf16_to_f32(r->deq[i]);
+}
 
 /* Signed value of element i of row `row` read straight from the packed bit stream. */
 static int qat(const qres *r, int64_t row, int64_t i) {
@@ -108,9 +110,9 @@ static void int8_scale_is_bf16_amax_over_127_5_and_ties_round_to_even(void **sta
 static void int8_nonfinite_tiny_and_huge_inputs_are_defined(void **state) {
   (void)state;
   enum { K = 8 };
-  float v[3 * K] = {NAN, INFINITY, -INFINITY, 1.0f, -NAN, 0.0f, 0.0f, 0.0f,
-                    1e-30f, -1e-30f, 1e-30f, 0, 0, 0, 0, 0,
-                    3e37f, -3e37f, 1e37f, 1.0f, 3e38f, 0, 0, 0};
+  float v[3 * K] = {NAN,    INFINITY, -INFINITY, 1.0f, -NAN,  0.0f, 0.0f, 0.0f,
+                    1e-30f, -1e-30f,  1e-30f,    0,    0,     0,    0,    0,
+                    3e37f,  -3e37f,   1e37f,     1.0f, 3e38f, 0,    0,    0};
   qres r = quant("int8dq", 3, K, v);
   const int8_t *q = r.w.qdata;
   /* NaN -> 0; +-Inf (and anything beyond) clamp to +-2^126 */
@@ -167,10 +169,10 @@ static void int4_tinygemm_hand_vector(void **state) {
   assert_int_equal(aoq_format_torchao_tensor(&r.w, "scale_and_zero", &b, &n), AOQ_OK);
   assert_int_equal(n, (1024 / 32) * 8 * 2 * 2);
   const uint16_t *sv = b;
-  assert_memory_equal(sv, sz, 4);         /* group 0, row 0 */
+  assert_memory_equal(sv, sz, 4);          /* group 0, row 0 */
   assert_memory_equal(sv + 16, sz + 2, 4); /* group 1, row 0 */
-  assert_int_equal(sv[2], 0x0080);        /* row 1 is padding: s = 2^-126 */
-  assert_int_equal(sv[3], 0x0200);        /* z = 2^-123 */
+  assert_int_equal(sv[2], 0x0080);         /* row 1 is padding: s = 2^-126 */
+  assert_int_equal(sv[3], 0x0200);         /* z = 2^-123 */
   free(b);
   /* q.qdata: tinygemm int4pack int32 [n_pad/8][k_pad/128][32][4]; lane 0 word 0 packs the
    * pre-packed bytes 0, 4, 8, 12 of row 0 (byte i = q[2i] << 4 | q[2i+1]) */
@@ -220,7 +222,8 @@ static void int4_nonfinite_and_huge_inputs_stay_finite(void **state) {
   for (int f = 0; f < 2; f++) {
     qres r = quant(fmts[f], 1, K, v);
     for (int i = 0; i < K; i++)
-      if (!isfinite(deq(&r, i))) fail_msg("%s: element %d dequantizes to %g", fmts[f], i, deq(&r, i));
+      if (!isfinite(deq(&r, i)))
+        fail_msg("%s: element %d dequantizes to %g", fmts[f], i, deq(&r, i));
     const uint8_t *qd = r.w.qdata;
     if (f == 0) { /* tinygemm: the extremes take the end codes (HQQ's integer zero may not) */
       assert_int_equal(qd[0] & 15, 15);
@@ -342,7 +345,7 @@ static void int8_int4_is_symmetric_group32_over_7_5(void **state) {
   /* group 1: all zero */
   qres r = quant("int8-int4", 1, K, v);
   const uint16_t *sc = r.w.scale;
-  assert_true(aoq_bf16_to_f32(sc[0]) == 1.0f);       /* 7.5 / 7.5 */
+  assert_true(aoq_bf16_to_f32(sc[0]) == 1.0f);      /* 7.5 / 7.5 */
   assert_true(aoq_bf16_to_f32(sc[1]) == 0x1p-126f); /* all-zero group: smallest normal */
   int8_t *q = qvals(&r);
   const int want[] = {7, -8, 6, 6, 0, 0, 1, -7};
@@ -369,8 +372,8 @@ static void fp8_int4_uses_mslk_plain_numerics(void **state) {
   v[128] = 1e-30f; /* group 1 is tiny: scale floor 1e-6 / 8 */
   qres r = quant("fp8-int4", 1, K, v);
   const float *sc = r.w.scale;
-  assert_true(sc[0] == 1.0f);         /* amax 8 / 8 */
-  assert_true(sc[1] == 1e-6f / 8.0f); /* max(amax, 1e-6) / 8, fp32 */
+  assert_true(sc[0] == 1.0f);                    /* amax 8 / 8 */
+  assert_true(sc[1] == 1e-6f / 8.0f);            /* max(amax, 1e-6) / 8, fp32 */
   const int want[] = {7, 7, -8, 0, 2, 2, -3, 4}; /* 8 and 7.5 -> 8 -> clipped to 7 */
   for (int i = 0; i < 8; i++) assert_int_equal(qat(&r, 0, i), want[i]);
   for (int i = 128; i < K; i++) assert_int_equal(qat(&r, 0, i), 0);
@@ -497,9 +500,9 @@ static void codebook_is_deterministic_sorted_and_nearest(void **state) {
 /* Every integer format: NaN, +-Inf, 3e38 and 1e-30 quantize without a crash to finite values. */
 static void every_int_format_survives_nonfinite_inputs(void **state) {
   (void)state;
-  const char *fmts[] = {"int8wo", "int8dq",     "int4wo-32",  "int4wo-32-hqq", "fp8-int4",
-                        "int8-int4", "intx1wo",  "intx5wo-32", "int8-intx7",    "w158",
-                        "codebook5-32"};
+  const char *fmts[] = {"int8wo",     "int8dq",    "int4wo-32",   "int4wo-32-hqq",
+                        "fp8-int4",   "int8-int4", "intx1wo",     "intx5wo-32",
+                        "int8-intx7", "w158",      "codebook5-32"};
   enum { N = 2, K = 128 };
   float v[N * K];
   for (int i = 0; i < N * K; i++) v[i] = (float)((i * 13) % 29 - 14) * 0.01f;

@@ -71,7 +71,8 @@ aoq_status aoq_golden_config_from_repr(const char *repr, aoq_format *out) {
     bool dyn = starts(repr, "Int8");
     long b = int_after(repr, "weight_dtype=torch.int");
     long g = int_after(repr, "PerGroup(group_size=");
-    if (b < 1 || b > 8) return aoq_err(AOQ_EFORMAT, "config repr: no weight_dtype in '%.120s'", repr);
+    if (b < 1 || b > 8)
+      return aoq_err(AOQ_EFORMAT, "config repr: no weight_dtype in '%.120s'", repr);
     if (!strstr(repr, "MappingType.SYMMETRIC:"))
       return aoq_err(AOQ_EUNSUPPORTED, "config repr: aoq's intx formats are symmetric: '%.120s'",
                      repr);
