@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/error.h"
@@ -149,6 +150,37 @@ static void checker_reports_a_flipped_byte(void **state) {
   rmdir(tmpdir);
 }
 
+/* The CLI: exit 0 when everything matches, 1 on a mismatch or unreadable file, 2 on usage. */
+static int run_cli(const char *args) {
+  char cmd[3000];
+  snprintf(cmd, sizeof cmd, "%s/tools/golden/aoq-golden %s >/dev/null 2>&1", AOQ_BUILD_DIR, args);
+  int rc = system(cmd);
+  assert_true(rc != -1 && WIFEXITED(rc));
+  return WEXITSTATUS(rc);
+}
+
+static void cli_exit_codes(void **state) {
+  (void)state;
+  char dir[1024], args[2600], tmpdir[256], bad[300];
+  golden_dir(dir, sizeof dir);
+  assert_int_equal(run_cli(""), 2);
+  assert_int_equal(run_cli("--no-such-option x"), 2);
+  assert_int_equal(run_cli("--help"), 0);
+  assert_int_equal(run_cli("--version"), 0);
+  snprintf(args, sizeof args, "%s/int8wo.safetensors %s/intx2wo-64.safetensors", dir, dir);
+  assert_int_equal(run_cli(args), 0);
+  assert_int_equal(run_cli("/nonexistent/int8wo.safetensors"), 1);
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/aoq_test_golden_cli_%d", (int)getpid());
+  assert_int_equal(mkdir(tmpdir, 0700), 0);
+  snprintf(bad, sizeof bad, "%s/int8wo.safetensors", tmpdir);
+  snprintf(args, sizeof args, "%s/int8wo.safetensors", dir);
+  rewrite_golden(args, bad, "q.scale", 5);
+  snprintf(args, sizeof args, "%s/int8wo.safetensors %s", dir, bad);
+  assert_int_equal(run_cli(args), 1);
+  unlink(bad);
+  rmdir(tmpdir);
+}
+
 static void config_repr_maps_to_aoq_formats(void **state) {
   (void)state;
   static const struct {
@@ -198,6 +230,7 @@ int main(void) {
       cmocka_unit_test(golden_files_all_match),
       cmocka_unit_test(golden_dir_has_no_unlisted_file),
       cmocka_unit_test(checker_reports_a_flipped_byte),
+      cmocka_unit_test(cli_exit_codes),
       cmocka_unit_test(config_repr_maps_to_aoq_formats),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
