@@ -34,7 +34,8 @@ static aoq_status do_register(aoq_client *c, aoq_buffer *b) {
 aoq_status aoq_buffer_create(aoq_client *c, size_t bytes, aoq_mem_kind kind, aoq_buffer **out) {
   *out = NULL;
   if (kind != AOQ_MEM_HOST)
-    return aoqc_fail(c, AOQ_EUNSUPPORTED, "only AOQ_MEM_HOST buffers are served (device buffers: planned)");
+    return aoqc_fail(c, AOQ_EUNSUPPORTED,
+                     "only AOQ_MEM_HOST buffers are served (device buffers: planned)");
   aoq_buffer *b = calloc(1, sizeof *b);
   if (!b) return aoqc_fail(c, AOQ_ENOMEM, "buffer handle");
   aoq_status s = aoq_shm_create(bytes, &b->shm);
@@ -55,7 +56,8 @@ aoq_status aoq_buffer_create(aoq_client *c, size_t bytes, aoq_mem_kind kind, aoq
   return AOQ_OK;
 }
 
-aoq_status aoq_buffer_register(aoq_client *c, const char *shm_name, size_t bytes, aoq_buffer **out) {
+aoq_status aoq_buffer_register(aoq_client *c, const char *shm_name, size_t bytes,
+                               aoq_buffer **out) {
   *out = NULL;
   aoq_buffer *b = calloc(1, sizeof *b);
   if (!b) return aoqc_fail(c, AOQ_ENOMEM, "buffer handle");
@@ -102,7 +104,9 @@ void *aoq_buffer_map(aoq_buffer *b, size_t *bytes) {
   return b ? b->shm.base : NULL;
 }
 
-uint64_t aoq_buffer_id(const aoq_buffer *b) { return b ? b->id : 0; }
+uint64_t aoq_buffer_id(const aoq_buffer *b) {
+  return b ? b->id : 0;
+}
 
 aoq_status aoq_buffer_free(aoq_buffer *b) {
   if (!b) return AOQ_OK;

@@ -47,7 +47,8 @@ aoq_status aoqc_recv(aoq_client *c, uint64_t id, int timeout_ms, Aoq__Reply **ou
     if (r < 0 && zmq_errno() == EINTR) continue;
     if (r < 0) return aoqc_fail(c, AOQ_ECONN, "poll: %s", zmq_strerror(zmq_errno()));
     if (r == 0)
-      return aoqc_fail(c, AOQ_ETIMEOUT, "no reply from aoqd at %s within %d ms", c->endpoint, timeout_ms);
+      return aoqc_fail(c, AOQ_ETIMEOUT, "no reply from aoqd at %s within %d ms", c->endpoint,
+                       timeout_ms);
     zmq_msg_t m;
     zmq_msg_init(&m);
     if (zmq_msg_recv(&m, c->sock, 0) < 0) {
@@ -71,18 +72,21 @@ aoq_status aoqc_recv(aoq_client *c, uint64_t id, int timeout_ms, Aoq__Reply **ou
 static aoq_status reply_status(aoq_client *c, Aoq__Reply *rep) {
   if (rep->body_case != AOQ__REPLY__BODY_ERROR) return AOQ_OK;
   aoq_status s = rep->error->status > 0 && rep->error->status < AOQ_STATUS_COUNT
-                     ? (aoq_status)rep->error->status : AOQ_EPROTO;
+                     ? (aoq_status)rep->error->status
+                     : AOQ_EPROTO;
   return aoqc_fail(c, s, "aoqd: %s", rep->error->message);
 }
 
-aoq_status aoqc_call(aoq_client *c, Aoq__Request *req, Aoq__Reply__BodyCase want, Aoq__Reply **out) {
+aoq_status aoqc_call(aoq_client *c, Aoq__Request *req, Aoq__Reply__BodyCase want,
+                     Aoq__Reply **out) {
   req->id = c->next_id++;
   AOQ_TRY(send_request(c, req));
   Aoq__Reply *rep;
   AOQ_TRY(aoqc_recv(c, req->id, c->timeout_ms, &rep));
   aoq_status s = reply_status(c, rep);
   if (s == AOQ_OK && rep->body_case != want)
-    s = aoqc_fail(c, AOQ_EPROTO, "unexpected reply (case %d, expected %d)", (int)rep->body_case, (int)want);
+    s = aoqc_fail(c, AOQ_EPROTO, "unexpected reply (case %d, expected %d)", (int)rep->body_case,
+                  (int)want);
   if (s != AOQ_OK) {
     aoq__reply__free_unpacked(rep, NULL);
     return s;
@@ -105,8 +109,9 @@ static aoq_status curve_setup(aoq_client *c) {
   const char *sk = getenv("AOQ_CURVE_SERVERKEY"), *pk = getenv("AOQ_CURVE_PUBLICKEY"),
              *sec = getenv("AOQ_CURVE_SECRETKEY");
   if (!sk || !pk || !sec || strlen(sk) != 40 || strlen(pk) != 40 || strlen(sec) != 40)
-    return aoqc_fail(c, AOQ_EINVAL, "tcp endpoints need $AOQ_CURVE_SERVERKEY, $AOQ_CURVE_PUBLICKEY "
-                                    "and $AOQ_CURVE_SECRETKEY (40 Z85 characters each)");
+    return aoqc_fail(c, AOQ_EINVAL,
+                     "tcp endpoints need $AOQ_CURVE_SERVERKEY, $AOQ_CURVE_PUBLICKEY "
+                     "and $AOQ_CURVE_SECRETKEY (40 Z85 characters each)");
   if (zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, sk, 40) ||
       zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, pk, 40) ||
       zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, sec, 40))
@@ -125,8 +130,10 @@ aoq_status aoq_connect_with(const aoq_connect_opts *opts, aoq_client **out) {
   c->timeout_ms = env_int("AOQ_TIMEOUT_MS", 60000);
   aoq_status s = AOQ_OK;
   if (o.endpoint) {
-    if (strlen(o.endpoint) >= sizeof c->endpoint) s = aoqc_fail(c, AOQ_EINVAL, "endpoint too long");
-    else strcpy(c->endpoint, o.endpoint);
+    if (strlen(o.endpoint) >= sizeof c->endpoint)
+      s = aoqc_fail(c, AOQ_EINVAL, "endpoint too long");
+    else
+      strcpy(c->endpoint, o.endpoint);
   } else {
     s = aoq_wire_default_endpoint(o.admin, c->endpoint, sizeof c->endpoint);
     if (s != AOQ_OK) aoqc_fail(c, s, "%s", aoq_last_error());
@@ -173,8 +180,10 @@ aoq_status aoq_connect_with(const aoq_connect_opts *opts, aoq_client **out) {
       Aoq__Reply *rep;
       s = aoqc_recv(c, req.id, timeout, &rep);
       if (s == AOQ_ETIMEOUT)
-        s = aoqc_fail(c, AOQ_ECONN, "no aoqd answered at %s within %d ms (not running, no "
-                                    "permission, or key refused)", c->endpoint, timeout);
+        s = aoqc_fail(c, AOQ_ECONN,
+                      "no aoqd answered at %s within %d ms (not running, no "
+                      "permission, or key refused)",
+                      c->endpoint, timeout);
       if (s == AOQ_OK) {
         s = reply_status(c, rep);
         if (s == AOQ_OK && rep->body_case == AOQ__REPLY__BODY_HELLO) {
@@ -210,10 +219,18 @@ void aoq_disconnect(aoq_client *c) {
   free(c);
 }
 
-const char *aoq_client_last_error(const aoq_client *c) { return c ? c->err : "no client"; }
-uint64_t aoq_client_session(const aoq_client *c) { return c->session; }
-const char *aoq_client_tenant(const aoq_client *c) { return c->tenant; }
-void aoq_free(void *p) { free(p); }
+const char *aoq_client_last_error(const aoq_client *c) {
+  return c ? c->err : "no client";
+}
+uint64_t aoq_client_session(const aoq_client *c) {
+  return c->session;
+}
+const char *aoq_client_tenant(const aoq_client *c) {
+  return c->tenant;
+}
+void aoq_free(void *p) {
+  free(p);
+}
 
 aoq_status aoq_ping(aoq_client *c) {
   Aoq__Request req = AOQ__REQUEST__INIT;
@@ -225,7 +242,8 @@ aoq_status aoq_ping(aoq_client *c) {
 
 aoq_status aoq_admin(aoq_client *c, aoq_admin_cmd cmd, const aoq_admin_args *args, char **json) {
   if (json) *json = NULL;
-  if ((unsigned)cmd > AOQ_ADMIN_SHUTDOWN) return aoqc_fail(c, AOQ_EINVAL, "unknown admin command %d", (int)cmd);
+  if ((unsigned)cmd > AOQ_ADMIN_SHUTDOWN)
+    return aoqc_fail(c, AOQ_EINVAL, "unknown admin command %d", (int)cmd);
   aoq_admin_args a = {0};
   if (args) a = *args;
   Aoq__Request req = AOQ__REQUEST__INIT;
@@ -248,7 +266,8 @@ aoq_status aoq_admin(aoq_client *c, aoq_admin_cmd cmd, const aoq_admin_args *arg
   Aoq__Reply *rep;
   int saved = c->timeout_ms;
   if (model_cmd && c->timeout_ms < 600000) c->timeout_ms = 600000; /* quantizing takes a while */
-  aoq_status s = aoqc_call(c, &req, model_cmd ? AOQ__REPLY__BODY_EMPTY : AOQ__REPLY__BODY_ADMIN, &rep);
+  aoq_status s =
+      aoqc_call(c, &req, model_cmd ? AOQ__REPLY__BODY_EMPTY : AOQ__REPLY__BODY_ADMIN, &rep);
   c->timeout_ms = saved;
   if (s != AOQ_OK) return s;
   if (!model_cmd && json) {

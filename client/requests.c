@@ -3,11 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zmq.h>
 
 #include "base/error.h"
 #include "client/client_internal.h"
 #include "proto/wire.h"
-#include <zmq.h>
 
 void aoq_gen_result_free(aoq_gen_result *r) {
   if (!r) return;
@@ -35,7 +35,8 @@ aoq_status aoq_generate_ex(aoq_client *c, const char *model, const char *prompt,
                            const int32_t *tokens, size_t n_tokens, const aoq_gen_params *params,
                            aoq_token_cb cb, void *ctx, aoq_gen_result *result) {
   if (result) memset(result, 0, sizeof *result);
-  if (!model || (!prompt && !tokens)) return aoqc_fail(c, AOQ_EINVAL, "generate needs a model and a prompt");
+  if (!model || (!prompt && !tokens))
+    return aoqc_fail(c, AOQ_EINVAL, "generate needs a model and a prompt");
   aoq_gen_params p = {0};
   if (params) p = *params;
   Aoq__Request req = AOQ__REQUEST__INIT;
@@ -80,7 +81,8 @@ aoq_status aoq_generate_ex(aoq_client *c, const char *model, const char *prompt,
       continue;
     }
     if (rep->body_case == AOQ__REPLY__BODY_TOKEN) {
-      if (cb && !cancelled && cb(ctx, rep->token->token, rep->token->text ? rep->token->text : "")) {
+      if (cb && !cancelled &&
+          cb(ctx, rep->token->token, rep->token->text ? rep->token->text : "")) {
         cancelled = 1;
         Aoq__Request cr = AOQ__REQUEST__INIT;
         Aoq__Cancel cm = AOQ__CANCEL__INIT;
@@ -99,11 +101,13 @@ aoq_status aoq_generate_ex(aoq_client *c, const char *model, const char *prompt,
     }
     if (rep->body_case == AOQ__REPLY__BODY_ERROR) {
       aoq_status st = rep->error->status > 0 && rep->error->status < AOQ_STATUS_COUNT
-                          ? (aoq_status)rep->error->status : AOQ_EPROTO;
+                          ? (aoq_status)rep->error->status
+                          : AOQ_EPROTO;
       s = aoqc_fail(c, st, "aoqd: %s", rep->error->message);
     } else if (rep->body_case == AOQ__REPLY__BODY_GENERATE) {
       s = fill_result(c, rep->generate, result);
-      if (s == AOQ_OK && cancelled) s = aoqc_fail(c, AOQ_ECANCELED, "generation cancelled by the callback");
+      if (s == AOQ_OK && cancelled)
+        s = aoqc_fail(c, AOQ_ECANCELED, "generation cancelled by the callback");
       if (s == AOQ_OK) c->err[0] = 0;
     } else {
       s = aoqc_fail(c, AOQ_EPROTO, "unexpected reply to generate (case %d)", (int)rep->body_case);
@@ -138,9 +142,10 @@ aoq_status aoq_forward(aoq_client *c, const char *model, const int32_t *tokens, 
 }
 
 aoq_status aoq_matmul(aoq_client *c, const char *model, const char *layer, aoq_buffer *x,
-                      size_t x_offset, aoq_buffer *y, size_t y_offset, size_t rows,
-                      int64_t *n_out, int64_t *k_out) {
-  if (!x || !y || !model || !layer) return aoqc_fail(c, AOQ_EINVAL, "matmul needs model, layer, x and y");
+                      size_t x_offset, aoq_buffer *y, size_t y_offset, size_t rows, int64_t *n_out,
+                      int64_t *k_out) {
+  if (!x || !y || !model || !layer)
+    return aoqc_fail(c, AOQ_EINVAL, "matmul needs model, layer, x and y");
   Aoq__Request req = AOQ__REQUEST__INIT;
   Aoq__Matmul m = AOQ__MATMUL__INIT;
   m.model = (char *)model;

@@ -9,7 +9,9 @@
 
 #include "base/log.h"
 
-static cJSON *num(cJSON *o, const char *k, double v) { return cJSON_AddNumberToObject(o, k, v); }
+static cJSON *num(cJSON *o, const char *k, double v) {
+  return cJSON_AddNumberToObject(o, k, v);
+}
 
 aoq_status aoqd_admin_status_json(aoqd_server *sv, char **json) {
   static aoqd_metrics m; /* a copy, server thread only: too large for the stack */
@@ -147,7 +149,8 @@ static void c_quota(aoqd_server *sv, const aoqd_addr *a, const Aoq__Admin *c) {
   const Aoq__Quota *q = c->quota;
   if (!q || !q->tenant[0]) return aoqd_server_error(sv, a, AOQ_EINVAL, "quota needs a tenant");
   if (q->kv_pages < 0 || q->max_seqs < 0 || q->priority < -100 || q->priority > 100)
-    return aoqd_server_error(sv, a, AOQ_EINVAL, "quota values: kv_pages, max_seqs >= 0; priority in -100..100");
+    return aoqd_server_error(sv, a, AOQ_EINVAL,
+                             "quota values: kv_pages, max_seqs >= 0; priority in -100..100");
   int t;
   pthread_mutex_lock(&sv->mx->mu);
   aoq_status st = aoqd_tenant_get_locked(sv->mx, q->tenant, &t);

@@ -42,20 +42,49 @@ static int int_arg(const char *name, const char *v, int lo, int hi, int base, in
 }
 
 int aoqd_args_parse(int argc, char **argv, aoqd_opts *o) {
-  enum { MODEL = 256, CONFIG, SYN, DEVICE, KVP, PSZ, MSEQ, MBT, EP, AEP, SMODE, LISTEN, CKEYS,
-         CCLI, CONF, HB, PID, FG, HELP, VERSION };
-  static const struct option opts[] = {
-      {"model", required_argument, 0, MODEL},  {"config", required_argument, 0, CONFIG},
-      {"synthetic", no_argument, 0, SYN},      {"device", required_argument, 0, DEVICE},
-      {"kv-pages", required_argument, 0, KVP}, {"page-size", required_argument, 0, PSZ},
-      {"max-seqs", required_argument, 0, MSEQ}, {"max-batch-tokens", required_argument, 0, MBT},
-      {"endpoint", required_argument, 0, EP},  {"admin-endpoint", required_argument, 0, AEP},
-      {"socket-mode", required_argument, 0, SMODE}, {"listen", required_argument, 0, LISTEN},
-      {"curve-keys", required_argument, 0, CKEYS}, {"curve-clients", required_argument, 0, CCLI},
-      {"conf", required_argument, 0, CONF},    {"heartbeat-ms", required_argument, 0, HB},
-      {"pidfile", required_argument, 0, PID},  {"foreground", no_argument, 0, FG},
-      {"help", no_argument, 0, HELP},          {"version", no_argument, 0, VERSION},
-      {0, 0, 0, 0}};
+  enum {
+    MODEL = 256,
+    CONFIG,
+    SYN,
+    DEVICE,
+    KVP,
+    PSZ,
+    MSEQ,
+    MBT,
+    EP,
+    AEP,
+    SMODE,
+    LISTEN,
+    CKEYS,
+    CCLI,
+    CONF,
+    HB,
+    PID,
+    FG,
+    HELP,
+    VERSION
+  };
+  static const struct option opts[] = {{"model", required_argument, 0, MODEL},
+                                       {"config", required_argument, 0, CONFIG},
+                                       {"synthetic", no_argument, 0, SYN},
+                                       {"device", required_argument, 0, DEVICE},
+                                       {"kv-pages", required_argument, 0, KVP},
+                                       {"page-size", required_argument, 0, PSZ},
+                                       {"max-seqs", required_argument, 0, MSEQ},
+                                       {"max-batch-tokens", required_argument, 0, MBT},
+                                       {"endpoint", required_argument, 0, EP},
+                                       {"admin-endpoint", required_argument, 0, AEP},
+                                       {"socket-mode", required_argument, 0, SMODE},
+                                       {"listen", required_argument, 0, LISTEN},
+                                       {"curve-keys", required_argument, 0, CKEYS},
+                                       {"curve-clients", required_argument, 0, CCLI},
+                                       {"conf", required_argument, 0, CONF},
+                                       {"heartbeat-ms", required_argument, 0, HB},
+                                       {"pidfile", required_argument, 0, PID},
+                                       {"foreground", no_argument, 0, FG},
+                                       {"help", no_argument, 0, HELP},
+                                       {"version", no_argument, 0, VERSION},
+                                       {0, 0, 0, 0}};
   memset(o, 0, sizeof *o);
   o->device = "auto";
   o->socket_mode = 0600;
@@ -64,40 +93,79 @@ int aoqd_args_parse(int argc, char **argv, aoqd_opts *o) {
   int c, r;
   while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (c) {
-    case MODEL:
-      if (o->n_models == AOQD_MAX_MODEL_ARGS) {
-        fprintf(stderr, "aoqd: at most %d --model\n", AOQD_MAX_MODEL_ARGS);
+      case MODEL:
+        if (o->n_models == AOQD_MAX_MODEL_ARGS) {
+          fprintf(stderr, "aoqd: at most %d --model\n", AOQD_MAX_MODEL_ARGS);
+          return 2;
+        }
+        o->models[o->n_models].name = optarg;
+        o->models[o->n_models++].config = NULL;
+        break;
+      case CONFIG:
+        if (!o->n_models) {
+          fprintf(stderr, "aoqd: --config must follow a --model\n");
+          return 2;
+        }
+        o->models[o->n_models - 1].config = optarg;
+        break;
+      case SYN:
+        o->synthetic = 1;
+        break;
+      case DEVICE:
+        o->device = optarg;
+        break;
+      case KVP:
+        if ((r = int_arg("--kv-pages", optarg, 1, 1 << 24, 10, &o->kv_pages))) return r;
+        break;
+      case PSZ:
+        if ((r = int_arg("--page-size", optarg, 1, 4096, 10, &o->page_size))) return r;
+        break;
+      case MSEQ:
+        if ((r = int_arg("--max-seqs", optarg, 1, 1024, 10, &o->max_seqs))) return r;
+        break;
+      case MBT:
+        if ((r = int_arg("--max-batch-tokens", optarg, 1, 1 << 20, 10, &o->max_batch_tokens)))
+          return r;
+        break;
+      case EP:
+        o->endpoint = optarg;
+        break;
+      case AEP:
+        o->admin_endpoint = optarg;
+        break;
+      case SMODE:
+        if ((r = int_arg("--socket-mode", optarg, 0, 0777, 8, &o->socket_mode))) return r;
+        break;
+      case LISTEN:
+        o->listen = optarg;
+        break;
+      case CKEYS:
+        o->curve_keys = optarg;
+        break;
+      case CCLI:
+        o->curve_clients = optarg;
+        break;
+      case CONF:
+        o->conf = optarg;
+        break;
+      case HB:
+        if ((r = int_arg("--heartbeat-ms", optarg, 10, 600000, 10, &o->heartbeat_ms))) return r;
+        break;
+      case PID:
+        o->pidfile = optarg;
+        break;
+      case FG:
+        o->foreground = 1;
+        break;
+      case HELP:
+        fputs(usage, stdout);
+        return 1;
+      case VERSION:
+        printf("aoqd %s\n", aoq_version());
+        return 1;
+      default:
+        fputs(usage, stderr);
         return 2;
-      }
-      o->models[o->n_models].name = optarg;
-      o->models[o->n_models++].config = NULL;
-      break;
-    case CONFIG:
-      if (!o->n_models) {
-        fprintf(stderr, "aoqd: --config must follow a --model\n");
-        return 2;
-      }
-      o->models[o->n_models - 1].config = optarg;
-      break;
-    case SYN: o->synthetic = 1; break;
-    case DEVICE: o->device = optarg; break;
-    case KVP: if ((r = int_arg("--kv-pages", optarg, 1, 1 << 24, 10, &o->kv_pages))) return r; break;
-    case PSZ: if ((r = int_arg("--page-size", optarg, 1, 4096, 10, &o->page_size))) return r; break;
-    case MSEQ: if ((r = int_arg("--max-seqs", optarg, 1, 1024, 10, &o->max_seqs))) return r; break;
-    case MBT: if ((r = int_arg("--max-batch-tokens", optarg, 1, 1 << 20, 10, &o->max_batch_tokens))) return r; break;
-    case EP: o->endpoint = optarg; break;
-    case AEP: o->admin_endpoint = optarg; break;
-    case SMODE: if ((r = int_arg("--socket-mode", optarg, 0, 0777, 8, &o->socket_mode))) return r; break;
-    case LISTEN: o->listen = optarg; break;
-    case CKEYS: o->curve_keys = optarg; break;
-    case CCLI: o->curve_clients = optarg; break;
-    case CONF: o->conf = optarg; break;
-    case HB: if ((r = int_arg("--heartbeat-ms", optarg, 10, 600000, 10, &o->heartbeat_ms))) return r; break;
-    case PID: o->pidfile = optarg; break;
-    case FG: o->foreground = 1; break;
-    case HELP: fputs(usage, stdout); return 1;
-    case VERSION: printf("aoqd %s\n", aoq_version()); return 1;
-    default: fputs(usage, stderr); return 2;
     }
   }
   if (optind < argc) {
@@ -110,13 +178,17 @@ int aoqd_args_parse(int argc, char **argv, aoqd_opts *o) {
       return 2;
     }
     if (!o->curve_keys || !o->curve_clients) {
-      fprintf(stderr, "aoqd: --listen needs --curve-keys and --curve-clients (TCP is CURVE-only)\n");
+      fprintf(stderr,
+              "aoqd: --listen needs --curve-keys and --curve-clients (TCP is CURVE-only)\n");
       return 2;
     }
   }
-  for (const char *const *ep = (const char *const[]){o->endpoint, o->admin_endpoint}, *const *e = ep + 2; ep < e; ep++)
+  for (const char *const *ep = (const char *const[]){o->endpoint, o->admin_endpoint}, *const *e =
+                                                                                          ep + 2;
+       ep < e; ep++)
     if (*ep && strncmp(*ep, "ipc://", 6)) {
-      fprintf(stderr, "aoqd: --endpoint and --admin-endpoint take ipc:// endpoints (TCP: --listen)\n");
+      fprintf(stderr,
+              "aoqd: --endpoint and --admin-endpoint take ipc:// endpoints (TCP: --listen)\n");
       return 2;
     }
   return 0;

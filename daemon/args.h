@@ -13,19 +13,19 @@ typedef struct aoqd_opts {
     const char *name, *config;
   } models[AOQD_MAX_MODEL_ARGS];
   int n_models;
-  int synthetic;                 /* --synthetic: deterministic random weights */
-  const char *device;            /* --device (default "auto") */
+  int synthetic;      /* --synthetic: deterministic random weights */
+  const char *device; /* --device (default "auto") */
   int kv_pages, page_size, max_seqs, max_batch_tokens;
-  const char *endpoint;          /* --endpoint ipc://... (default: wire.h) */
-  const char *admin_endpoint;    /* --admin-endpoint ipc://... */
-  const char *listen;            /* --listen tcp://host:port (needs CURVE) */
-  const char *curve_keys;        /* --curve-keys FILE: server public + secret key (Z85) */
-  const char *curve_clients;     /* --curve-clients FILE: lines "<public key Z85> <tenant>" */
-  const char *conf;              /* --conf FILE: quotas, re-read on SIGHUP */
+  const char *endpoint;       /* --endpoint ipc://... (default: wire.h) */
+  const char *admin_endpoint; /* --admin-endpoint ipc://... */
+  const char *listen;         /* --listen tcp://host:port (needs CURVE) */
+  const char *curve_keys;     /* --curve-keys FILE: server public + secret key (Z85) */
+  const char *curve_clients;  /* --curve-clients FILE: lines "<public key Z85> <tenant>" */
+  const char *conf;           /* --conf FILE: quotas, re-read on SIGHUP */
   const char *pidfile;
   int foreground;
-  int socket_mode;               /* --socket-mode (octal, default 0600) */
-  int heartbeat_ms;              /* --heartbeat-ms: ZMTP heartbeat interval (default 1000) */
+  int socket_mode;  /* --socket-mode (octal, default 0600) */
+  int heartbeat_ms; /* --heartbeat-ms: ZMTP heartbeat interval (default 1000) */
 } aoqd_opts;
 
 /* Parses argv. Returns 0 to run, 1 after printing --help/--version (exit 0), 2 on a usage error

@@ -24,7 +24,9 @@ aoq_status aoqd_bufreg_create(aoq_device *dev, int max_per_session, aoqd_bufreg 
   return AOQ_OK;
 }
 
-void aoqd_buffer_ref(aoqd_buffer *b) { atomic_fetch_add(&b->refs, 1); }
+void aoqd_buffer_ref(aoqd_buffer *b) {
+  atomic_fetch_add(&b->refs, 1);
+}
 
 void aoqd_buffer_unref(aoqd_buffer *b) {
   if (!b || atomic_fetch_sub(&b->refs, 1) != 1) return;
@@ -64,7 +66,8 @@ static aoq_status add(aoqd_bufreg *r, uint64_t session, int tenant, aoq_shm *shm
   b->daemon_created = created;
   b->dev = r->dev;
   atomic_init(&b->refs, 1);
-  /* Pinning is an optimisation for GPU copies; a device without it (or that refuses) still works. */
+  /* Pinning is an optimisation for GPU copies; a device without it (or that refuses) still works.
+   */
   if (r->dev && aoq_device_has(r->dev, AOQ_CAP_HOST_REGISTER) &&
       aoq_dev_host_register(r->dev, b->shm.base, b->shm.size) == AOQ_OK)
     b->host_registered = 1;
@@ -121,8 +124,8 @@ aoq_status aoqd_bufreg_acquire(aoqd_bufreg *r, uint64_t session, uint64_t id, ui
   aoqd_buffer *b = r->items[i];
   if (offset > b->shm.size || bytes > b->shm.size - offset)
     return aoq_err(AOQ_ESHAPE, "buffer %llu: range [%llu, +%llu) outside its %zu bytes",
-                   (unsigned long long)id, (unsigned long long)offset,
-                   (unsigned long long)bytes, b->shm.size);
+                   (unsigned long long)id, (unsigned long long)offset, (unsigned long long)bytes,
+                   b->shm.size);
   aoqd_buffer_ref(b);
   *out = b;
   return AOQ_OK;

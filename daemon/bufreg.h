@@ -21,8 +21,8 @@
 
 typedef struct aoqd_buffer {
   uint64_t id;
-  uint64_t session;    /* owner */
-  int tenant;          /* owner's tenant index */
+  uint64_t session; /* owner */
+  int tenant;       /* owner's tenant index */
   aoq_shm shm;
   int daemon_created;  /* unlink the name on the last unref */
   int host_registered; /* aoq_dev_host_register succeeded */

@@ -27,7 +27,9 @@ struct aoqd_curve {
   atomic_int stop;
 };
 
-static int read_token(FILE *f, char *buf, size_t n) { return fscanf(f, "%63s", buf) == 1 && strlen(buf) < n; }
+static int read_token(FILE *f, char *buf, size_t n) {
+  return fscanf(f, "%63s", buf) == 1 && strlen(buf) < n;
+}
 
 aoq_status aoqd_curve_load(const char *keys_file, const char *clients_file, aoqd_curve **out) {
   if (!zmq_has("curve")) return aoq_err(AOQ_EUNSUPPORTED, "this libzmq was built without CURVE");
@@ -43,7 +45,8 @@ aoq_status aoqd_curve_load(const char *keys_file, const char *clients_file, aoqd
   fclose(f);
   if (!ok) {
     free(c);
-    return aoq_err(AOQ_EFORMAT, "%s: expected a public and a secret key, 40 Z85 characters each", keys_file);
+    return aoq_err(AOQ_EFORMAT, "%s: expected a public and a secret key, 40 Z85 characters each",
+                   keys_file);
   }
   memcpy(c->public_, a, 41);
   memcpy(c->secret, b, 41);
@@ -60,7 +63,8 @@ aoq_status aoqd_curve_load(const char *keys_file, const char *clients_file, aoqd
     char key[64], tenant[64];
     if (line[0] == '#' || sscanf(line, "%63s", key) != 1) continue;
     if (sscanf(line, "%63s %63s", key, tenant) != 2 || strlen(key) != 40) {
-      st = aoq_err(AOQ_EFORMAT, "%s:%d: expected '<public key, 40 Z85 chars> <tenant>'", clients_file, ln);
+      st = aoq_err(AOQ_EFORMAT, "%s:%d: expected '<public key, 40 Z85 chars> <tenant>'",
+                   clients_file, ln);
       break;
     }
     client_key *nk = realloc(c->clients, (size_t)(c->n + 1) * sizeof *nk);
@@ -87,7 +91,9 @@ aoq_status aoqd_curve_load(const char *keys_file, const char *clients_file, aoqd
   return AOQ_OK;
 }
 
-const char *aoqd_curve_secret(const aoqd_curve *c) { return c->secret; }
+const char *aoqd_curve_secret(const aoqd_curve *c) {
+  return c->secret;
+}
 
 /* Receives one ZAP request (RFC 27) into frames; returns the frame count or -1. */
 static int recv_frames(void *sock, zmq_msg_t *f, int max) {
@@ -139,7 +145,8 @@ static void *zap_main(void *arg) {
     if (status[0] != '2') {
       char z85[41] = "";
       if (n >= 7 && zmq_msg_size(&f[6]) == 32) zmq_z85_encode(z85, zmq_msg_data(&f[6]), 32);
-      AOQ_WARN("CURVE client refused|peer=%s mechanism=%s key=%s reason=\"%s\"", addr, mech, z85, text);
+      AOQ_WARN("CURVE client refused|peer=%s mechanism=%s key=%s reason=\"%s\"", addr, mech, z85,
+               text);
       pthread_mutex_lock(&c->mx->mu);
       c->mx->refused_curve++;
       pthread_mutex_unlock(&c->mx->mu);

@@ -19,7 +19,9 @@ void aoqd_metrics_init(aoqd_metrics *m) {
   m->rate_t0 = aoqd_now();
 }
 
-void aoqd_metrics_destroy(aoqd_metrics *m) { pthread_mutex_destroy(&m->mu); }
+void aoqd_metrics_destroy(aoqd_metrics *m) {
+  pthread_mutex_destroy(&m->mu);
+}
 
 aoq_status aoqd_tenant_get_locked(aoqd_metrics *m, const char *name, int *idx) {
   size_t n = strlen(name);

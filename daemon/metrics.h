@@ -29,22 +29,22 @@ typedef struct aoqd_quota {
 typedef struct aoqd_tenant_stats {
   char name[64];
   aoqd_quota quota;
-  int sessions;            /* server thread */
-  int buffers;             /* server thread */
-  uint64_t buffer_bytes;   /* server thread */
-  int live_seqs, queued;   /* scheduler */
-  int kv_pages;            /* scheduler: pages held by its sequences */
-  uint64_t tokens;         /* scheduler: tokens generated */
-  uint64_t refused;        /* requests refused (quota, permission) */
+  int sessions;          /* server thread */
+  int buffers;           /* server thread */
+  uint64_t buffer_bytes; /* server thread */
+  int live_seqs, queued; /* scheduler */
+  int kv_pages;          /* scheduler: pages held by its sequences */
+  uint64_t tokens;       /* scheduler: tokens generated */
+  uint64_t refused;      /* requests refused (quota, permission) */
 } aoqd_tenant_stats;
 
 typedef struct aoqd_model_stats {
   char name[256];
   char format[32];
-  char state[16];          /* "ready", "reconfiguring" */
+  char state[16]; /* "ready", "reconfiguring" */
   uint64_t weight_bytes, kv_bytes;
   int kv_pages_total, kv_pages_free, page_size, live_seqs;
-  int weight_copies;       /* weight sets resident on the device (2 while a reconfigure prepares) */
+  int weight_copies; /* weight sets resident on the device (2 while a reconfigure prepares) */
   int vocab, hidden, layers;
   double load_seconds;
   uint64_t reconfigures;
@@ -60,9 +60,9 @@ typedef struct aoqd_metrics {
   uint64_t rx_bytes[AOQ_WIRE_NTYPES], tx_bytes[AOQ_WIRE_NTYPES];
   uint32_t step_us[AOQD_STEP_RING];
   uint64_t steps, tokens_total;
-  double rate_t0;          /* start of the current tokens/s window (monotonic seconds) */
-  uint64_t rate_tokens0;   /* tokens_total at rate_t0 */
-  double tokens_per_s;     /* over the last completed window */
+  double rate_t0;        /* start of the current tokens/s window (monotonic seconds) */
+  uint64_t rate_tokens0; /* tokens_total at rate_t0 */
+  double tokens_per_s;   /* over the last completed window */
   int live_seqs, queue_depth;
   int sessions;
   uint64_t refused_admin, refused_curve, sessions_reaped;

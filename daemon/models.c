@@ -113,7 +113,8 @@ aoq_status aoqd_models_start(aoqd_models *ms, int kind, const char *name, const 
   if (strlen(name) >= sizeof ms->work[0]->model || (config && strlen(config) >= 64))
     return aoq_err(AOQ_EINVAL, "model name or config too long");
   aoqd_model *target = aoqd_models_find(ms, name);
-  if (kind == AOQD_WORK_LOAD && target) return aoq_err(AOQ_EBUSY, "model %s is already loaded", name);
+  if (kind == AOQD_WORK_LOAD && target)
+    return aoq_err(AOQ_EBUSY, "model %s is already loaded", name);
   if (kind == AOQD_WORK_RECONFIGURE && !target) return aoq_err(AOQ_ENOTFOUND, "no model %s", name);
   if (kind == AOQD_WORK_RECONFIGURE && (!config || !config[0]))
     return aoq_err(AOQ_EINVAL, "reconfigure needs a config string");

@@ -18,7 +18,7 @@
 typedef struct aoqd_model {
   char name[256];
   aoq_model *m;
-  float *logits;            /* [max_rows, vocab] step output */
+  float *logits; /* [max_rows, vocab] step output */
   int max_rows, vocab;
   int page_size;
   uint64_t reconfigures;
@@ -29,23 +29,23 @@ typedef struct aoqd_work {
   int kind; /* AOQD_WORK_LOAD, AOQD_WORK_RECONFIGURE */
   char model[256], config[64];
   int synthetic;
-  aoqd_model *target;       /* reconfigure: the model being prepared (never unloaded meanwhile) */
-  aoq_model *loaded;        /* load result */
+  aoqd_model *target; /* reconfigure: the model being prepared (never unloaded meanwhile) */
+  aoq_model *loaded;  /* load result */
   aoq_model_weights *prepared;
   aoq_status status;
   char error[256];
   atomic_int done;
   pthread_t thread;
-  void *cookie;             /* the scheduler's reply address (malloc'ed; freed by whoever polls) */
-  aoq_model_opts opts;      /* load defaults */
+  void *cookie;        /* the scheduler's reply address (malloc'ed; freed by whoever polls) */
+  aoq_model_opts opts; /* load defaults */
   aoq_device *dev;
 } aoqd_work;
 
 enum { AOQD_WORK_LOAD = 1, AOQD_WORK_RECONFIGURE = 2 };
 
 typedef struct aoqd_models {
-  aoq_device *dev;          /* borrowed */
-  aoq_model_opts defaults;  /* kv pages, page size, seqs, batch tokens for every load */
+  aoq_device *dev;         /* borrowed */
+  aoq_model_opts defaults; /* kv pages, page size, seqs, batch tokens for every load */
   aoqd_model *items[AOQD_MAX_MODELS];
   int n;
   aoqd_work *work[AOQD_MAX_MODELS];
@@ -55,7 +55,8 @@ typedef struct aoqd_models {
 /* Loads synchronously (daemon start). AOQ_EBUSY if a model of that name exists. */
 aoq_status aoqd_models_load(aoqd_models *ms, const char *name, const char *config, int synthetic);
 aoqd_model *aoqd_models_find(aoqd_models *ms, const char *name);
-/* Frees the model; the caller has closed its sequences. AOQ_ENOTFOUND, AOQ_EBUSY (reconfiguring). */
+/* Frees the model; the caller has closed its sequences. AOQ_ENOTFOUND, AOQ_EBUSY (reconfiguring).
+ */
 aoq_status aoqd_models_unload(aoqd_models *ms, const char *name);
 /* Starts a background load or reconfigure; cookie comes back from poll. AOQ_EBUSY if that model
  * is already loading or reconfiguring. */

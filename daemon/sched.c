@@ -123,7 +123,8 @@ static void finish_generate(aoqd_sched *s, seq *q, const char *reason) {
   char *text = NULL;
   size_t tl = 0;
   const aoq_tokenizer *tok = aoq_model_tokenizer(q->dm->m);
-  if (tok && aoq_tokenizer_decode(tok, q->out, (size_t)q->n_out, 1, &text, &tl) != AOQ_OK) text = NULL;
+  if (tok && aoq_tokenizer_decode(tok, q->out, (size_t)q->n_out, 1, &text, &tl) != AOQ_OK)
+    text = NULL;
   g.n_tokens = (size_t)q->n_out;
   g.tokens = q->out;
   g.text = text ? text : (char *)"";
@@ -138,8 +139,8 @@ static void finish_generate(aoqd_sched *s, seq *q, const char *reason) {
 /* Common validation of model + prompt for generate and forward; fills q. */
 static aoq_status seq_from_request(aoqd_sched *s, const aoqd_job *j, seq *q) {
   const Aoq__Request *rq = j->req;
-  const char *model = rq->body_case == AOQ__REQUEST__BODY_GENERATE ? rq->generate->model
-                                                                    : rq->forward->model;
+  const char *model =
+      rq->body_case == AOQ__REQUEST__BODY_GENERATE ? rq->generate->model : rq->forward->model;
   q->dm = aoqd_models_find(s->o.models, model);
   if (!q->dm) return aoq_err(AOQ_ENOTFOUND, "unknown model '%s'", model);
   const aoq_model_info *info = aoq_model_info_get(q->dm->m);
@@ -163,13 +164,15 @@ static aoq_status seq_from_request(aoqd_sched *s, const aoqd_job *j, seq *q) {
     q->max_tokens = (int)(g->max_tokens > AOQ_MAX_TOKENS ? AOQ_MAX_TOKENS : g->max_tokens);
     if (g->n_stop_tokens > AOQ_MAX_STOP_TOKENS) {
       free(ids);
-      return aoq_err(AOQ_EINVAL, "%zu stop tokens (at most %zu)", g->n_stop_tokens, AOQ_MAX_STOP_TOKENS);
+      return aoq_err(AOQ_EINVAL, "%zu stop tokens (at most %zu)", g->n_stop_tokens,
+                     AOQ_MAX_STOP_TOKENS);
     }
     if (g->n_stop_tokens) {
       for (size_t i = 0; i < g->n_stop_tokens; i++) q->stop[i] = g->stop_tokens[i];
       q->n_stop = (int)g->n_stop_tokens;
     } else {
-      for (int i = 0; i < info->cfg.n_eos && i < 4; i++) q->stop[q->n_stop++] = info->cfg.eos_ids[i];
+      for (int i = 0; i < info->cfg.n_eos && i < 4; i++)
+        q->stop[q->n_stop++] = info->cfg.eos_ids[i];
     }
     if (g->sampling) {
       q->sp.temperature = g->sampling->temperature;
@@ -401,9 +404,10 @@ static void do_matmul(aoqd_sched *s, aoqd_job *j) {
       mm->out_offset > j->out->shm.size || out_b > j->out->shm.size - mm->out_offset) {
     snprintf(msg, sizeof msg,
              "layer %s is [%lld x %lld]: input needs %llu bytes at offset %llu of %zu, output "
-             "%llu at %llu of %zu", mm->layer, (long long)n, (long long)k,
-             (unsigned long long)in_b, (unsigned long long)mm->in_offset, j->in->shm.size,
-             (unsigned long long)out_b, (unsigned long long)mm->out_offset, j->out->shm.size);
+             "%llu at %llu of %zu",
+             mm->layer, (long long)n, (long long)k, (unsigned long long)in_b,
+             (unsigned long long)mm->in_offset, j->in->shm.size, (unsigned long long)out_b,
+             (unsigned long long)mm->out_offset, j->out->shm.size);
     return send_error(s, &j->addr, AOQ_ESHAPE, msg);
   }
   const uint16_t *x = (const uint16_t *)((uint8_t *)j->in->shm.base + mm->in_offset);
@@ -422,7 +426,8 @@ static void do_matmul(aoqd_sched *s, aoqd_job *j) {
 static void do_tokenize(aoqd_sched *s, aoqd_job *j) {
   const Aoq__Request *rq = j->req;
   int detok = rq->body_case == AOQ__REQUEST__BODY_DETOKENIZE;
-  aoqd_model *dm = aoqd_models_find(s->o.models, detok ? rq->detokenize->model : rq->tokenize->model);
+  aoqd_model *dm =
+      aoqd_models_find(s->o.models, detok ? rq->detokenize->model : rq->tokenize->model);
   if (!dm) return send_error(s, &j->addr, AOQ_ENOTFOUND, "unknown model");
   const aoq_tokenizer *tok = aoq_model_tokenizer(dm->m);
   if (!tok) return send_error(s, &j->addr, AOQ_EUNSUPPORTED, "model has no tokenizer");
@@ -550,20 +555,27 @@ static void handle(aoqd_sched *s, aoqd_job *j) {
         seq_remove(s, i);
         n++;
       }
-    if (n) AOQ_INFO("cancelled sequences of a closed session|session=%llu seqs=%d",
-                    (unsigned long long)j->session, n);
+    if (n)
+      AOQ_INFO("cancelled sequences of a closed session|session=%llu seqs=%d",
+               (unsigned long long)j->session, n);
     return;
   }
   if (j->kind == AOQD_JOB_ADMIN) return do_admin(s, j);
   switch (j->req->body_case) {
-  case AOQ__REQUEST__BODY_GENERATE:
-  case AOQ__REQUEST__BODY_FORWARD: return start_seq(s, j);
-  case AOQ__REQUEST__BODY_MATMUL: return do_matmul(s, j);
-  case AOQ__REQUEST__BODY_TOKENIZE:
-  case AOQ__REQUEST__BODY_DETOKENIZE: return do_tokenize(s, j);
-  case AOQ__REQUEST__BODY_MODELS: return do_models(s, j);
-  case AOQ__REQUEST__BODY_CANCEL: return do_cancel(s, j);
-  default: return send_error(s, &j->addr, AOQ_EINTERNAL, "request type not served by the scheduler");
+    case AOQ__REQUEST__BODY_GENERATE:
+    case AOQ__REQUEST__BODY_FORWARD:
+      return start_seq(s, j);
+    case AOQ__REQUEST__BODY_MATMUL:
+      return do_matmul(s, j);
+    case AOQ__REQUEST__BODY_TOKENIZE:
+    case AOQ__REQUEST__BODY_DETOKENIZE:
+      return do_tokenize(s, j);
+    case AOQ__REQUEST__BODY_MODELS:
+      return do_models(s, j);
+    case AOQ__REQUEST__BODY_CANCEL:
+      return do_cancel(s, j);
+    default:
+      return send_error(s, &j->addr, AOQ_EINTERNAL, "request type not served by the scheduler");
   }
 }
 

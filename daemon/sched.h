@@ -21,8 +21,8 @@
 
 /* Where a reply goes. Sent as the first frame on the inproc pipe. */
 typedef struct aoqd_addr {
-  uint8_t sock;     /* AOQD_SOCK_* */
-  uint8_t type;     /* request type index (wire.h) for the tx counters */
+  uint8_t sock; /* AOQD_SOCK_* */
+  uint8_t type; /* request type index (wire.h) for the tx counters */
   uint8_t rid_len;
   uint8_t rid[255]; /* ZeroMQ routing id of the peer */
   uint64_t req_id;
@@ -31,7 +31,7 @@ typedef struct aoqd_addr {
 enum { AOQD_SOCK_IPC = 0, AOQD_SOCK_TCP = 1, AOQD_SOCK_ADMIN = 2, AOQD_NSOCK = 3 };
 
 typedef enum aoqd_job_kind {
-  AOQD_JOB_REQUEST = 0, /* a client Request (generate, forward, matmul, tokenize, ...) */
+  AOQD_JOB_REQUEST = 0,  /* a client Request (generate, forward, matmul, tokenize, ...) */
   AOQD_JOB_SESSION_GONE, /* cancel every sequence of `session`, no reply */
   AOQD_JOB_ADMIN,        /* load / unload / reconfigure */
 } aoqd_job_kind;
@@ -41,19 +41,19 @@ typedef struct aoqd_job {
   aoqd_addr addr;
   uint64_t session;
   int tenant;
-  Aoq__Request *req;       /* owned (aoq__request__free_unpacked) */
-  aoqd_buffer *in, *out;   /* references held for the request, or NULL */
+  Aoq__Request *req;     /* owned (aoq__request__free_unpacked) */
+  aoqd_buffer *in, *out; /* references held for the request, or NULL */
   struct aoqd_job *next;
 } aoqd_job;
 
 typedef struct aoqd_sched aoqd_sched;
 
 typedef struct aoqd_sched_opts {
-  void *zctx;               /* ZeroMQ context shared with the server */
+  void *zctx;                 /* ZeroMQ context shared with the server */
   const char *reply_endpoint; /* inproc endpoint the server's PULL socket is bound to */
-  aoqd_metrics *mx;         /* borrowed */
-  aoqd_models *models;      /* borrowed; owned by the scheduler thread once started */
-  int max_batch_tokens;     /* token budget per step (0 = 512) */
+  aoqd_metrics *mx;           /* borrowed */
+  aoqd_models *models;        /* borrowed; owned by the scheduler thread once started */
+  int max_batch_tokens;       /* token budget per step (0 = 512) */
 } aoqd_sched_opts;
 
 aoq_status aoqd_sched_start(const aoqd_sched_opts *o, aoqd_sched **out);

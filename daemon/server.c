@@ -79,7 +79,8 @@ static void send_empty(aoqd_server *sv, const aoqd_addr *a) {
 static aoqd_session *find_session(aoqd_server *sv, const aoqd_addr *a) {
   for (int i = 0; i < sv->n_sessions; i++) {
     aoqd_session *s = &sv->sessions[i];
-    if (s->sock == a->sock && s->rid_len == a->rid_len && !memcmp(s->rid, a->rid, a->rid_len)) return s;
+    if (s->sock == a->sock && s->rid_len == a->rid_len && !memcmp(s->rid, a->rid, a->rid_len))
+      return s;
   }
   return NULL;
 }
@@ -147,7 +148,8 @@ static void do_hello(aoqd_server *sv, const aoqd_addr *a, int fd, const char *us
     snprintf(tenant, sizeof tenant, "%s", user_id);
   } else if (h->tenant[0]) {
     if (strlen(h->tenant) >= sizeof tenant)
-      return aoqd_server_error(sv, a, AOQ_EINVAL, "tenant name longer than %zu bytes", sizeof tenant - 1);
+      return aoqd_server_error(sv, a, AOQ_EINVAL, "tenant name longer than %zu bytes",
+                               sizeof tenant - 1);
     snprintf(tenant, sizeof tenant, "%s", h->tenant);
   } else {
     snprintf(tenant, sizeof tenant, "uid%ld", uid);
@@ -225,7 +227,9 @@ static void buffer_reply(ctx *c, aoqd_buffer *b) {
   aoqd_server_reply(c->sv, c->a, &r);
 }
 
-static void h_ping(ctx *c) { send_empty(c->sv, c->a); }
+static void h_ping(ctx *c) {
+  send_empty(c->sv, c->a);
+}
 
 static void h_buffer_register(ctx *c) {
   Aoq__BufferRegister *b = c->req->buffer_register;
@@ -262,7 +266,8 @@ static void h_buffer_unregister(ctx *c) {
 
 static int name_ok(ctx *c, const char *what, const char *s) {
   if (strlen(s) < AOQ_MAX_NAME_BYTES) return 1;
-  aoqd_server_error(c->sv, c->a, AOQ_EINVAL, "%s longer than %zu bytes", what, AOQ_MAX_NAME_BYTES - 1);
+  aoqd_server_error(c->sv, c->a, AOQ_EINVAL, "%s longer than %zu bytes", what,
+                    AOQ_MAX_NAME_BYTES - 1);
   return 0;
 }
 
@@ -318,7 +323,9 @@ static void h_matmul(ctx *c) {
   to_scheduler(c, m->in_buffer, m->in_offset, m->out_buffer, m->out_offset, 1, 1);
 }
 
-static void h_model_request(ctx *c) { to_scheduler(c, 0, 0, 0, 0, 0, 0); }
+static void h_model_request(ctx *c) {
+  to_scheduler(c, 0, 0, 0, 0, 0, 0);
+}
 
 static void h_admin_on_main(ctx *c) {
   aoqd_server_error(c->sv, c->a, AOQ_EPERM, "admin commands are served on the admin endpoint only");
@@ -366,8 +373,11 @@ static void handle_message(aoqd_server *sv, int sock, zmq_msg_t *rid, zmq_msg_t 
   pthread_mutex_unlock(&sv->mx->mu);
   if (!req) {
     AOQ_WARN("malformed request|bytes=%zu frames=%d", n, extra + 2);
-    if (extra) return aoqd_server_error(sv, &a, AOQ_EPROTO, "one frame per request expected, got %d", extra + 1);
-    return aoqd_server_error(sv, &a, AOQ_EPROTO, "malformed request: %zu bytes are not an aoq.Request", n);
+    if (extra)
+      return aoqd_server_error(sv, &a, AOQ_EPROTO, "one frame per request expected, got %d",
+                               extra + 1);
+    return aoqd_server_error(sv, &a, AOQ_EPROTO,
+                             "malformed request: %zu bytes are not an aoq.Request", n);
   }
   int fd = zmq_msg_get(body, ZMQ_SRCFD);
   if (sock == AOQD_SOCK_ADMIN) {
@@ -402,7 +412,8 @@ static void handle_message(aoqd_server *sv, int sock, zmq_msg_t *rid, zmq_msg_t 
     size_t i = 0;
     while (i < sizeof routes / sizeof routes[0] && routes[i].body != req->body_case) i++;
     if (i == sizeof routes / sizeof routes[0])
-      aoqd_server_error(sv, &a, AOQ_EPROTO, "request without a known body (case %d)", (int)req->body_case);
+      aoqd_server_error(sv, &a, AOQ_EPROTO, "request without a known body (case %d)",
+                        (int)req->body_case);
     else
       routes[i].fn(&c);
   }
@@ -514,7 +525,8 @@ static aoq_status add_monitor(aoqd_server *sv, int i) {
 /* A socket file left by a daemon that died is removed; one with a live daemon behind it is not. */
 static aoq_status claim_path(const char *path) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  if (strlen(path) >= sizeof sa.sun_path) return aoq_err(AOQ_EINVAL, "socket path too long: %s", path);
+  if (strlen(path) >= sizeof sa.sun_path)
+    return aoq_err(AOQ_EINVAL, "socket path too long: %s", path);
   struct stat st;
   if (stat(path, &st) != 0) return AOQ_OK;
   strcpy(sa.sun_path, path);
@@ -569,10 +581,14 @@ aoq_status aoqd_server_init(aoqd_server *sv, const aoqd_opts *o, aoq_device *dev
   AOQ_TRY(aoqd_sched_start(&so, &sv->sched));
 
   char ep[600], aep[600];
-  if (o->endpoint) snprintf(ep, sizeof ep, "%s", o->endpoint);
-  else AOQ_TRY(aoq_wire_default_endpoint(0, ep, sizeof ep));
-  if (o->admin_endpoint) snprintf(aep, sizeof aep, "%s", o->admin_endpoint);
-  else AOQ_TRY(aoq_wire_default_endpoint(1, aep, sizeof aep));
+  if (o->endpoint)
+    snprintf(ep, sizeof ep, "%s", o->endpoint);
+  else
+    AOQ_TRY(aoq_wire_default_endpoint(0, ep, sizeof ep));
+  if (o->admin_endpoint)
+    snprintf(aep, sizeof aep, "%s", o->admin_endpoint);
+  else
+    AOQ_TRY(aoq_wire_default_endpoint(1, aep, sizeof aep));
   if (!o->endpoint || !o->admin_endpoint) {
     char dir[512];
     AOQ_TRY(aoq_wire_default_dir(dir, sizeof dir));
@@ -597,7 +613,8 @@ aoq_status aoqd_server_init(aoqd_server *sv, const aoqd_opts *o, aoq_device *dev
         zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, "aoq", 3))
       return aoq_err(AOQ_EIO, "CURVE options: %s", zmq_strerror(zmq_errno()));
     AOQ_TRY(add_monitor(sv, AOQD_SOCK_TCP));
-    if (zmq_bind(s, o->listen)) return aoq_err(AOQ_EIO, "bind %s: %s", o->listen, zmq_strerror(zmq_errno()));
+    if (zmq_bind(s, o->listen))
+      return aoq_err(AOQ_EIO, "bind %s: %s", o->listen, zmq_strerror(zmq_errno()));
     AOQ_INFO("listening|endpoint=%s security=curve", o->listen);
   }
   return AOQ_OK;

@@ -13,20 +13,20 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include "base/error.h"
 #include "daemon/args.h"
 #include "daemon/bufreg.h"
 #include "daemon/curve.h"
 #include "daemon/metrics.h"
 #include "daemon/models.h"
 #include "daemon/sched.h"
-#include "base/error.h"
 
 typedef struct aoqd_session {
   uint64_t id;
   uint8_t sock, rid_len;
   uint8_t rid[255];
-  int fd;        /* the connection's file descriptor in libzmq (ZMQ_SRCFD), -1 if unknown */
-  long uid;      /* peer uid (SO_PEERCRED) for ipc, -1 for tcp */
+  int fd;   /* the connection's file descriptor in libzmq (ZMQ_SRCFD), -1 if unknown */
+  long uid; /* peer uid (SO_PEERCRED) for ipc, -1 for tcp */
   long pid;
   int tenant;
   char client[64];
@@ -36,7 +36,7 @@ typedef struct aoqd_server {
   const aoqd_opts *opts;
   void *zctx;
   void *sock[AOQD_NSOCK], *mon[AOQD_NSOCK], *pull;
-  char ipc_path[2][512];  /* socket files to unlink at exit */
+  char ipc_path[2][512]; /* socket files to unlink at exit */
   aoqd_session *sessions;
   int n_sessions, cap_sessions;
   uint64_t next_session;
@@ -48,8 +48,8 @@ typedef struct aoqd_server {
   aoqd_curve *curve;
   aoq_device *dev;
   double t_start;
-  int draining;           /* no new generate/forward */
-  int exit_when_idle;     /* shutdown / SIGTERM: exit once drained */
+  int draining;       /* no new generate/forward */
+  int exit_when_idle; /* shutdown / SIGTERM: exit once drained */
   uint8_t *rxbuf;
 } aoqd_server;
 

@@ -28,7 +28,8 @@ aoq_status aoq_shm_name_check(const char *name) {
 static aoq_status map_fd(int fd, size_t size, aoq_shm *out) {
   if (aoq_fault_hit()) return aoq_err(AOQ_EIO, "mmap %s: injected fault", out->name);
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) return aoq_err(AOQ_EIO, "mmap %s (%zu bytes): %s", out->name, size, strerror(errno));
+  if (p == MAP_FAILED)
+    return aoq_err(AOQ_EIO, "mmap %s (%zu bytes): %s", out->name, size, strerror(errno));
   out->base = p;
   out->size = size;
   return AOQ_OK;
@@ -66,7 +67,8 @@ aoq_status aoq_shm_map(const char *name, size_t size, long owner_uid, aoq_shm *o
   if (aoq_fault_hit()) return aoq_err(AOQ_EIO, "shm_open %s: injected fault", name);
   int fd = shm_open(name, O_RDWR, 0);
   if (fd < 0)
-    return aoq_err(errno == ENOENT ? AOQ_ENOTFOUND : AOQ_EIO, "shm_open %s: %s", name, strerror(errno));
+    return aoq_err(errno == ENOENT ? AOQ_ENOTFOUND : AOQ_EIO, "shm_open %s: %s", name,
+                   strerror(errno));
   struct stat st;
   if (fstat(fd, &st) != 0) {
     close(fd);
@@ -79,7 +81,8 @@ aoq_status aoq_shm_map(const char *name, size_t size, long owner_uid, aoq_shm *o
   }
   if ((size_t)st.st_size < size) {
     close(fd);
-    return aoq_err(AOQ_ESHAPE, "shm %s holds %lld bytes, %zu claimed", name, (long long)st.st_size, size);
+    return aoq_err(AOQ_ESHAPE, "shm %s holds %lld bytes, %zu claimed", name, (long long)st.st_size,
+                   size);
   }
   aoq_status s = map_fd(fd, size, out);
   close(fd);

@@ -14,11 +14,11 @@
  */
 #include <cjson/cJSON.h>
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -28,17 +28,17 @@
 #include "proto/wire.h"
 
 #define MODEL "tiny"
-#define FAIL(...)                                                                                  \
-  do {                                                                                             \
-    fprintf(stderr, "e2e_client: " __VA_ARGS__);                                                   \
-    fputc('\n', stderr);                                                                           \
-    exit(1);                                                                                       \
+#define FAIL(...)                                \
+  do {                                           \
+    fprintf(stderr, "e2e_client: " __VA_ARGS__); \
+    fputc('\n', stderr);                         \
+    exit(1);                                     \
   } while (0)
-#define CHECK(c, st)                                                                               \
-  do {                                                                                             \
-    aoq_status s_ = (st);                                                                          \
-    if (s_ != AOQ_OK)                                                                              \
-      FAIL("%s:%d: %s: %s", __FILE__, __LINE__, aoq_strerror(s_), aoq_client_last_error(c));     \
+#define CHECK(c, st)                                                                         \
+  do {                                                                                       \
+    aoq_status s_ = (st);                                                                    \
+    if (s_ != AOQ_OK)                                                                        \
+      FAIL("%s:%d: %s: %s", __FILE__, __LINE__, aoq_strerror(s_), aoq_client_last_error(c)); \
   } while (0)
 
 static aoq_client *connect_as(const char *tenant) {
@@ -182,9 +182,11 @@ static Aoq__Reply *raw_call(void *sock, const void *data, size_t n) {
 }
 
 static void expect_error(Aoq__Reply *r, aoq_status want, const char *what) {
-  if (r->body_case != AOQ__REPLY__BODY_ERROR) FAIL("%s: expected an error reply, got case %d", what, r->body_case);
+  if (r->body_case != AOQ__REPLY__BODY_ERROR)
+    FAIL("%s: expected an error reply, got case %d", what, r->body_case);
   if (want != AOQ_OK && r->error->status != (uint32_t)want)
-    FAIL("%s: expected %s, got %s (%s)", what, aoq_strerror(want), aoq_strerror(r->error->status), r->error->message);
+    FAIL("%s: expected %s, got %s (%s)", what, aoq_strerror(want), aoq_strerror(r->error->status),
+         r->error->message);
   if (!r->error->message[0]) FAIL("%s: error without a message", what);
   printf("ok %-28s -> %s: %s\n", what, aoq_strerror(r->error->status), r->error->message);
   aoq__reply__free_unpacked(r, NULL);
@@ -243,8 +245,10 @@ static int mode_hostile(void) {
       msg[(rs >> 33) % n] ^= (uint8_t)(1u << ((rs >> 20) % 8));
     }
     Aoq__Reply *r = raw_call(s, msg, len);
-    if (r->body_case == AOQ__REPLY__BODY_ERROR) errors++;
-    else oks++; /* a mutation that still decodes as a valid message gets a normal answer */
+    if (r->body_case == AOQ__REPLY__BODY_ERROR)
+      errors++;
+    else
+      oks++; /* a mutation that still decodes as a valid message gets a normal answer */
     aoq__reply__free_unpacked(r, NULL);
   }
   printf("ok fuzz 300 messages: %d errors, %d valid\n", errors, oks);
@@ -267,25 +271,40 @@ static int mode_hostile(void) {
   } tcase;
   tcase cases[8];
   int k = 0;
-  cases[k++] = (tcase){AOQ_ESHAPE, aoq_matmul(a, MODEL, "layers.0.mlp.down_proj", xa, 0, ya, 0, 5, NULL, NULL), "wrong shape (rows 5)"};
-  cases[k++] = (tcase){AOQ_ENOTFOUND, aoq_matmul(a, "no-such-model", "layers.0.mlp.down_proj", xa, 0, ya, 0, 4, NULL, NULL), "unknown model"};
-  cases[k++] = (tcase){AOQ_ENOTFOUND, aoq_matmul(a, MODEL, "layers.99.mlp.down_proj", xa, 0, ya, 0, 4, NULL, NULL), "unknown layer"};
-  cases[k++] = (tcase){AOQ_EPERM, aoq_matmul(b, MODEL, "layers.0.mlp.down_proj", xa, 0, yb, 0, 4, NULL, NULL), "foreign buffer id"};
+  cases[k++] = (tcase){AOQ_ESHAPE,
+                       aoq_matmul(a, MODEL, "layers.0.mlp.down_proj", xa, 0, ya, 0, 5, NULL, NULL),
+                       "wrong shape (rows 5)"};
+  cases[k++] =
+      (tcase){AOQ_ENOTFOUND,
+              aoq_matmul(a, "no-such-model", "layers.0.mlp.down_proj", xa, 0, ya, 0, 4, NULL, NULL),
+              "unknown model"};
+  cases[k++] = (tcase){AOQ_ENOTFOUND,
+                       aoq_matmul(a, MODEL, "layers.99.mlp.down_proj", xa, 0, ya, 0, 4, NULL, NULL),
+                       "unknown layer"};
+  cases[k++] = (tcase){AOQ_EPERM,
+                       aoq_matmul(b, MODEL, "layers.0.mlp.down_proj", xa, 0, yb, 0, 4, NULL, NULL),
+                       "foreign buffer id"};
   int32_t bad_tok[2] = {1, 100000};
-  cases[k++] = (tcase){AOQ_EINVAL, aoq_generate_ex(a, MODEL, NULL, bad_tok, 2, NULL, NULL, NULL, NULL), "token outside vocab"};
-  cases[k++] = (tcase){AOQ_ENOTFOUND, aoq_generate(a, "nope", "hi", NULL, NULL, NULL), "generate unknown model"};
+  cases[k++] =
+      (tcase){AOQ_EINVAL, aoq_generate_ex(a, MODEL, NULL, bad_tok, 2, NULL, NULL, NULL, NULL),
+              "token outside vocab"};
+  cases[k++] = (tcase){AOQ_ENOTFOUND, aoq_generate(a, "nope", "hi", NULL, NULL, NULL),
+                       "generate unknown model"};
   uint32_t vocab;
-  cases[k++] = (tcase){AOQ_ESHAPE, aoq_forward(a, MODEL, bad_tok, 1, ya, 1024, &vocab), "forward past buffer end"};
+  cases[k++] = (tcase){AOQ_ESHAPE, aoq_forward(a, MODEL, bad_tok, 1, ya, 1024, &vocab),
+                       "forward past buffer end"};
   for (int i = 0; i < k; i++) {
     if (cases[i].got != cases[i].want)
-      FAIL("%s: expected %s, got %s", cases[i].what, aoq_strerror(cases[i].want), aoq_strerror(cases[i].got));
+      FAIL("%s: expected %s, got %s", cases[i].what, aoq_strerror(cases[i].want),
+           aoq_strerror(cases[i].got));
     printf("ok %-28s -> %s\n", cases[i].what, aoq_strerror(cases[i].got));
   }
   aoq_connect_opts o = {0};
   o.protocol_version = 2;
   aoq_client *bad;
   aoq_status st = aoq_connect_with(&o, &bad);
-  if (st != AOQ_EPROTO || !strstr(aoq_last_error(), "version")) FAIL("version mismatch via libaoq: %s", aoq_strerror(st));
+  if (st != AOQ_EPROTO || !strstr(aoq_last_error(), "version"))
+    FAIL("version mismatch via libaoq: %s", aoq_strerror(st));
   printf("ok %-28s -> %s: %s\n", "libaoq version mismatch", aoq_strerror(st), aoq_last_error());
   /* and the daemon still serves: a correct matmul */
   fill_x(aoq_buffer_map(xa, NULL), 4 * 768, 1);
@@ -327,7 +346,8 @@ static int mode_hostile(void) {
   if (cs != AOQ_ECANCELED) FAIL("cancel from the callback returned %s", aoq_strerror(cs));
   if (strcmp(gr.finish_reason, "cancel") || gr.n_tokens >= 500)
     FAIL("cancelled generation: %s after %zu tokens", gr.finish_reason, gr.n_tokens);
-  printf("ok cancel from callback after %d events: %s, %zu tokens\n", seen, gr.finish_reason, gr.n_tokens);
+  printf("ok cancel from callback after %d events: %s, %zu tokens\n", seen, gr.finish_reason,
+         gr.n_tokens);
   aoq_gen_result_free(&gr);
   CHECK(a, aoq_ping(a));
   aoq_disconnect(a);
@@ -352,9 +372,15 @@ static int mode_zerocopy(void) {
     cJSON *before = status();
     CHECK(c, aoq_matmul(c, MODEL, layer, x, 0, y, 0, rows, NULL, NULL));
     cJSON *after = status();
-    double rx = jnum(after, "wire.matmul.rx_bytes") - (jnum(before, "wire.matmul.rx_bytes") > 0 ? jnum(before, "wire.matmul.rx_bytes") : 0);
-    double tx = jnum(after, "wire.matmul.tx_bytes") - (jnum(before, "wire.matmul.tx_bytes") > 0 ? jnum(before, "wire.matmul.tx_bytes") : 0);
-    double reqs = jnum(after, "wire.matmul.requests") - (jnum(before, "wire.matmul.requests") > 0 ? jnum(before, "wire.matmul.requests") : 0);
+    double rx =
+        jnum(after, "wire.matmul.rx_bytes") -
+        (jnum(before, "wire.matmul.rx_bytes") > 0 ? jnum(before, "wire.matmul.rx_bytes") : 0);
+    double tx =
+        jnum(after, "wire.matmul.tx_bytes") -
+        (jnum(before, "wire.matmul.tx_bytes") > 0 ? jnum(before, "wire.matmul.tx_bytes") : 0);
+    double reqs =
+        jnum(after, "wire.matmul.requests") -
+        (jnum(before, "wire.matmul.requests") > 0 ? jnum(before, "wire.matmul.requests") : 0);
     cJSON_Delete(before);
     cJSON_Delete(after);
     printf("tensor %10zu bytes: rows %6zu, socket rx %4.0f tx %4.0f bytes for %.0f matmul\n",
@@ -365,7 +391,8 @@ static int mode_zerocopy(void) {
       per_req_rx = rx;
       per_req_tx = tx;
     } else if (rx > per_req_rx + 8 || tx > per_req_tx + 8) {
-      FAIL("socket bytes grew with the tensor: rx %.0f tx %.0f (first: %.0f / %.0f)", rx, tx, per_req_rx, per_req_tx);
+      FAIL("socket bytes grew with the tensor: rx %.0f tx %.0f (first: %.0f / %.0f)", rx, tx,
+           per_req_rx, per_req_tx);
     }
     if (rx > 256 || tx > 256) FAIL("more than 256 bytes on the socket per matmul");
     CHECK(c, aoq_buffer_free(x));
@@ -440,11 +467,14 @@ static int mode_reconf(const char *config) {
   pthread_join(th, NULL);
   if (g.st != AOQ_OK) FAIL("generation during reconfigure: %s", aoq_strerror(g.st));
   if (g.r.n_tokens != 400 || strcmp(g.r.finish_reason, "length"))
-    FAIL("generation during reconfigure ended early: %zu tokens, %s", g.r.n_tokens, g.r.finish_reason);
+    FAIL("generation during reconfigure ended early: %zu tokens, %s", g.r.n_tokens,
+         g.r.finish_reason);
   aoq_gen_result_free(&g.r);
   const char *after = model_format();
-  printf("format %s -> %s; generation ran through it (tokens %d..%d during the reconfigure, 400 in all)\n",
-         b4, after, seen_at_start, seen_at_commit);
+  printf(
+      "format %s -> %s; generation ran through it (tokens %d..%d during the reconfigure, 400 in "
+      "all)\n",
+      b4, after, seen_at_start, seen_at_commit);
   if (strcmp(after, config)) FAIL("format after reconfigure is %s, expected %s", after, config);
   CHECK(c, aoq_matmul(c, MODEL, "layers.0.self_attn.o_proj", x, 0, y, 0, 4, NULL, NULL));
   uint64_t h1 = fnv(aoq_buffer_map(y, NULL), 4 * 256 * 2);
@@ -460,7 +490,8 @@ int main(int argc, char **argv) {
   const char *m = argv[1];
   if (!strcmp(m, "work") && argc == 4) return mode_work(argv[2], strtoull(argv[3], NULL, 10));
   if (!strcmp(m, "slowgen") && argc == 3) return mode_slowgen(argv[2]);
-  if (!strcmp(m, "gen") && argc == 5) return mode_gen(argv[2], strtoull(argv[3], NULL, 10), (unsigned)atoi(argv[4]));
+  if (!strcmp(m, "gen") && argc == 5)
+    return mode_gen(argv[2], strtoull(argv[3], NULL, 10), (unsigned)atoi(argv[4]));
   if (!strcmp(m, "hostile")) return mode_hostile();
   if (!strcmp(m, "zerocopy")) return mode_zerocopy();
   if (!strcmp(m, "reconf") && argc == 3) return mode_reconf(argv[2]);

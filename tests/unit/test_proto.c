@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+/* cmocka.h needs the headers above it */
 #include <cmocka.h>
 
 #include "proto/wire.h"
@@ -100,7 +101,8 @@ static void type_names_are_distinct(void **st) {
     for (int j = i + 1; j < AOQ_WIRE_NTYPES; j++)
       assert_string_not_equal(aoq_wire_type_name(i), aoq_wire_type_name(j));
   assert_string_equal(aoq_wire_type_name(aoq_wire_type_index(AOQ__REQUEST__BODY_MATMUL)), "matmul");
-  assert_string_equal(aoq_wire_type_name(aoq_wire_type_index((Aoq__Request__BodyCase)12345)), "malformed");
+  assert_string_equal(aoq_wire_type_name(aoq_wire_type_index((Aoq__Request__BodyCase)12345)),
+                      "malformed");
 }
 
 static void default_endpoints_follow_the_environment(void **st) {

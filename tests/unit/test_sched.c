@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+/* cmocka.h needs the headers above it */
 #include <cmocka.h>
 
 #include "daemon/batch.h"
@@ -104,7 +105,8 @@ static void invariants_hold_on_random_scenarios(void **st) {
     for (int i = 0; i < n; i++) {
       r = r * 6364136223846793005ull + 1442695040888963407ull;
       int dec = (r >> 63) & 1;
-      s[i] = (aoqd_plan_seq){(int)((r >> 20) % 5), (int)((r >> 10) % 3), dec ? 1 : 1 + (int)((r >> 32) % 900), dec};
+      s[i] = (aoqd_plan_seq){(int)((r >> 20) % 5), (int)((r >> 10) % 3),
+                             dec ? 1 : 1 + (int)((r >> 32) % 900), dec};
       decodes += dec;
     }
     int k = aoqd_plan_step(s, n, budget, items, 16, (unsigned)iter, take);
@@ -121,8 +123,10 @@ static void invariants_hold_on_random_scenarios(void **st) {
     /* decode tokens are never left out while prefill gets tokens */
     int dec_in = 0, pre_in = 0;
     for (int i = 0; i < n; i++) {
-      if (s[i].decode) dec_in += take[i] > 0;
-      else pre_in += take[i] > 0;
+      if (s[i].decode)
+        dec_in += take[i] > 0;
+      else
+        pre_in += take[i] > 0;
     }
     if (pre_in) assert_int_equal(dec_in, decodes);
   }

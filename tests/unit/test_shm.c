@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+/* cmocka.h needs the headers above it */
 #include <cmocka.h>
 
 #include "base/error.h"
@@ -112,11 +113,13 @@ static void sessions_are_limited_in_buffers(void **st) {
   aoqd_bufreg *r;
   assert_int_equal(aoqd_bufreg_create(NULL, 3, &r), AOQ_OK);
   aoqd_buffer *b;
-  for (int i = 0; i < 3; i++) assert_int_equal(aoqd_bufreg_create_buffer(r, 5, 0, 4096, &b), AOQ_OK);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(aoqd_bufreg_create_buffer(r, 5, 0, 4096, &b), AOQ_OK);
   assert_int_equal(aoqd_bufreg_create_buffer(r, 5, 0, 4096, &b), AOQ_EQUOTA);
   assert_int_equal(aoqd_bufreg_create_buffer(r, 6, 1, 4096, &b), AOQ_OK); /* another session */
   assert_int_equal(aoqd_bufreg_create_buffer(r, 6, 1, 0, &b), AOQ_EINVAL);
-  assert_int_equal(aoqd_bufreg_register(r, 6, 1, "/aoq-test-does-not-exist", 4096, -1, &b), AOQ_ENOTFOUND);
+  assert_int_equal(aoqd_bufreg_register(r, 6, 1, "/aoq-test-does-not-exist", 4096, -1, &b),
+                   AOQ_ENOTFOUND);
   assert_int_equal(aoqd_bufreg_register(r, 6, 1, "bad name", 4096, -1, &b), AOQ_EINVAL);
   int n;
   uint64_t bytes;

@@ -17,11 +17,15 @@ static int on_token(void *ctx, int32_t token, const char *text) {
 }
 
 int main(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"endpoint", required_argument, 0, 'e'}, {"tenant", required_argument, 0, 't'},
-      {"model", required_argument, 0, 'm'},    {"max-tokens", required_argument, 0, 'n'},
-      {"temperature", required_argument, 0, 'T'}, {"seed", required_argument, 0, 's'},
-      {"help", no_argument, 0, 'h'},           {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
+  static const struct option opts[] = {{"endpoint", required_argument, 0, 'e'},
+                                       {"tenant", required_argument, 0, 't'},
+                                       {"model", required_argument, 0, 'm'},
+                                       {"max-tokens", required_argument, 0, 'n'},
+                                       {"temperature", required_argument, 0, 'T'},
+                                       {"seed", required_argument, 0, 's'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {"version", no_argument, 0, 'V'},
+                                       {0, 0, 0, 0}};
   aoq_connect_opts co = {0};
   co.name = "aoq-generate";
   const char *model = "tiny";
@@ -30,16 +34,34 @@ int main(int argc, char **argv) {
   int c;
   while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (c) {
-    case 'e': co.endpoint = optarg; break;
-    case 't': co.tenant = optarg; break;
-    case 'm': model = optarg; break;
-    case 'n': p.max_tokens = (uint32_t)strtoul(optarg, NULL, 10); break;
-    case 'T': p.temperature = strtof(optarg, NULL); break;
-    case 's': p.seed = strtoull(optarg, NULL, 10); break;
-    case 'h': printf("usage: aoq-generate [--endpoint EP] [--tenant T] [--model M] [--max-tokens N] "
-                     "[--temperature X] [--seed S] PROMPT\n"); return 0;
-    case 'V': printf("aoq-generate %s\n", aoq_version()); return 0;
-    default: return 2;
+      case 'e':
+        co.endpoint = optarg;
+        break;
+      case 't':
+        co.tenant = optarg;
+        break;
+      case 'm':
+        model = optarg;
+        break;
+      case 'n':
+        p.max_tokens = (uint32_t)strtoul(optarg, NULL, 10);
+        break;
+      case 'T':
+        p.temperature = strtof(optarg, NULL);
+        break;
+      case 's':
+        p.seed = strtoull(optarg, NULL, 10);
+        break;
+      case 'h':
+        printf(
+            "usage: aoq-generate [--endpoint EP] [--tenant T] [--model M] [--max-tokens N] "
+            "[--temperature X] [--seed S] PROMPT\n");
+        return 0;
+      case 'V':
+        printf("aoq-generate %s\n", aoq_version());
+        return 0;
+      default:
+        return 2;
     }
   }
   if (optind != argc - 1) {

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 #include <zmq.h>
 
 #include "aoq/aoq.h"
@@ -102,10 +101,10 @@ static int int_opt(const char *v, int *out) {
 int main(int argc, char **argv) {
   enum { EP = 256, JSON, HELP, VERSION, CONFIG, SYN, KVP, MSEQ, PRIO };
   static const struct option opts[] = {
-      {"endpoint", required_argument, 0, EP}, {"json", no_argument, 0, JSON},
-      {"help", no_argument, 0, HELP},         {"version", no_argument, 0, VERSION},
+      {"endpoint", required_argument, 0, EP},   {"json", no_argument, 0, JSON},
+      {"help", no_argument, 0, HELP},           {"version", no_argument, 0, VERSION},
       {"config", required_argument, 0, CONFIG}, {"synthetic", no_argument, 0, SYN},
-      {"kv-pages", required_argument, 0, KVP}, {"max-seqs", required_argument, 0, MSEQ},
+      {"kv-pages", required_argument, 0, KVP},  {"max-seqs", required_argument, 0, MSEQ},
       {"priority", required_argument, 0, PRIO}, {0, 0, 0, 0}};
   const char *endpoint = NULL;
   int json = 0, c;
@@ -113,16 +112,35 @@ int main(int argc, char **argv) {
   while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1 || optind < argc) {
     if (c == -1) break;
     switch (c) {
-    case EP: endpoint = optarg; break;
-    case JSON: json = 1; break;
-    case HELP: fputs(usage, stdout); return 0;
-    case VERSION: printf("aoqctl %s\n", aoq_version()); return 0;
-    case CONFIG: a.config = optarg; break;
-    case SYN: a.synthetic = 1; break;
-    case KVP: if (int_opt(optarg, &a.kv_pages)) goto bad; break;
-    case MSEQ: if (int_opt(optarg, &a.max_seqs)) goto bad; break;
-    case PRIO: if (int_opt(optarg, &a.priority)) goto bad; break;
-    default: goto bad;
+      case EP:
+        endpoint = optarg;
+        break;
+      case JSON:
+        json = 1;
+        break;
+      case HELP:
+        fputs(usage, stdout);
+        return 0;
+      case VERSION:
+        printf("aoqctl %s\n", aoq_version());
+        return 0;
+      case CONFIG:
+        a.config = optarg;
+        break;
+      case SYN:
+        a.synthetic = 1;
+        break;
+      case KVP:
+        if (int_opt(optarg, &a.kv_pages)) goto bad;
+        break;
+      case MSEQ:
+        if (int_opt(optarg, &a.max_seqs)) goto bad;
+        break;
+      case PRIO:
+        if (int_opt(optarg, &a.priority)) goto bad;
+        break;
+      default:
+        goto bad;
     }
   }
   if (optind >= argc) goto bad;
@@ -142,14 +160,29 @@ int main(int argc, char **argv) {
   if (optind < argc && argv[optind][0] != '-') arg = argv[optind++];
   while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (c) {
-    case EP: endpoint = optarg; break;
-    case JSON: json = 1; break;
-    case CONFIG: a.config = optarg; break;
-    case SYN: a.synthetic = 1; break;
-    case KVP: if (int_opt(optarg, &a.kv_pages)) goto bad; break;
-    case MSEQ: if (int_opt(optarg, &a.max_seqs)) goto bad; break;
-    case PRIO: if (int_opt(optarg, &a.priority)) goto bad; break;
-    default: goto bad;
+      case EP:
+        endpoint = optarg;
+        break;
+      case JSON:
+        json = 1;
+        break;
+      case CONFIG:
+        a.config = optarg;
+        break;
+      case SYN:
+        a.synthetic = 1;
+        break;
+      case KVP:
+        if (int_opt(optarg, &a.kv_pages)) goto bad;
+        break;
+      case MSEQ:
+        if (int_opt(optarg, &a.max_seqs)) goto bad;
+        break;
+      case PRIO:
+        if (int_opt(optarg, &a.priority)) goto bad;
+        break;
+      default:
+        goto bad;
     }
   }
   if (optind < argc) goto bad;
@@ -157,10 +190,10 @@ int main(int argc, char **argv) {
     const char *name;
     aoq_admin_cmd cmd;
     int needs_arg;
-  } cmds[] = {{"status", AOQ_ADMIN_STATUS, 0},     {"tenants", AOQ_ADMIN_TENANTS, 0},
-              {"quota", AOQ_ADMIN_QUOTA, 1},       {"load", AOQ_ADMIN_LOAD, 1},
-              {"unload", AOQ_ADMIN_UNLOAD, 1},     {"reconfigure", AOQ_ADMIN_RECONFIGURE, 1},
-              {"drain", AOQ_ADMIN_DRAIN, 0},       {"shutdown", AOQ_ADMIN_SHUTDOWN, 0}};
+  } cmds[] = {{"status", AOQ_ADMIN_STATUS, 0}, {"tenants", AOQ_ADMIN_TENANTS, 0},
+              {"quota", AOQ_ADMIN_QUOTA, 1},   {"load", AOQ_ADMIN_LOAD, 1},
+              {"unload", AOQ_ADMIN_UNLOAD, 1}, {"reconfigure", AOQ_ADMIN_RECONFIGURE, 1},
+              {"drain", AOQ_ADMIN_DRAIN, 0},   {"shutdown", AOQ_ADMIN_SHUTDOWN, 0}};
   int k = -1;
   for (int i = 0; i < (int)(sizeof cmds / sizeof cmds[0]); i++)
     if (!strcmp(cmds[i].name, cmd)) k = i;
@@ -192,8 +225,10 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (!doc) {
-    if (json) printf("{\"ok\":true}\n");
-    else printf("%s %s: ok\n", cmd, arg ? arg : "");
+    if (json)
+      printf("{\"ok\":true}\n");
+    else
+      printf("%s %s: ok\n", cmd, arg ? arg : "");
   } else if (json) {
     printf("%s\n", doc);
   } else {

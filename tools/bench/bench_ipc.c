@@ -25,7 +25,8 @@ static int cmp_d(const void *a, const void *b) {
 
 static void report(const char *what, double *us, int n) {
   qsort(us, (size_t)n, sizeof *us, cmp_d);
-  printf("%-44s p50 %9.1f us   p99 %9.1f us   (n=%d)\n", what, us[(n - 1) / 2], us[(n - 1) * 99 / 100], n);
+  printf("%-44s p50 %9.1f us   p99 %9.1f us   (n=%d)\n", what, us[(n - 1) / 2],
+         us[(n - 1) * 99 / 100], n);
 }
 
 /* ---- raw ZeroMQ baseline ------------------------------------------------------------------ */
@@ -137,12 +138,16 @@ static int gen_child(int tokens, uint64_t seed) {
 }
 
 int aoq_bench_ipc(int argc, char **argv) {
-  static const char *const flags[] = {"help", "endpoint", "admin-endpoint", "aoqd", "iters", "tokens", NULL};
-  static const char *const with_value[] = {"endpoint", "admin-endpoint", "aoqd", "iters", "tokens", NULL};
+  static const char *const flags[] = {"help",   "endpoint", "admin-endpoint", "aoqd", "iters",
+                                      "tokens", NULL};
+  static const char *const with_value[] = {"endpoint", "admin-endpoint", "aoqd",
+                                           "iters",    "tokens",         NULL};
   if (aoq_bench_opts_check(argc, argv, flags, with_value)) return 2;
   if (aoq_bench_opt_flag(argc, argv, "help")) {
-    printf("usage: aoq-bench ipc [--endpoint EP --admin-endpoint EP] [--aoqd PATH] [--iters N] [--tokens N]\n"
-           "  without --endpoint a private aoqd (tiny, synthetic, --device auto) is started\n");
+    printf(
+        "usage: aoq-bench ipc [--endpoint EP --admin-endpoint EP] [--aoqd PATH] [--iters N] "
+        "[--tokens N]\n"
+        "  without --endpoint a private aoqd (tiny, synthetic, --device auto) is started\n");
     return 0;
   }
   const char *ep = NULL, *aep = NULL, *aoqd = NULL;
@@ -194,7 +199,8 @@ int aoq_bench_ipc(int argc, char **argv) {
   {
     size_t rows = 2048, bytes = rows * 256 * 2; /* 1 MiB in, 1 MiB out */
     aoq_buffer *x, *y;
-    if (aoq_buffer_create(c, bytes, AOQ_MEM_HOST, &x) || aoq_buffer_create(c, bytes, AOQ_MEM_HOST, &y)) {
+    if (aoq_buffer_create(c, bytes, AOQ_MEM_HOST, &x) ||
+        aoq_buffer_create(c, bytes, AOQ_MEM_HOST, &y)) {
       fprintf(stderr, "aoq-bench ipc: buffers: %s\n", aoq_client_last_error(c));
       goto out;
     }
@@ -202,7 +208,8 @@ int aoq_bench_ipc(int argc, char **argv) {
     int n = (int)(iters / 20 > 10 ? iters / 20 : 10);
     for (int i = 0; i < n; i++) {
       double t0 = aoq_bench_now();
-      if (aoq_matmul(c, "tiny", "layers.0.self_attn.o_proj", x, 0, y, 0, rows, NULL, NULL) != AOQ_OK) {
+      if (aoq_matmul(c, "tiny", "layers.0.self_attn.o_proj", x, 0, y, 0, rows, NULL, NULL) !=
+          AOQ_OK) {
         fprintf(stderr, "aoq-bench ipc: matmul: %s\n", aoq_client_last_error(c));
         goto out;
       }
