@@ -92,6 +92,62 @@ static void parse_every_valid_string(void **state) {
   }
 }
 
+/* Mutations of valid strings (and random bytes) never crash, and whatever parses prints a
+ * canonical name that parses back to the same format. */
+static void parse_survives_mutated_strings(void **state) {
+  (void)state;
+  const char alphabet[] = "intxwodqbfp8642-gehqcklmrv0123579 \t#*:";
+  uint32_t seed = 2026;
+  int accepted = 0;
+  for (int it = 0; it < 20000; it++) {
+    char buf[80];
+    seed = seed * 1664525u + 1013904223u;
+    const char *base = valid[(seed >> 8) % (sizeof valid / sizeof valid[0])].s;
+    snprintf(buf, sizeof buf, "%s", base);
+    size_t len = strlen(buf);
+    int edits = 1 + (int)((seed >> 20) % 3);
+    for (int e = 0; e < edits; e++) {
+      seed = seed * 1664525u + 1013904223u;
+      size_t pos = len ? (seed >> 8) % (len + 1) : 0;
+      char c = (seed >> 24) % 5 == 0 ? (char)((seed >> 16) & 0xff)
+                                     : alphabet[(seed >> 16) % (sizeof alphabet - 1)];
+      if (c == 0) c = 'x';
+      switch ((seed >> 4) % 3) {
+        case 0: /* replace */
+          if (pos < len) buf[pos] = c;
+          break;
+        case 1: /* insert */
+          if (len + 1 < sizeof buf) {
+            memmove(buf + pos + 1, buf + pos, len - pos + 1);
+            buf[pos] = c;
+            len++;
+          }
+          break;
+        default: /* delete */
+          if (pos < len) {
+            memmove(buf + pos, buf + pos + 1, len - pos);
+            len--;
+          }
+      }
+    }
+    aoq_format f, g;
+    aoq_status st = aoq_format_parse(buf, &f);
+    if (st != AOQ_OK) {
+      assert_true(st == AOQ_EFORMAT || st == AOQ_EUNSUPPORTED);
+      assert_true(strlen(aoq_last_error()) > 0);
+      continue;
+    }
+    accepted++;
+    char name[64];
+    aoq_format_name(&f, name, sizeof name);
+    assert_int_equal(aoq_format_parse(name, &g), AOQ_OK);
+    assert_memory_equal(&f, &g, sizeof f);
+    assert_int_equal(aoq_format_check_shape(&f, 256, f.group ? 16 * (int64_t)f.group : 4096),
+                     AOQ_OK);
+  }
+  assert_true(accepted > 100); /* the mutations do reach other valid strings */
+}
+
 static void every_kind_has_a_config_string(void **state) {
   (void)state;
   bool seen[AOQ_FMT_COUNT] = {false};
@@ -513,6 +569,7 @@ static void qweight_quantize_on_cpu_matches_the_reference(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(parse_every_valid_string),
+      cmocka_unit_test(parse_survives_mutated_strings),
       cmocka_unit_test(every_kind_has_a_config_string),
       cmocka_unit_test(parse_rejects_invalid_strings_with_details),
       cmocka_unit_test(dynamic_kinds_are_the_activation_quantizing_ones),
