@@ -38,7 +38,23 @@ const aoq_xk_name aoq_xk_names[AOQ_XK_COUNT] = {
     [AOQ_XK_LIN_FP6_E3M2] = {"quant", "aoq_lin_fp6_e3m2"},
     [AOQ_XK_LIN_FP6_E2M3] = {"quant", "aoq_lin_fp6_e2m3"},
     [AOQ_XK_LIN_NVFP4WO] = {"quant", "aoq_lin_nvfp4wo"},
+    [AOQ_XK_DQ_TENSOR] = {"dyn", "aoq_dq_tensor"},
+    [AOQ_XK_DQ_ACT_ROW] = {"dyn", "aoq_dq_act_row"},
+    [AOQ_XK_DQ_ACT_ASYM] = {"dyn", "aoq_dq_act_asym"},
+    [AOQ_XK_DQ_ACT_FP8BLK] = {"dyn", "aoq_dq_act_fp8blk"},
+    [AOQ_XK_DQ_ACT_MXFP8] = {"dyn", "aoq_dq_act_mxfp8"},
+    [AOQ_XK_DQ_ACT_MXFP4] = {"dyn", "aoq_dq_act_mxfp4"},
+    [AOQ_XK_DQ_ACT_NVFP4] = {"dyn", "aoq_dq_act_nvfp4"},
+    [AOQ_XK_DQ_LINEAR] = {"dyn", "aoq_dq_linear"},
+    [AOQ_XK_DQ_LINEAR_I8] = {"dyn", "aoq_dq_linear_i8"},
 };
+
+/* dyn.cl names the format kinds by number (K_INT8DQ ...): keep them in step with aoq.h. */
+_Static_assert(AOQ_FMT_INT8DQ == 2 && AOQ_FMT_FP8DQ == 4 && AOQ_FMT_FP8DQ_ROW == 5 &&
+                   AOQ_FMT_FP8DQ_BLOCK == 6 && AOQ_FMT_FP8_INT4 == 9 && AOQ_FMT_INT8_INT4 == 10 &&
+                   AOQ_FMT_INT8_INTX == 12 && AOQ_FMT_MXFP8 == 13 && AOQ_FMT_MXFP4 == 14 &&
+                   AOQ_FMT_NVFP4 == 15,
+               "format kind numbers used by kernels/cl/dyn.cl");
 
 static aoq_xk_arg P(const void *p) { return (aoq_xk_arg){AOQ_XA_PTR, p, 0, 0}; }
 static aoq_xk_arg I32(int32_t v) { return (aoq_xk_arg){AOQ_XA_I32, NULL, v, 0}; }
@@ -146,20 +162,60 @@ static const char *wq_plan_of(const aoq_qweight *w, wq_plan *p) {
       if (w->k % 16) return "nvfp4 needs k % 16 == 0";
       *p = (wq_plan){AOQ_XK_LIN_NVFP4WO, N * K / 2, N * K / 16, 4};
       break;
-    default: return "no OpenCL kernel for this format (dynamic-activation formats are not built)";
+    case AOQ_FMT_INT8DQ: *p = (wq_plan){AOQ_XK_DQ_ACT_ROW, N * K, 4 * N, 0}; break;
+    case AOQ_FMT_FP8DQ: *p = (wq_plan){AOQ_XK_DQ_ACT_ROW, N * K, 4, 0}; break;
+    case AOQ_FMT_FP8DQ_ROW: *p = (wq_plan){AOQ_XK_DQ_ACT_ROW, N * K, 4 * N, 0}; break;
+    case AOQ_FMT_FP8DQ_BLOCK:
+      *p = (wq_plan){AOQ_XK_DQ_ACT_FP8BLK, N * K, 4 * ((N + 127) / 128) * ((K + 127) / 128), 0};
+      break;
+    case AOQ_FMT_FP8_INT4: *p = (wq_plan){AOQ_XK_DQ_ACT_ROW, N * bitrow(w->k, 4), 4 * N * G, 0}; break;
+    case AOQ_FMT_INT8_INT4:
+    case AOQ_FMT_INT8_INTX:
+      if (bits < 1 || bits > 8) return "intx bits must be 1..8";
+      *p = (wq_plan){AOQ_XK_DQ_ACT_ASYM, N * bitrow(w->k, bits), 2 * N * G, 0};
+      break;
+    case AOQ_FMT_MXFP8:
+    case AOQ_FMT_MXFP4:
+      if (w->k % 32) return "mx needs k % 32 == 0";
+      *p = (wq_plan){w->kind == AOQ_FMT_MXFP8 ? AOQ_XK_DQ_ACT_MXFP8 : AOQ_XK_DQ_ACT_MXFP4,
+                     w->kind == AOQ_FMT_MXFP8 ? N * K : N * K / 2, N * K / 32, 0};
+      break;
+    case AOQ_FMT_NVFP4:
+      if (w->k % 16) return "nvfp4 needs k % 16 == 0";
+      *p = (wq_plan){AOQ_XK_DQ_ACT_NVFP4, N * K / 2, N * K / 16, 4};
+      break;
+    default: return "no OpenCL kernel for this format";
   }
   return NULL;
 }
 
+static int is_dynamic(aoq_format_kind k) {
+  return k == AOQ_FMT_INT8DQ || k == AOQ_FMT_FP8DQ || k == AOQ_FMT_FP8DQ_ROW ||
+         k == AOQ_FMT_FP8DQ_BLOCK || k == AOQ_FMT_FP8_INT4 || k == AOQ_FMT_INT8_INT4 ||
+         k == AOQ_FMT_INT8_INTX || k == AOQ_FMT_MXFP8 || k == AOQ_FMT_MXFP4 || k == AOQ_FMT_NVFP4;
+}
+
+/* Workspace of the dynamic formats (dyn.cl): xf f32[m,k] | xs f32[m*(kb+1)+4] | xq i8[m,k]. */
+static size_t al256(size_t b) { return (b + 255) & ~(size_t)255; }
+static void dyn_ws(int64_t m, int64_t k, size_t *o_xs, size_t *o_xq, size_t *total) {
+  size_t M = (size_t)m, K = (size_t)k, kb = (K + 127) / 128;
+  *o_xs = al256(M * K * 4);
+  *o_xq = *o_xs + al256((M * (kb + 1) + 4) * 4);
+  *total = *o_xq + al256(M * K);
+}
+
 uint64_t aoq_xk_linear_formats(void) {
-  return (1ull << AOQ_FMT_INT8WO) | (1ull << AOQ_FMT_FP8WO) | (1ull << AOQ_FMT_INT4WO) |
+  return (1ull << AOQ_FMT_INT8DQ) | (1ull << AOQ_FMT_FP8DQ) | (1ull << AOQ_FMT_FP8DQ_ROW) |
+         (1ull << AOQ_FMT_FP8DQ_BLOCK) | (1ull << AOQ_FMT_FP8_INT4) | (1ull << AOQ_FMT_INT8_INT4) |
+         (1ull << AOQ_FMT_INT8_INTX) | (1ull << AOQ_FMT_MXFP8) | (1ull << AOQ_FMT_MXFP4) |
+         (1ull << AOQ_FMT_NVFP4) | (1ull << AOQ_FMT_INT8WO) | (1ull << AOQ_FMT_FP8WO) | (1ull << AOQ_FMT_INT4WO) |
          (1ull << AOQ_FMT_INT4WO_HQQ) | (1ull << AOQ_FMT_INTXWO) | (1ull << AOQ_FMT_CODEBOOK) |
          (1ull << AOQ_FMT_W158) | (1ull << AOQ_FMT_FP6_E3M2) | (1ull << AOQ_FMT_FP6_E2M3) |
          (1ull << AOQ_FMT_NVFP4WO);
 }
 
 static aoq_status linear_quant(void *ctx, const aoq_qweight *w, const void *x, void *y, int64_t m,
-                               aoq_stream *s) {
+                               void *ws, aoq_stream *s) {
   wq_plan p;
   const char *why = wq_plan_of(w, &p);
   if (why)
@@ -181,19 +237,44 @@ static aoq_status linear_quant(void *ctx, const aoq_qweight *w, const void *x, v
   }
   const void *sc = w->scale ? w->scale : w->qdata, *ax = w->aux ? w->aux : w->qdata;
   int64_t g = w->group > 0 ? w->group : w->k;
-  aoq_xk_arg a[] = {P(w->qdata), P(sc), P(ax), P(x), P(y), I64(m), I64(w->n), I64(w->k),
-                    I32(w->bits), I64(g)};
-  return launch(ctx, p.kernel, a, 10, (size_t)w->n, 1, 1, s);
+  if (!is_dynamic(w->kind)) {
+    aoq_xk_arg a[] = {P(w->qdata), P(sc), P(ax), P(x), P(y), I64(m), I64(w->n), I64(w->k),
+                      I32(w->bits), I64(g)};
+    return launch(ctx, p.kernel, a, 10, (size_t)w->n, 1, 1, s);
+  }
+  /* dynamic activations: quantize x into the workspace, then the GEMM (dyn.cl) */
+  if (!ws) return aoq_err(AOQ_EINVAL, "xpu linear: format kind %d needs a workspace", (int)w->kind);
+  size_t o_xs, o_xq, total;
+  dyn_ws(m, w->k, &o_xs, &o_xq, &total);
+  char *xf = ws, *xs = xf + o_xs, *xq = xf + o_xq;
+  int64_t kb = (w->k + 127) / 128;
+  if (w->kind == AOQ_FMT_FP8DQ || w->kind == AOQ_FMT_NVFP4) { /* per-tensor activation scale */
+    aoq_xk_arg t[] = {P(x), P(xs), I64(m * w->k), I64(m * (kb + 1)), I32((int)w->kind)};
+    const size_t one[3] = {1, 1, 1}, loc[3] = {WG, 1, 1};
+    AOQ_TRY(((aoq_xk_ops *)ctx)->rt->launch(ctx, AOQ_XK_DQ_TENSOR, t, 5, one, loc, s));
+  }
+  aoq_xk_arg qa[] = {P(x), P(xf), P(xs), P(xq), I64(m), I64(w->k), I64(kb), I32((int)w->kind)};
+  AOQ_TRY(launch(ctx, p.kernel, qa, 8, (size_t)m, 1, 1, s));
+  if (w->kind == AOQ_FMT_INT8DQ) {
+    aoq_xk_arg a[] = {P(w->qdata), P(sc), P(xq), P(xs), P(y), I64(m), I64(w->n), I64(w->k)};
+    return launch(ctx, AOQ_XK_DQ_LINEAR_I8, a, 8, (size_t)w->n, 1, 1, s);
+  }
+  aoq_xk_arg a[] = {P(w->qdata), P(sc), P(ax),       P(xf),     P(xs),     P(y),
+                    I64(m),      I64(w->n), I64(w->k), I64(kb), I32(w->bits), I64(g),
+                    I32((int)w->kind)};
+  return launch(ctx, AOQ_XK_DQ_LINEAR, a, 13, (size_t)w->n, 1, 1, s);
 }
 
 size_t aoq_xk_linear_workspace(void *ctx, const aoq_qweight *w, int64_t m) {
-  (void)ctx, (void)w, (void)m;
-  return 0;
+  (void)ctx;
+  if (!w || m <= 0 || w->k <= 0 || !is_dynamic(w->kind)) return 0;
+  size_t a, b, total;
+  dyn_ws(m, w->k, &a, &b, &total);
+  return total;
 }
 
 aoq_status aoq_xk_linear(void *ctx, const aoq_qweight *w, const void *x, void *y, int64_t m,
                          aoq_dtype dt, void *ws, aoq_stream *s) {
-  (void)ws;
   AOQ_TRY(check_bf16(dt, "linear"));
   if (!w || w->n <= 0 || w->k <= 0)
     return aoq_err(AOQ_EINVAL, "xpu linear: weight missing or empty (%lld x %lld)",
@@ -201,7 +282,7 @@ aoq_status aoq_xk_linear(void *ctx, const aoq_qweight *w, const void *x, void *y
   AOQ_TRY(check_rows("linear", m, 0));
   if (m == 0) return AOQ_OK;
   if (!x || !y || !w->qdata) return aoq_err(AOQ_EINVAL, "xpu linear: NULL x, y or weight data");
-  if (w->kind != AOQ_FMT_BF16) return linear_quant(ctx, w, x, y, m, s);
+  if (w->kind != AOQ_FMT_BF16) return linear_quant(ctx, w, x, y, m, ws, s);
   if (w->qdata_bytes && w->qdata_bytes < (size_t)(w->n * w->k * 2))
     return aoq_err(AOQ_ESHAPE, "xpu linear: bf16 weight of %zu bytes for %lld x %lld",
                    w->qdata_bytes, (long long)w->n, (long long)w->k);

@@ -37,6 +37,15 @@ typedef enum aoq_xk_id {
   AOQ_XK_LIN_FP6_E3M2,
   AOQ_XK_LIN_FP6_E2M3,
   AOQ_XK_LIN_NVFP4WO,
+  AOQ_XK_DQ_TENSOR, /* dyn.cl: dynamic-activation formats */
+  AOQ_XK_DQ_ACT_ROW,
+  AOQ_XK_DQ_ACT_ASYM,
+  AOQ_XK_DQ_ACT_FP8BLK,
+  AOQ_XK_DQ_ACT_MXFP8,
+  AOQ_XK_DQ_ACT_MXFP4,
+  AOQ_XK_DQ_ACT_NVFP4,
+  AOQ_XK_DQ_LINEAR,
+  AOQ_XK_DQ_LINEAR_I8,
   AOQ_XK_COUNT
 } aoq_xk_id;
 

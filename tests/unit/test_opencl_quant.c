@@ -1,9 +1,10 @@
 /*
- * test_opencl_quant.c — the quantized linear kernels of kernels/cl/quant.cl (weight-only formats)
- * on PoCL against the CPU backend. The same bf16 weight is quantized once by the reference
- * quantizer (core/format.h) and uploaded to both devices; the outputs must agree within one bf16
+ * test_opencl_quant.c — the quantized linear kernels of kernels/cl (quant.cl: weight-only formats,
+ * dyn.cl: activation quantizers + GEMM of the dynamic formats) on PoCL against the CPU backend.
+ * The same bf16 weight is quantized once by the reference quantizer (core/format.h) and uploaded
+ * to both devices; the outputs must agree within one bf16
  * rounding (fp32 sums in a different order), and the packed bytes are those of the reference.
- * Formats whose kernels are not built (dynamic activations) must be refused, not approximated.
+ * Malformed weights are refused with a status, never approximated.
  */
 #include "core/format.h"
 #include "test_opencl_util.h"
@@ -70,30 +71,46 @@ static void fp_weight_only_formats_match_cpu(void **state) {
   check_format(p, "fp6-e2m3", 4, 12, 96);
 }
 
-static void unbuilt_formats_are_refused(void **state) {
+static void dynamic_activation_formats_match_cpu(void **state) {
+  pair *p = *state;
+  check_format(p, "int8dq", 3, 40, 192);
+  check_format(p, "fp8dq", 2, 24, 160);
+  check_format(p, "fp8dq-row", 5, 20, 128);
+  check_format(p, "fp8dq-block", 2, 256, 384);
+  check_format(p, "fp8-int4", 1, 16, 256);
+  check_format(p, "int8-int4", 3, 20, 128);
+  check_format(p, "int8-intx3", 2, 12, 96);
+  check_format(p, "mxfp8", 4, 18, 128);
+  check_format(p, "mxfp4", 2, 30, 96);
+  check_format(p, "nvfp4", 3, 22, 128);
+}
+
+static void bad_weights_are_refused(void **state) {
   pair *p = *state;
   aoq_device_info info;
   assert_int_equal(aoq_device_info_get(p->cl, &info), AOQ_OK);
-  const char *dyn[] = {"int8dq", "fp8dq-row", "mxfp8", "nvfp4"};
-  for (size_t i = 0; i < 4; i++) {
-    aoq_format f;
-    assert_int_equal(aoq_format_parse(dyn[i], &f), AOQ_OK);
-    assert_false(info.linear_formats & (1ull << f.kind));
-    aoq_qweight q = {.kind = f.kind, .bits = 8, .group = 32, .n = 4, .k = 64};
-    void *buf = NULL;
-    assert_int_equal(aoq_dev_alloc(p->cl, 4096, &buf), AOQ_OK);
-    q.qdata = q.scale = q.aux = buf;
-    assert_int_equal(aoq_dev_linear(p->cl, &q, buf, buf, 1, AOQ_DTYPE_BF16, NULL, NULL),
-                     AOQ_EUNSUPPORTED);
-    aoq_dev_free(p->cl, buf);
-  }
-  /* a weight-only format with a scale buffer too small for its layout */
-  aoq_qweight q = {.kind = AOQ_FMT_INT8WO, .bits = 8, .group = 64, .n = 4, .k = 64};
+  for (int kind = AOQ_FMT_INT8WO; kind < AOQ_FMT_COUNT; kind++)
+    if (!(info.linear_formats & (1ull << kind))) fail_msg("format kind %d has no kernel", kind);
   void *buf = NULL;
   assert_int_equal(aoq_dev_alloc(p->cl, 4096, &buf), AOQ_OK);
+  /* a scale buffer too small for the layout */
+  aoq_qweight q = {.kind = AOQ_FMT_INT8WO, .bits = 8, .group = 64, .n = 4, .k = 64};
   q.qdata = q.scale = buf;
   q.qdata_bytes = 256, q.scale_bytes = 8;
   assert_int_equal(aoq_dev_linear(p->cl, &q, buf, buf, 1, AOQ_DTYPE_BF16, NULL, NULL), AOQ_ESHAPE);
+  /* a dynamic format needs its workspace; mx needs k % 32 == 0; a group must divide k */
+  aoq_qweight d = {.kind = AOQ_FMT_FP8DQ_ROW, .bits = 8, .group = 64, .n = 4, .k = 64};
+  d.qdata = d.scale = buf;
+  assert_true(aoq_dev_linear_workspace(p->cl, &d, 1) > 0);
+  assert_int_equal(aoq_dev_linear(p->cl, &d, buf, buf, 1, AOQ_DTYPE_BF16, NULL, NULL), AOQ_EINVAL);
+  aoq_qweight mx = {.kind = AOQ_FMT_MXFP8, .bits = 8, .group = 32, .n = 4, .k = 48};
+  mx.qdata = mx.scale = buf;
+  assert_int_equal(aoq_dev_linear(p->cl, &mx, buf, buf, 1, AOQ_DTYPE_BF16, buf, NULL),
+                   AOQ_EUNSUPPORTED);
+  aoq_qweight ix = {.kind = AOQ_FMT_INTXWO, .bits = 3, .group = 48, .n = 4, .k = 64};
+  ix.qdata = ix.scale = buf;
+  assert_int_equal(aoq_dev_linear(p->cl, &ix, buf, buf, 1, AOQ_DTYPE_BF16, NULL, NULL),
+                   AOQ_EUNSUPPORTED);
   aoq_dev_free(p->cl, buf);
 }
 
@@ -101,7 +118,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(int_weight_only_formats_match_cpu),
       cmocka_unit_test(fp_weight_only_formats_match_cpu),
-      cmocka_unit_test(unbuilt_formats_are_refused),
+      cmocka_unit_test(dynamic_activation_formats_match_cpu),
+      cmocka_unit_test(bad_weights_are_refused),
   };
 #ifdef AOQ_HAVE_CLHARNESS
   return cmocka_run_group_tests(tests, pair_setup, pair_teardown);
