@@ -15,8 +15,12 @@ aoq_status aoq_cpu_quant_check(const aoq_qweight *w) {
   size_t q = 0, s = 0, a = 0;
   int bits = w->bits;
   switch (w->kind) {
-  case AOQ_FMT_INT8WO:
   case AOQ_FMT_INT8DQ:
+    if (k >= 131072) /* int32 sums of int8 products: 128 * 128 * k must stay below 2^31 */
+      return aoq_err(AOQ_EUNSUPPORTED, "cpu linear: int8dq with k=%lld > 131071", (long long)k);
+    q = N * K, s = 4 * N;
+    break;
+  case AOQ_FMT_INT8WO:
   case AOQ_FMT_FP8WO:
   case AOQ_FMT_FP8DQ_ROW: q = N * K, s = 4 * N; break;
   case AOQ_FMT_FP8DQ: q = N * K, s = 4; break;
