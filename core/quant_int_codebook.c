@@ -8,7 +8,7 @@
  *     keeps its centroid; then the centroids are rounded to bf16 and sorted,
  *   code = the nearest bf16 centroid (lowest index on a tie),  x^ = bf16(codebook[code] * s).
  * In one dimension every cluster is a contiguous run of the sorted values, so an iteration is
- * 2^b binary searches over prefix sums (fp64): exact and fast enough for 8B-parameter models.
+ * 2^b binary searches over prefix sums (fp64) of the values, radix-sorted once.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +26,40 @@ static int cmp_float(const void *a, const void *b) {
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
+}
+
+/* Order-preserving map of a float to uint32 (negatives reversed below positives). */
+static uint32_t fkey(float f) {
+  uint32_t u = aoq_f32_bits(f);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+static float funkey(uint32_t k) {
+  return aoq_bits_f32((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+
+/* out[0..n) = v sorted ascending (LSD radix sort, 11/11/10-bit digits). */
+static aoq_status sort_floats(const float *v, int64_t n, float *out) {
+  uint32_t *a = malloc((size_t)n * sizeof *a), *b = malloc((size_t)n * sizeof *b);
+  if (!a || !b) {
+    free(a);
+    free(b);
+    return aoq_err(AOQ_ENOMEM, "codebook: cannot allocate sort buffers");
+  }
+  for (int64_t i = 0; i < n; i++) a[i] = fkey(v[i]);
+  static const int shift[3] = {0, 11, 22};
+  for (int p = 0; p < 3; p++) {
+    int64_t count[2049] = {0};
+    for (int64_t i = 0; i < n; i++) count[((a[i] >> shift[p]) & 2047u) + 1]++;
+    for (int d = 0; d < 2048; d++) count[d + 1] += count[d];
+    for (int64_t i = 0; i < n; i++) b[count[(a[i] >> shift[p]) & 2047u]++] = a[i];
+    uint32_t *t = a;
+    a = b, b = t;
+  }
+  for (int64_t i = 0; i < n; i++) out[i] = funkey(a[i]);
+  free(a);
+  free(b);
+  return AOQ_OK;
 }
 
 /* First index in sorted v[0..n) with v[i] > t. */
@@ -62,12 +96,11 @@ aoq_status aoq_quant_codebook(const uint16_t *w_bf16, aoq_qweight *w) {
   int kc = 1 << w->bits;
   float *v = aoq_fault_hit() ? NULL : malloc((size_t)total * sizeof *v);
   float *sorted = malloc((size_t)total * sizeof *sorted);
-  double *prefix = malloc((size_t)(total + 1) * sizeof *prefix);
+  double *prefix = NULL;
   double c[256], cn[256];
-  if (!v || !sorted || !prefix) {
+  if (!v || !sorted) {
     free(v);
     free(sorted);
-    free(prefix);
     return aoq_err(AOQ_ENOMEM, "codebook: cannot allocate scratch for %lld elements",
                    (long long)total);
   }
@@ -80,8 +113,14 @@ aoq_status aoq_quant_codebook(const uint16_t *w_bf16, aoq_qweight *w) {
     sc[b] = aoq_f32_to_bf16(s);
     for (int64_t i = 0; i < g; i++) v[b * g + i] = sanitize(bf16v(x, i), AOQ_SYM_LIM) / s;
   }
-  memcpy(sorted, v, (size_t)total * sizeof *v);
-  qsort(sorted, (size_t)total, sizeof *sorted, cmp_float);
+  aoq_status st = sort_floats(v, total, sorted);
+  if (st == AOQ_OK && !(prefix = malloc((size_t)(total + 1) * sizeof *prefix)))
+    st = aoq_err(AOQ_ENOMEM, "codebook: cannot allocate prefix sums");
+  if (st != AOQ_OK) {
+    free(v);
+    free(sorted);
+    return st;
+  }
   prefix[0] = 0.0;
   for (int64_t i = 0; i < total; i++) prefix[i + 1] = prefix[i] + (double)sorted[i];
 
