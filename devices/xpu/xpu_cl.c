@@ -15,6 +15,14 @@
 #include "devices/xpu/xpu_ops.h"
 #include "kernels/cl/cl_kernels.h"
 
+/* LeakSanitizer hook for programs that link this runtime (tests, aoq-bench): PoCL and its LLVM
+ * keep compiler caches for the life of the process and free none of them at exit. Only those
+ * libraries' allocations are suppressed; aoq's own are still checked. Unused without LSan. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) {
+  return "leak:libpocl\nleak:libOpenCL\nleak:libLLVM\nleak:libclang-cpp\nleak:libhwloc\n";
+}
+
 typedef struct cl_alloc {
   char *base;
   size_t size;

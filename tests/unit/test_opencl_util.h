@@ -1,8 +1,7 @@
 /*
  * test_opencl_util.h — shared by the PoCL harness tests (test_opencl_*.c): opening the OpenCL
- * device next to the CPU oracle, host<->device helpers, bf16 ulp distances, and the leak
- * suppressions for the OpenCL runtime's own allocations (PoCL and LLVM keep caches for the life
- * of the process; aoq's allocations are still checked).
+ * device next to the CPU oracle, host<->device helpers and bf16 ulp distances. (The leak
+ * suppressions for PoCL's own allocations live in devices/xpu/xpu_cl.c.)
  */
 #ifndef AOQ_TESTS_UNIT_TEST_OPENCL_UTIL_H
 #define AOQ_TESTS_UNIT_TEST_OPENCL_UTIL_H
@@ -28,10 +27,6 @@
 #include "base/numerics.h"
 #pragma GCC diagnostic pop
 
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void) {
-  return "leak:libpocl\nleak:libOpenCL\nleak:libLLVM\nleak:libclang-cpp\nleak:libhwloc\n";
-}
 
 typedef struct pair {
   aoq_device *cpu, *cl;
