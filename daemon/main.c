@@ -30,11 +30,24 @@ static int write_pidfile(const char *path) {
   return 0;
 }
 
-/* Detaches: fork, setsid, stdin/stdout to /dev/null; stderr (the log) stays. */
+/* Detaches before any thread exists (the device's thread pool would not survive a fork): the
+ * parent waits on a pipe until the child is serving (exit 0) or failed (exit 1), so the shell that
+ * started aoqd still learns whether it came up. stderr (the log) stays. Returns the pipe's write
+ * end in the child, or -1 on failure. */
 static int detach(void) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
   pid_t p = fork();
   if (p < 0) return -1;
-  if (p > 0) _exit(0);
+  if (p > 0) {
+    close(fds[1]);
+    char c = '1';
+    ssize_t n;
+    do n = read(fds[0], &c, 1);
+    while (n < 0 && errno == EINTR);
+    _exit(n == 1 && c == '0' ? 0 : 1);
+  }
+  close(fds[0]);
   if (setsid() < 0) return -1;
   int fd = open("/dev/null", O_RDWR);
   if (fd >= 0) {
@@ -42,7 +55,14 @@ static int detach(void) {
     dup2(fd, 1);
     if (fd > 2) close(fd);
   }
-  return 0;
+  return fds[1];
+}
+
+static void tell_parent(int *fd, char c) {
+  if (*fd < 0) return;
+  if (write(*fd, &c, 1) != 1) AOQ_WARN("cannot notify the launching process");
+  close(*fd);
+  *fd = -1;
 }
 
 int main(int argc, char **argv) {
@@ -65,9 +85,15 @@ int main(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGHUP, &sa, NULL);
 
+  int ready_fd = -1, wrote_pid = 0;
+  if (!o.foreground && (ready_fd = detach()) < 0) {
+    AOQ_ERROR("cannot detach|error=\"%s\"", strerror(errno));
+    return 1;
+  }
   aoq_device *dev;
   if (aoq_device_open(o.device, &dev) != AOQ_OK) {
     AOQ_ERROR("device|name=%s error=\"%s\"", o.device, aoq_last_error());
+    tell_parent(&ready_fd, '1');
     return 1;
   }
   AOQ_INFO("device open|device=%s", aoq_device_name(dev));
@@ -89,21 +115,20 @@ int main(int argc, char **argv) {
       goto out;
     }
   }
-  if (!o.foreground && detach() != 0) {
-    AOQ_ERROR("cannot detach|error=\"%s\"", strerror(errno));
-    goto out;
-  }
   if (o.pidfile && write_pidfile(o.pidfile) != 0) goto out;
+  wrote_pid = o.pidfile != NULL;
   aoqd_server sv;
   if (aoqd_server_init(&sv, &o, dev, &models, mx) != AOQ_OK) {
     AOQ_ERROR("cannot start serving|error=\"%s\"", aoq_last_error());
     aoqd_server_fini(&sv);
     goto out;
   }
+  tell_parent(&ready_fd, '0');
   code = aoqd_server_run(&sv);
   aoqd_server_fini(&sv);
 out:
-  if (o.pidfile) unlink(o.pidfile);
+  tell_parent(&ready_fd, '1');
+  if (wrote_pid) unlink(o.pidfile); /* never another daemon's */
   aoqd_models_free(&models);
   aoq_device_close(dev);
   aoqd_metrics_destroy(mx);
