@@ -231,6 +231,8 @@ int main(int argc, char **argv) {
       printf("%s %s: ok\n", cmd, arg ? arg : "");
   } else if (json) {
     printf("%s\n", doc);
+  } else if (cmds[k].cmd == AOQ_ADMIN_DRAIN || cmds[k].cmd == AOQ_ADMIN_SHUTDOWN) {
+    printf("%s: ok (draining%s)\n", cmd, cmds[k].cmd == AOQ_ADMIN_SHUTDOWN ? ", then exiting" : "");
   } else {
     cJSON *root = cJSON_Parse(doc);
     if (!root) {
