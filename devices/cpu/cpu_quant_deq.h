@@ -75,6 +75,24 @@ static inline __attribute__((always_inline)) void aoq_cpu_nib16(const uint8_t *p
 #endif
 }
 
+/* n 2-bit codes (n % 16 == 0; element 4i in bits 0-1 of p[i]) through a 4-entry table. */
+static inline __attribute__((always_inline)) void aoq_cpu_crumb16(const uint8_t *p, const float *tab,
+                                                                  float *out, int64_t n) {
+#if defined(__clang__)
+  for (int64_t i = 0; i < n; i++) out[i] = tab[(p[i / 4] >> (2 * (i & 3))) & 3u];
+#else
+  aoq_cpu_v16f t = {tab[0], tab[1], tab[2], tab[3]};
+  const aoq_cpu_v16u sh = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+  for (int64_t i = 0; i < n; i += 16) {
+    uint32_t u;
+    memcpy(&u, p + i / 4, 4);
+    aoq_cpu_v16u src = {u, u, u, u, u, u, u, u, u, u, u, u, u, u, u, u};
+    aoq_cpu_v16f o = __builtin_shuffle(t, (aoq_cpu_v16i)((src >> sh) & 3u));
+    memcpy(out + i, &o, 64);
+  }
+#endif
+}
+
 /* Group-wise decode through a table: tab[code] for each of the 2^bits codes of one group, then a
  * gather per element. `mk(code, group)` gives the value. Fast paths for 2/4/8-bit streams. */
 #define AOQ_CPU_TABLE_DECODE(row, bits, g, c0, len, out, MK)                                     \
@@ -95,6 +113,8 @@ static inline __attribute__((always_inline)) void aoq_cpu_nib16(const uint8_t *p
       for (uint32_t q_ = 0; q_ < (1u << (bits)); q_++) tab_[q_] = MK(q_, gi_);                  \
       if ((bits) == 4 && !(c_ & 15) && !((e_ - c_) & 15)) {                                      \
         aoq_cpu_nib16((row) + c_ / 2, tab_, o_, e_ - c_);                                         \
+      } else if ((bits) == 2 && !(c_ & 15) && !((e_ - c_) & 15)) {                               \
+        aoq_cpu_crumb16((row) + c_ / 4, tab_, o_, e_ - c_);                                       \
       } else if ((bits) == 4 && !(c_ & 1) && !((e_ - c_) & 1)) {                                 \
         const uint8_t *p_ = (row) + c_ / 2;                                                      \
         for (int64_t j_ = 0; j_ < (e_ - c_) / 2; j_++) {                                         \
@@ -155,11 +175,18 @@ aoq_cpu_quant_deq(const aoq_qweight *w, int64_t r, int64_t c0, int64_t len, cons
     if (w->kind == AOQ_FMT_NVFP4WO) memcpy(&pts, w->aux, 4);
     for (int64_t b = 0; b < len / bs; b++) {
       const float sc = w->kind == AOQ_FMT_MXFP4 ? aoq_e8m0_to_f32(s[b]) : aoq_e4m3_to_f32(s[b]);
-      float tab[16];
-      if (w->kind == AOQ_FMT_NVFP4WO) /* weight-only: the bf16 dequant fp4 * s_b * pts (§7) */
-        for (int c = 0; c < 16; c++) tab[c] = aoq_cpu_rbf16(lut[c] * sc * pts);
-      else /* mx: exact; nvfp4: fp4 * s_b exact, pts after the GEMM */
-        for (int c = 0; c < 16; c++) tab[c] = lut[c] * sc;
+      float tab[16] __attribute__((aligned(64)));
+      aoq_cpu_v16f t;
+      memcpy(&t, lut, 64);
+      t = t * sc; /* mx: exact; nvfp4: fp4 * s_b exact, pts after the GEMM */
+      if (w->kind == AOQ_FMT_NVFP4WO) { /* weight-only: the bf16 dequant fp4 * s_b * pts (§7) */
+        aoq_cpu_v16u u;
+        t = t * pts;
+        memcpy(&u, &t, 64);
+        u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u; /* aoq_cpu_rbf16 per lane */
+        memcpy(&t, &u, 64);
+      }
+      memcpy(tab, &t, 64);
       aoq_cpu_nib16(q + b * bs / 2, tab, out + b * bs, bs);
     }
     break;
