@@ -28,6 +28,7 @@ typedef struct cuda_ctx {
   cudaStream_t stream;  /* the NULL stream of the iface */
   volatile int *err_h;  /* mapped pinned flag written by kernels */
   int *err_d;
+  void *scratch;       /* 256 device bytes: the amax of quantize (one quantize at a time) */
 } cuda_ctx;
 
 struct aoq_graph_cuda {
@@ -79,6 +80,7 @@ static void cuda_destroy(void *ctx) {
     cudaStreamDestroy(c->stream);
   }
   if (c->err_h) cudaFreeHost((void *)c->err_h);
+  if (c->scratch) cudaFree(c->scratch);
   free(c);
 }
 
@@ -94,9 +96,9 @@ static aoq_status cuda_info(void *ctx, aoq_device_info *out) {
   CU(cudaMemGetInfo(&fr, &tot), "memory info");
   out->total_memory = tot;
   out->free_memory = fr;
-  out->caps = AOQ_CAP_GRAPHS | AOQ_CAP_IPC | AOQ_CAP_HOST_REGISTER;
+  out->caps = AOQ_CAP_GRAPHS | AOQ_CAP_IPC | AOQ_CAP_HOST_REGISTER | AOQ_CAP_QUANTIZE;
   out->linear_formats = aoq_gk_linear_formats();
-  out->quantize_formats = 0;
+  out->quantize_formats = aoq_gk_quantize_formats();
   out->threads = c->num_sms;
   return AOQ_OK;
 }
@@ -355,6 +357,25 @@ static aoq_status cuda_linear(void *ctx, const aoq_qweight *w, const void *x, vo
   return AOQ_OK;
 }
 
+/* Device quantization of the float formats (quantize.cu); serialized on the context's scratch. */
+static aoq_status cuda_quantize(void *ctx, const void *w_src, aoq_qweight *w, aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  if (!w_src || !w) return aoq_err(AOQ_EINVAL, "cuda quantize: NULL source or weight");
+  if (!(aoq_gk_quantize_formats() >> w->kind & 1))
+    return aoq_err(AOQ_EUNSUPPORTED, "cuda quantize: format %d is quantized on the host",
+                   (int)w->kind);
+  int64_t blk = w->kind == AOQ_FMT_MXFP8 || w->kind == AOQ_FMT_MXFP4 ? 32
+                : w->kind == AOQ_FMT_NVFP4 || w->kind == AOQ_FMT_NVFP4WO ? 16 : 1;
+  if (w->n <= 0 || w->k <= 0 || w->n > INT32_MAX || w->k % blk)
+    return aoq_err(AOQ_ESHAPE, "cuda quantize: weight [%lld, %lld] (k must be a multiple of %lld)",
+                   (long long)w->n, (long long)w->k, (long long)blk);
+  if (!w->qdata || !w->scale || (blk == 16 && !w->aux))
+    return aoq_err(AOQ_EINVAL, "cuda quantize: weight buffers not allocated");
+  AOQ_TRY(setdev(c));
+  KL(aoq_gk_quantize(w_src, w, c->scratch, strm(c, s)), "quantize");
+  return AOQ_OK;
+}
+
 static aoq_status rows_ok(const char *op, int64_t m, int64_t n) {
   if (m < 0 || n < 0 || m > INT32_MAX)
     return aoq_err(AOQ_EINVAL, "cuda %s: %lld x %lld", op, (long long)m, (long long)n);
@@ -599,7 +620,7 @@ static const struct aoq_device_iface cuda_iface = {
     .graph_destroy = cuda_graph_destroy,
     .linear_workspace = cuda_linear_workspace,
     .linear = cuda_linear,
-    .quantize = NULL,
+    .quantize = cuda_quantize,
     .rmsnorm = cuda_rmsnorm,
     .add = cuda_add,
     .silu_mul = cuda_silu_mul,
@@ -634,7 +655,8 @@ aoq_status aoq_cuda_device_create(int index, aoq_device **out) {
       (e = cudaGetDeviceProperties(&prop, index)) != cudaSuccess ||
       (e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess ||
       (e = cudaHostAlloc((void **)&c->err_h, sizeof(int), cudaHostAllocMapped)) != cudaSuccess ||
-      (e = cudaHostGetDevicePointer((void **)&c->err_d, (void *)c->err_h, 0)) != cudaSuccess) {
+      (e = cudaHostGetDevicePointer((void **)&c->err_d, (void *)c->err_h, 0)) != cudaSuccess ||
+      (e = cudaMalloc(&c->scratch, 256)) != cudaSuccess) {
     st = aoq_err(AOQ_ENODEV, "cuda:%d: device setup failed: %s (%d)", index,
                  cudaGetErrorString(e), (int)e);
     cudaGetLastError();

@@ -45,6 +45,11 @@ int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *y, int64_t 
 size_t aoq_gk_act_layout(int64_t m, int64_t k, size_t *off_xs);
 int aoq_gk_act_quant(const aoq_qweight *w, const uint16_t *x, int64_t m, void *ws, void *stream);
 
+/* Device weight quantization (quantize.cu): formats, and bf16 src[n,k] -> w's device buffers,
+ * bit-exact with core/quant_fp.c. scratch: 4 device bytes (one call at a time per scratch). */
+uint64_t aoq_gk_quantize_formats(void);
+int aoq_gk_quantize(const uint16_t *src, aoq_qweight *w, void *scratch, void *stream);
+
 int aoq_gk_rmsnorm(const uint16_t *x, const uint16_t *w, uint16_t *y, int64_t m, int64_t n,
                    float eps, void *stream);
 int aoq_gk_add(const uint16_t *a, const uint16_t *b, uint16_t *y, int64_t n, void *stream);

@@ -8,6 +8,8 @@
  */
 #include "tests/gpu/cuda_test_util.h"
 
+#include "core/format.h"
+
 static float e4m3_ref(uint8_t b) {
   int e = (b >> 3) & 15, mnt = b & 7;
   float v = e ? ldexpf(1.0f + (float)mnt / 8.0f, e - 7) : ldexpf((float)mnt / 8.0f, -6);
@@ -217,11 +219,56 @@ static void test_linear_rejects(void **state) {
   aoq_dev_free(g_gpu, x), aoq_dev_free(g_gpu, y);
 }
 
+/* Device quantization writes the bytes of the reference quantizer (core/quant_fp.c). */
+static void test_quantize_bit_exact(void **state) {
+  (void)state;
+  static const char *const names[] = {"fp8wo", "fp8dq", "fp8dq-row", "mxfp8",
+                                      "mxfp4", "nvfp4", "nvfp4wo"};
+  aoq_device_info info;
+  assert_int_equal(aoq_device_info_get(g_gpu, &info), AOQ_OK);
+  assert_true(info.caps & AOQ_CAP_QUANTIZE);
+  const int64_t n = 300, k = 1024;
+  uint16_t *hw = bf16_random(n * k, 0.05f);
+  hw[5] = aoq_f32_to_bf16(3.0f); /* an outlier for the per-tensor scales */
+  void *src = dev_upload(g_gpu, hw, (size_t)(n * k * 2));
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    aoq_format f;
+    assert_int_equal(aoq_format_parse(names[i], &f), AOQ_OK);
+    assert_true(info.quantize_formats >> f.kind & 1);
+    aoq_qweight ref, dw;
+    assert_int_equal(aoq_format_plan(&f, n, k, &ref), AOQ_OK);
+    assert_int_equal(aoq_qweight_host_alloc(&ref), AOQ_OK);
+    assert_int_equal(aoq_quantize_ref(hw, &ref), AOQ_OK);
+    dw = ref;
+    dw.qdata = dev_upload(g_gpu, NULL, ref.qdata_bytes);
+    dw.scale = dev_upload(g_gpu, NULL, ref.scale_bytes);
+    dw.aux = ref.aux_bytes ? dev_upload(g_gpu, NULL, ref.aux_bytes) : NULL;
+    assert_int_equal(aoq_dev_quantize(g_gpu, src, &dw, NULL), AOQ_OK);
+    void *q = dev_download(g_gpu, dw.qdata, ref.qdata_bytes);
+    void *sc = dev_download(g_gpu, dw.scale, ref.scale_bytes);
+    if (memcmp(q, ref.qdata, ref.qdata_bytes)) fail_msg("%s: qdata differs", names[i]);
+    if (memcmp(sc, ref.scale, ref.scale_bytes)) fail_msg("%s: scales differ", names[i]);
+    if (ref.aux_bytes) {
+      void *a = dev_download(g_gpu, dw.aux, ref.aux_bytes);
+      if (memcmp(a, ref.aux, ref.aux_bytes)) fail_msg("%s: aux differs", names[i]);
+      free(a);
+    }
+    free(q), free(sc);
+    aoq_dev_free(g_gpu, dw.qdata), aoq_dev_free(g_gpu, dw.scale), aoq_dev_free(g_gpu, dw.aux);
+    aoq_qweight_host_free(&ref);
+  }
+  aoq_qweight w = {AOQ_FMT_INT4WO, 4, 128, n, k, NULL, NULL, NULL, NULL, 0, 0, 0, 0};
+  assert_int_equal(aoq_dev_quantize(g_gpu, src, &w, NULL), AOQ_EUNSUPPORTED);
+  aoq_dev_free(g_gpu, src);
+  free(hw);
+}
+
 int main(void) {
   open_devices_or_skip();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_linear_all_formats),
       cmocka_unit_test(test_linear_rejects),
+      cmocka_unit_test(test_quantize_bit_exact),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   close_devices();
