@@ -378,8 +378,9 @@ static aoq_status ocl_info(void *ctx, aoq_device_info *out) {
   snprintf(out->name, sizeof out->name, "%s", c->name);
   out->total_memory = c->total_mem;
   out->free_memory = c->total_mem;
-  out->caps = 0;
+  out->caps = AOQ_CAP_QUANTIZE;
   out->linear_formats = aoq_xk_linear_formats();
+  out->quantize_formats = aoq_xk_quantize_formats();
   cl_uint cu = 0;
   clGetDeviceInfo(c->dev, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cu, &cu, NULL);
   out->threads = (int)cu;
@@ -427,6 +428,7 @@ static const struct aoq_device_iface ocl_iface = {
     .event_elapsed_ms = ocl_event_elapsed_ms,
     .linear_workspace = aoq_xk_linear_workspace,
     .linear = aoq_xk_linear,
+    .quantize = aoq_xk_quantize,
     .rmsnorm = aoq_xk_rmsnorm,
     .add = aoq_xk_add,
     .silu_mul = aoq_xk_silu_mul,

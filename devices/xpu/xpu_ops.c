@@ -47,6 +47,11 @@ const aoq_xk_name aoq_xk_names[AOQ_XK_COUNT] = {
     [AOQ_XK_DQ_ACT_NVFP4] = {"dyn", "aoq_dq_act_nvfp4"},
     [AOQ_XK_DQ_LINEAR] = {"dyn", "aoq_dq_linear"},
     [AOQ_XK_DQ_LINEAR_I8] = {"dyn", "aoq_dq_linear_i8"},
+    [AOQ_XK_WQ_FP8] = {"wquant", "aoq_wq_fp8"},
+    [AOQ_XK_WQ_FP8_BLOCK] = {"wquant", "aoq_wq_fp8_block"},
+    [AOQ_XK_WQ_MXFP8] = {"wquant", "aoq_wq_mxfp8"},
+    [AOQ_XK_WQ_MXFP4] = {"wquant", "aoq_wq_mxfp4"},
+    [AOQ_XK_WQ_NVFP4] = {"wquant", "aoq_wq_nvfp4"},
 };
 
 /* dyn.cl names the format kinds by number (K_INT8DQ ...): keep them in step with aoq.h. */
@@ -523,4 +528,62 @@ aoq_status aoq_xk_convert(void *ctx, const void *src, aoq_dtype sdt, void *dst, 
   aoq_xk_arg a[] = {P(src), P(dst), I64(n)};
   return launch(ctx, sdt == AOQ_DTYPE_BF16 ? AOQ_XK_BF16_TO_F32 : AOQ_XK_F32_TO_BF16, a, 3,
                 cdiv(n, WG), 1, 1, s);
+}
+
+/* ---- weight quantization (wquant.cl) ---- */
+
+uint64_t aoq_xk_quantize_formats(void) {
+  return (1ull << AOQ_FMT_FP8WO) | (1ull << AOQ_FMT_FP8DQ) | (1ull << AOQ_FMT_FP8DQ_ROW) |
+         (1ull << AOQ_FMT_FP8DQ_BLOCK) | (1ull << AOQ_FMT_MXFP8) | (1ull << AOQ_FMT_MXFP4) |
+         (1ull << AOQ_FMT_NVFP4) | (1ull << AOQ_FMT_NVFP4WO);
+}
+
+/* Bit-exact with aoq_quantize_ref (core/quant_fp.c): same row rules, same per-tensor amax. */
+aoq_status aoq_xk_quantize(void *ctx, const void *w_src, aoq_qweight *w, aoq_stream *s) {
+  aoq_xk_ops *o = ctx;
+  if (!w_src || !w || !w->qdata || !w->scale)
+    return aoq_err(AOQ_EINVAL, "xpu quantize: NULL source, weight or buffers");
+  if (w->n <= 0 || w->k <= 0)
+    return aoq_err(AOQ_ESHAPE, "xpu quantize: weight [%lld, %lld]", (long long)w->n,
+                   (long long)w->k);
+  if ((unsigned)w->kind >= AOQ_FMT_COUNT || !(aoq_xk_quantize_formats() & (1ull << w->kind)))
+    return aoq_err(AOQ_EUNSUPPORTED, "xpu quantize: format kind %d is quantized on the host",
+                   (int)w->kind);
+  wq_plan p;
+  const char *why = wq_plan_of(w, &p);
+  if (why) return aoq_err(AOQ_EUNSUPPORTED, "xpu quantize: %s", why);
+  if ((w->qdata_bytes && w->qdata_bytes < p.q) || (w->scale_bytes && w->scale_bytes < p.s) ||
+      (p.a && (!w->aux || (w->aux_bytes && w->aux_bytes < p.a))))
+    return aoq_err(AOQ_ESHAPE, "xpu quantize: buffers of %zu/%zu/%zu bytes, the layout needs "
+                   "%zu/%zu/%zu", w->qdata_bytes, w->scale_bytes, w->aux_bytes, p.q, p.s, p.a);
+  const size_t one[3] = {1, 1, 1}, loc[3] = {WG, 1, 1};
+  switch (w->kind) {
+    case AOQ_FMT_FP8WO:
+    case AOQ_FMT_FP8DQ_ROW:
+    case AOQ_FMT_FP8DQ: {
+      int per_tensor = w->kind == AOQ_FMT_FP8DQ;
+      if (per_tensor) { /* scale[0] = bf16(amax(W) / 448), as aoq_dq_tensor computes for fp8dq */
+        aoq_xk_arg t[] = {P(w_src), P(w->scale), I64(w->n * w->k), I64(0), I32(AOQ_FMT_FP8DQ)};
+        AOQ_TRY(o->rt->launch(ctx, AOQ_XK_DQ_TENSOR, t, 5, one, loc, s));
+      }
+      aoq_xk_arg a[] = {P(w_src), P(w->qdata), P(w->scale), I64(w->k), I32(per_tensor)};
+      return launch(ctx, AOQ_XK_WQ_FP8, a, 5, (size_t)w->n, 1, 1, s);
+    }
+    case AOQ_FMT_FP8DQ_BLOCK: {
+      aoq_xk_arg a[] = {P(w_src), P(w->qdata), P(w->scale), I64(w->n), I64(w->k)};
+      return launch(ctx, AOQ_XK_WQ_FP8_BLOCK, a, 5, cdiv(w->k, 128), cdiv(w->n, 128), 1, s);
+    }
+    case AOQ_FMT_MXFP8:
+    case AOQ_FMT_MXFP4: {
+      aoq_xk_arg a[] = {P(w_src), P(w->qdata), P(w->scale), I64(w->k)};
+      return launch(ctx, w->kind == AOQ_FMT_MXFP8 ? AOQ_XK_WQ_MXFP8 : AOQ_XK_WQ_MXFP4, a, 4,
+                    (size_t)w->n, 1, 1, s);
+    }
+    default: { /* NVFP4, NVFP4WO: aux[0] = amax(W) / 2688, then the rows */
+      aoq_xk_arg t[] = {P(w_src), P(w->aux), I64(w->n * w->k), I64(0), I32(AOQ_FMT_NVFP4)};
+      AOQ_TRY(o->rt->launch(ctx, AOQ_XK_DQ_TENSOR, t, 5, one, loc, s));
+      aoq_xk_arg a[] = {P(w_src), P(w->qdata), P(w->scale), P(w->aux), I64(w->k)};
+      return launch(ctx, AOQ_XK_WQ_NVFP4, a, 5, (size_t)w->n, 1, 1, s);
+    }
+  }
 }

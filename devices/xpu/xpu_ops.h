@@ -46,6 +46,11 @@ typedef enum aoq_xk_id {
   AOQ_XK_DQ_ACT_NVFP4,
   AOQ_XK_DQ_LINEAR,
   AOQ_XK_DQ_LINEAR_I8,
+  AOQ_XK_WQ_FP8, /* wquant.cl: weight quantization */
+  AOQ_XK_WQ_FP8_BLOCK,
+  AOQ_XK_WQ_MXFP8,
+  AOQ_XK_WQ_MXFP4,
+  AOQ_XK_WQ_NVFP4,
   AOQ_XK_COUNT
 } aoq_xk_id;
 
@@ -107,7 +112,11 @@ aoq_status aoq_xk_err_status(int code, const char *backend);
 /* Formats (besides BF16) whose linear the kernels implement: bit per aoq_format_kind. */
 uint64_t aoq_xk_linear_formats(void);
 
+/* Formats the `quantize` op produces on the device (AOQ_CAP_QUANTIZE): bit per kind. */
+uint64_t aoq_xk_quantize_formats(void);
+
 /* The ops: same contracts as the aoq_device_iface entries; ctx starts with an aoq_xk_ops. */
+aoq_status aoq_xk_quantize(void *ctx, const void *w_src, aoq_qweight *w, aoq_stream *s);
 size_t aoq_xk_linear_workspace(void *ctx, const aoq_qweight *w, int64_t m);
 aoq_status aoq_xk_linear(void *ctx, const aoq_qweight *w, const void *x, void *y, int64_t m,
                          aoq_dtype dt, void *ws, aoq_stream *s);

@@ -440,8 +440,9 @@ static aoq_status ze_info(void *ctx, aoq_device_info *out) {
   snprintf(out->name, sizeof out->name, "%.*s", (int)sizeof out->name - 1, z->props.name);
   out->total_memory = z->total_mem;
   out->free_memory = z->total_mem; /* core Level Zero has no free-memory query (zes has) */
-  out->caps = AOQ_CAP_GRAPHS | AOQ_CAP_IPC;
+  out->caps = AOQ_CAP_GRAPHS | AOQ_CAP_IPC | AOQ_CAP_QUANTIZE;
   out->linear_formats = aoq_xk_linear_formats();
+  out->quantize_formats = aoq_xk_quantize_formats();
   out->threads = (int)(z->props.numSlices * z->props.numSubslicesPerSlice * z->props.numEUsPerSubslice);
   return AOQ_OK;
 }
@@ -493,6 +494,7 @@ static const struct aoq_device_iface ze_iface = {
     .graph_destroy = ze_graph_destroy,
     .linear_workspace = aoq_xk_linear_workspace,
     .linear = aoq_xk_linear,
+    .quantize = aoq_xk_quantize,
     .rmsnorm = aoq_xk_rmsnorm,
     .add = aoq_xk_add,
     .silu_mul = aoq_xk_silu_mul,

@@ -19,7 +19,22 @@ static void check_format(pair *p, const char *cfg, int64_t m, int64_t n, int64_t
   if (st != AOQ_OK) fail_msg("%s: cpu quantize: %s", cfg, aoq_last_error());
   st = aoq_qweight_quantize(p->cl, &f, w, n, k, NULL, &gq);
   if (st != AOQ_OK) fail_msg("%s: opencl quantize: %s", cfg, aoq_last_error());
-  /* the packed bytes on the OpenCL device are the reference quantizer's */
+  /* the packed bytes on the OpenCL device (quantized there for the formats of its
+   * quantize_formats, else uploaded) are the host reference quantizer's, buffer by buffer */
+  aoq_qweight hq;
+  memset(&hq, 0, sizeof hq);
+  assert_int_equal(aoq_format_plan(&f, n, k, &hq), AOQ_OK);
+  assert_int_equal(aoq_qweight_host_alloc(&hq), AOQ_OK);
+  assert_int_equal(aoq_quantize_ref(w, &hq), AOQ_OK);
+  const void *hb[3] = {hq.qdata, hq.scale, hq.aux}, *gb[3] = {gq.qdata, gq.scale, gq.aux};
+  size_t nb[3] = {hq.qdata_bytes, hq.scale_bytes, hq.aux_bytes};
+  for (int b = 0; b < 3; b++) {
+    if (!nb[b]) continue;
+    uint8_t *got_b = down(p->cl, gb[b], nb[b]);
+    if (memcmp(got_b, hb[b], nb[b])) fail_msg("%s: buffer %d differs from the reference", cfg, b);
+    free(got_b);
+  }
+  aoq_qweight_host_free(&hq);
   uint8_t *qa = malloc(cq.qdata_bytes), *qb = down(p->cl, gq.qdata, gq.qdata_bytes);
   assert_int_equal(aoq_dev_copy_d2h(p->cpu, qa, cq.qdata, cq.qdata_bytes, NULL), AOQ_OK);
   assert_memory_equal(qa, qb, cq.qdata_bytes);
@@ -85,6 +100,42 @@ static void dynamic_activation_formats_match_cpu(void **state) {
   check_format(p, "nvfp4", 3, 22, 128);
 }
 
+static void device_quantizer_covers_the_float_formats(void **state) {
+  pair *p = *state;
+  aoq_device_info info;
+  assert_int_equal(aoq_device_info_get(p->cl, &info), AOQ_OK);
+  assert_true(info.caps & AOQ_CAP_QUANTIZE);
+  const aoq_format_kind want[] = {AOQ_FMT_FP8WO, AOQ_FMT_FP8DQ, AOQ_FMT_FP8DQ_ROW,
+                                  AOQ_FMT_FP8DQ_BLOCK, AOQ_FMT_MXFP8, AOQ_FMT_MXFP4,
+                                  AOQ_FMT_NVFP4, AOQ_FMT_NVFP4WO};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    assert_true(info.quantize_formats & (1ull << want[i]));
+  /* a weight whose rows hold zeros and a huge value: scales at both ends of their range */
+  const int64_t n = 4, k = 64;
+  uint16_t *w = rand_bf16(n * k, 1.0f);
+  for (int64_t c = 0; c < k; c++) w[c] = 0;                     /* row 0 all zero */
+  w[k + 5] = aoq_f32_to_bf16(30000.0f);                         /* row 1 has a huge element */
+  for (int64_t c = 0; c < k; c++) w[2 * k + c] = aoq_f32_to_bf16(1e-30f); /* tiny row */
+  const char *cfgs[] = {"fp8wo", "mxfp8", "mxfp4", "nvfp4"};
+  for (size_t i = 0; i < 4; i++) {
+    aoq_format f;
+    assert_int_equal(aoq_format_parse(cfgs[i], &f), AOQ_OK);
+    aoq_qweight gq, hq;
+    memset(&gq, 0, sizeof gq), memset(&hq, 0, sizeof hq);
+    assert_int_equal(aoq_qweight_quantize(p->cl, &f, w, n, k, NULL, &gq), AOQ_OK);
+    assert_int_equal(aoq_format_plan(&f, n, k, &hq), AOQ_OK);
+    assert_int_equal(aoq_qweight_host_alloc(&hq), AOQ_OK);
+    assert_int_equal(aoq_quantize_ref(w, &hq), AOQ_OK);
+    uint8_t *q = down(p->cl, gq.qdata, gq.qdata_bytes), *sc = down(p->cl, gq.scale, gq.scale_bytes);
+    if (memcmp(q, hq.qdata, hq.qdata_bytes) || memcmp(sc, hq.scale, hq.scale_bytes))
+      fail_msg("%s: device quantizer differs from the reference on edge rows", cfgs[i]);
+    free(q), free(sc);
+    aoq_qweight_host_free(&hq);
+    aoq_qweight_dev_free(p->cl, &gq);
+  }
+  free(w);
+}
+
 static void bad_weights_are_refused(void **state) {
   pair *p = *state;
   aoq_device_info info;
@@ -119,6 +170,7 @@ int main(void) {
       cmocka_unit_test(int_weight_only_formats_match_cpu),
       cmocka_unit_test(fp_weight_only_formats_match_cpu),
       cmocka_unit_test(dynamic_activation_formats_match_cpu),
+      cmocka_unit_test(device_quantizer_covers_the_float_formats),
       cmocka_unit_test(bad_weights_are_refused),
   };
 #ifdef AOQ_HAVE_CLHARNESS
