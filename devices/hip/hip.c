@@ -33,6 +33,7 @@ typedef struct hip_ctx {
   hipStream_t stream;  /* the NULL stream of the iface */
   volatile int *err_h; /* mapped pinned flag written by kernels */
   int *err_d;
+  void *scratch; /* 256 device bytes: the amax of quantize (one quantize at a time) */
 } hip_ctx;
 
 struct aoq_graph_hip {
@@ -86,6 +87,7 @@ static void hip_destroy(void *ctx) {
     hipStreamDestroy(c->stream);
   }
   if (c->err_h) hipHostFree((void *)c->err_h);
+  if (c->scratch) hipFree(c->scratch);
   free(c);
 }
 
@@ -101,8 +103,9 @@ static aoq_status hip_info(void *ctx, aoq_device_info *out) {
   HIP_TRY(hipMemGetInfo(&fr, &tot), "memory info");
   out->total_memory = tot;
   out->free_memory = fr;
-  out->caps = AOQ_CAP_GRAPHS | AOQ_CAP_IPC | AOQ_CAP_HOST_REGISTER;
+  out->caps = AOQ_CAP_GRAPHS | AOQ_CAP_IPC | AOQ_CAP_HOST_REGISTER | AOQ_CAP_QUANTIZE;
   out->linear_formats = aoq_gk_linear_formats();
+  out->quantize_formats = aoq_gk_quantize_formats();
   out->threads = c->num_cus;
   return AOQ_OK;
 }
@@ -364,7 +367,30 @@ static aoq_status hip_linear(void *ctx, const aoq_qweight *w, const void *x, voi
   if (m == 0) return AOQ_OK;
   if (!x || !y || ((uintptr_t)x & 15))
     return aoq_err(AOQ_EINVAL, "hip linear: x NULL or not 16-byte aligned, or y NULL");
+  if (!ws && aoq_gk_linear_workspace(w, m) > 0)
+    return aoq_err(AOQ_EINVAL, "hip linear: format %d needs a workspace of %zu bytes", (int)w->kind,
+                   aoq_gk_linear_workspace(w, m));
   KL(aoq_gk_linear(w, x, y, m, ws, c->num_cus, strm(c, s)), "linear");
+  return AOQ_OK;
+}
+
+/* Device quantization of the float formats (quantize.cu), serialized on the context's scratch. */
+static aoq_status hip_quantize(void *ctx, const void *w_src, aoq_qweight *w, aoq_stream *s) {
+  hip_ctx *c = ctx;
+  if (!w_src || !w) return aoq_err(AOQ_EINVAL, "hip quantize: NULL source or weight");
+  if ((unsigned)w->kind >= AOQ_FMT_COUNT || !(aoq_gk_quantize_formats() >> w->kind & 1))
+    return aoq_err(AOQ_EUNSUPPORTED, "hip quantize: format %d is quantized on the host",
+                   (int)w->kind);
+  int64_t blk = w->kind == AOQ_FMT_MXFP8 || w->kind == AOQ_FMT_MXFP4       ? 32
+                : w->kind == AOQ_FMT_NVFP4 || w->kind == AOQ_FMT_NVFP4WO ? 16
+                                                                          : 1;
+  if (w->n <= 0 || w->k <= 0 || w->n > INT32_MAX || w->k % blk)
+    return aoq_err(AOQ_ESHAPE, "hip quantize: weight [%lld, %lld] (k must be a multiple of %lld)",
+                   (long long)w->n, (long long)w->k, (long long)blk);
+  if (!w->qdata || !w->scale || (blk == 16 && !w->aux))
+    return aoq_err(AOQ_EINVAL, "hip quantize: weight buffers not allocated");
+  AOQ_TRY(setdev(c));
+  KL(aoq_gk_quantize(w_src, w, c->scratch, strm(c, s)), "quantize");
   return AOQ_OK;
 }
 
@@ -607,6 +633,7 @@ static const struct aoq_device_iface hip_iface = {
     .graph_destroy = hip_graph_destroy,
     .linear_workspace = hip_linear_workspace,
     .linear = hip_linear,
+    .quantize = hip_quantize,
     .rmsnorm = hip_rmsnorm,
     .add = hip_add,
     .silu_mul = hip_silu_mul,
@@ -642,7 +669,8 @@ aoq_status aoq_hip_device_create(int index, aoq_device **out) {
       (e = hipGetDeviceProperties(&prop, index)) != hipSuccess ||
       (e = hipStreamCreateWithFlags(&c->stream, hipStreamNonBlocking)) != hipSuccess ||
       (e = hipHostMalloc((void **)&c->err_h, sizeof(int), hipHostMallocMapped)) != hipSuccess ||
-      (e = hipHostGetDevicePointer((void **)&c->err_d, (void *)c->err_h, 0)) != hipSuccess) {
+      (e = hipHostGetDevicePointer((void **)&c->err_d, (void *)c->err_h, 0)) != hipSuccess ||
+      (e = hipMalloc(&c->scratch, 256)) != hipSuccess) {
     aoq_status st = aoq_err(AOQ_ENODEV, "hip:%d: device setup failed: %s (%d)", index,
                             hipGetErrorString(e), (int)e);
     hipGetLastError();
