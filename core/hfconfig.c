@@ -16,8 +16,11 @@ static void cfg_llama3_defaults(aoq_model_config *c) {
   memset(c, 0, sizeof *c);
   snprintf(c->arch, sizeof c->arch, "llama");
   c->rms_eps = 1e-5f;
-  c->rope = (aoq_rope){.theta = 500000.0f, .factor = 8.0f, .low_freq_factor = 1.0f,
-                       .high_freq_factor = 4.0f, .original_max_position = 8192};
+  c->rope = (aoq_rope){.theta = 500000.0f,
+                       .factor = 8.0f,
+                       .low_freq_factor = 1.0f,
+                       .high_freq_factor = 4.0f,
+                       .original_max_position = 8192};
   c->bos_id = 128000;
   c->eos_ids[0] = 128001, c->eos_ids[1] = 128008, c->eos_ids[2] = 128009;
   c->n_eos = 3;
@@ -50,15 +53,17 @@ aoq_status aoq_model_preset(const char *name, aoq_model_config *cfg) {
 aoq_status aoq_model_config_check(const aoq_model_config *c) {
   if (c->vocab_size <= 0 || c->hidden_size <= 0 || c->intermediate_size <= 0 || c->n_layers <= 0 ||
       c->n_heads <= 0 || c->n_kv_heads <= 0 || c->head_dim <= 0)
-    return aoq_err(AOQ_EFORMAT, "model config: every dimension must be positive (vocab %d hidden "
-                   "%d inter %d layers %d heads %d kv %d head_dim %d)", c->vocab_size,
-                   c->hidden_size, c->intermediate_size, c->n_layers, c->n_heads, c->n_kv_heads,
-                   c->head_dim);
+    return aoq_err(AOQ_EFORMAT,
+                   "model config: every dimension must be positive (vocab %d hidden "
+                   "%d inter %d layers %d heads %d kv %d head_dim %d)",
+                   c->vocab_size, c->hidden_size, c->intermediate_size, c->n_layers, c->n_heads,
+                   c->n_kv_heads, c->head_dim);
   if (c->n_heads % c->n_kv_heads)
-    return aoq_err(AOQ_EFORMAT, "model config: num_attention_heads %d is not a multiple of "
-                   "num_key_value_heads %d", c->n_heads, c->n_kv_heads);
-  if (c->head_dim % 2)
-    return aoq_err(AOQ_EFORMAT, "model config: head_dim %d is odd", c->head_dim);
+    return aoq_err(AOQ_EFORMAT,
+                   "model config: num_attention_heads %d is not a multiple of "
+                   "num_key_value_heads %d",
+                   c->n_heads, c->n_kv_heads);
+  if (c->head_dim % 2) return aoq_err(AOQ_EFORMAT, "model config: head_dim %d is odd", c->head_dim);
   if (c->max_position <= 0)
     return aoq_err(AOQ_EFORMAT, "model config: max_position_embeddings %d", c->max_position);
   if (!(c->rms_eps > 0) || !(c->rope.theta > 0))
@@ -121,8 +126,10 @@ aoq_status aoq_hf_config_parse(const char *json, aoq_model_config *c) {
     goto out;
   }
   if (a0 && (!cJSON_IsString(a0) || strcmp(a0->valuestring, "LlamaForCausalLM"))) {
-    st = aoq_err(AOQ_EUNSUPPORTED, "config.json: unsupported architecture '%s' (aoq serves "
-                 "LlamaForCausalLM)", cJSON_IsString(a0) ? a0->valuestring : "?");
+    st = aoq_err(AOQ_EUNSUPPORTED,
+                 "config.json: unsupported architecture '%s' (aoq serves "
+                 "LlamaForCausalLM)",
+                 cJSON_IsString(a0) ? a0->valuestring : "?");
     goto out;
   }
   memset(c, 0, sizeof *c);
@@ -167,15 +174,18 @@ aoq_status aoq_hf_config_parse(const char *json, aoq_model_config *c) {
       c->rope.original_max_position = json_int(rp, "original_max_position_embeddings", 8192, &ok);
       if (!(c->rope.factor > 0) || !(c->rope.high_freq_factor > c->rope.low_freq_factor) ||
           c->rope.original_max_position <= 0) {
-        st = aoq_err(AOQ_EFORMAT, "config.json: invalid llama3 rope scaling (factor %g, low %g, "
-                     "high %g, original_max_position_embeddings %d)", c->rope.factor,
-                     c->rope.low_freq_factor, c->rope.high_freq_factor,
+        st = aoq_err(AOQ_EFORMAT,
+                     "config.json: invalid llama3 rope scaling (factor %g, low %g, "
+                     "high %g, original_max_position_embeddings %d)",
+                     c->rope.factor, c->rope.low_freq_factor, c->rope.high_freq_factor,
                      c->rope.original_max_position);
         goto out;
       }
     } else if (strcmp(type, "default")) {
-      st = aoq_err(AOQ_EUNSUPPORTED, "config.json: rope_type '%s' (aoq implements default and "
-                   "llama3)", type);
+      st = aoq_err(AOQ_EUNSUPPORTED,
+                   "config.json: rope_type '%s' (aoq implements default and "
+                   "llama3)",
+                   type);
       goto out;
     }
   }

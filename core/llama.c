@@ -49,12 +49,16 @@ aoq_status aoq_llama_alloc_state(aoq_model *m) {
     void **p;
     size_t bytes;
   } bufs[] = {
-      {&m->x, (size_t)(T * H) * 2},           {&m->tmp, (size_t)(T * H) * 2},
-      {&m->xn, (size_t)(T * wide) * 2},       {&m->act, (size_t)(T * wide) * 2},
-      {&m->gu, (size_t)(T * wide) * 2},       {&m->qkv, (size_t)(T * qkv_rows(c)) * 2},
+      {&m->x, (size_t)(T * H) * 2},
+      {&m->tmp, (size_t)(T * H) * 2},
+      {&m->xn, (size_t)(T * wide) * 2},
+      {&m->act, (size_t)(T * wide) * 2},
+      {&m->gu, (size_t)(T * wide) * 2},
+      {&m->qkv, (size_t)(T * qkv_rows(c)) * 2},
       {&m->qkvg, (size_t)(T * qkv_rows(c)) * 2},
       {&m->attn, (size_t)(T * c->n_heads * c->head_dim) * 2},
-      {&m->xl, (size_t)(L * H) * 2},          {&m->logits_bf16, (size_t)(L * V) * 2},
+      {&m->xl, (size_t)(L * H) * 2},
+      {&m->logits_bf16, (size_t)(L * V) * 2},
       {&m->logits_f32, (size_t)(L * V) * 4},
   };
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -92,9 +96,9 @@ void aoq_llama_graphs_drop(aoq_model *m) {
 void aoq_llama_free_state(aoq_model *m) {
   aoq_device *d = m->dev;
   aoq_llama_graphs_drop(m);
-  void *bufs[] = {m->x,    m->tmp, m->xn, m->act,        m->gu,         m->qkv,      m->qkvg,
-                  m->attn, m->xl,  m->logits_bf16, m->logits_f32, m->d_meta, m->d_gather,
-                  m->ws_attn};
+  void *bufs[] = {m->x,          m->tmp,    m->xn,       m->act,    m->gu,
+                  m->qkv,        m->qkvg,   m->attn,     m->xl,     m->logits_bf16,
+                  m->logits_f32, m->d_meta, m->d_gather, m->ws_attn};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) aoq_dev_free(d, bufs[i]);
   if (m->stream) aoq_dev_stream_destroy(d, m->stream);
   m->stream = NULL;
@@ -131,8 +135,12 @@ static aoq_status forward(aoq_model *m, const meta_view *dv, int64_t T, int n, i
   int64_t N = qkv_rows(c), I = c->intermediate_size;
   aoq_model_weights *w = m->w;
   uint16_t *q = m->qkvg, *k = q + T * nh * hd, *v = k + T * nkv * hd;
-  aoq_attn_batch ab = {.row_seq = dv->rowseq, .row_pos = dv->pos, .block_tables = dv->tables,
-                       .n_seqs = n, .max_blocks = m->max_blocks, .max_pos = max_pos};
+  aoq_attn_batch ab = {.row_seq = dv->rowseq,
+                       .row_pos = dv->pos,
+                       .block_tables = dv->tables,
+                       .n_seqs = n,
+                       .max_blocks = m->max_blocks,
+                       .max_pos = max_pos};
   float scale = 1.0f / sqrtf((float)hd);
 
   AOQ_TRY(aoq_dev_embed(d, m->embed, c->vocab_size, dv->ids, m->x, T, H, bf, s));
@@ -159,8 +167,7 @@ static aoq_status forward(aoq_model *m, const meta_view *dv, int64_t T, int n, i
   AOQ_TRY(aoq_dev_embed(d, m->x, T, dv->lrows, m->xl, L, H, bf, s));
   AOQ_TRY(aoq_dev_rmsnorm(d, m->xl, m->norm_final, m->xn, L, H, c->rms_eps, bf, s));
   AOQ_TRY(aoq_dev_linear(d, &w->lm_head, m->xn, m->logits_bf16, L, bf, w->ws, s));
-  return aoq_dev_convert(d, m->logits_bf16, bf, m->logits_f32, AOQ_DTYPE_F32,
-                         L * c->vocab_size, s);
+  return aoq_dev_convert(d, m->logits_bf16, bf, m->logits_f32, AOQ_DTYPE_F32, L * c->vocab_size, s);
 }
 
 /* Fills the host metadata for the items (already validated and grown), padded to T rows and n
@@ -204,8 +211,8 @@ static int64_t pack(aoq_model *m, const meta_view *hv, const aoq_step_item *item
   return L;
 }
 
-static aoq_status validate(aoq_model *m, const aoq_step_item *items, int n, int64_t *T,
-                           int64_t *L, bool *decode) {
+static aoq_status validate(aoq_model *m, const aoq_step_item *items, int n, int64_t *T, int64_t *L,
+                           bool *decode) {
   if (n < 1 || n > m->max_seqs)
     return aoq_err(AOQ_EINVAL, "step: %d items (1..%d)", n, m->max_seqs);
   *T = 0, *L = 0, *decode = true;
@@ -222,8 +229,8 @@ static aoq_status validate(aoq_model *m, const aoq_step_item *items, int n, int6
     m->h_mark[it->seq] = 1;
     for (int t = 0; t < it->n_tokens && s == AOQ_OK; t++)
       if (it->tokens[t] < 0 || it->tokens[t] >= m->cfg.vocab_size)
-        s = aoq_err(AOQ_EINVAL, "step item %d: token %d = %d outside the vocabulary [0, %d)", j,
-                    t, it->tokens[t], m->cfg.vocab_size);
+        s = aoq_err(AOQ_EINVAL, "step item %d: token %d = %d outside the vocabulary [0, %d)", j, t,
+                    it->tokens[t], m->cfg.vocab_size);
     *T += it->n_tokens;
     *L += it->want_logits;
     *decode = *decode && it->n_tokens == 1 && it->want_logits;
@@ -281,8 +288,8 @@ aoq_status aoq_llama_step(aoq_model *m, const aoq_step_item *items, int n, float
     AOQ_TRY(forward(m, &dv, T, n, L, max_pos));
   }
   if (L > 0)
-    AOQ_TRY(aoq_dev_copy_d2h(d, logits, m->logits_f32, (size_t)(L * m->cfg.vocab_size) * 4,
-                             m->stream));
+    AOQ_TRY(
+        aoq_dev_copy_d2h(d, logits, m->logits_f32, (size_t)(L * m->cfg.vocab_size) * 4, m->stream));
   AOQ_TRY(aoq_dev_stream_sync(d, m->stream));
   for (int j = 0; j < n; j++) m->seqs[items[j].seq].len += items[j].n_tokens;
   return AOQ_OK;

@@ -23,11 +23,11 @@ enum { AOQ_LIN_QKV = 0, AOQ_LIN_O, AOQ_LIN_GATE_UP, AOQ_LIN_DOWN, AOQ_LIN_PER_LA
 struct aoq_model_weights {
   char format[32];
   int n_layers;
-  aoq_qweight *lin;  /* [n_layers * AOQ_LIN_PER_LAYER] */
+  aoq_qweight *lin; /* [n_layers * AOQ_LIN_PER_LAYER] */
   aoq_qweight lm_head;
-  void *ws;          /* linear workspace for max_batch_tokens rows of every weight of the set */
+  void *ws; /* linear workspace for max_batch_tokens rows of every weight of the set */
   size_t ws_bytes;
-  uint64_t bytes;    /* device bytes of the weights */
+  uint64_t bytes; /* device bytes of the weights */
 };
 
 /* Device graph of one decode bucket (AOQ_CAP_GRAPHS). */
@@ -40,8 +40,8 @@ typedef struct aoq_decode_graph {
 
 typedef struct aoq_seq_state {
   bool open;
-  int len;    /* tokens whose K/V are stored */
-  int pages;  /* pages owned (block table length) */
+  int len;        /* tokens whose K/V are stored */
+  int pages;      /* pages owned (block table length) */
   int32_t *table; /* [max_blocks] page ids (host) */
 } aoq_seq_state;
 
@@ -62,14 +62,14 @@ struct aoq_model {
   void *progress_ctx;
 
   /* bf16 tensors that are never quantized (device) */
-  void *embed;       /* [vocab, hidden] */
-  void **norm_attn;  /* [n_layers] -> [hidden] */
+  void *embed;      /* [vocab, hidden] */
+  void **norm_attn; /* [n_layers] -> [hidden] */
   void **norm_mlp;
   void *norm_final;
   aoq_model_weights *w;
 
   /* paged KV cache: page 0 is a pad page owned by nobody (padding rows of graph buckets) */
-  aoq_kv_cache *kv;  /* [n_layers] */
+  aoq_kv_cache *kv; /* [n_layers] */
   int n_pages, page_size, max_blocks;
   int32_t *free_pages; /* stack */
   int n_free;
@@ -83,11 +83,12 @@ struct aoq_model {
   size_t ws_attn_bytes;
   /* Step metadata, packed per step at offsets that depend only on (T rows, n items), so that a
    * graph captured for a bucket finds its inputs at the same addresses on every replay:
-   * ids[T] | pos[T] | slots[T] | row_seq[T] | gather[T*(nh+2nkv)] | lrows[n] | tables[n*max_blocks] */
+   * ids[T] | pos[T] | slots[T] | row_seq[T] | gather[T*(nh+2nkv)] | lrows[n] | tables[n*max_blocks]
+   */
   int32_t *d_meta, *h_meta;
-  size_t meta_count;  /* int32 entries allocated */
+  size_t meta_count;            /* int32 entries allocated */
   int32_t *h_gather, *d_gather; /* aoq_model_linear's row gather (own region) */
-  int *h_mark;        /* [max_seqs] duplicate check */
+  int *h_mark;                  /* [max_seqs] duplicate check */
   aoq_stream *stream;
 
   aoq_decode_graph graphs[AOQ_GRAPH_BUCKETS];

@@ -44,8 +44,8 @@ static aoq_status fetch(aoq_model *m, const char *name, int ndim, int64_t d0, in
                (long long)t->shape[i]);
     strncat(got, "]", sizeof got - strlen(got) - 1);
     if (ndim == 1)
-      return aoq_err(AOQ_ESHAPE, "tensor '%s': expected shape [%lld], got %s", name,
-                     (long long)d0, got);
+      return aoq_err(AOQ_ESHAPE, "tensor '%s': expected shape [%lld], got %s", name, (long long)d0,
+                     got);
     return aoq_err(AOQ_ESHAPE, "tensor '%s': expected shape [%lld, %lld], got %s", name,
                    (long long)d0, (long long)d1, got);
   }
@@ -78,20 +78,20 @@ static int linear_parts(const aoq_model_config *c, int kind, const char *parts[3
                         int64_t *k) {
   int64_t hd = c->head_dim;
   switch (kind) {
-  case AOQ_LIN_QKV:
-    parts[0] = "self_attn.q_proj", parts[1] = "self_attn.k_proj", parts[2] = "self_attn.v_proj";
-    rows[0] = c->n_heads * hd, rows[1] = rows[2] = c->n_kv_heads * hd, *k = c->hidden_size;
-    return 3;
-  case AOQ_LIN_O:
-    parts[0] = "self_attn.o_proj", rows[0] = c->hidden_size, *k = c->n_heads * hd;
-    return 1;
-  case AOQ_LIN_GATE_UP:
-    parts[0] = "mlp.gate_proj", parts[1] = "mlp.up_proj";
-    rows[0] = rows[1] = c->intermediate_size, *k = c->hidden_size;
-    return 2;
-  default:
-    parts[0] = "mlp.down_proj", rows[0] = c->hidden_size, *k = c->intermediate_size;
-    return 1;
+    case AOQ_LIN_QKV:
+      parts[0] = "self_attn.q_proj", parts[1] = "self_attn.k_proj", parts[2] = "self_attn.v_proj";
+      rows[0] = c->n_heads * hd, rows[1] = rows[2] = c->n_kv_heads * hd, *k = c->hidden_size;
+      return 3;
+    case AOQ_LIN_O:
+      parts[0] = "self_attn.o_proj", rows[0] = c->hidden_size, *k = c->n_heads * hd;
+      return 1;
+    case AOQ_LIN_GATE_UP:
+      parts[0] = "mlp.gate_proj", parts[1] = "mlp.up_proj";
+      rows[0] = rows[1] = c->intermediate_size, *k = c->hidden_size;
+      return 2;
+    default:
+      parts[0] = "mlp.down_proj", rows[0] = c->hidden_size, *k = c->intermediate_size;
+      return 1;
   }
 }
 
@@ -122,7 +122,8 @@ static aoq_status build_linear(aoq_model *m, const aoq_format *f, const char *la
 void aoq_model_weights_free(aoq_model *m, aoq_model_weights *w) {
   if (!w) return;
   if (w->lin)
-    for (int i = 0; i < w->n_layers * AOQ_LIN_PER_LAYER; i++) aoq_qweight_dev_free(m->dev, &w->lin[i]);
+    for (int i = 0; i < w->n_layers * AOQ_LIN_PER_LAYER; i++)
+      aoq_qweight_dev_free(m->dev, &w->lin[i]);
   aoq_qweight_dev_free(m->dev, &w->lm_head);
   aoq_dev_free(m->dev, w->ws);
   free(w->lin);
@@ -172,8 +173,10 @@ static aoq_status build_weights(aoq_model *m, const char *config, aoq_model_weig
         if (i == 0)
           f = fi;
         else if (!fmt_equal(f, fi)) {
-          s = aoq_err(AOQ_EINVAL, "overrides: %s and model.layers.%d.%s are fused into one linear "
-                      "and must share a format", name, l, parts[0]);
+          s = aoq_err(AOQ_EINVAL,
+                      "overrides: %s and model.layers.%d.%s are fused into one linear "
+                      "and must share a format",
+                      name, l, parts[0]);
           goto fail;
         }
         snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, parts[i]);
@@ -232,7 +235,8 @@ static aoq_status load_resident(aoq_model *m) {
   aoq_status s = upload_bf16(m, "model.embed_tokens.weight", 2, c->vocab_size, h, host, &m->embed);
   m->norm_attn = calloc((size_t)c->n_layers, sizeof(void *));
   m->norm_mlp = calloc((size_t)c->n_layers, sizeof(void *));
-  if (s == AOQ_OK && (!m->norm_attn || !m->norm_mlp)) s = aoq_err(AOQ_ENOMEM, "norms: out of memory");
+  if (s == AOQ_OK && (!m->norm_attn || !m->norm_mlp))
+    s = aoq_err(AOQ_ENOMEM, "norms: out of memory");
   char name[128];
   for (int l = 0; l < c->n_layers && s == AOQ_OK; l++) {
     snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
@@ -254,8 +258,8 @@ static aoq_status load_kv(aoq_model *m, const aoq_model_opts *o) {
   m->n_pages = want + 1; /* + the pad page 0 */
   int max_pos_blocks = (c->max_position + m->page_size - 1) / m->page_size;
   m->max_blocks = max_pos_blocks < want ? max_pos_blocks : want;
-  size_t per = (size_t)m->n_pages * (size_t)m->page_size * (size_t)c->n_kv_heads *
-               (size_t)c->head_dim * 2;
+  size_t per =
+      (size_t)m->n_pages * (size_t)m->page_size * (size_t)c->n_kv_heads * (size_t)c->head_dim * 2;
   m->kv = calloc((size_t)c->n_layers, sizeof *m->kv);
   m->free_pages = malloc((size_t)m->n_pages * sizeof(int32_t));
   m->seqs = calloc((size_t)m->max_seqs, sizeof *m->seqs);
@@ -269,8 +273,10 @@ static aoq_status load_kv(aoq_model *m, const aoq_model_opts *o) {
   for (int l = 0; l < c->n_layers; l++) {
     m->kv[l] = (aoq_kv_cache){.k = (char *)m->kv_mem + per * 2 * (size_t)l,
                               .v = (char *)m->kv_mem + per * (2 * (size_t)l + 1),
-                              .n_pages = m->n_pages, .page_size = m->page_size,
-                              .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
+                              .n_pages = m->n_pages,
+                              .page_size = m->page_size,
+                              .n_kv_heads = c->n_kv_heads,
+                              .head_dim = c->head_dim,
                               .dtype = AOQ_DTYPE_BF16};
   }
   /* Free list as a stack handing out low page ids first. */
@@ -300,11 +306,15 @@ static aoq_status load_config(aoq_model *m, const aoq_model_opts *o) {
   }
   aoq_status s = aoq_model_preset(o->model, &m->cfg);
   if (s != AOQ_OK)
-    return aoq_err(AOQ_ENOTFOUND, "model '%s': neither a directory nor a preset (tiny, "
-                   "llama3.1-8b)", o->model);
+    return aoq_err(AOQ_ENOTFOUND,
+                   "model '%s': neither a directory nor a preset (tiny, "
+                   "llama3.1-8b)",
+                   o->model);
   if (!o->synthetic)
-    return aoq_err(AOQ_EINVAL, "model '%s' is a preset without weights: use synthetic weights "
-                   "(--synthetic) or a checkpoint directory", o->model);
+    return aoq_err(AOQ_EINVAL,
+                   "model '%s' is a preset without weights: use synthetic weights "
+                   "(--synthetic) or a checkpoint directory",
+                   o->model);
   return aoq_tokenizer_bytes(&m->tok);
 }
 
@@ -329,8 +339,10 @@ aoq_status aoq_model_load(aoq_device *d, const aoq_model_opts *o, aoq_model **ou
                 aoq_tokenizer_vocab_size(m->tok), m->cfg.vocab_size);
   if (s == AOQ_OK && o->overrides) s = aoq_format_overrides_load(o->overrides, &m->ovr);
   if (s == AOQ_OK && o->cache_dir)
-    aoq_log(AOQ_LOG_WARN, "model %s: the quantized-weight cache is not implemented; quantizing "
-            "from the source weights", m->name);
+    aoq_log(AOQ_LOG_WARN,
+            "model %s: the quantized-weight cache is not implemented; quantizing "
+            "from the source weights",
+            m->name);
   if (s == AOQ_OK) s = load_resident(m);
   if (s == AOQ_OK) s = build_weights(m, o->config, &m->w);
   if (s == AOQ_OK) s = load_kv(m, o);
@@ -383,8 +395,12 @@ const aoq_model_info *aoq_model_info_get(aoq_model *m) {
   return &m->info;
 }
 
-const aoq_tokenizer *aoq_model_tokenizer(const aoq_model *m) { return m ? m->tok : NULL; }
-aoq_device *aoq_model_device(const aoq_model *m) { return m ? m->dev : NULL; }
+const aoq_tokenizer *aoq_model_tokenizer(const aoq_model *m) {
+  return m ? m->tok : NULL;
+}
+aoq_device *aoq_model_device(const aoq_model *m) {
+  return m ? m->dev : NULL;
+}
 
 /* ------------------------------------------------------------------------------------------
  * Sequences and KV pages
@@ -531,7 +547,8 @@ aoq_status aoq_model_linear(aoq_model *m, const char *name, const uint16_t *x, u
     const void *src = out;
     if (n != w->n) {
       for (int64_t i = 0; i < c; i++)
-        for (int64_t j = 0; j < per; j++) m->h_gather[i * per + j] = (int32_t)(i * (w->n / v) + r0 / v + j);
+        for (int64_t j = 0; j < per; j++)
+          m->h_gather[i * per + j] = (int32_t)(i * (w->n / v) + r0 / v + j);
       AOQ_TRY(aoq_dev_copy_h2d(m->dev, m->d_gather, m->h_gather, (size_t)(c * per) * 4, m->stream));
       AOQ_TRY(aoq_dev_embed(m->dev, out, c * (w->n / v), m->d_gather, dst, c * per, v,
                             AOQ_DTYPE_BF16, m->stream));

@@ -5,8 +5,8 @@
  */
 #include <math.h>
 #include <pthread.h>
-#include <unistd.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/numerics.h"
 #include "core/llama_internal.h"

@@ -4,13 +4,13 @@
  *
  * Proves: the HF checkpoint loads (config, generation_config, safetensors); logits of every
  * position (one token per step, three sequences batched) and of whole-prompt prefill match within
- * max|diff| <= 3e-2 * max|logit| (TOL below); top-1 agrees on every position whose HF top-1/top-2 margin is
- * wider than the bf16 rounding of the logits (2 ulps of the max logit; positions inside that margin
- * are reported and their aoq top-1 must be one of HF's tied-within-margin tokens); greedy
- * generation of 20 tokens reproduces transformers' tokens (fed back as HF did; a differing pick
- * is allowed only where aoq's logits put HF's token within 2 bf16 ulps of aoq's max, i.e. a
- * bf16 tie, and is counted: this fixture has 3 exact ties in 60 tokens); prefill in uneven chunks gives the same
- * logits as one chunk.
+ * max|diff| <= 3e-2 * max|logit| (TOL below); top-1 agrees on every position whose HF top-1/top-2
+ * margin is wider than the bf16 rounding of the logits (2 ulps of the max logit; positions inside
+ * that margin are reported and their aoq top-1 must be one of HF's tied-within-margin tokens);
+ * greedy generation of 20 tokens reproduces transformers' tokens (fed back as HF did; a differing
+ * pick is allowed only where aoq's logits put HF's token within 2 bf16 ulps of aoq's max, i.e. a
+ * bf16 tie, and is counted: this fixture has 3 exact ties in 60 tokens); prefill in uneven chunks
+ * gives the same logits as one chunk.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -19,8 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
+/* cmocka needs the headers above first */
+// clang-format off
 #include <cmocka.h>
+// clang-format on
 
 #include "core/model.h"
 #include "core/safetensors.h"
@@ -122,8 +124,10 @@ static void test_logits_every_position_batched_decode(void **state) {
     int map[N_PROMPTS], n = 0;
     for (int i = 0; i < N_PROMPTS; i++)
       if (p < len[i]) {
-        it[n] = (aoq_step_item){.seq = seq[i], .tokens = (const int32_t *)pr[i]->data + p,
-                                .n_tokens = 1, .want_logits = true};
+        it[n] = (aoq_step_item){.seq = seq[i],
+                                .tokens = (const int32_t *)pr[i]->data + p,
+                                .n_tokens = 1,
+                                .want_logits = true};
         map[n++] = i;
       }
     aoq_status s = aoq_model_step(f->m, it, n, out);
@@ -139,8 +143,10 @@ static void test_logits_every_position_batched_decode(void **state) {
     assert_int_equal(aoq_model_seq_len(f->m, seq[i]), len[i]);
     aoq_model_seq_close(f->m, seq[i]);
   }
-  printf("fixture decode: %d positions, top-1 agrees on %d (%d within bf16 rounding of a tie), "
-         "max |diff| = %.4f * max|logit|\n", total, agree, near, worst);
+  printf(
+      "fixture decode: %d positions, top-1 agrees on %d (%d within bf16 rounding of a tie), "
+      "max |diff| = %.4f * max|logit|\n",
+      total, agree, near, worst);
   free(out);
 }
 
@@ -152,8 +158,8 @@ static void test_prefill_and_greedy_generation(void **state) {
   for (int i = 0; i < N_PROMPTS; i++) {
     const aoq_st_tensor *pr = ref_t(f, "prompt", i);
     assert_int_equal(aoq_model_seq_open(f->m, &seq[i]), AOQ_OK);
-    it[i] = (aoq_step_item){.seq = seq[i], .tokens = pr->data, .n_tokens = (int)pr->shape[0],
-                            .want_logits = true};
+    it[i] = (aoq_step_item){
+        .seq = seq[i], .tokens = pr->data, .n_tokens = (int)pr->shape[0], .want_logits = true};
   }
   float *out = malloc(sizeof(float) * N_PROMPTS * (size_t)f->vocab);
   assert_int_equal(aoq_model_step(f->m, it, N_PROMPTS, out), AOQ_OK);
@@ -185,8 +191,8 @@ static void test_prefill_and_greedy_generation(void **state) {
         assert_true(row[next[i]] - row[hf[i][g]] <= 2 * ulp);
         ties++;
       }
-      it[i] = (aoq_step_item){.seq = seq[i], .tokens = &hf[i][g], .n_tokens = 1,
-                              .want_logits = true};
+      it[i] =
+          (aoq_step_item){.seq = seq[i], .tokens = &hf[i][g], .n_tokens = 1, .want_logits = true};
     }
     assert_int_equal(aoq_model_step(f->m, it, N_PROMPTS, out), AOQ_OK);
     memcpy(last, out, sizeof(float) * N_PROMPTS * (size_t)f->vocab);
@@ -212,7 +218,8 @@ static void test_chunked_prefill_matches_single_chunk(void **state) {
   const aoq_st_tensor *pr = ref_t(f, "prompt", 1);
   const int32_t *tok = pr->data;
   int n = (int)pr->shape[0], a, b;
-  float *one = malloc(sizeof(float) * (size_t)f->vocab), *ch = malloc(sizeof(float) * (size_t)f->vocab);
+  float *one = malloc(sizeof(float) * (size_t)f->vocab),
+        *ch = malloc(sizeof(float) * (size_t)f->vocab);
   assert_int_equal(aoq_model_seq_open(f->m, &a), AOQ_OK);
   aoq_step_item it = {.seq = a, .tokens = tok, .n_tokens = n, .want_logits = true};
   assert_int_equal(aoq_model_step(f->m, &it, 1, one), AOQ_OK);
@@ -227,7 +234,8 @@ static void test_chunked_prefill_matches_single_chunk(void **state) {
     done += k;
   }
   float mx = 0, d = 0;
-  for (int v = 0; v < f->vocab; v++) mx = fmaxf(mx, fabsf(one[v])), d = fmaxf(d, fabsf(one[v] - ch[v]));
+  for (int v = 0; v < f->vocab; v++)
+    mx = fmaxf(mx, fabsf(one[v])), d = fmaxf(d, fabsf(one[v] - ch[v]));
   assert_true(d <= 1e-2f * mx);
   assert_int_equal(argmax(one, f->vocab), argmax(ch, f->vocab));
   aoq_model_seq_close(f->m, a);

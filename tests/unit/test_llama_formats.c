@@ -5,7 +5,8 @@
  * positions (a table with the agreement with bf16 and with transformers is printed), and every
  * logit is finite. The floors come from the measured agreements with a margin of ~5 positions;
  * a format whose linear were wrong would fall to chance (~1/512). This random model has small
- * top-1 margins (logits ~4, bf16 steps of 1/32), so 4-bit formats agree on only ~half the positions.
+ * top-1 margins (logits ~4, bf16 steps of 1/32), so 4-bit formats agree on only ~half the
+ * positions.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -14,8 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
+/* cmocka needs the headers above first */
+// clang-format off
 #include <cmocka.h>
+// clang-format on
 
 #include "core/model.h"
 #include "core/safetensors.h"
@@ -26,7 +29,7 @@
 
 static aoq_device *dev;
 static aoq_st_file *ref;
-static int n_pos;                      /* positions over all prompts */
+static int n_pos; /* positions over all prompts */
 static int top_bf16[MAX_POS * N_PROMPTS], top_hf[MAX_POS * N_PROMPTS];
 
 static int argmax(const float *x, int n) {
@@ -58,12 +61,13 @@ static aoq_status run_all(const char *config, int *top) {
     int map[N_PROMPTS], n = 0;
     for (int i = 0; i < N_PROMPTS; i++)
       if (p < len[i]) {
-        it[n] = (aoq_step_item){.seq = seq[i], .tokens = tok[i] + p, .n_tokens = 1,
-                                .want_logits = true};
+        it[n] = (aoq_step_item){
+            .seq = seq[i], .tokens = tok[i] + p, .n_tokens = 1, .want_logits = true};
         map[n++] = i;
       }
     s = aoq_model_step(m, it, n, out);
-    for (int j = 0; j < n && !s; j++) top[map[j] * MAX_POS + p] = argmax(out + (size_t)j * vocab, vocab);
+    for (int j = 0; j < n && !s; j++)
+      top[map[j] * MAX_POS + p] = argmax(out + (size_t)j * vocab, vocab);
     for (int j = 0; j < n * vocab && !s; j++)
       if (!isfinite(out[j])) s = AOQ_EINTERNAL, fprintf(stderr, "%s: non-finite logit\n", config);
   }
@@ -74,7 +78,8 @@ static aoq_status run_all(const char *config, int *top) {
 
 static int grp_setup(void **state) {
   (void)state;
-  if (aoq_device_open("cpu", &dev) || aoq_st_open(FIXTURE "/reference.safetensors", &ref)) return -1;
+  if (aoq_device_open("cpu", &dev) || aoq_st_open(FIXTURE "/reference.safetensors", &ref))
+    return -1;
   if (run_all("bf16", top_bf16)) return -1;
   for (int i = 0; i < N_PROMPTS; i++) {
     char name[32];
@@ -82,7 +87,8 @@ static int grp_setup(void **state) {
     const aoq_st_tensor *t = aoq_st_find(ref, name);
     int len = t->shape[0] < MAX_POS ? (int)t->shape[0] : MAX_POS;
     for (int p = 0; p < len; p++, n_pos++)
-      top_hf[i * MAX_POS + p] = argmax((const float *)t->data + (size_t)p * t->shape[1], (int)t->shape[1]);
+      top_hf[i * MAX_POS + p] =
+          argmax((const float *)t->data + (size_t)p * t->shape[1], (int)t->shape[1]);
     for (int p = len; p < MAX_POS; p++) top_hf[i * MAX_POS + p] = -1;
   }
   printf("%-16s %12s %12s\n", "config", "top1=bf16", "top1=HF");
@@ -116,11 +122,11 @@ static void check_format(const fmt_case *c) {
   assert_true(eq_bf16 >= c->floor * n_pos);
 }
 
-#define FMT_TEST(fn, cfg, fl)                                                                      \
-  static void fn(void **state) {                                                                   \
-    (void)state;                                                                                   \
-    static const fmt_case c = {cfg, fl};                                                           \
-    check_format(&c);                                                                              \
+#define FMT_TEST(fn, cfg, fl)            \
+  static void fn(void **state) {         \
+    (void)state;                         \
+    static const fmt_case c = {cfg, fl}; \
+    check_format(&c);                    \
   }
 FMT_TEST(test_int8wo, "int8wo", 0.85)
 FMT_TEST(test_int8dq, "int8dq", 0.8)
@@ -148,16 +154,16 @@ FMT_TEST(test_w158, "w158", 0.0)
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_int8wo),      cmocka_unit_test(test_int8dq),
-      cmocka_unit_test(test_fp8wo),       cmocka_unit_test(test_fp8dq),
-      cmocka_unit_test(test_fp8dq_row),   cmocka_unit_test(test_fp8dq_block),
-      cmocka_unit_test(test_int4wo_32),   cmocka_unit_test(test_int4wo_128),
+      cmocka_unit_test(test_int8wo),         cmocka_unit_test(test_int8dq),
+      cmocka_unit_test(test_fp8wo),          cmocka_unit_test(test_fp8dq),
+      cmocka_unit_test(test_fp8dq_row),      cmocka_unit_test(test_fp8dq_block),
+      cmocka_unit_test(test_int4wo_32),      cmocka_unit_test(test_int4wo_128),
       cmocka_unit_test(test_int4wo_128_hqq), cmocka_unit_test(test_fp8_int4),
-      cmocka_unit_test(test_int8_int4),   cmocka_unit_test(test_intx4wo),
-      cmocka_unit_test(test_int8_intx4),  cmocka_unit_test(test_mxfp8),
-      cmocka_unit_test(test_mxfp4),       cmocka_unit_test(test_nvfp4),
-      cmocka_unit_test(test_nvfp4wo),     cmocka_unit_test(test_fp6_e3m2),
-      cmocka_unit_test(test_fp6_e2m3),    cmocka_unit_test(test_codebook4),
+      cmocka_unit_test(test_int8_int4),      cmocka_unit_test(test_intx4wo),
+      cmocka_unit_test(test_int8_intx4),     cmocka_unit_test(test_mxfp8),
+      cmocka_unit_test(test_mxfp4),          cmocka_unit_test(test_nvfp4),
+      cmocka_unit_test(test_nvfp4wo),        cmocka_unit_test(test_fp6_e3m2),
+      cmocka_unit_test(test_fp6_e2m3),       cmocka_unit_test(test_codebook4),
       cmocka_unit_test(test_w158),
   };
   return cmocka_run_group_tests(tests, grp_setup, grp_teardown);

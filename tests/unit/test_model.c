@@ -11,13 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
+#include <unistd.h>
+/* cmocka needs the headers above first */
+// clang-format off
 #include <cmocka.h>
+// clang-format on
 
 #include "base/numerics.h"
 #include "core/llama_internal.h"
 #include "core/model.h"
-#include <unistd.h>
 
 static aoq_device *dev;
 
@@ -32,8 +34,13 @@ static int grp_teardown(void **state) {
 }
 
 static aoq_model *load_tiny(uint64_t seed, const char *config, int kv_pages) {
-  aoq_model_opts o = {.model = "tiny", .synthetic = true, .seed = seed, .config = config,
-                      .kv_pages = kv_pages, .max_seqs = 8, .max_batch_tokens = 64};
+  aoq_model_opts o = {.model = "tiny",
+                      .synthetic = true,
+                      .seed = seed,
+                      .config = config,
+                      .kv_pages = kv_pages,
+                      .max_seqs = 8,
+                      .max_batch_tokens = 64};
   aoq_model *m = NULL;
   aoq_status s = aoq_model_load(dev, &o, &m);
   if (s != AOQ_OK) fprintf(stderr, "load: %s\n", aoq_last_error());
@@ -106,7 +113,8 @@ static void test_batching_does_not_change_a_sequence(void **state) {
   const int32_t pa[] = {256, 10, 20, 30, 40, 50, 60, 70, 80};
   const int32_t pb[] = {256, 300, 301, 302};
   const int32_t pc[] = {256, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
-  float *alone = malloc(sizeof(float) * 3 * (size_t)vocab), *batch = malloc(sizeof(float) * 3 * (size_t)vocab);
+  float *alone = malloc(sizeof(float) * 3 * (size_t)vocab),
+        *batch = malloc(sizeof(float) * 3 * (size_t)vocab);
   /* alone: prefill 8 tokens of pa, then decode its 9th */
   int s;
   assert_int_equal(aoq_model_seq_open(m, &s), AOQ_OK);
@@ -140,7 +148,8 @@ static void test_batching_does_not_change_a_sequence(void **state) {
 
 static void test_kv_pages_quota_and_reuse(void **state) {
   (void)state;
-  aoq_model *m = load_tiny(1, NULL, 8); /* at least 8 pages of 16 tokens (more if 64-token steps need) */
+  aoq_model *m =
+      load_tiny(1, NULL, 8); /* at least 8 pages of 16 tokens (more if 64-token steps need) */
   const aoq_model_info *i = aoq_model_info_get(m);
   int total = i->kv_pages_total, ps = i->page_size;
   assert_int_equal(ps, 16);
@@ -196,7 +205,8 @@ static void test_step_rejects_bad_items(void **state) {
   it.seq = 5; /* not open */
   it.tokens = ok;
   assert_int_equal(aoq_model_step(m, &it, 1, out), AOQ_ENOTFOUND);
-  aoq_step_item twice[2] = {{.seq = a, .tokens = ok, .n_tokens = 1}, {.seq = a, .tokens = ok, .n_tokens = 1}};
+  aoq_step_item twice[2] = {{.seq = a, .tokens = ok, .n_tokens = 1},
+                            {.seq = a, .tokens = ok, .n_tokens = 1}};
   assert_int_equal(aoq_model_step(m, twice, 2, out), AOQ_EINVAL);
   it = (aoq_step_item){.seq = a, .tokens = many, .n_tokens = 65}; /* max_batch_tokens 64 */
   assert_int_equal(aoq_model_step(m, &it, 1, out), AOQ_EINVAL);
@@ -219,7 +229,8 @@ static void host_linear(const char *wname, const uint16_t *x, int64_t rows, int6
   for (int64_t r = 0; r < rows; r++)
     for (int64_t j = 0; j < n; j++) {
       float acc = 0;
-      for (int64_t c = 0; c < k; c++) acc += aoq_bf16_to_f32(x[r * k + c]) * aoq_bf16_to_f32(w[j * k + c]);
+      for (int64_t c = 0; c < k; c++)
+        acc += aoq_bf16_to_f32(x[r * k + c]) * aoq_bf16_to_f32(w[j * k + c]);
       y[r * n + j] = acc;
     }
   free(w);
@@ -229,10 +240,11 @@ static void host_linear(const char *wname, const uint16_t *x, int64_t rows, int6
 static void test_single_linears_slice_fused_weights(void **state) {
   (void)state;
   aoq_model *m = load_tiny(1, NULL, 0);
-  static const char *names[] = {"model.layers.2.self_attn.q_proj", "model.layers.2.self_attn.k_proj",
-                                "model.layers.2.self_attn.v_proj.weight", "model.layers.0.self_attn.o_proj",
-                                "model.layers.3.mlp.gate_proj", "model.layers.3.mlp.up_proj",
-                                "model.layers.1.mlp.down_proj", "lm_head"};
+  static const char *names[] = {
+      "model.layers.2.self_attn.q_proj",        "model.layers.2.self_attn.k_proj",
+      "model.layers.2.self_attn.v_proj.weight", "model.layers.0.self_attn.o_proj",
+      "model.layers.3.mlp.gate_proj",           "model.layers.3.mlp.up_proj",
+      "model.layers.1.mlp.down_proj",           "lm_head"};
   static const int64_t want_n[] = {256, 64, 64, 256, 768, 768, 256, 512};
   static const int64_t want_k[] = {256, 256, 256, 256, 256, 256, 768, 256};
   const int64_t rows = 37; /* several chunks for the wide slices (max_batch_tokens 64) */
@@ -243,7 +255,8 @@ static void test_single_linears_slice_fused_weights(void **state) {
     assert_int_equal(k, want_k[i]);
     uint16_t *x = malloc((size_t)(rows * k) * 2), *y = malloc((size_t)(rows * n) * 2);
     float *ref = malloc(sizeof(float) * (size_t)(rows * n));
-    for (int64_t j = 0; j < rows * k; j++) x[j] = aoq_f32_to_bf16((float)((j * 37) % 17 - 8) / 8.0f);
+    for (int64_t j = 0; j < rows * k; j++)
+      x[j] = aoq_f32_to_bf16((float)((j * 37) % 17 - 8) / 8.0f);
     int64_t n2, k2;
     assert_int_equal(aoq_model_linear(m, names[i], x, y, rows, &n2, &k2), AOQ_OK);
     assert_int_equal(n2, n);
@@ -260,7 +273,8 @@ static void test_single_linears_slice_fused_weights(void **state) {
     free(x), free(y), free(ref);
   }
   int64_t n, k;
-  assert_int_equal(aoq_model_linear_shape(m, "model.layers.4.mlp.down_proj", &n, &k), AOQ_ENOTFOUND);
+  assert_int_equal(aoq_model_linear_shape(m, "model.layers.4.mlp.down_proj", &n, &k),
+                   AOQ_ENOTFOUND);
   assert_int_equal(aoq_model_linear_shape(m, "model.layers.0.mlp.foo", &n, &k), AOQ_ENOTFOUND);
   assert_non_null(strstr(aoq_last_error(), "model.layers.0.mlp.foo"));
   aoq_model_free(m);
@@ -312,11 +326,16 @@ static void test_overrides_pick_formats_per_layer(void **state) {
   FILE *f = fopen(path, "w");
   fputs("model.layers.1.mlp.down_proj int8wo\nre:.*layers\\.2\\.mlp\\..* int8wo\n", f);
   fclose(f);
-  aoq_model_opts o = {.model = "tiny", .synthetic = true, .seed = 1, .overrides = path,
-                      .max_seqs = 2, .max_batch_tokens = 16};
+  aoq_model_opts o = {.model = "tiny",
+                      .synthetic = true,
+                      .seed = 1,
+                      .overrides = path,
+                      .max_seqs = 2,
+                      .max_batch_tokens = 16};
   aoq_model *m = NULL, *ref = load_tiny(1, NULL, 0);
   assert_int_equal(aoq_model_load(dev, &o, &m), AOQ_OK);
-  /* down_proj of layer 1 (256x768) and gate_up + down of layer 2 shrink from 2 to ~1 byte per weight */
+  /* down_proj of layer 1 (256x768) and gate_up + down of layer 2 shrink from 2 to ~1 byte per
+   * weight */
   uint64_t saved = aoq_model_info_get(ref)->weight_bytes - aoq_model_info_get(m)->weight_bytes;
   uint64_t n_int8 = 256 * 768 + 1536 * 256 + 256 * 768;
   assert_true(saved > n_int8 * 9 / 10 && saved <= n_int8);

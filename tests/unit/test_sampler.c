@@ -9,8 +9,10 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-
+/* cmocka needs the headers above first */
+// clang-format off
 #include <cmocka.h>
+// clang-format on
 
 #include "core/model.h"
 

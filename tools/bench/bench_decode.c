@@ -63,10 +63,10 @@ static int argmax(const float *x, int n) {
 }
 
 int aoq_bench_decode(int argc, char **argv) {
-  static const char *const flags[] = {"model", "synthetic", "config", "batch", "tokens", "prompt",
-                                      "device", "no-graph", "seed", "help", NULL};
-  static const char *const with_value[] = {"model", "config", "batch", "tokens", "prompt",
-                                           "device", "seed", NULL};
+  static const char *const flags[] = {"model",  "synthetic", "config", "batch", "tokens", "prompt",
+                                      "device", "no-graph",  "seed",   "help",  NULL};
+  static const char *const with_value[] = {"model",  "config", "batch", "tokens",
+                                           "prompt", "device", "seed",  NULL};
   if (aoq_bench_opt_flag(argc, argv, "help")) {
     usage(stdout);
     return 0;
@@ -86,7 +86,8 @@ int aoq_bench_decode(int argc, char **argv) {
       aoq_bench_opt_i64(argc, argv, "seed", &seed) < 0)
     return 2;
   if (!model || batch < 1 || batch > 256 || tokens < 1 || prompt < 1 || prompt > 512) {
-    fprintf(stderr, "aoq-bench decode: --model is required; 1 <= batch <= 256, tokens >= 1, "
+    fprintf(stderr,
+            "aoq-bench decode: --model is required; 1 <= batch <= 256, tokens >= 1, "
             "1 <= prompt <= 512\n");
     return 2;
   }
@@ -106,10 +107,14 @@ int aoq_bench_decode(int argc, char **argv) {
   int32_t *cur = NULL, *prompts = NULL;
   int *seq = NULL;
   int64_t total = prompt + tokens + 1;
-  aoq_model_opts o = {.model = model, .synthetic = synthetic, .seed = (uint64_t)seed,
-                      .config = config, .max_seqs = (int)batch,
+  aoq_model_opts o = {.model = model,
+                      .synthetic = synthetic,
+                      .seed = (uint64_t)seed,
+                      .config = config,
+                      .max_seqs = (int)batch,
                       .max_batch_tokens = (int)(batch * prompt > 512 ? batch * prompt : 512),
-                      .kv_pages = (int)(batch * ((total + 15) / 16)), .no_graphs = no_graph};
+                      .kv_pages = (int)(batch * ((total + 15) / 16)),
+                      .no_graphs = no_graph};
   if ((s = aoq_model_load(d, &o, &m))) {
     fprintf(stderr, "aoq-bench decode: load: %s: %s\n", aoq_strerror(s), aoq_last_error());
     goto out;
@@ -131,7 +136,9 @@ int aoq_bench_decode(int argc, char **argv) {
   for (int64_t i = 0; i < batch * prompt; i++) prompts[i] = (int32_t)((i * 7919 + 13) % 256);
   for (int64_t b = 0; b < batch; b++) {
     if ((s = aoq_model_seq_open(m, &seq[b]))) break;
-    it[b] = (aoq_step_item){.seq = seq[b], .tokens = prompts + b * prompt, .n_tokens = (int)prompt,
+    it[b] = (aoq_step_item){.seq = seq[b],
+                            .tokens = prompts + b * prompt,
+                            .n_tokens = (int)prompt,
                             .want_logits = true};
   }
   double t0 = aoq_bench_now();
@@ -172,7 +179,9 @@ int aoq_bench_decode(int argc, char **argv) {
   printf("# decode %s (%s) on %s\n", model, info->format, aoq_device_name(d));
   printf("batch: %lld\nprompt_tokens: %lld\ndecode_steps: %lld\ngraphs: %s\n", (long long)batch,
          (long long)prompt, (long long)tokens,
-         no_graph ? "off (--no-graph)" : aoq_device_has(d, AOQ_CAP_GRAPHS) ? "on" : "unsupported");
+         no_graph                            ? "off (--no-graph)"
+         : aoq_device_has(d, AOQ_CAP_GRAPHS) ? "on"
+                                             : "unsupported");
   printf("load_seconds: %.2f\n", info->load_seconds);
   printf("prefill_tokens_per_s: %.1f\n", (double)(batch * prompt) / t_prefill);
   printf("decode_tokens_per_s: %.1f\n", (double)(batch * tokens) / t_decode);

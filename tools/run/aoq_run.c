@@ -78,16 +78,26 @@ int main(int argc, char **argv) {
     }
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     bool ok = v != NULL;
-    if (!strcmp(a, "--model")) model = v;
-    else if (!strcmp(a, "--config")) config = v;
-    else if (!strcmp(a, "--overrides")) overrides = v;
-    else if (!strcmp(a, "--prompt")) prompt = v;
-    else if (!strcmp(a, "--device")) device = v;
-    else if (!strcmp(a, "--max-tokens")) ok = ok && parse_num(v, 0, 1e7, &max_tokens);
-    else if (!strcmp(a, "--seed")) ok = ok && parse_num(v, 0, 1.8e19, &seed);
-    else if (!strcmp(a, "--temperature")) ok = ok && parse_num(v, 0, 100, &temperature);
-    else if (!strcmp(a, "--top-p")) ok = ok && parse_num(v, 0, 1, &top_p);
-    else if (!strcmp(a, "--top-k")) ok = ok && parse_num(v, 0, 1e9, &top_k);
+    if (!strcmp(a, "--model"))
+      model = v;
+    else if (!strcmp(a, "--config"))
+      config = v;
+    else if (!strcmp(a, "--overrides"))
+      overrides = v;
+    else if (!strcmp(a, "--prompt"))
+      prompt = v;
+    else if (!strcmp(a, "--device"))
+      device = v;
+    else if (!strcmp(a, "--max-tokens"))
+      ok = ok && parse_num(v, 0, 1e7, &max_tokens);
+    else if (!strcmp(a, "--seed"))
+      ok = ok && parse_num(v, 0, 1.8e19, &seed);
+    else if (!strcmp(a, "--temperature"))
+      ok = ok && parse_num(v, 0, 100, &temperature);
+    else if (!strcmp(a, "--top-p"))
+      ok = ok && parse_num(v, 0, 1, &top_p);
+    else if (!strcmp(a, "--top-k"))
+      ok = ok && parse_num(v, 0, 1e9, &top_k);
     else {
       fprintf(stderr, "aoq-run: unknown option '%s'\n", a);
       usage(stderr);
@@ -108,8 +118,12 @@ int main(int argc, char **argv) {
   aoq_device *d = NULL;
   aoq_status s = aoq_device_open(device, &d);
   if (s) return fail("device", s);
-  aoq_model_opts o = {.model = model, .synthetic = synthetic, .seed = (uint64_t)seed,
-                      .config = config, .overrides = overrides, .max_seqs = 1};
+  aoq_model_opts o = {.model = model,
+                      .synthetic = synthetic,
+                      .seed = (uint64_t)seed,
+                      .config = config,
+                      .overrides = overrides,
+                      .max_seqs = 1};
   aoq_model *m = NULL;
   if ((s = aoq_model_load(d, &o, &m))) {
     aoq_device_close(d);
@@ -144,8 +158,8 @@ int main(int argc, char **argv) {
   double t0 = now_s();
   for (size_t done = 0; done < n_ids;) {
     int c = n_ids - done > 512 ? 512 : (int)(n_ids - done);
-    aoq_step_item it = {.seq = seq, .tokens = ids + done, .n_tokens = c,
-                        .want_logits = done + (size_t)c == n_ids};
+    aoq_step_item it = {
+        .seq = seq, .tokens = ids + done, .n_tokens = c, .want_logits = done + (size_t)c == n_ids};
     if ((s = aoq_model_step(m, &it, 1, logits))) {
       rc = fail("prefill", s);
       goto done;
@@ -153,8 +167,10 @@ int main(int argc, char **argv) {
     done += (size_t)c;
   }
   double t1 = now_s();
-  aoq_sample_params sp = {.temperature = (float)temperature, .top_p = (float)top_p,
-                          .top_k = (int)top_k, .seed = (uint64_t)seed};
+  aoq_sample_params sp = {.temperature = (float)temperature,
+                          .top_p = (float)top_p,
+                          .top_k = (int)top_k,
+                          .seed = (uint64_t)seed};
   int n_out = 0;
   size_t printed = 0;
   /* Ids past the tokenizer's vocabulary (the tiny model has 512 rows, the bytes tokenizer 259)
@@ -176,8 +192,8 @@ int main(int argc, char **argv) {
       free(text);
     }
     if (g + 1 == (int)max_tokens) break;
-    aoq_step_item it = {.seq = seq, .tokens = &out_ids[n_out - 1], .n_tokens = 1,
-                        .want_logits = true};
+    aoq_step_item it = {
+        .seq = seq, .tokens = &out_ids[n_out - 1], .n_tokens = 1, .want_logits = true};
     if ((s = aoq_model_step(m, &it, 1, logits))) {
       rc = fail("decode", s);
       goto done;
@@ -185,8 +201,10 @@ int main(int argc, char **argv) {
   }
   double t2 = now_s();
   printf("\n");
-  fprintf(stderr, "aoq-run: prefill %zu tokens in %.3f s (%.1f tok/s); decode %d tokens in %.3f s "
-          "(%.1f tok/s)\n", n_ids, t1 - t0, (double)n_ids / (t1 - t0), n_out, t2 - t1,
+  fprintf(stderr,
+          "aoq-run: prefill %zu tokens in %.3f s (%.1f tok/s); decode %d tokens in %.3f s "
+          "(%.1f tok/s)\n",
+          n_ids, t1 - t0, (double)n_ids / (t1 - t0), n_out, t2 - t1,
           n_out > 1 ? (double)(n_out - 1) / (t2 - t1) : 0.0);
 done:
   free(ids);
