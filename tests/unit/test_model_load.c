@@ -233,6 +233,68 @@ static void test_tied_embeddings(void **state) {
   rm_ckpt(&c);
 }
 
+/* The fixture split into two shards with model.safetensors.index.json (HF's layout) loads and
+ * gives bit-identical logits to the single-file checkpoint. */
+static void test_sharded_checkpoint_matches_single_file(void **state) {
+  (void)state;
+  char dir[] = "/tmp/aoq_test_shards_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  aoq_st_writer *w[2];
+  assert_int_equal(aoq_st_writer_new(&w[0]), AOQ_OK);
+  assert_int_equal(aoq_st_writer_new(&w[1]), AOQ_OK);
+  cJSON *idx = cJSON_CreateObject(), *map = cJSON_AddObjectToObject(idx, "weight_map");
+  cJSON_AddObjectToObject(idx, "metadata");
+  for (size_t i = 0; i < aoq_st_count(src); i++) {
+    const aoq_st_tensor *t = aoq_st_at(src, i);
+    int sh = strstr(t->name, "layers.1.") != NULL || !strcmp(t->name, "lm_head.weight");
+    assert_int_equal(
+        aoq_st_writer_add(w[sh], t->name, t->dtype, t->ndim, t->shape, t->data, t->nbytes), AOQ_OK);
+    cJSON_AddStringToObject(
+        map, t->name, sh ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors");
+  }
+  char path[512];
+  for (int i = 0; i < 2; i++) {
+    snprintf(path, sizeof path, "%s/model-0000%d-of-00002.safetensors", dir, i + 1);
+    assert_int_equal(aoq_st_writer_finish(w[i], path), AOQ_OK);
+  }
+  char *text = cJSON_Print(idx);
+  snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+  FILE *f = fopen(path, "w");
+  fputs(text, f);
+  fclose(f);
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  f = fopen(path, "w");
+  fputs(config_text, f);
+  fclose(f);
+  free(text);
+  cJSON_Delete(idx);
+
+  const char *dirs[2] = {FIXTURE, dir};
+  float *lg[2];
+  const int32_t tok[] = {256, 72, 105, 33, 10, 300};
+  for (int d = 0; d < 2; d++) {
+    aoq_model_opts o = {.model = dirs[d], .max_seqs = 2, .max_batch_tokens = 32};
+    aoq_model *m = NULL;
+    assert_int_equal(aoq_model_load(dev, &o, &m), AOQ_OK);
+    lg[d] = malloc(sizeof(float) * 512);
+    int s;
+    assert_int_equal(aoq_model_seq_open(m, &s), AOQ_OK);
+    aoq_step_item it = {.seq = s, .tokens = tok, .n_tokens = 6, .want_logits = true};
+    assert_int_equal(aoq_model_step(m, &it, 1, lg[d]), AOQ_OK);
+    aoq_model_free(m);
+  }
+  assert_memory_equal(lg[0], lg[1], sizeof(float) * 512);
+  free(lg[0]), free(lg[1]);
+  static const char *files[] = {"model-00001-of-00002.safetensors",
+                                "model-00002-of-00002.safetensors", "model.safetensors.index.json",
+                                "config.json"};
+  for (int i = 0; i < 4; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+    unlink(path);
+  }
+  rmdir(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_missing_tensor_is_named),
@@ -241,6 +303,7 @@ int main(void) {
       cmocka_unit_test(test_missing_config_is_named),
       cmocka_unit_test(test_rope_config_both_transformers_styles),
       cmocka_unit_test(test_tied_embeddings),
+      cmocka_unit_test(test_sharded_checkpoint_matches_single_file),
   };
   return cmocka_run_group_tests(tests, grp_setup, grp_teardown);
 }
