@@ -81,11 +81,16 @@ typedef struct aoq_step_item {
 
 /* Runs one batched forward pass over all items (continuous batching). For each item with
  * want_logits, writes its last token's logits (fp32, host) to logits + j*vocab, j counting only
- * those items, in order. */
+ * those items, in order. A sequence may appear once per step; the step grows each sequence's
+ * pages as needed (AOQ_EQUOTA when the pool is out of pages) and appends nothing on failure.
+ * Errors: AOQ_ENOTFOUND (sequence not open), AOQ_EINVAL (token outside the vocabulary, more than
+ * max_batch_tokens tokens or max_seqs items, logits wanted with NULL output). */
 aoq_status aoq_model_step(aoq_model *m, const aoq_step_item *items, int n, float *logits);
 
 /* Applies one resident linear layer, named as in the checkpoint ("model.layers.3.mlp.down_proj"
- * or with ".weight"), to x[rows, k] bf16 host -> y[rows, n] bf16 host. AOQ_ENOTFOUND/AOQ_ESHAPE. */
+ * or with ".weight"), to x[rows, k] bf16 host -> y[rows, n] bf16 host. AOQ_ENOTFOUND/AOQ_ESHAPE.
+ * q/k/v and gate/up are resident as fused linears (qkv, gate_up): a single one of them runs the
+ * fused linear and returns its rows of the output. */
 aoq_status aoq_model_linear(aoq_model *m, const char *name, const uint16_t *x, uint16_t *y,
                             int64_t rows, int64_t *n_out, int64_t *k_out);
 /* Shape of a named linear (for validating requests); AOQ_ENOTFOUND. */
