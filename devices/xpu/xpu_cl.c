@@ -36,6 +36,7 @@ typedef struct aoq_ocl {
   cl_command_queue q; /* default stream */
   cl_program prog[16];
   int n_prog;
+  unsigned unbuilt; /* bit per program that failed to build (only "sample" may) */
   cl_kernel k[AOQ_XK_COUNT];
   pthread_mutex_t lock; /* the allocation table and kernel arguments */
   cl_alloc *allocs;     /* sorted by base */
@@ -323,6 +324,7 @@ static aoq_status ocl_launch(void *ctx, aoq_xk_id k, const aoq_xk_arg *args, int
                              const size_t groups[3], const size_t local[3], aoq_stream *s) {
   aoq_ocl *c = ctx;
   cl_kernel kern = c->k[k];
+  if (!kern) return aoq_err(AOQ_EUNSUPPORTED, "opencl: kernel %s is not built", aoq_xk_names[k].entry);
   size_t global[3];
   for (int i = 0; i < 3; i++) {
     if (groups[i] == 0) return AOQ_OK; /* empty range */
@@ -439,6 +441,7 @@ static const struct aoq_device_iface ocl_iface = {
     .attention = aoq_xk_attention,
     .argmax = aoq_xk_argmax,
     .convert = aoq_xk_convert,
+    .sample = aoq_xk_sample,
 };
 
 static aoq_status pick_device(int index, cl_device_id *dev, cl_platform_id *plat) {
@@ -473,6 +476,10 @@ static aoq_status build_programs(aoq_ocl *c) {
     if (e != CL_SUCCESS) return cl_fail(e, "clCreateProgramWithSource");
     c->prog[c->n_prog++] = p;
     e = clBuildProgram(p, 1, &c->dev, AOQ_CL_BUILD_OPTIONS, NULL, NULL);
+    if (e != CL_SUCCESS && !strcmp(aoq_cl_sources[i].name, "sample")) {
+      c->unbuilt |= 1u << i; /* fp64 missing: everything but `sample` still works */
+      continue;
+    }
     if (e != CL_SUCCESS) {
       char log[2048] = "";
       clGetProgramBuildInfo(p, c->dev, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
@@ -487,6 +494,7 @@ static aoq_status build_programs(aoq_ocl *c) {
     if (pi < 0)
       return aoq_err(AOQ_EINTERNAL, "opencl: module %s of kernel %s is not embedded",
                      aoq_xk_names[k].module, aoq_xk_names[k].entry);
+    if (c->unbuilt & (1u << pi)) continue;
     cl_int e;
     c->k[k] = clCreateKernel(c->prog[pi], aoq_xk_names[k].entry, &e);
     if (e != CL_SUCCESS) return cl_fail(e, aoq_xk_names[k].entry);
@@ -529,12 +537,15 @@ aoq_status aoq_opencl_device_create(int index, aoq_device **out) {
     if (e != CL_SUCCESS) st = cl_fail(e, "clCreateCommandQueueWithProperties");
   }
   if (st == AOQ_OK) st = build_programs(c);
-  void *err = NULL, *tab = NULL;
+  void *err = NULL, *tab = NULL, *sp = NULL;
   if (st == AOQ_OK) st = ocl_alloc(c, sizeof(int), &err);
   if (st == AOQ_OK) st = ocl_alloc(c, aoq_xk_rope_tab_bytes(), &tab);
+  if (st == AOQ_OK) st = ocl_alloc(c, aoq_xk_sample_params_bytes(), &sp);
   if (st == AOQ_OK) {
     c->ops.err = err;
     c->ops.rope_tab = tab;
+    c->ops.sample_params = sp;
+    c->ops.has_sample = c->k[AOQ_XK_SAMPLE] != NULL;
     st = ocl_memset(c, err, 0, sizeof(int), NULL);
   }
   char nm[32];

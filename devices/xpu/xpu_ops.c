@@ -52,6 +52,7 @@ const aoq_xk_name aoq_xk_names[AOQ_XK_COUNT] = {
     [AOQ_XK_WQ_MXFP8] = {"wquant", "aoq_wq_mxfp8"},
     [AOQ_XK_WQ_MXFP4] = {"wquant", "aoq_wq_mxfp4"},
     [AOQ_XK_WQ_NVFP4] = {"wquant", "aoq_wq_nvfp4"},
+    [AOQ_XK_SAMPLE] = {"sample", "aoq_sample"},
 };
 
 /* dyn.cl names the format kinds by number (K_INT8DQ ...): keep them in step with aoq.h. */
@@ -100,10 +101,19 @@ aoq_status aoq_xk_ops_init(aoq_xk_ops *o, const aoq_xk_rt *rt, int *err, float *
   o->rope_tab = rope_tab;
   if (pthread_mutex_init(&o->rope_lock, NULL))
     return aoq_err(AOQ_EINTERNAL, "xpu: pthread_mutex_init failed");
+  if (pthread_mutex_init(&o->sample_lock, NULL)) {
+    pthread_mutex_destroy(&o->rope_lock);
+    return aoq_err(AOQ_EINTERNAL, "xpu: pthread_mutex_init failed");
+  }
   return AOQ_OK;
 }
 
-void aoq_xk_ops_fini(aoq_xk_ops *o) { pthread_mutex_destroy(&o->rope_lock); }
+void aoq_xk_ops_fini(aoq_xk_ops *o) {
+  pthread_mutex_destroy(&o->rope_lock);
+  pthread_mutex_destroy(&o->sample_lock);
+}
+
+size_t aoq_xk_sample_params_bytes(void) { return (size_t)AOQ_XK_SAMPLE_MAX_ROWS * 8 * 4; }
 
 aoq_status aoq_xk_err_status(int code, const char *backend) {
   switch (code) {
@@ -586,4 +596,49 @@ aoq_status aoq_xk_quantize(void *ctx, const void *w_src, aoq_qweight *w, aoq_str
       return launch(ctx, AOQ_XK_WQ_NVFP4, a, 5, (size_t)w->n, 1, 1, s);
     }
   }
+}
+
+/* ---- sampling (sample.cl) ---- */
+
+aoq_status aoq_xk_sample(void *ctx, const void *logits, int32_t *out, int64_t m, int64_t vocab,
+                         const aoq_sample_params *p, aoq_dtype dt, aoq_stream *s) {
+  aoq_xk_ops *o = ctx;
+  AOQ_TRY(check_bf16(dt, "sample"));
+  if (!o->has_sample || !o->sample_params)
+    return aoq_err(AOQ_EUNSUPPORTED, "xpu sample: the sample kernel needs fp64, which this "
+                   "device lacks");
+  if (m < 0 || vocab <= 0 || vocab > INT32_MAX)
+    return aoq_err(AOQ_EINVAL, "xpu sample: %lld rows of vocab %lld", (long long)m,
+                   (long long)vocab);
+  if (m == 0) return AOQ_OK;
+  if (!logits || !out || !p) return aoq_err(AOQ_EINVAL, "xpu sample: NULL logits, out or params");
+  if (m > AOQ_XK_SAMPLE_MAX_ROWS)
+    return aoq_err(AOQ_EINVAL, "xpu sample: %lld rows (at most %d per call)", (long long)m,
+                   AOQ_XK_SAMPLE_MAX_ROWS);
+  for (int64_t i = 0; i < m; i++)
+    if (isnan(p[i].temperature) || isnan(p[i].top_p) || p[i].top_p < 0 || p[i].top_k < 0)
+      return aoq_err(AOQ_EINVAL, "xpu sample: row %lld: temperature %g, top_p %g, top_k %d",
+                     (long long)i, (double)p[i].temperature, (double)p[i].top_p, p[i].top_k);
+  uint32_t rows[64][8];
+  pthread_mutex_lock(&o->sample_lock);
+  aoq_status st = AOQ_OK;
+  for (int64_t r0 = 0; r0 < m && st == AOQ_OK; r0 += 64) {
+    int64_t nr = m - r0 < 64 ? m - r0 : 64;
+    memset(rows, 0, sizeof rows);
+    for (int64_t i = 0; i < nr; i++) {
+      const aoq_sample_params *q = &p[r0 + i];
+      memcpy(&rows[i][0], &q->temperature, 4);
+      memcpy(&rows[i][1], &q->top_p, 4);
+      rows[i][2] = (uint32_t)q->top_k;
+      rows[i][4] = (uint32_t)q->seed, rows[i][5] = (uint32_t)(q->seed >> 32);
+    }
+    st = o->rt->upload(ctx, (char *)o->sample_params + (size_t)r0 * 32, rows, (size_t)nr * 32);
+  }
+  if (st == AOQ_OK) {
+    aoq_xk_arg a[] = {P(logits), P(out), P(o->sample_params), I64(vocab)};
+    const size_t groups[3] = {(size_t)m, 1, 1}, local[3] = {1, 1, 1};
+    st = o->rt->launch(ctx, AOQ_XK_SAMPLE, a, 4, groups, local, s);
+  }
+  pthread_mutex_unlock(&o->sample_lock);
+  return st;
 }

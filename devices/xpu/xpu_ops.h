@@ -51,6 +51,7 @@ typedef enum aoq_xk_id {
   AOQ_XK_WQ_MXFP8,
   AOQ_XK_WQ_MXFP4,
   AOQ_XK_WQ_NVFP4,
+  AOQ_XK_SAMPLE, /* sample.cl (fp64: optional module) */
   AOQ_XK_COUNT
 } aoq_xk_id;
 
@@ -83,6 +84,7 @@ typedef struct aoq_xk_rt {
   aoq_status (*copy_d2d)(void *ctx, void *dst, const void *src, size_t n, aoq_stream *s);
 } aoq_xk_rt;
 
+#define AOQ_XK_SAMPLE_MAX_ROWS 4096 /* rows of one sample call (its parameter buffer) */
 #define AOQ_XK_ROPE_SLOTS 8    /* distinct RoPE parameter sets kept on the device */
 #define AOQ_XK_ROPE_MAX_HALF 512 /* head_dim <= 1024 */
 
@@ -99,6 +101,9 @@ typedef struct aoq_xk_ops {
   aoq_xk_rope_key rope_keys[AOQ_XK_ROPE_SLOTS];
   int rope_next;   /* slot replaced next when all are used */
   pthread_mutex_t rope_lock;
+  void *sample_params; /* device uint[AOQ_XK_SAMPLE_MAX_ROWS][8], or NULL: no sample */
+  int has_sample;      /* the sample module built (it needs fp64) */
+  pthread_mutex_t sample_lock; /* one sample call at a time owns sample_params */
 } aoq_xk_ops;
 
 /* Sets up o (rt, err and rope_tab already allocated by the runtime). */
@@ -142,5 +147,10 @@ aoq_status aoq_xk_argmax(void *ctx, const void *logits, int32_t *out, int64_t m,
                          aoq_dtype dt, aoq_stream *s);
 aoq_status aoq_xk_convert(void *ctx, const void *src, aoq_dtype sdt, void *dst, aoq_dtype ddt,
                           int64_t n, aoq_stream *s);
+/* Uploads p (host) synchronously, then samples on s: not capturable into a graph. */
+aoq_status aoq_xk_sample(void *ctx, const void *logits, int32_t *out, int64_t m, int64_t vocab,
+                         const aoq_sample_params *p, aoq_dtype dt, aoq_stream *s);
+/* Bytes of the sample parameter buffer the runtime allocates. */
+size_t aoq_xk_sample_params_bytes(void);
 
 #endif

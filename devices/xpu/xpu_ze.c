@@ -35,7 +35,8 @@ typedef struct aoq_ze {
   ze_device_handle_t dev;
   ze_context_handle_t zc;
   uint32_t ordinal; /* compute queue group */
-  ze_module_handle_t mod[MAX_MODULES];
+  ze_module_handle_t mod[MAX_MODULES]; /* NULL: an optional module that did not build */
+  const char *mod_name[MAX_MODULES];
   int n_mod;
   ze_kernel_handle_t k[AOQ_XK_COUNT];
   pthread_mutex_t launch_lock; /* kernel arguments are per kernel object */
@@ -393,6 +394,7 @@ static aoq_status ze_launch(void *ctx, aoq_xk_id k, const aoq_xk_arg *args, int 
       return aoq_err(AOQ_EINVAL, "xpu %s: %zu work-groups in dimension %d", aoq_xk_names[k].entry,
                      groups[i], i);
   ze_kernel_handle_t kern = z->k[k];
+  if (!kern) return aoq_err(AOQ_EUNSUPPORTED, "xpu: kernel %s is not built", aoq_xk_names[k].entry);
   ze_command_list_handle_t l = lof(z, s);
   ze_group_count_t gc = {(uint32_t)groups[0], (uint32_t)groups[1], (uint32_t)groups[2]};
   pthread_mutex_lock(&z->launch_lock);
@@ -456,9 +458,11 @@ static void ze_destroy(void *ctx) {
   }
   if (z->ops.err) zeMemFree(z->zc, z->ops.err);
   if (z->ops.rope_tab) zeMemFree(z->zc, z->ops.rope_tab);
+  if (z->ops.sample_params) zeMemFree(z->zc, z->ops.sample_params);
   for (int i = 0; i < AOQ_XK_COUNT; i++)
     if (z->k[i]) zeKernelDestroy(z->k[i]);
-  for (int i = 0; i < z->n_mod; i++) zeModuleDestroy(z->mod[i]);
+  for (int i = 0; i < z->n_mod; i++)
+    if (z->mod[i]) zeModuleDestroy(z->mod[i]);
   if (z->zc) zeContextDestroy(z->zc);
   aoq_xk_ops_fini(&z->ops);
   pthread_mutex_destroy(&z->launch_lock);
@@ -505,6 +509,7 @@ static const struct aoq_device_iface ze_iface = {
     .attention = aoq_xk_attention,
     .argmax = aoq_xk_argmax,
     .convert = aoq_xk_convert,
+    .sample = aoq_xk_sample,
 };
 
 /* The index-th GPU over all Level Zero drivers. */
@@ -547,6 +552,14 @@ static aoq_status build_modules(aoq_ze *z) {
                            aoq_cl_spirv[i].size, aoq_cl_spirv[i].data, ZE_BUILD_FLAGS, NULL};
     ze_module_build_log_handle_t log = NULL;
     ze_result_t r = zeModuleCreate(z->zc, z->dev, &md, &z->mod[z->n_mod], &log);
+    if (r != ZE_RESULT_SUCCESS && !strcmp(aoq_cl_spirv[i].name, "sample")) {
+      /* the sampler needs fp64; without it every other op still works */
+      AOQ_WARN("xpu: the sample module did not build (no fp64?); sample is unavailable");
+      if (log) zeModuleBuildLogDestroy(log);
+      z->mod[z->n_mod] = NULL;
+      z->mod_name[z->n_mod++] = aoq_cl_spirv[i].name;
+      continue;
+    }
     if (r != ZE_RESULT_SUCCESS) {
       char text[2048] = "";
       size_t n = sizeof text;
@@ -557,15 +570,16 @@ static aoq_status build_modules(aoq_ze *z) {
                      aoq_cl_spirv[i].name, ze_name(r), text);
     }
     if (log) zeModuleBuildLogDestroy(log);
-    z->n_mod++;
+    z->mod_name[z->n_mod++] = aoq_cl_spirv[i].name;
   }
   for (int k = 0; k < AOQ_XK_COUNT; k++) {
     int mi = -1;
     for (int i = 0; i < z->n_mod; i++)
-      if (!strcmp(aoq_cl_spirv[i].name, aoq_xk_names[k].module)) mi = i;
+      if (!strcmp(z->mod_name[i], aoq_xk_names[k].module)) mi = i;
     if (mi < 0)
       return aoq_err(AOQ_EINTERNAL, "xpu: module %s of kernel %s is not embedded",
                      aoq_xk_names[k].module, aoq_xk_names[k].entry);
+    if (!z->mod[mi]) continue; /* optional module that did not build */
     ze_kernel_desc_t kd = {ZE_STRUCTURE_TYPE_KERNEL_DESC, NULL, 0, aoq_xk_names[k].entry};
     ZE_TRY(zeKernelCreate(z->mod[mi], &kd, &z->k[k]), aoq_xk_names[k].entry);
   }
@@ -603,6 +617,10 @@ static aoq_status open_device(aoq_ze *z) {
   z->ops.err = err;
   AOQ_TRY(ze_alloc(z, aoq_xk_rope_tab_bytes(), &tab));
   z->ops.rope_tab = tab;
+  void *sp = NULL;
+  AOQ_TRY(ze_alloc(z, aoq_xk_sample_params_bytes(), &sp));
+  z->ops.sample_params = sp;
+  z->ops.has_sample = z->k[AOQ_XK_SAMPLE] != NULL;
   AOQ_TRY(ze_memset(z, err, 0, sizeof(int), NULL));
   return stream_wait(z, NULL);
 }

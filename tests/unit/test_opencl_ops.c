@@ -266,6 +266,45 @@ static void argmax_takes_first_maximum_and_skips_nan(void **state) {
   aoq_dev_free(p->cpu, cl), aoq_dev_free(p->cpu, co), aoq_dev_free(p->cl, gl), aoq_dev_free(p->cl, go);
 }
 
+/* ---- sample ---- */
+
+static void sample_matches_cpu(void **state) {
+  pair *p = *state;
+  const int64_t m = 6, vocab = 3000;
+  uint16_t *lg = rand_bf16(m * vocab, 6);
+  lg[5 * vocab + 7] = 0x7fc0; /* a NaN logit never wins */
+  aoq_sample_params sp[6] = {
+      {0.0f, 1.0f, 0, 11},     /* greedy */
+      {0.8f, 1.0f, 50, 12},    /* top-k */
+      {1.0f, 0.9f, 0, 13},     /* top-p */
+      {1.5f, 0.95f, 40, 14},   /* both */
+      {0.7f, 1.0f, 1, 15},     /* top-k 1 = greedy */
+      {1.0f, 1.0f, 0, 16},     /* plain temperature */
+  };
+  void *cl = up(p->cpu, lg, m * vocab * 2), *gl = up(p->cl, lg, m * vocab * 2);
+  void *co = NULL, *go = NULL;
+  assert_int_equal(aoq_dev_alloc(p->cpu, m * 4, &co), AOQ_OK);
+  assert_int_equal(aoq_dev_alloc(p->cl, m * 4, &go), AOQ_OK);
+  int distinct = 0, first = -1;
+  for (uint64_t round = 0; round < 8; round++) {
+    for (int i = 0; i < 6; i++) sp[i].seed = 1000 * round + (uint64_t)i;
+    assert_int_equal(aoq_dev_sample(p->cpu, cl, co, m, vocab, sp, AOQ_DTYPE_BF16, NULL), AOQ_OK);
+    assert_int_equal(aoq_dev_sample(p->cl, gl, go, m, vocab, sp, AOQ_DTYPE_BF16, NULL), AOQ_OK);
+    int32_t ref[6], *got = down(p->cl, go, sizeof ref);
+    assert_int_equal(aoq_dev_copy_d2h(p->cpu, ref, co, sizeof ref, NULL), AOQ_OK);
+    for (int i = 0; i < 6; i++)
+      if (got[i] != ref[i]) fail_msg("round %d row %d: token %d, cpu %d", (int)round, i, got[i], ref[i]);
+    if (first < 0) first = got[5];
+    distinct |= got[5] != first; /* plain sampling moves with the seed */
+    free(got);
+  }
+  assert_true(distinct);
+  aoq_sample_params bad = {1.0f, -0.5f, 0, 1};
+  assert_int_equal(aoq_dev_sample(p->cl, gl, go, 1, vocab, &bad, AOQ_DTYPE_BF16, NULL), AOQ_EINVAL);
+  free(lg);
+  aoq_dev_free(p->cpu, cl), aoq_dev_free(p->cpu, co), aoq_dev_free(p->cl, gl), aoq_dev_free(p->cl, go);
+}
+
 /* ---- linear (bf16) ---- */
 
 static void linear_bf16_matches_cpu(void **state) {
@@ -348,6 +387,7 @@ int main(void) {
       cmocka_unit_test(rope_plain_and_llama3_match_cpu),
       cmocka_unit_test(kv_store_and_attention_match_cpu),
       cmocka_unit_test(argmax_takes_first_maximum_and_skips_nan),
+      cmocka_unit_test(sample_matches_cpu),
       cmocka_unit_test(linear_bf16_matches_cpu),
       cmocka_unit_test(streams_events_and_pointer_checks),
   };
