@@ -1,10 +1,11 @@
 /*
  * numerics.h — scalar element conversions shared by core/, every backend and the GPU kernels.
  *
- * Header-only and dependency-free so that the GPU kernels (kernels/gpu) can include it too (AOQ_HD marks the
- * functions host+device there). All rounding is round-to-nearest-even unless a name says otherwise
- * (spec/formats.md "Conventions"). Formats add their element codecs here (e4m3, e5m2, e2m1, e8m0,
- * fp6), so that the CPU reference and the GPU kernels decode the same bytes the same way.
+ * Header-only and dependency-free so that the GPU kernels (kernels/gpu) can include it too (AOQ_HD
+ * marks the functions host+device there). All rounding is round-to-nearest-even unless a name says
+ * otherwise (spec/formats.md "Conventions"). Formats add their element codecs here (e4m3, e5m2,
+ * e2m1, e8m0, fp6), so that the CPU reference and the GPU kernels decode the same bytes the same
+ * way.
  */
 #ifndef AOQ_BASE_NUMERICS_H
 #define AOQ_BASE_NUMERICS_H
@@ -39,10 +40,14 @@ AOQ_HD uint16_t aoq_f32_to_bf16(float f) {
   return (uint16_t)(u >> 16);
 }
 
-AOQ_HD float aoq_bf16_to_f32(uint16_t h) { return aoq_bits_f32((uint32_t)h << 16); }
+AOQ_HD float aoq_bf16_to_f32(uint16_t h) {
+  return aoq_bits_f32((uint32_t)h << 16);
+}
 
 /* Round an fp32 value to the nearest bf16 value, returned as fp32. */
-AOQ_HD float aoq_round_bf16(float f) { return aoq_bf16_to_f32(aoq_f32_to_bf16(f)); }
+AOQ_HD float aoq_round_bf16(float f) {
+  return aoq_bf16_to_f32(aoq_f32_to_bf16(f));
+}
 
 /* IEEE half <-> fp32 (RNE). */
 AOQ_HD float aoq_f16_to_f32(uint16_t h) {
@@ -123,8 +128,8 @@ AOQ_HD float aoq_minifloat_decode_mag(uint32_t c, int mbits, int bias) {
  * m * 2^(1-bias-mbits). */
 AOQ_HD float aoq_minifloat_decode_fast(uint32_t c, int mbits, int bias) {
   uint32_t nrm = (c << (23 - mbits)) + ((uint32_t)(127 - bias) << 23);
-  uint32_t sub = aoq_f32_bits((float)(int32_t)(c & ((1u << mbits) - 1u)) *
-                              aoq_pow2f(1 - bias - mbits));
+  uint32_t sub =
+      aoq_f32_bits((float)(int32_t)(c & ((1u << mbits) - 1u)) * aoq_pow2f(1 - bias - mbits));
   uint32_t normal = 0u - (uint32_t)((c >> mbits) != 0); /* all ones for normal codes */
   return aoq_bits_f32((nrm & normal) | (sub & ~normal));
 }
@@ -159,8 +164,7 @@ AOQ_HD uint8_t aoq_f32_to_e5m2(float f) {
 }
 AOQ_HD float aoq_e5m2_to_f32(uint8_t b) {
   uint32_t s = (uint32_t)(b & 0x80u) << 24;
-  if ((b & 0x7cu) == 0x7cu)
-    return aoq_bits_f32(s | ((b & 3u) ? 0x7fc00000u : 0x7f800000u));
+  if ((b & 0x7cu) == 0x7cu) return aoq_bits_f32(s | ((b & 3u) ? 0x7fc00000u : 0x7f800000u));
   float v = aoq_minifloat_decode_mag(b & 0x7fu, 2, 15);
   return s ? -v : v;
 }
@@ -238,7 +242,9 @@ AOQ_HD uint8_t aoq_e8m0_rceil(float amax, float inv_max_pos) {
  */
 
 /* torchao fp8 scale (§0, §3): amax / max computed in bf16 (the weight's dtype), stored as fp32. */
-AOQ_HD float aoq_fp8_scale(float amax, float maxv) { return aoq_round_bf16(amax / maxv); }
+AOQ_HD float aoq_fp8_scale(float amax, float maxv) {
+  return aoq_round_bf16(amax / maxv);
+}
 
 /* torchao int8 symmetric scale (§0, §2): bf16(amax / 127.5), clamped to fp32 eps, stored fp32. */
 AOQ_HD float aoq_int8_scale(float amax) {
@@ -247,7 +253,9 @@ AOQ_HD float aoq_int8_scale(float amax) {
 }
 
 /* NVFP4 per-tensor scale (§7): fp32(amax / (448 * 6)). */
-AOQ_HD float aoq_nvfp4_tensor_scale(float amax) { return amax / 2688.0f; }
+AOQ_HD float aoq_nvfp4_tensor_scale(float amax) {
+  return amax / 2688.0f;
+}
 
 /* NVFP4 block scale byte (§7): e4m3_RNE(clamp((amax_b / 6) / pts, 2^-6, 448)). */
 AOQ_HD uint8_t aoq_nvfp4_block_scale(float amax_b, float pts) {
@@ -381,7 +389,9 @@ AOQ_HD void aoq_int8_asym_quant_row(const uint16_t *x, int64_t k, int8_t *q, flo
 
 /* FP6 rows (docs/layouts.md "Float formats"): element i at bits [6i, 6i+6) LSB first, each row
  * padded to a multiple of 4 bytes. */
-AOQ_HD size_t aoq_fp6_row_bytes(int64_t k) { return (size_t)(((k * 6 + 31) / 32) * 4); }
+AOQ_HD size_t aoq_fp6_row_bytes(int64_t k) {
+  return (size_t)(((k * 6 + 31) / 32) * 4);
+}
 AOQ_HD uint8_t aoq_fp6_get(const uint8_t *row, int64_t i) {
   int64_t bit = 6 * i;
   uint32_t v = row[bit >> 3];

@@ -41,7 +41,8 @@ aoq_status aoq_qcache_write(const char *path, const aoq_format *f, const char *f
     AOQ_TRY(aoq_format_plan(f, w->n, w->k, &plan));
     if (plan.qdata_bytes != w->qdata_bytes || plan.scale_bytes != w->scale_bytes ||
         plan.zero_bytes != w->zero_bytes || plan.aux_bytes != w->aux_bytes)
-      return aoq_err(AOQ_ESHAPE, "qcache: weight '%s' [%lld, %lld] buffer sizes differ from the %s plan",
+      return aoq_err(AOQ_ESHAPE,
+                     "qcache: weight '%s' [%lld, %lld] buffer sizes differ from the %s plan",
                      e[i].name, (long long)w->n, (long long)w->k, fname);
   }
   aoq_st_writer *wr;
@@ -95,7 +96,8 @@ void aoq_qcache_close(aoq_qcache *c) {
 
 aoq_status aoq_qcache_open(const char *path, const aoq_format *f, const char *fingerprint,
                            aoq_qcache **out) {
-  if (!path || !f || !fingerprint || !out) return aoq_err(AOQ_EINVAL, "aoq_qcache_open: NULL argument");
+  if (!path || !f || !fingerprint || !out)
+    return aoq_err(AOQ_EINVAL, "aoq_qcache_open: NULL argument");
   *out = NULL;
   struct stat sb;
   if (stat(path, &sb) != 0 && errno == ENOENT)
@@ -115,15 +117,17 @@ aoq_status aoq_qcache_open(const char *path, const aoq_format *f, const char *fi
   if (!v || !l || !fm || !fp)
     s = aoq_err(AOQ_EFORMAT, "qcache: %s is not an aoq cache (metadata missing)", path);
   else if (strcmp(v, AOQ_VERSION_STRING) || strcmp(l, AOQ_QCACHE_LAYOUT))
-    s = aoq_err(AOQ_EFORMAT, "qcache: %s was written by aoq %s (cache layout %s); this is %s (layout %s)",
-                path, v, l, AOQ_VERSION_STRING, AOQ_QCACHE_LAYOUT);
+    s = aoq_err(AOQ_EFORMAT,
+                "qcache: %s was written by aoq %s (cache layout %s); this is %s (layout %s)", path,
+                v, l, AOQ_VERSION_STRING, AOQ_QCACHE_LAYOUT);
   else if (strcmp(fm, fname))
     s = aoq_err(AOQ_EFORMAT, "qcache: %s holds format %s, wanted %s", path, fm, fname);
   else if (strcmp(fp, fingerprint))
     s = aoq_err(AOQ_ENOTFOUND, "qcache: %s was made from other source weights ('%s', wanted '%s')",
                 path, fp, fingerprint);
   size_t cnt = aoq_st_count(c->f);
-  if (!s && cnt && !(c->names = calloc(cnt, sizeof *c->names))) s = aoq_err(AOQ_ENOMEM, "qcache names");
+  if (!s && cnt && !(c->names = calloc(cnt, sizeof *c->names)))
+    s = aoq_err(AOQ_ENOMEM, "qcache names");
   for (size_t i = 0; i < cnt && !s; i++) {
     const aoq_st_tensor *t = aoq_st_at(c->f, i);
     size_t len = strlen(t->name);
@@ -145,7 +149,9 @@ aoq_status aoq_qcache_open(const char *path, const aoq_format *f, const char *fi
   return AOQ_OK;
 }
 
-size_t aoq_qcache_count(const aoq_qcache *c) { return c ? c->n : 0; }
+size_t aoq_qcache_count(const aoq_qcache *c) {
+  return c ? c->n : 0;
+}
 
 const char *aoq_qcache_name(const aoq_qcache *c, size_t i) {
   return c && i < c->n ? c->names[i] : NULL;

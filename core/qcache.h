@@ -22,7 +22,7 @@
 #define AOQ_QCACHE_LAYOUT "1"
 
 typedef struct aoq_qcache_entry {
-  const char *name;    /* weight name, e.g. "layers.3.mlp.down_proj" (no '.qdata' suffix) */
+  const char *name;     /* weight name, e.g. "layers.3.mlp.down_proj" (no '.qdata' suffix) */
   const aoq_qweight *w; /* host memory; borrowed for the duration of the call */
 } aoq_qcache_entry;
 

@@ -13,21 +13,25 @@
 #include "core/format_impl.h"
 #include "core/quant_fp_util.h"
 
-static float bf(const uint16_t *p, int64_t i) { return aoq_bf16_to_f32(p[i]); }
+static float bf(const uint16_t *p, int64_t i) {
+  return aoq_bf16_to_f32(p[i]);
+}
 
 bool aoq_fp_kind(aoq_format_kind kind) {
   switch (kind) {
-  case AOQ_FMT_FP8WO:
-  case AOQ_FMT_FP8DQ:
-  case AOQ_FMT_FP8DQ_ROW:
-  case AOQ_FMT_FP8DQ_BLOCK:
-  case AOQ_FMT_MXFP8:
-  case AOQ_FMT_MXFP4:
-  case AOQ_FMT_NVFP4:
-  case AOQ_FMT_NVFP4WO:
-  case AOQ_FMT_FP6_E3M2:
-  case AOQ_FMT_FP6_E2M3: return true;
-  default: return false;
+    case AOQ_FMT_FP8WO:
+    case AOQ_FMT_FP8DQ:
+    case AOQ_FMT_FP8DQ_ROW:
+    case AOQ_FMT_FP8DQ_BLOCK:
+    case AOQ_FMT_MXFP8:
+    case AOQ_FMT_MXFP4:
+    case AOQ_FMT_NVFP4:
+    case AOQ_FMT_NVFP4WO:
+    case AOQ_FMT_FP6_E3M2:
+    case AOQ_FMT_FP6_E2M3:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -40,25 +44,30 @@ aoq_status aoq_fp_sizes(aoq_format_kind kind, int64_t n, int64_t k, size_t *qdat
   size_t nn = (size_t)n, kk = (size_t)k; /* both <= 2^31: products fit in 64 bits */
   *aux = 0;
   switch (kind) {
-  case AOQ_FMT_FP8WO:
-  case AOQ_FMT_FP8DQ_ROW: *qdata = nn * kk, *scale = 4 * nn; break;
-  case AOQ_FMT_FP8DQ: *qdata = nn * kk, *scale = 4; break;
-  case AOQ_FMT_FP8DQ_BLOCK:
-    *qdata = nn * kk, *scale = 4 * ((nn + 127) / 128) * ((kk + 127) / 128);
-    break;
-  case AOQ_FMT_MXFP8:
-  case AOQ_FMT_MXFP4:
-    if (k % 32) return aoq_err(AOQ_ESHAPE, "mx formats need k %% 32 == 0, got k=%lld", (long long)k);
-    *qdata = kind == AOQ_FMT_MXFP8 ? nn * kk : nn * kk / 2, *scale = nn * kk / 32;
-    break;
-  case AOQ_FMT_NVFP4:
-  case AOQ_FMT_NVFP4WO:
-    if (k % 16) return aoq_err(AOQ_ESHAPE, "nvfp4 needs k %% 16 == 0, got k=%lld", (long long)k);
-    *qdata = nn * kk / 2, *scale = nn * kk / 16, *aux = 4;
-    break;
-  default: /* FP6: LSB-first 6-bit stream per row, rows padded to 4 bytes */
-    *qdata = nn * aoq_fp6_row_bytes(k), *scale = 2 * nn;
-    break;
+    case AOQ_FMT_FP8WO:
+    case AOQ_FMT_FP8DQ_ROW:
+      *qdata = nn * kk, *scale = 4 * nn;
+      break;
+    case AOQ_FMT_FP8DQ:
+      *qdata = nn * kk, *scale = 4;
+      break;
+    case AOQ_FMT_FP8DQ_BLOCK:
+      *qdata = nn * kk, *scale = 4 * ((nn + 127) / 128) * ((kk + 127) / 128);
+      break;
+    case AOQ_FMT_MXFP8:
+    case AOQ_FMT_MXFP4:
+      if (k % 32)
+        return aoq_err(AOQ_ESHAPE, "mx formats need k %% 32 == 0, got k=%lld", (long long)k);
+      *qdata = kind == AOQ_FMT_MXFP8 ? nn * kk : nn * kk / 2, *scale = nn * kk / 32;
+      break;
+    case AOQ_FMT_NVFP4:
+    case AOQ_FMT_NVFP4WO:
+      if (k % 16) return aoq_err(AOQ_ESHAPE, "nvfp4 needs k %% 16 == 0, got k=%lld", (long long)k);
+      *qdata = nn * kk / 2, *scale = nn * kk / 16, *aux = 4;
+      break;
+    default: /* FP6: LSB-first 6-bit stream per row, rows padded to 4 bytes */
+      *qdata = nn * aoq_fp6_row_bytes(k), *scale = 2 * nn;
+      break;
   }
   return AOQ_OK;
 }
@@ -69,11 +78,12 @@ static aoq_status check_buffers(const aoq_qweight *w) {
   AOQ_TRY(aoq_fp_sizes(w->kind, w->n, w->k, &q, &s, &a));
   if (!w->qdata || w->qdata_bytes < q || !w->scale || w->scale_bytes < s ||
       (a && (!w->aux || w->aux_bytes < a)))
-    return aoq_err(AOQ_ESHAPE,
-                   "float qweight [%lld, %lld] kind %d: buffers too small or missing (qdata %zu/%zu, "
-                   "scale %zu/%zu, aux %zu/%zu)",
-                   (long long)w->n, (long long)w->k, (int)w->kind, w->qdata_bytes, q,
-                   w->scale_bytes, s, w->aux_bytes, a);
+    return aoq_err(
+        AOQ_ESHAPE,
+        "float qweight [%lld, %lld] kind %d: buffers too small or missing (qdata %zu/%zu, "
+        "scale %zu/%zu, aux %zu/%zu)",
+        (long long)w->n, (long long)w->k, (int)w->kind, w->qdata_bytes, q, w->scale_bytes, s,
+        w->aux_bytes, a);
   return AOQ_OK;
 }
 
@@ -90,7 +100,6 @@ static void fp8_block(const uint16_t *w, int64_t k, int64_t r0, int64_t r1, int6
   for (int64_t r = r0; r < r1; r++)
     for (int64_t c = c0; c < c1; c++) q[r * k + c] = aoq_f32_to_e4m3(bf(w, r * k + c) / s);
 }
-
 
 /* §8: per-row scale = max(amax, 1e-12) / max_normal in fp32 (elements use it), stored bf16.
  * Element i occupies bits [6i, 6i+6) of the row, LSB first. */
@@ -114,40 +123,44 @@ aoq_status aoq_quantize_ref_fp(const uint16_t *w_bf16, aoq_qweight *w) {
   const int64_t n = w->n, k = w->k;
   uint8_t *q = w->qdata;
   switch (w->kind) {
-  case AOQ_FMT_FP8WO:
-  case AOQ_FMT_FP8DQ_ROW:
-    for (int64_t r = 0; r < n; r++) fp8_block(w_bf16, k, r, r + 1, 0, k, q, (float *)w->scale + r);
-    break;
-  case AOQ_FMT_FP8DQ: fp8_block(w_bf16, k, 0, n, 0, k, q, (float *)w->scale); break;
-  case AOQ_FMT_FP8DQ_BLOCK: {
-    int64_t kb = (k + 127) / 128;
-    for (int64_t rb = 0; rb < (n + 127) / 128; rb++)
-      for (int64_t cb = 0; cb < kb; cb++)
-        fp8_block(w_bf16, k, rb * 128, rb * 128 + 128 < n ? rb * 128 + 128 : n, cb * 128,
-                  cb * 128 + 128 < k ? cb * 128 + 128 : k, q, (float *)w->scale + rb * kb + cb);
-    break;
-  }
-  case AOQ_FMT_MXFP8:
-  case AOQ_FMT_MXFP4: {
-    bool fp4 = w->kind == AOQ_FMT_MXFP4;
-    int64_t qrow = fp4 ? k / 2 : k;
-    for (int64_t r = 0; r < n; r++)
-      aoq_mx_quant_row(w_bf16 + r * k, k, fp4, q + r * qrow, (uint8_t *)w->scale + r * (k / 32));
-    break;
-  }
-  case AOQ_FMT_NVFP4:
-  case AOQ_FMT_NVFP4WO: {
-    float pts = aoq_nvfp4_tensor_scale(aoq_amax_bf16(w_bf16, n * k));
-    memcpy(w->aux, &pts, 4);
-    for (int64_t r = 0; r < n; r++)
-      aoq_nvfp4_quant_row(w_bf16 + r * k, k, pts, q + r * (k / 2), (uint8_t *)w->scale + r * (k / 16));
-    break;
-  }
-  default:
-    for (int64_t r = 0; r < n; r++)
-      fp6_row(w_bf16 + r * k, k, w->kind == AOQ_FMT_FP6_E3M2, q + r * aoq_fp6_row_bytes(k),
-              (uint16_t *)w->scale + r);
-    break;
+    case AOQ_FMT_FP8WO:
+    case AOQ_FMT_FP8DQ_ROW:
+      for (int64_t r = 0; r < n; r++)
+        fp8_block(w_bf16, k, r, r + 1, 0, k, q, (float *)w->scale + r);
+      break;
+    case AOQ_FMT_FP8DQ:
+      fp8_block(w_bf16, k, 0, n, 0, k, q, (float *)w->scale);
+      break;
+    case AOQ_FMT_FP8DQ_BLOCK: {
+      int64_t kb = (k + 127) / 128;
+      for (int64_t rb = 0; rb < (n + 127) / 128; rb++)
+        for (int64_t cb = 0; cb < kb; cb++)
+          fp8_block(w_bf16, k, rb * 128, rb * 128 + 128 < n ? rb * 128 + 128 : n, cb * 128,
+                    cb * 128 + 128 < k ? cb * 128 + 128 : k, q, (float *)w->scale + rb * kb + cb);
+      break;
+    }
+    case AOQ_FMT_MXFP8:
+    case AOQ_FMT_MXFP4: {
+      bool fp4 = w->kind == AOQ_FMT_MXFP4;
+      int64_t qrow = fp4 ? k / 2 : k;
+      for (int64_t r = 0; r < n; r++)
+        aoq_mx_quant_row(w_bf16 + r * k, k, fp4, q + r * qrow, (uint8_t *)w->scale + r * (k / 32));
+      break;
+    }
+    case AOQ_FMT_NVFP4:
+    case AOQ_FMT_NVFP4WO: {
+      float pts = aoq_nvfp4_tensor_scale(aoq_amax_bf16(w_bf16, n * k));
+      memcpy(w->aux, &pts, 4);
+      for (int64_t r = 0; r < n; r++)
+        aoq_nvfp4_quant_row(w_bf16 + r * k, k, pts, q + r * (k / 2),
+                            (uint8_t *)w->scale + r * (k / 16));
+      break;
+    }
+    default:
+      for (int64_t r = 0; r < n; r++)
+        fp6_row(w_bf16 + r * k, k, w->kind == AOQ_FMT_FP6_E3M2, q + r * aoq_fp6_row_bytes(k),
+                (uint16_t *)w->scale + r);
+      break;
   }
   w->bits = aoq_fp_elem_bits(w->kind);
   return AOQ_OK;
@@ -155,12 +168,15 @@ aoq_status aoq_quantize_ref_fp(const uint16_t *w_bf16, aoq_qweight *w) {
 
 int aoq_fp_elem_bits(aoq_format_kind kind) {
   switch (kind) {
-  case AOQ_FMT_MXFP4:
-  case AOQ_FMT_NVFP4:
-  case AOQ_FMT_NVFP4WO: return 4;
-  case AOQ_FMT_FP6_E3M2:
-  case AOQ_FMT_FP6_E2M3: return 6;
-  default: return 8;
+    case AOQ_FMT_MXFP4:
+    case AOQ_FMT_NVFP4:
+    case AOQ_FMT_NVFP4WO:
+      return 4;
+    case AOQ_FMT_FP6_E3M2:
+    case AOQ_FMT_FP6_E2M3:
+      return 6;
+    default:
+      return 8;
   }
 }
 
@@ -168,56 +184,59 @@ aoq_status aoq_fp_dequant_row(const aoq_qweight *w, int64_t r, float *out) {
   const int64_t k = w->k;
   const uint8_t *q = w->qdata;
   switch (w->kind) {
-  case AOQ_FMT_FP8WO:
-  case AOQ_FMT_FP8DQ_ROW:
-  case AOQ_FMT_FP8DQ:
-  case AOQ_FMT_FP8DQ_BLOCK: {
-    const float *sc = w->scale;
-    const uint8_t *qr = q + r * k;
-    if (w->kind == AOQ_FMT_FP8DQ_BLOCK) {
-      const float *srow = sc + (r / 128) * ((k + 127) / 128);
-      for (int64_t c = 0; c < k; c++) out[c] = aoq_e4m3_to_f32(qr[c]) * srow[c / 128];
-    } else {
-      float s = sc[w->kind == AOQ_FMT_FP8DQ ? 0 : r];
-      for (int64_t c = 0; c < k; c++) out[c] = aoq_e4m3_to_f32(qr[c]) * s;
-    }
-    break;
-  }
-  case AOQ_FMT_MXFP8:
-  case AOQ_FMT_MXFP4: {
-    const uint8_t *sr = (const uint8_t *)w->scale + r * (k / 32);
-    if (w->kind == AOQ_FMT_MXFP8) {
+    case AOQ_FMT_FP8WO:
+    case AOQ_FMT_FP8DQ_ROW:
+    case AOQ_FMT_FP8DQ:
+    case AOQ_FMT_FP8DQ_BLOCK: {
+      const float *sc = w->scale;
       const uint8_t *qr = q + r * k;
-      for (int64_t c = 0; c < k; c++) out[c] = aoq_e4m3_to_f32(qr[c]) * aoq_e8m0_to_f32(sr[c / 32]);
-    } else {
-      const uint8_t *qr = q + r * (k / 2);
+      if (w->kind == AOQ_FMT_FP8DQ_BLOCK) {
+        const float *srow = sc + (r / 128) * ((k + 127) / 128);
+        for (int64_t c = 0; c < k; c++) out[c] = aoq_e4m3_to_f32(qr[c]) * srow[c / 128];
+      } else {
+        float s = sc[w->kind == AOQ_FMT_FP8DQ ? 0 : r];
+        for (int64_t c = 0; c < k; c++) out[c] = aoq_e4m3_to_f32(qr[c]) * s;
+      }
+      break;
+    }
+    case AOQ_FMT_MXFP8:
+    case AOQ_FMT_MXFP4: {
+      const uint8_t *sr = (const uint8_t *)w->scale + r * (k / 32);
+      if (w->kind == AOQ_FMT_MXFP8) {
+        const uint8_t *qr = q + r * k;
+        for (int64_t c = 0; c < k; c++)
+          out[c] = aoq_e4m3_to_f32(qr[c]) * aoq_e8m0_to_f32(sr[c / 32]);
+      } else {
+        const uint8_t *qr = q + r * (k / 2);
+        for (int64_t c = 0; c < k; c++)
+          out[c] =
+              aoq_e2m1_to_f32((uint8_t)(qr[c / 2] >> (4 * (c & 1)))) * aoq_e8m0_to_f32(sr[c / 32]);
+      }
+      break;
+    }
+    case AOQ_FMT_NVFP4:
+    case AOQ_FMT_NVFP4WO: {
+      float pts;
+      memcpy(&pts, w->aux, 4);
+      const uint8_t *sr = (const uint8_t *)w->scale + r * (k / 16), *qr = q + r * (k / 2);
       for (int64_t c = 0; c < k; c++)
-        out[c] = aoq_e2m1_to_f32((uint8_t)(qr[c / 2] >> (4 * (c & 1)))) * aoq_e8m0_to_f32(sr[c / 32]);
+        out[c] = aoq_e2m1_to_f32((uint8_t)(qr[c / 2] >> (4 * (c & 1)))) *
+                 aoq_e4m3_to_f32(sr[c / 16]) * pts;
+      break;
     }
-    break;
-  }
-  case AOQ_FMT_NVFP4:
-  case AOQ_FMT_NVFP4WO: {
-    float pts;
-    memcpy(&pts, w->aux, 4);
-    const uint8_t *sr = (const uint8_t *)w->scale + r * (k / 16), *qr = q + r * (k / 2);
-    for (int64_t c = 0; c < k; c++)
-      out[c] = aoq_e2m1_to_f32((uint8_t)(qr[c / 2] >> (4 * (c & 1)))) * aoq_e4m3_to_f32(sr[c / 16]) *
-               pts;
-    break;
-  }
-  case AOQ_FMT_FP6_E3M2:
-  case AOQ_FMT_FP6_E2M3: {
-    bool e3m2 = w->kind == AOQ_FMT_FP6_E3M2;
-    float s = aoq_bf16_to_f32(((const uint16_t *)w->scale)[r]);
-    const uint8_t *qr = q + r * (int64_t)aoq_fp6_row_bytes(k);
-    for (int64_t c = 0; c < k; c++) {
-      uint8_t code = aoq_fp6_get(qr, c);
-      out[c] = (e3m2 ? aoq_e3m2_to_f32(code) : aoq_e2m3_to_f32(code)) * s;
+    case AOQ_FMT_FP6_E3M2:
+    case AOQ_FMT_FP6_E2M3: {
+      bool e3m2 = w->kind == AOQ_FMT_FP6_E3M2;
+      float s = aoq_bf16_to_f32(((const uint16_t *)w->scale)[r]);
+      const uint8_t *qr = q + r * (int64_t)aoq_fp6_row_bytes(k);
+      for (int64_t c = 0; c < k; c++) {
+        uint8_t code = aoq_fp6_get(qr, c);
+        out[c] = (e3m2 ? aoq_e3m2_to_f32(code) : aoq_e2m3_to_f32(code)) * s;
+      }
+      break;
     }
-    break;
-  }
-  default: return aoq_err(AOQ_EINVAL, "format kind %d is not a float format", (int)w->kind);
+    default:
+      return aoq_err(AOQ_EINVAL, "format kind %d is not a float format", (int)w->kind);
   }
   return AOQ_OK;
 }
@@ -270,11 +289,14 @@ aoq_status aoq_torchao_tensor_fp(const aoq_qweight *w, const char *attr, void **
   if (!strcmp(attr, "qdata")) return copy_out(w->qdata, qb, bytes, n);
   if (!strcmp(attr, "scale")) {
     switch (w->kind) {
-    case AOQ_FMT_MXFP8:
-    case AOQ_FMT_MXFP4: return aoq_swizzle_scales(w->scale, w->n, w->k / 32, bytes, n);
-    case AOQ_FMT_NVFP4:
-    case AOQ_FMT_NVFP4WO: return aoq_swizzle_scales(w->scale, w->n, w->k / 16, bytes, n);
-    default: return copy_out(w->scale, sb, bytes, n); /* fp8: f32 [n,1], [1,1] or blocks */
+      case AOQ_FMT_MXFP8:
+      case AOQ_FMT_MXFP4:
+        return aoq_swizzle_scales(w->scale, w->n, w->k / 32, bytes, n);
+      case AOQ_FMT_NVFP4:
+      case AOQ_FMT_NVFP4WO:
+        return aoq_swizzle_scales(w->scale, w->n, w->k / 16, bytes, n);
+      default:
+        return copy_out(w->scale, sb, bytes, n); /* fp8: f32 [n,1], [1,1] or blocks */
     }
   }
   if (!strcmp(attr, "per_tensor_scale") && ab) return copy_out(w->aux, ab, bytes, n);

@@ -32,12 +32,15 @@ uint64_t aoq_cpu_quant_formats(void) {
   return ((1ull << AOQ_FMT_COUNT) - 1ull) & ~(1ull << AOQ_FMT_BF16);
 }
 
-static size_t al(size_t b) { return (b + 63) & ~(size_t)63; }
+static size_t al(size_t b) {
+  return (b + 63) & ~(size_t)63;
+}
 
 /* Workspace: xf f32[m,k] | xs f32[m, kb+1] | xq u8[m,k] | xsc u8[m, k/16 + 1]. */
 static size_t ws_parts(int64_t m, int64_t k, size_t *o_xs, size_t *o_xq, size_t *o_xsc) {
   size_t M = (size_t)m, K = (size_t)k, kb = (K + 127) / 128;
-  size_t xf = al(M * K * 4), xs = al(M * (kb + 1) * 4 + 4), xq = al(M * K), xsc = al(M * (K / 16 + 1));
+  size_t xf = al(M * K * 4), xs = al(M * (kb + 1) * 4 + 4), xq = al(M * K),
+         xsc = al(M * (K / 16 + 1));
   *o_xs = xf, *o_xq = xf + xs, *o_xsc = xf + xs + xq;
   return xf + xs + xq + xsc;
 }
@@ -58,10 +61,9 @@ typedef struct qjob {
   const int8_t *xq; /* [m,k] int8dq only */
   const float *xs;  /* activation scales */
   int64_t m, kb;
-  float pts;        /* nvfp4: bf16(pts_x * pts_w) */
+  float pts; /* nvfp4: bf16(pts_x * pts_w) */
   uint16_t *y;
 } qjob;
-
 
 /* Adds the eight-lane partial sums of a·b over n elements to *acc (the tail of a row goes into
  * lane 0); the caller keeps them across chunks and reduces once per output. Pointer, not return
@@ -139,13 +141,27 @@ AOQ_SIMD_CLONES static void rows_task(void *arg, int64_t begin, int64_t end) {
         int64_t mi = m0 + i;
         float v, a = hsum(&acc[i]);
         switch (kind) {
-        case AOQ_FMT_INT8WO: v = aoq_round_bf16(a) * aoq_round_bf16(wsc[r]); break;
-        case AOQ_FMT_INT8DQ: v = aoq_round_bf16((float)iacc[i] * j->xs[mi]) * wsc[r]; break;
-        case AOQ_FMT_FP8DQ: v = a * j->xs[0] * wsc[0]; break;
-        case AOQ_FMT_FP8DQ_ROW: v = a * j->xs[mi] * wsc[r]; break;
-        case AOQ_FMT_NVFP4: v = aoq_round_bf16(a) * j->pts; break;
-        case AOQ_FMT_FP8_INT4: v = a * j->xs[mi]; break;
-        default: v = a; break;
+          case AOQ_FMT_INT8WO:
+            v = aoq_round_bf16(a) * aoq_round_bf16(wsc[r]);
+            break;
+          case AOQ_FMT_INT8DQ:
+            v = aoq_round_bf16((float)iacc[i] * j->xs[mi]) * wsc[r];
+            break;
+          case AOQ_FMT_FP8DQ:
+            v = a * j->xs[0] * wsc[0];
+            break;
+          case AOQ_FMT_FP8DQ_ROW:
+            v = a * j->xs[mi] * wsc[r];
+            break;
+          case AOQ_FMT_NVFP4:
+            v = aoq_round_bf16(a) * j->pts;
+            break;
+          case AOQ_FMT_FP8_INT4:
+            v = a * j->xs[mi];
+            break;
+          default:
+            v = a;
+            break;
         }
         j->y[mi * N + r] = aoq_f32_to_bf16(v);
       }
@@ -158,75 +174,77 @@ static void prepare_x(qjob *j, const uint16_t *x, uint8_t *xq, uint8_t *xsc, flo
   const aoq_qweight *w = j->w;
   const int64_t m = j->m, k = w->k;
   switch (w->kind) {
-  case AOQ_FMT_INT8DQ:
-    for (int64_t r = 0; r < m; r++) xs[r] = aoq_int8_quant_row(x + r * k, k, (int8_t *)xq + r * k);
-    break;
-  case AOQ_FMT_INT8_INTX:
-  case AOQ_FMT_INT8_INT4: /* fake quantization (§5): x -> int8 asym per token -> bf16 */
-    for (int64_t r = 0; r < m; r++) {
-      float s;
-      int32_t zp;
-      const int8_t *q = (const int8_t *)xq + r * k;
-      aoq_int8_asym_quant_row(x + r * k, k, (int8_t *)xq + r * k, &s, &zp);
-      for (int64_t i = 0; i < k; i++)
-        xf[r * k + i] = aoq_round_bf16(aoq_round_bf16((float)(q[i] - zp)) * s);
-    }
-    break;
-  case AOQ_FMT_FP8DQ:
-  case AOQ_FMT_FP8DQ_ROW:
-  case AOQ_FMT_FP8DQ_BLOCK:
-  case AOQ_FMT_FP8_INT4:
-    if (w->kind == AOQ_FMT_FP8DQ) xs[0] = aoq_fp8_scale(aoq_amax_bf16(x, m * k), AOQ_E4M3_MAX);
-    for (int64_t r = 0; r < m; r++) {
-      const uint16_t *xr = x + r * k;
-      uint8_t *q = xq + r * k;
-      if (w->kind == AOQ_FMT_FP8DQ) {
-        aoq_fp8_quant_row(xr, k, xs[0], q);
-      } else if (w->kind == AOQ_FMT_FP8DQ_ROW) {
-        xs[r] = aoq_fp8_scale(aoq_amax_bf16(xr, k), AOQ_E4M3_MAX);
-        aoq_fp8_quant_row(xr, k, xs[r], q);
-      } else if (w->kind == AOQ_FMT_FP8_INT4) {
-        xs[r] = aoq_fp8_quant_row_mslk(xr, k, q);
-      } else {
-        for (int64_t c = 0; c < k; c += 128) {
-          int64_t len = k - c < 128 ? k - c : 128;
-          float s = aoq_fp8_scale(aoq_amax_bf16(xr + c, len), AOQ_E4M3_MAX);
-          xs[r * j->kb + c / 128] = s;
-          aoq_fp8_quant_row(xr + c, len, s, q + c);
+    case AOQ_FMT_INT8DQ:
+      for (int64_t r = 0; r < m; r++)
+        xs[r] = aoq_int8_quant_row(x + r * k, k, (int8_t *)xq + r * k);
+      break;
+    case AOQ_FMT_INT8_INTX:
+    case AOQ_FMT_INT8_INT4: /* fake quantization (§5): x -> int8 asym per token -> bf16 */
+      for (int64_t r = 0; r < m; r++) {
+        float s;
+        int32_t zp;
+        const int8_t *q = (const int8_t *)xq + r * k;
+        aoq_int8_asym_quant_row(x + r * k, k, (int8_t *)xq + r * k, &s, &zp);
+        for (int64_t i = 0; i < k; i++)
+          xf[r * k + i] = aoq_round_bf16(aoq_round_bf16((float)(q[i] - zp)) * s);
+      }
+      break;
+    case AOQ_FMT_FP8DQ:
+    case AOQ_FMT_FP8DQ_ROW:
+    case AOQ_FMT_FP8DQ_BLOCK:
+    case AOQ_FMT_FP8_INT4:
+      if (w->kind == AOQ_FMT_FP8DQ) xs[0] = aoq_fp8_scale(aoq_amax_bf16(x, m * k), AOQ_E4M3_MAX);
+      for (int64_t r = 0; r < m; r++) {
+        const uint16_t *xr = x + r * k;
+        uint8_t *q = xq + r * k;
+        if (w->kind == AOQ_FMT_FP8DQ) {
+          aoq_fp8_quant_row(xr, k, xs[0], q);
+        } else if (w->kind == AOQ_FMT_FP8DQ_ROW) {
+          xs[r] = aoq_fp8_scale(aoq_amax_bf16(xr, k), AOQ_E4M3_MAX);
+          aoq_fp8_quant_row(xr, k, xs[r], q);
+        } else if (w->kind == AOQ_FMT_FP8_INT4) {
+          xs[r] = aoq_fp8_quant_row_mslk(xr, k, q);
+        } else {
+          for (int64_t c = 0; c < k; c += 128) {
+            int64_t len = k - c < 128 ? k - c : 128;
+            float s = aoq_fp8_scale(aoq_amax_bf16(xr + c, len), AOQ_E4M3_MAX);
+            xs[r * j->kb + c / 128] = s;
+            aoq_fp8_quant_row(xr + c, len, s, q + c);
+          }
+        }
+        for (int64_t i = 0; i < k; i++) xf[r * k + i] = aoq_e4m3_to_f32(q[i]);
+      }
+      break;
+    case AOQ_FMT_MXFP8:
+    case AOQ_FMT_MXFP4: {
+      int fp4 = w->kind == AOQ_FMT_MXFP4;
+      for (int64_t r = 0; r < m; r++) {
+        uint8_t *q = xq + r * k, *s = xsc + r * (k / 32);
+        aoq_mx_quant_row(x + r * k, k, fp4, q, s);
+        for (int64_t i = 0; i < k; i++) {
+          float e =
+              fp4 ? aoq_e2m1_to_f32((uint8_t)(q[i / 2] >> (4 * (i & 1)))) : aoq_e4m3_to_f32(q[i]);
+          xf[r * k + i] = e * aoq_e8m0_to_f32(s[i / 32]);
         }
       }
-      for (int64_t i = 0; i < k; i++) xf[r * k + i] = aoq_e4m3_to_f32(q[i]);
+      break;
     }
-    break;
-  case AOQ_FMT_MXFP8:
-  case AOQ_FMT_MXFP4: {
-    int fp4 = w->kind == AOQ_FMT_MXFP4;
-    for (int64_t r = 0; r < m; r++) {
-      uint8_t *q = xq + r * k, *s = xsc + r * (k / 32);
-      aoq_mx_quant_row(x + r * k, k, fp4, q, s);
-      for (int64_t i = 0; i < k; i++) {
-        float e = fp4 ? aoq_e2m1_to_f32((uint8_t)(q[i / 2] >> (4 * (i & 1)))) : aoq_e4m3_to_f32(q[i]);
-        xf[r * k + i] = e * aoq_e8m0_to_f32(s[i / 32]);
+    case AOQ_FMT_NVFP4: {
+      float pts_x = aoq_nvfp4_tensor_scale(aoq_amax_bf16(x, m * k)), pts_w;
+      memcpy(&pts_w, w->aux, 4);
+      j->pts = aoq_round_bf16(pts_x * pts_w);
+      for (int64_t r = 0; r < m; r++) {
+        uint8_t *q = xq + r * (k / 2), *s = xsc + r * (k / 16);
+        aoq_nvfp4_quant_row(x + r * k, k, pts_x, q, s);
+        for (int64_t i = 0; i < k; i++)
+          xf[r * k + i] =
+              aoq_e2m1_to_f32((uint8_t)(q[i / 2] >> (4 * (i & 1)))) * aoq_e4m3_to_f32(s[i / 16]);
       }
+      break;
     }
-    break;
-  }
-  case AOQ_FMT_NVFP4: {
-    float pts_x = aoq_nvfp4_tensor_scale(aoq_amax_bf16(x, m * k)), pts_w;
-    memcpy(&pts_w, w->aux, 4);
-    j->pts = aoq_round_bf16(pts_x * pts_w);
-    for (int64_t r = 0; r < m; r++) {
-      uint8_t *q = xq + r * (k / 2), *s = xsc + r * (k / 16);
-      aoq_nvfp4_quant_row(x + r * k, k, pts_x, q, s);
-      for (int64_t i = 0; i < k; i++)
-        xf[r * k + i] =
-            aoq_e2m1_to_f32((uint8_t)(q[i / 2] >> (4 * (i & 1)))) * aoq_e4m3_to_f32(s[i / 16]);
-    }
-    break;
-  }
-  default: /* weight-only formats: x as is */
-    for (int64_t i = 0; i < m * k; i++) xf[i] = aoq_bf16_to_f32(x[i]);
-    break;
+    default: /* weight-only formats: x as is */
+      for (int64_t i = 0; i < m * k; i++) xf[i] = aoq_bf16_to_f32(x[i]);
+      break;
   }
 }
 
@@ -237,12 +255,19 @@ aoq_status aoq_cpu_linear_quant(aoq_cpu_ctx *c, const aoq_qweight *w, const uint
     return aoq_err(AOQ_ESHAPE, "cpu quantized linear: m=%lld, weight [%lld, %lld]", (long long)m,
                    (long long)w->n, (long long)w->k);
   AOQ_TRY(aoq_cpu_quant_check(w));
-  if (!ws) return aoq_err(AOQ_EINVAL, "cpu quantized linear: kind %d needs a workspace", (int)w->kind);
+  if (!ws)
+    return aoq_err(AOQ_EINVAL, "cpu quantized linear: kind %d needs a workspace", (int)w->kind);
   char *base = (char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
   size_t o_xs, o_xq, o_xsc;
   ws_parts(m, w->k, &o_xs, &o_xq, &o_xsc);
-  qjob j = {w, (float *)base, (int8_t *)(base + o_xq), (float *)(base + o_xs), m,
-            (w->k + 127) / 128, 1.0f, y};
+  qjob j = {w,
+            (float *)base,
+            (int8_t *)(base + o_xq),
+            (float *)(base + o_xs),
+            m,
+            (w->k + 127) / 128,
+            1.0f,
+            y};
   prepare_x(&j, x, (uint8_t *)(base + o_xq), (uint8_t *)(base + o_xsc), (float *)base,
             (float *)(base + o_xs));
   int64_t grain = 16384 / (w->k * m) + 1;

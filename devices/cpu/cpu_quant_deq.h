@@ -37,12 +37,13 @@ static inline float aoq_cpu_rbf16(float f) {
  * which vectorizes; a look-up per byte does not). */
 static inline void aoq_cpu_quant_lut(const aoq_qweight *w, float *lut) {
   switch (w->kind) {
-  case AOQ_FMT_MXFP4:
-  case AOQ_FMT_NVFP4:
-  case AOQ_FMT_NVFP4WO:
-    for (int b = 0; b < 16; b++) lut[b] = aoq_e2m1_to_f32((uint8_t)b);
-    break;
-  default: break;
+    case AOQ_FMT_MXFP4:
+    case AOQ_FMT_NVFP4:
+    case AOQ_FMT_NVFP4WO:
+      for (int b = 0; b < 16; b++) lut[b] = aoq_e2m1_to_f32((uint8_t)b);
+      break;
+    default:
+      break;
   }
 }
 
@@ -76,8 +77,9 @@ static inline __attribute__((always_inline)) void aoq_cpu_nib16(const uint8_t *p
 }
 
 /* n 2-bit codes (n % 16 == 0; element 4i in bits 0-1 of p[i]) through a 4-entry table. */
-static inline __attribute__((always_inline)) void aoq_cpu_crumb16(const uint8_t *p, const float *tab,
-                                                                  float *out, int64_t n) {
+static inline __attribute__((always_inline)) void aoq_cpu_crumb16(const uint8_t *p,
+                                                                  const float *tab, float *out,
+                                                                  int64_t n) {
 #if defined(__clang__)
   for (int64_t i = 0; i < n; i++) out[i] = tab[(p[i / 4] >> (2 * (i & 3))) & 3u];
 #else
@@ -110,11 +112,11 @@ static inline __attribute__((always_inline)) void aoq_cpu_crumb16(const uint8_t 
         c_ = e_;                                                                                 \
         continue;                                                                                \
       }                                                                                          \
-      for (uint32_t q_ = 0; q_ < (1u << (bits)); q_++) tab_[q_] = MK(q_, gi_);                  \
+      for (uint32_t q_ = 0; q_ < (1u << (bits)); q_++) tab_[q_] = MK(q_, gi_);                   \
       if ((bits) == 4 && !(c_ & 15) && !((e_ - c_) & 15)) {                                      \
-        aoq_cpu_nib16((row) + c_ / 2, tab_, o_, e_ - c_);                                         \
+        aoq_cpu_nib16((row) + c_ / 2, tab_, o_, e_ - c_);                                        \
       } else if ((bits) == 2 && !(c_ & 15) && !((e_ - c_) & 15)) {                               \
-        aoq_cpu_crumb16((row) + c_ / 4, tab_, o_, e_ - c_);                                       \
+        aoq_cpu_crumb16((row) + c_ / 4, tab_, o_, e_ - c_);                                      \
       } else if ((bits) == 4 && !(c_ & 1) && !((e_ - c_) & 1)) {                                 \
         const uint8_t *p_ = (row) + c_ / 2;                                                      \
         for (int64_t j_ = 0; j_ < (e_ - c_) / 2; j_++) {                                         \
@@ -133,130 +135,133 @@ static inline __attribute__((always_inline)) void aoq_cpu_crumb16(const uint8_t 
   } while (0)
 
 /* lut: the row's element table from aoq_cpu_quant_lut (fp8 and fp4 kinds). */
-static inline __attribute__((always_inline)) void
-aoq_cpu_quant_deq(const aoq_qweight *w, int64_t r, int64_t c0, int64_t len, const float *lut,
-                  float *out) {
+static inline __attribute__((always_inline)) void aoq_cpu_quant_deq(const aoq_qweight *w, int64_t r,
+                                                                    int64_t c0, int64_t len,
+                                                                    const float *lut, float *out) {
   const int64_t k = w->k, g = w->group > 0 ? w->group : k;
   const uint8_t *qd = w->qdata;
   switch (w->kind) {
-  case AOQ_FMT_INT8WO: /* raw int8: torchao scales after the matmul (§2) */
-  case AOQ_FMT_INT8DQ: {
-    const int8_t *q = (const int8_t *)qd + r * k + c0;
-    for (int64_t i = 0; i < len; i++) out[i] = (float)q[i];
-    break;
-  }
-  case AOQ_FMT_FP8WO: { /* weight-only = matmul with the bf16 dequantized weight (§3) */
-    const uint8_t *q = qd + r * k + c0;
-    const float s = ((const float *)w->scale)[r];
-    for (int64_t i = 0; i < len; i++) out[i] = aoq_cpu_rbf16(aoq_e4m3_to_f32(q[i]) * s);
-    break;
-  }
-  case AOQ_FMT_FP8DQ:
-  case AOQ_FMT_FP8DQ_ROW:
-  case AOQ_FMT_FP8DQ_BLOCK: { /* raw e4m3: scaled_mm applies the scales to the fp32 sums */
-    const uint8_t *q = qd + r * k + c0;
-    for (int64_t i = 0; i < len; i++) out[i] = aoq_e4m3_to_f32(q[i]);
-    break;
-  }
-  case AOQ_FMT_MXFP8: { /* elem * 2^e is exact: the scales fold into the operands */
-    const uint8_t *q = qd + r * k + c0, *s = (const uint8_t *)w->scale + r * (k / 32) + c0 / 32;
-    for (int64_t b = 0; b < len / 32; b++) {
-      const float sc = aoq_e8m0_to_f32(s[b]);
-      for (int i = 0; i < 32; i++) out[b * 32 + i] = aoq_e4m3_to_f32(q[b * 32 + i]) * sc;
+    case AOQ_FMT_INT8WO: /* raw int8: torchao scales after the matmul (§2) */
+    case AOQ_FMT_INT8DQ: {
+      const int8_t *q = (const int8_t *)qd + r * k + c0;
+      for (int64_t i = 0; i < len; i++) out[i] = (float)q[i];
+      break;
     }
-    break;
-  }
-  case AOQ_FMT_MXFP4:
-  case AOQ_FMT_NVFP4:
-  case AOQ_FMT_NVFP4WO: {
-    const int bs = w->kind == AOQ_FMT_MXFP4 ? 32 : 16;
-    const uint8_t *q = qd + r * (k / 2) + c0 / 2, *s = (const uint8_t *)w->scale + r * (k / bs) + c0 / bs;
-    float pts = 1.0f;
-    if (w->kind == AOQ_FMT_NVFP4WO) memcpy(&pts, w->aux, 4);
-    for (int64_t b = 0; b < len / bs; b++) {
-      const float sc = w->kind == AOQ_FMT_MXFP4 ? aoq_e8m0_to_f32(s[b]) : aoq_e4m3_to_f32(s[b]);
-      float tab[16] __attribute__((aligned(64)));
-      aoq_cpu_v16f t;
-      memcpy(&t, lut, 64);
-      t = t * sc; /* mx: exact; nvfp4: fp4 * s_b exact, pts after the GEMM */
-      if (w->kind == AOQ_FMT_NVFP4WO) { /* weight-only: the bf16 dequant fp4 * s_b * pts (§7) */
-        aoq_cpu_v16u u;
-        t = t * pts;
-        memcpy(&u, &t, 64);
-        u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u; /* aoq_cpu_rbf16 per lane */
-        memcpy(&t, &u, 64);
+    case AOQ_FMT_FP8WO: { /* weight-only = matmul with the bf16 dequantized weight (§3) */
+      const uint8_t *q = qd + r * k + c0;
+      const float s = ((const float *)w->scale)[r];
+      for (int64_t i = 0; i < len; i++) out[i] = aoq_cpu_rbf16(aoq_e4m3_to_f32(q[i]) * s);
+      break;
+    }
+    case AOQ_FMT_FP8DQ:
+    case AOQ_FMT_FP8DQ_ROW:
+    case AOQ_FMT_FP8DQ_BLOCK: { /* raw e4m3: scaled_mm applies the scales to the fp32 sums */
+      const uint8_t *q = qd + r * k + c0;
+      for (int64_t i = 0; i < len; i++) out[i] = aoq_e4m3_to_f32(q[i]);
+      break;
+    }
+    case AOQ_FMT_MXFP8: { /* elem * 2^e is exact: the scales fold into the operands */
+      const uint8_t *q = qd + r * k + c0, *s = (const uint8_t *)w->scale + r * (k / 32) + c0 / 32;
+      for (int64_t b = 0; b < len / 32; b++) {
+        const float sc = aoq_e8m0_to_f32(s[b]);
+        for (int i = 0; i < 32; i++) out[b * 32 + i] = aoq_e4m3_to_f32(q[b * 32 + i]) * sc;
       }
-      memcpy(tab, &t, 64);
-      aoq_cpu_nib16(q + b * bs / 2, tab, out + b * bs, bs);
+      break;
     }
-    break;
-  }
-  case AOQ_FMT_FP6_E3M2:
-  case AOQ_FMT_FP6_E2M3: {
-    const uint8_t *q = qd + r * (int64_t)aoq_cpu_bitrow(k, 6);
-    const float s = aoq_bf16_to_f32(((const uint16_t *)w->scale)[r]);
-    float tab[64];
-    for (int c = 0; c < 64; c++)
-      tab[c] = aoq_round_bf16((w->kind == AOQ_FMT_FP6_E3M2 ? aoq_e3m2_to_f32((uint8_t)c)
-                                                           : aoq_e2m3_to_f32((uint8_t)c)) * s);
-    int64_t i = 0;
-    const uint8_t *p = q + c0 / 4 * 3; /* c0 % 4 == 0: 4 elements in 3 bytes */
-    for (; i + 4 <= len; i += 4, p += 3) {
-      uint32_t v = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16);
-      out[i] = tab[v & 63u], out[i + 1] = tab[(v >> 6) & 63u];
-      out[i + 2] = tab[(v >> 12) & 63u], out[i + 3] = tab[v >> 18];
+    case AOQ_FMT_MXFP4:
+    case AOQ_FMT_NVFP4:
+    case AOQ_FMT_NVFP4WO: {
+      const int bs = w->kind == AOQ_FMT_MXFP4 ? 32 : 16;
+      const uint8_t *q = qd + r * (k / 2) + c0 / 2,
+                    *s = (const uint8_t *)w->scale + r * (k / bs) + c0 / bs;
+      float pts = 1.0f;
+      if (w->kind == AOQ_FMT_NVFP4WO) memcpy(&pts, w->aux, 4);
+      for (int64_t b = 0; b < len / bs; b++) {
+        const float sc = w->kind == AOQ_FMT_MXFP4 ? aoq_e8m0_to_f32(s[b]) : aoq_e4m3_to_f32(s[b]);
+        float tab[16] __attribute__((aligned(64)));
+        aoq_cpu_v16f t;
+        memcpy(&t, lut, 64);
+        t = t * sc; /* mx: exact; nvfp4: fp4 * s_b exact, pts after the GEMM */
+        if (w->kind == AOQ_FMT_NVFP4WO) { /* weight-only: the bf16 dequant fp4 * s_b * pts (§7) */
+          aoq_cpu_v16u u;
+          t = t * pts;
+          memcpy(&u, &t, 64);
+          u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u; /* aoq_cpu_rbf16 per lane */
+          memcpy(&t, &u, 64);
+        }
+        memcpy(tab, &t, 64);
+        aoq_cpu_nib16(q + b * bs / 2, tab, out + b * bs, bs);
+      }
+      break;
     }
-    for (; i < len; i++) out[i] = tab[aoq_fp6_get(q, c0 + i)];
-    break;
-  }
-  case AOQ_FMT_INT4WO:
-  case AOQ_FMT_INT4WO_HQQ: { /* tinygemm: bf16(bf16((q - 8) * s) + z) (§0, §4) */
-    const uint8_t *q = qd + r * (k / 2);
-    const uint16_t *sz = (const uint16_t *)w->scale + r * (k / g) * 2;
-#define MK_INT4(qv, gi)                                                                          \
-  aoq_cpu_rbf16(aoq_cpu_rbf16((float)((int)(qv) - 8) * aoq_bf16_to_f32(sz[(gi) * 2])) +         \
-                aoq_bf16_to_f32(sz[(gi) * 2 + 1]))
-    AOQ_CPU_TABLE_DECODE(q, 4, g, c0, len, out, MK_INT4);
+    case AOQ_FMT_FP6_E3M2:
+    case AOQ_FMT_FP6_E2M3: {
+      const uint8_t *q = qd + r * (int64_t)aoq_cpu_bitrow(k, 6);
+      const float s = aoq_bf16_to_f32(((const uint16_t *)w->scale)[r]);
+      float tab[64];
+      for (int c = 0; c < 64; c++)
+        tab[c] = aoq_round_bf16((w->kind == AOQ_FMT_FP6_E3M2 ? aoq_e3m2_to_f32((uint8_t)c)
+                                                             : aoq_e2m3_to_f32((uint8_t)c)) *
+                                s);
+      int64_t i = 0;
+      const uint8_t *p = q + c0 / 4 * 3; /* c0 % 4 == 0: 4 elements in 3 bytes */
+      for (; i + 4 <= len; i += 4, p += 3) {
+        uint32_t v = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16);
+        out[i] = tab[v & 63u], out[i + 1] = tab[(v >> 6) & 63u];
+        out[i + 2] = tab[(v >> 12) & 63u], out[i + 3] = tab[v >> 18];
+      }
+      for (; i < len; i++) out[i] = tab[aoq_fp6_get(q, c0 + i)];
+      break;
+    }
+    case AOQ_FMT_INT4WO:
+    case AOQ_FMT_INT4WO_HQQ: { /* tinygemm: bf16(bf16((q - 8) * s) + z) (§0, §4) */
+      const uint8_t *q = qd + r * (k / 2);
+      const uint16_t *sz = (const uint16_t *)w->scale + r * (k / g) * 2;
+#define MK_INT4(qv, gi)                                                             \
+  aoq_cpu_rbf16(aoq_cpu_rbf16((float)((int)(qv)-8) * aoq_bf16_to_f32(sz[(gi)*2])) + \
+                aoq_bf16_to_f32(sz[(gi)*2 + 1]))
+      AOQ_CPU_TABLE_DECODE(q, 4, g, c0, len, out, MK_INT4);
 #undef MK_INT4
-    break;
-  }
-  case AOQ_FMT_FP8_INT4: { /* MSLK symmetric int4, fp32 group scales (§4) */
-    const uint8_t *q = qd + r * (int64_t)aoq_cpu_bitrow(k, 4);
-    const float *s = (const float *)w->scale + r * (k / g);
+      break;
+    }
+    case AOQ_FMT_FP8_INT4: { /* MSLK symmetric int4, fp32 group scales (§4) */
+      const uint8_t *q = qd + r * (int64_t)aoq_cpu_bitrow(k, 4);
+      const float *s = (const float *)w->scale + r * (k / g);
 #define MK_F8I4(qv, gi) ((float)aoq_cpu_sext((qv), 4) * s[gi])
-    AOQ_CPU_TABLE_DECODE(q, 4, g, c0, len, out, MK_F8I4);
+      AOQ_CPU_TABLE_DECODE(q, 4, g, c0, len, out, MK_F8I4);
 #undef MK_F8I4
-    break;
-  }
-  case AOQ_FMT_INT8_INT4:
-  case AOQ_FMT_INTXWO:
-  case AOQ_FMT_INT8_INTX: { /* bf16(q * s) (§0 IntX) */
-    const int bits = w->bits;
-    const uint8_t *q = qd + r * (int64_t)aoq_cpu_bitrow(k, bits);
-    const uint16_t *s = (const uint16_t *)w->scale + r * (k / g);
+      break;
+    }
+    case AOQ_FMT_INT8_INT4:
+    case AOQ_FMT_INTXWO:
+    case AOQ_FMT_INT8_INTX: { /* bf16(q * s) (§0 IntX) */
+      const int bits = w->bits;
+      const uint8_t *q = qd + r * (int64_t)aoq_cpu_bitrow(k, bits);
+      const uint16_t *s = (const uint16_t *)w->scale + r * (k / g);
 #define MK_INTX(qv, gi) aoq_cpu_rbf16((float)aoq_cpu_sext((qv), bits) * aoq_bf16_to_f32(s[gi]))
-    AOQ_CPU_TABLE_DECODE(q, bits, g, c0, len, out, MK_INTX);
+      AOQ_CPU_TABLE_DECODE(q, bits, g, c0, len, out, MK_INTX);
 #undef MK_INTX
-    break;
-  }
-  case AOQ_FMT_CODEBOOK: { /* bf16(codebook[code] * s) (§9) */
-    const int bits = w->bits;
-    const uint8_t *q = qd + r * (int64_t)aoq_cpu_bitrow(k, bits);
-    const uint16_t *s = (const uint16_t *)w->scale + r * (k / g), *cb = w->aux;
+      break;
+    }
+    case AOQ_FMT_CODEBOOK: { /* bf16(codebook[code] * s) (§9) */
+      const int bits = w->bits;
+      const uint8_t *q = qd + r * (int64_t)aoq_cpu_bitrow(k, bits);
+      const uint16_t *s = (const uint16_t *)w->scale + r * (k / g), *cb = w->aux;
 #define MK_CB(qv, gi) aoq_cpu_rbf16(aoq_bf16_to_f32(cb[qv]) * aoq_bf16_to_f32(s[gi]))
-    AOQ_CPU_TABLE_DECODE(q, bits, g, c0, len, out, MK_CB);
+      AOQ_CPU_TABLE_DECODE(q, bits, g, c0, len, out, MK_CB);
 #undef MK_CB
-    break;
-  }
-  case AOQ_FMT_W158: { /* ternary: code - 1 in {-1, 0, 1} times the per-tensor scale */
-    const uint8_t *q = qd + r * (int64_t)aoq_cpu_bitrow(k, 2);
-    const float s = aoq_bf16_to_f32(*(const uint16_t *)w->scale);
-#define MK_W158(qv, gi) ((void)(gi), aoq_cpu_rbf16((float)((int)(qv) - 1) * s))
-    AOQ_CPU_TABLE_DECODE(q, 2, k, c0, len, out, MK_W158);
+      break;
+    }
+    case AOQ_FMT_W158: { /* ternary: code - 1 in {-1, 0, 1} times the per-tensor scale */
+      const uint8_t *q = qd + r * (int64_t)aoq_cpu_bitrow(k, 2);
+      const float s = aoq_bf16_to_f32(*(const uint16_t *)w->scale);
+#define MK_W158(qv, gi) ((void)(gi), aoq_cpu_rbf16((float)((int)(qv)-1) * s))
+      AOQ_CPU_TABLE_DECODE(q, 2, k, c0, len, out, MK_W158);
 #undef MK_W158
-    break;
-  }
-  default: break; /* unreachable: aoq_cpu_quant_check refused the kind */
+      break;
+    }
+    default:
+      break; /* unreachable: aoq_cpu_quant_check refused the kind */
   }
 }
 

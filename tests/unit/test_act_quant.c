@@ -68,14 +68,24 @@ static void golden_act(const char *file, aoq_format_kind kind) {
   aoq_st_close(f);
 }
 
-static void test_golden_int8dq(void **st) { (void)st, golden_act("int8dq", AOQ_FMT_INT8DQ); }
-static void test_golden_fp8dq(void **st) { (void)st, golden_act("fp8dq", AOQ_FMT_FP8DQ); }
+static void test_golden_int8dq(void **st) {
+  (void)st, golden_act("int8dq", AOQ_FMT_INT8DQ);
+}
+static void test_golden_fp8dq(void **st) {
+  (void)st, golden_act("fp8dq", AOQ_FMT_FP8DQ);
+}
 static void test_golden_fp8dq_row(void **st) {
   (void)st, golden_act("fp8dq-row", AOQ_FMT_FP8DQ_ROW);
 }
-static void test_golden_mxfp8(void **st) { (void)st, golden_act("mxfp8", AOQ_FMT_MXFP8); }
-static void test_golden_mxfp4(void **st) { (void)st, golden_act("mxfp4", AOQ_FMT_MXFP4); }
-static void test_golden_nvfp4(void **st) { (void)st, golden_act("nvfp4", AOQ_FMT_NVFP4); }
+static void test_golden_mxfp8(void **st) {
+  (void)st, golden_act("mxfp8", AOQ_FMT_MXFP8);
+}
+static void test_golden_mxfp4(void **st) {
+  (void)st, golden_act("mxfp4", AOQ_FMT_MXFP4);
+}
+static void test_golden_nvfp4(void **st) {
+  (void)st, golden_act("nvfp4", AOQ_FMT_NVFP4);
+}
 
 /* Formats without torchao activations in the golden files: the dequantized activation stays
  * within the element precision of its scale, and the asymmetric zero point maps 0 exactly. */
@@ -134,7 +144,8 @@ static void test_errors(void **st) {
   assert_int_equal(aoq_torchao_act_tensor(&wo, x, 1, 64, "qdata", &b, &n), AOQ_ENOTFOUND);
   assert_int_equal(aoq_torchao_act_tensor(&mx, x, 1, 48, "qdata", &b, &n), AOQ_ESHAPE);
   assert_int_equal(aoq_torchao_act_tensor(&mx, x, 0, 64, "qdata", &b, &n), AOQ_ESHAPE);
-  assert_int_equal(aoq_torchao_act_tensor(&mx, x, 1, 64, "per_tensor_scale", &b, &n), AOQ_ENOTFOUND);
+  assert_int_equal(aoq_torchao_act_tensor(&mx, x, 1, 64, "per_tensor_scale", &b, &n),
+                   AOQ_ENOTFOUND);
   assert_int_equal(aoq_torchao_act_tensor(&nv, x, 1, 64, "per_tensor_scale", &b, &n), AOQ_OK);
   assert_int_equal(n, 4);
   free(b);
@@ -143,10 +154,14 @@ static void test_errors(void **st) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_golden_int8dq),    cmocka_unit_test(test_golden_fp8dq),
-      cmocka_unit_test(test_golden_fp8dq_row), cmocka_unit_test(test_golden_mxfp8),
-      cmocka_unit_test(test_golden_mxfp4),     cmocka_unit_test(test_golden_nvfp4),
-      cmocka_unit_test(test_other_dynamic_formats_bounds), cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_golden_int8dq),
+      cmocka_unit_test(test_golden_fp8dq),
+      cmocka_unit_test(test_golden_fp8dq_row),
+      cmocka_unit_test(test_golden_mxfp8),
+      cmocka_unit_test(test_golden_mxfp4),
+      cmocka_unit_test(test_golden_nvfp4),
+      cmocka_unit_test(test_other_dynamic_formats_bounds),
+      cmocka_unit_test(test_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

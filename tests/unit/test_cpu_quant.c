@@ -54,11 +54,11 @@ typedef struct fcase {
  * torchao's bf16 dequant, the kernel keeps elem*scale unrounded and (int8dq, nvfp4) rounds its
  * epilogue to bf16 as torchao does: about one bf16 ulp of the sum of |products| (rel 8e-3). */
 static const fcase cases[] = {
-    {"int8wo", 8e-3},      {"int8dq", 8e-3},       {"fp8wo", 1e-5},      {"fp8dq", 8e-3},
-    {"fp8dq-row", 8e-3},   {"fp8dq-block", 8e-3},  {"int4wo-64", 1e-5},  {"int4wo-128-hqq", 1e-5},
-    {"fp8-int4", 8e-3},    {"int8-int4", 1e-5},    {"intx3wo-g64", 1e-5}, {"intx8wo", 1e-5},
-    {"int8-intx4", 1e-5},  {"mxfp8", 8e-3},        {"mxfp4", 8e-3},      {"nvfp4", 8e-3},
-    {"nvfp4wo", 1e-5},     {"fp6-e3m2", 1e-5},     {"fp6-e2m3", 1e-5},   {"codebook4", 1e-5},
+    {"int8wo", 8e-3},     {"int8dq", 8e-3},      {"fp8wo", 1e-5},       {"fp8dq", 8e-3},
+    {"fp8dq-row", 8e-3},  {"fp8dq-block", 8e-3}, {"int4wo-64", 1e-5},   {"int4wo-128-hqq", 1e-5},
+    {"fp8-int4", 8e-3},   {"int8-int4", 1e-5},   {"intx3wo-g64", 1e-5}, {"intx8wo", 1e-5},
+    {"int8-intx4", 1e-5}, {"mxfp8", 8e-3},       {"mxfp4", 8e-3},       {"nvfp4", 8e-3},
+    {"nvfp4wo", 1e-5},    {"fp6-e3m2", 1e-5},    {"fp6-e2m3", 1e-5},    {"codebook4", 1e-5},
     {"w158", 1e-5},
 };
 
@@ -183,8 +183,8 @@ static void test_golden_outputs(void **st) {
       for (int64_t i = 0; i < m * n; i++) {
         double a = aoq_bf16_to_f32(y[i]), b = aoq_bf16_to_f32(yg[i]);
         same += y[i] == yg[i];
-        double tol = files[fi].exact ? 0x1p-7 * fabs(b) + 0x1p-12 * ymax
-                                     : 0x1p-6 * fabs(b) + 0x1p-6 * ymax;
+        double tol =
+            files[fi].exact ? 0x1p-7 * fabs(b) + 0x1p-12 * ymax : 0x1p-6 * fabs(b) + 0x1p-6 * ymax;
         if (!(fabs(a - b) <= tol))
           fail_msg("%s y%d[%lld]: %g vs torchao %g", name, m, (long long)i, a, b);
       }
@@ -204,10 +204,10 @@ static void test_golden_outputs(void **st) {
 static void test_ragged_shapes(void **st) {
   (void)st;
   static const fcase ragged[] = {
-      {"int8wo", 8e-3},     {"int8dq", 8e-3},        {"fp8wo", 1e-5},       {"fp8dq-row", 8e-3},
-      {"int4wo-32", 1e-5},  {"intx3wo-g32", 1e-5},   {"int8-intx4", 1e-5},  {"int8-int4", 1e-5},
-      {"mxfp8", 8e-3},      {"mxfp4", 8e-3},         {"nvfp4", 8e-3},       {"nvfp4wo", 1e-5},
-      {"fp6-e3m2", 1e-5},   {"fp6-e2m3", 1e-5},      {"codebook3", 1e-5},   {"w158", 1e-5},
+      {"int8wo", 8e-3},    {"int8dq", 8e-3},      {"fp8wo", 1e-5},      {"fp8dq-row", 8e-3},
+      {"int4wo-32", 1e-5}, {"intx3wo-g32", 1e-5}, {"int8-intx4", 1e-5}, {"int8-int4", 1e-5},
+      {"mxfp8", 8e-3},     {"mxfp4", 8e-3},       {"nvfp4", 8e-3},      {"nvfp4wo", 1e-5},
+      {"fp6-e3m2", 1e-5},  {"fp6-e2m3", 1e-5},    {"codebook3", 1e-5},  {"w158", 1e-5},
   };
   aoq_device *d;
   assert_int_equal(aoq_device_open("cpu:2", &d), AOQ_OK);

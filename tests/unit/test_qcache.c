@@ -57,7 +57,8 @@ static void same(const aoq_qweight *a, const aoq_qweight *b) {
 
 static void test_round_trip(void **st) {
   (void)st;
-  static const char *cfgs[] = {"nvfp4", "mxfp4", "fp8dq-row", "int4wo-64", "fp6-e2m3", "int8-intx4"};
+  static const char *cfgs[] = {"nvfp4",     "mxfp4",    "fp8dq-row",
+                               "int4wo-64", "fp6-e2m3", "int8-intx4"};
   for (size_t c = 0; c < sizeof cfgs / sizeof cfgs[0]; c++) {
     aoq_format f;
     assert_int_equal(aoq_format_parse(cfgs[c], &f), AOQ_OK);
@@ -65,8 +66,8 @@ static void test_round_trip(void **st) {
     quantize(cfgs[c], 64, 128, 1, &w[0]);
     quantize(cfgs[c], 32, 256, 2, &w[1]);
     quantize(cfgs[c], 128, 64, 3, &w[2]);
-    aoq_qcache_entry e[3] = {{"layers.0.mlp.down_proj", &w[0]}, {"layers.0.attn.q_proj", &w[1]},
-                             {"lm_head", &w[2]}};
+    aoq_qcache_entry e[3] = {
+        {"layers.0.mlp.down_proj", &w[0]}, {"layers.0.attn.q_proj", &w[1]}, {"lm_head", &w[2]}};
     char path[256];
     make_path(path, sizeof path, "rt");
     assert_int_equal(aoq_qcache_write(path, &f, "ckpt:/models/x:123", e, 3), AOQ_OK);
@@ -124,8 +125,11 @@ static void test_mismatches_are_clear_errors(void **st) {
     if (i < 2) {
       assert_int_equal(aoq_st_writer_meta(wr, "aoq.format", "mxfp8"), AOQ_OK);
       assert_int_equal(aoq_st_writer_meta(wr, "aoq.fingerprint", "fp"), AOQ_OK);
-      assert_int_equal(aoq_st_writer_meta(wr, "aoq.version", i == 1 ? keys[1][1] : AOQ_VERSION_STRING), AOQ_OK);
-      assert_int_equal(aoq_st_writer_meta(wr, "aoq.cache_layout", i == 0 ? keys[0][1] : AOQ_QCACHE_LAYOUT), AOQ_OK);
+      assert_int_equal(
+          aoq_st_writer_meta(wr, "aoq.version", i == 1 ? keys[1][1] : AOQ_VERSION_STRING), AOQ_OK);
+      assert_int_equal(
+          aoq_st_writer_meta(wr, "aoq.cache_layout", i == 0 ? keys[0][1] : AOQ_QCACHE_LAYOUT),
+          AOQ_OK);
     }
     int64_t shape[1] = {4};
     uint8_t b[4] = {1, 2, 3, 4};

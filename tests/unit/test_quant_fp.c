@@ -128,8 +128,8 @@ static void test_e8m0(void **st) {
   for (int b = 0; b < 255; b++) assert_true(aoq_e8m0_to_f32((uint8_t)b) == ldexpf(1.0f, b - 127));
   assert_true(isnan(aoq_e8m0_to_f32(255)));
   const float inv = 1.0f / 448.0f;
-  assert_int_equal(aoq_e8m0_rceil(448.0f, inv), 127);   /* exactly 1 */
-  assert_int_equal(aoq_e8m0_rceil(449.0f, inv), 128);   /* rounds up */
+  assert_int_equal(aoq_e8m0_rceil(448.0f, inv), 127); /* exactly 1 */
+  assert_int_equal(aoq_e8m0_rceil(449.0f, inv), 128); /* rounds up */
   assert_int_equal(aoq_e8m0_rceil(224.0f, inv), 126);
   assert_int_equal(aoq_e8m0_rceil(0.0f, inv), 0);
   assert_int_equal(aoq_e8m0_rceil(INFINITY, inv), 255);
@@ -246,15 +246,27 @@ static void golden_weight(const char *file, aoq_format_kind kind) {
   aoq_st_close(f);
 }
 
-static void test_golden_fp8wo(void **st) { (void)st, golden_weight("fp8wo", AOQ_FMT_FP8WO); }
-static void test_golden_fp8dq(void **st) { (void)st, golden_weight("fp8dq", AOQ_FMT_FP8DQ); }
+static void test_golden_fp8wo(void **st) {
+  (void)st, golden_weight("fp8wo", AOQ_FMT_FP8WO);
+}
+static void test_golden_fp8dq(void **st) {
+  (void)st, golden_weight("fp8dq", AOQ_FMT_FP8DQ);
+}
 static void test_golden_fp8dq_row(void **st) {
   (void)st, golden_weight("fp8dq-row", AOQ_FMT_FP8DQ_ROW);
 }
-static void test_golden_mxfp8(void **st) { (void)st, golden_weight("mxfp8", AOQ_FMT_MXFP8); }
-static void test_golden_mxfp4(void **st) { (void)st, golden_weight("mxfp4", AOQ_FMT_MXFP4); }
-static void test_golden_nvfp4(void **st) { (void)st, golden_weight("nvfp4", AOQ_FMT_NVFP4); }
-static void test_golden_nvfp4wo(void **st) { (void)st, golden_weight("nvfp4wo", AOQ_FMT_NVFP4WO); }
+static void test_golden_mxfp8(void **st) {
+  (void)st, golden_weight("mxfp8", AOQ_FMT_MXFP8);
+}
+static void test_golden_mxfp4(void **st) {
+  (void)st, golden_weight("mxfp4", AOQ_FMT_MXFP4);
+}
+static void test_golden_nvfp4(void **st) {
+  (void)st, golden_weight("nvfp4", AOQ_FMT_NVFP4);
+}
+static void test_golden_nvfp4wo(void **st) {
+  (void)st, golden_weight("nvfp4wo", AOQ_FMT_NVFP4WO);
+}
 
 /* Formats without a torchao golden: dequant error stays within the element's relative precision
  * of the block scale, and the fp6 packing round-trips through the dequantizer. */

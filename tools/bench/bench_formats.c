@@ -22,18 +22,19 @@
 #include "tools/bench/bench_util.h"
 
 static const char *const configs[] = {
-    "int8wo",    "int8dq",      "fp8wo",     "fp8dq",          "fp8dq-row", "fp8dq-block",
-    "int4wo-128", "int4wo-128-hqq", "fp8-int4", "int8-int4",  "intx4wo-g32", "intx2wo-g64",
-    "int8-intx4", "mxfp8",      "mxfp4",     "nvfp4",          "nvfp4wo",   "fp6-e3m2",
-    "fp6-e2m3",  "codebook4",   "w158",
+    "int8wo",     "int8dq",         "fp8wo",    "fp8dq",     "fp8dq-row",   "fp8dq-block",
+    "int4wo-128", "int4wo-128-hqq", "fp8-int4", "int8-int4", "intx4wo-g32", "intx2wo-g64",
+    "int8-intx4", "mxfp8",          "mxfp4",    "nvfp4",     "nvfp4wo",     "fp6-e3m2",
+    "fp6-e2m3",   "codebook4",      "w158",
 };
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: aoq-bench formats [--device NAME] [--n N] [--k K] [--m M] [--repeat R]\n"
-             "                         [--formats LIST]\n"
-             "  Quality and speed of every format on one synthetic weight [n, k].\n"
-             "  Defaults: --device cpu --n 4096 --k 4096 --m 16 --repeat 5, all formats\n"
-             "  (or a comma-separated list such as mxfp4,nvfp4).\n");
+  fprintf(f,
+          "usage: aoq-bench formats [--device NAME] [--n N] [--k K] [--m M] [--repeat R]\n"
+          "                         [--formats LIST]\n"
+          "  Quality and speed of every format on one synthetic weight [n, k].\n"
+          "  Defaults: --device cpu --n 4096 --k 4096 --m 16 --repeat 5, all formats\n"
+          "  (or a comma-separated list such as mxfp4,nvfp4).\n");
 }
 
 static uint64_t rng = 0x6a09e667f3bcc908ull;
@@ -123,7 +124,8 @@ int aoq_bench_formats(int argc, char **argv) {
   }
   if (n <= 0 || k <= 0 || m <= 0 || m > 4096 || repeat <= 0 || repeat > 64 ||
       n * k > ((int64_t)1 << 30)) {
-    fprintf(stderr, "aoq-bench formats: need n, k > 0 (n*k <= 2^30), 1 <= m <= 4096, 1 <= repeat <= 64\n");
+    fprintf(stderr,
+            "aoq-bench formats: need n, k > 0 (n*k <= 2^30), 1 <= m <= 4096, 1 <= repeat <= 64\n");
     return 2;
   }
   for (const char *p = list; p && *p;) { /* every listed name must be a known config */
@@ -161,18 +163,25 @@ int aoq_bench_formats(int argc, char **argv) {
       aoq_dev_alloc(d, nk * 2, &dwb) || aoq_dev_copy_h2d(d, dx, hx, (size_t)(m * k) * 2, NULL) ||
       aoq_dev_copy_h2d(d, dwb, hw, nk * 2, NULL))
     goto fail;
-  aoq_qweight wb = {.kind = AOQ_FMT_BF16, .bits = 16, .group = (int)k, .n = n, .k = k,
-                    .qdata = dwb, .qdata_bytes = nk * 2};
+  aoq_qweight wb = {.kind = AOQ_FMT_BF16,
+                    .bits = 16,
+                    .group = (int)k,
+                    .n = n,
+                    .k = k,
+                    .qdata = dwb,
+                    .qdata_bytes = nk * 2};
   double t_bf16;
   if (time_linear(d, &wb, dx, dy, m, 1, yref, NULL) ||
       time_linear(d, &wb, dx, dy, 1, (int)repeat, NULL, &t_bf16))
     goto fail;
-  printf("aoq-bench formats: W [%lld x %lld] N(0,0.02) + 0.1%% outliers, x [%lld x %lld] (row 1 x20), "
-         "device %s\n", (long long)n, (long long)k, (long long)m, (long long)k, aoq_device_name(d));
+  printf(
+      "aoq-bench formats: W [%lld x %lld] N(0,0.02) + 0.1%% outliers, x [%lld x %lld] (row 1 x20), "
+      "device %s\n",
+      (long long)n, (long long)k, (long long)m, (long long)k, aoq_device_name(d));
   printf("%-15s %7s %10s %10s %10s %10s %8s %8s\n", "format", "bits/w", "SQNR W dB", "SQNR y dB",
          "M=1 ms", "bf16 ms", "vs bf16", "quant s");
-  printf("%-15s %7.2f %10s %10s %10.3f %10.3f %8.2f %8s\n", "bf16", 16.0, "inf", "inf", t_bf16, t_bf16,
-         1.0, "-");
+  printf("%-15s %7.2f %10s %10s %10.3f %10.3f %8.2f %8s\n", "bf16", 16.0, "inf", "inf", t_bf16,
+         t_bf16, 1.0, "-");
   fflush(stdout);
   for (size_t c = 0; c < sizeof configs / sizeof configs[0]; c++) {
     if (!listed(list, configs[c])) continue;
