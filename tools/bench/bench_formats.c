@@ -4,7 +4,8 @@
  * SQNR of the dequantized weight against the bf16 weight, the SQNR of the device linear's output
  * (M = 16 activation rows, one of them an outlier token) against the bf16 linear, and the device
  * linear time at M=1 relative to the bf16 linear, timed right before each format (medians of
- * --repeat runs each), so that drifting machine load affects both sides of every ratio alike.
+ * --repeat runs each), so that drifting machine load affects both sides of every ratio alike;
+ * and the same ratio at M = --m rows (batched decode / prefill).
  * Quantization uses the host reference quantizer; the packed bytes are uploaded to the device.
  */
 #include <math.h>
@@ -178,10 +179,12 @@ int aoq_bench_formats(int argc, char **argv) {
       "aoq-bench formats: W [%lld x %lld] N(0,0.02) + 0.1%% outliers, x [%lld x %lld] (row 1 x20), "
       "device %s\n",
       (long long)n, (long long)k, (long long)m, (long long)k, aoq_device_name(d));
-  printf("%-15s %7s %10s %10s %10s %10s %8s %8s\n", "format", "bits/w", "SQNR W dB", "SQNR y dB",
-         "M=1 ms", "bf16 ms", "vs bf16", "quant s");
-  printf("%-15s %7.2f %10s %10s %10.3f %10.3f %8.2f %8s\n", "bf16", 16.0, "inf", "inf", t_bf16,
-         t_bf16, 1.0, "-");
+  char mcol[32];
+  snprintf(mcol, sizeof mcol, "M=%lld vs", (long long)m);
+  printf("%-15s %7s %10s %10s %10s %10s %8s %9s %8s\n", "format", "bits/w", "SQNR W dB",
+         "SQNR y dB", "M=1 ms", "bf16 ms", "vs bf16", mcol, "quant s");
+  printf("%-15s %7.2f %10s %10s %10.3f %10.3f %8.2f %9.2f %8s\n", "bf16", 16.0, "inf", "inf",
+         t_bf16, t_bf16, 1.0, 1.0, "-");
   fflush(stdout);
   for (size_t c = 0; c < sizeof configs / sizeof configs[0]; c++) {
     if (!listed(list, configs[c])) continue;
@@ -189,7 +192,7 @@ int aoq_bench_formats(int argc, char **argv) {
     aoq_qweight h, w;
     memset(&h, 0, sizeof h);
     memset(&w, 0, sizeof w);
-    double t0 = aoq_bench_now(), tq, tl;
+    double t0 = aoq_bench_now(), tq, tl, tm, tmb;
     aoq_status s = aoq_format_parse(configs[c], &f);
     if (!s) s = aoq_format_plan(&f, n, k, &h);
     if (!s) s = aoq_qweight_host_alloc(&h);
@@ -200,12 +203,14 @@ int aoq_bench_formats(int argc, char **argv) {
     if (!s) s = time_linear(d, &w, dx, dy, m, 1, y, NULL);
     if (!s) s = time_linear(d, &wb, dx, dy, 1, (int)repeat, NULL, &t_bf16);
     if (!s) s = time_linear(d, &w, dx, dy, 1, (int)repeat, NULL, &tl);
+    if (!s) s = time_linear(d, &wb, dx, dy, m, (int)repeat, NULL, &tmb);
+    if (!s) s = time_linear(d, &w, dx, dy, m, (int)repeat, NULL, &tm);
     if (s) {
       printf("%-15s %s\n", configs[c], aoq_last_error());
     } else {
-      printf("%-15s %7.2f %10.2f %10.2f %10.3f %10.3f %8.2f %8.2f\n", configs[c],
+      printf("%-15s %7.2f %10.2f %10.2f %10.3f %10.3f %8.2f %9.2f %8.2f\n", configs[c],
              aoq_format_bits_per_weight(&f, n, k), sqnr_db(hw, dq, (int64_t)nk),
-             sqnr_db(yref, y, m * n), tl, t_bf16, tl / t_bf16, tq);
+             sqnr_db(yref, y, m * n), tl, t_bf16, tl / t_bf16, tm / tmb, tq);
     }
     fflush(stdout);
     aoq_qweight_dev_free(d, &w);
