@@ -126,4 +126,15 @@ __device__ __forceinline__ float2 aoq_e4m3x2_to_f32x2(uint32_t b2) {
 
 #define AOQ_LWARP 32 /* lanes of a logical warp */
 
+/* Lanes of the hardware warp/wavefront of the target being compiled: 64 on CDNA (gfx90a, gfx940),
+ * 32 on RDNA (gfx1030) and NVIDIA. Kernels index shuffles with AOQ_LWARP; this is for code that
+ * must know the real width (occupancy, ballots). The HIP host pass has no target: 64 there. */
+#if defined(__HIPCC__) && defined(__AMDGCN_WAVEFRONT_SIZE)
+#define AOQ_WARP_SIZE __AMDGCN_WAVEFRONT_SIZE
+#elif defined(__HIPCC__)
+#define AOQ_WARP_SIZE 64
+#else
+#define AOQ_WARP_SIZE 32
+#endif
+
 #endif
