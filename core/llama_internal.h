@@ -114,6 +114,14 @@ void aoq_llama_free_state(aoq_model *m);
 aoq_status aoq_llama_step(aoq_model *m, const aoq_step_item *items, int n, float *logits);
 void aoq_llama_graphs_drop(aoq_model *m);
 
+/* model_quant.c: quantizes bf16 host rows src[n,k] into w on d (device buffers allocated here;
+ * free with aoq_qweight_dev_free): on the device when it quantizes the format, else with the
+ * host reference quantizer on `threads` threads over row blocks (0 = one per core for large
+ * weights), bytes identical to aoq_qweight_quantize. */
+aoq_status aoq_model_quantize_linear(aoq_device *d, const aoq_device_info *di, const aoq_format *f,
+                                     const uint16_t *src, int64_t n, int64_t k, int threads,
+                                     aoq_qweight *w);
+
 /* model.c: KV pages for a sequence */
 aoq_status aoq_model_seq_grow(aoq_model *m, int seq, int tokens);
 

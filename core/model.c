@@ -116,7 +116,7 @@ static aoq_status build_linear(aoq_model *m, const aoq_format *f, const char *la
     snprintf(detail, sizeof detail, "%s", aoq_last_error());
     return aoq_err(s, "layer %s [%lld, %lld]: %s", label, (long long)n, (long long)k, detail);
   }
-  return aoq_qweight_quantize(m->dev, f, host, n, k, NULL, w);
+  return aoq_model_quantize_linear(m->dev, &m->dinfo, f, host, n, k, 0, w);
 }
 
 void aoq_model_weights_free(aoq_model *m, aoq_model_weights *w) {

@@ -350,6 +350,44 @@ static void test_overrides_pick_formats_per_layer(void **state) {
   aoq_model_free(ref);
 }
 
+/* The threaded row-block quantization gives the bytes of one aoq_qweight_quantize call, for
+ * every format it applies to (and falls back for the others: int4wo-hqq, which is not
+ * row-separable, nvfp4wo/fp8dq with a per-tensor scale, codebook, w158). */
+static void test_parallel_quantize_is_bit_exact(void **state) {
+  (void)state;
+  static const char *cfgs[] = {
+      "int8wo",    "int8dq",         "fp8wo",     "fp8dq-row",  "fp8dq-block",
+      "int4wo-64", "int4wo-128-hqq", "intx3wo",   "int8-intx4", "int8-int4",
+      "fp8-int4",  "mxfp8",          "mxfp4",     "fp6-e3m2",   "fp6-e2m3",
+      "nvfp4wo",   "fp8dq",          "codebook4", "w158"};
+  const int64_t n = 640, k = 512;
+  uint16_t *src = malloc((size_t)(n * k) * 2);
+  aoq_synth_fill(3, "model.layers.0.mlp.gate_proj.weight", src, n, k);
+  aoq_device_info di;
+  assert_int_equal(aoq_device_info_get(dev, &di), AOQ_OK);
+  for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
+    aoq_format f;
+    assert_int_equal(aoq_format_parse(cfgs[i], &f), AOQ_OK);
+    aoq_qweight a, b;
+    assert_int_equal(aoq_qweight_quantize(dev, &f, src, n, k, NULL, &a), AOQ_OK);
+    aoq_status s = aoq_model_quantize_linear(dev, &di, &f, src, n, k, 3, &b);
+    if (s) fprintf(stderr, "%s: %s\n", cfgs[i], aoq_last_error());
+    assert_int_equal(s, AOQ_OK);
+    assert_int_equal(a.qdata_bytes, b.qdata_bytes);
+    assert_int_equal(a.scale_bytes, b.scale_bytes);
+    assert_int_equal(a.zero_bytes, b.zero_bytes);
+    assert_int_equal(a.aux_bytes, b.aux_bytes);
+    /* the CPU device's memory is host memory */
+    assert_memory_equal(a.qdata, b.qdata, a.qdata_bytes);
+    if (a.scale_bytes) assert_memory_equal(a.scale, b.scale, a.scale_bytes);
+    if (a.zero_bytes) assert_memory_equal(a.zero, b.zero, a.zero_bytes);
+    if (a.aux_bytes) assert_memory_equal(a.aux, b.aux, a.aux_bytes);
+    aoq_qweight_dev_free(dev, &a);
+    aoq_qweight_dev_free(dev, &b);
+  }
+  free(src);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_presets),
@@ -360,6 +398,7 @@ int main(void) {
       cmocka_unit_test(test_single_linears_slice_fused_weights),
       cmocka_unit_test(test_reconfigure_keeps_sequences),
       cmocka_unit_test(test_overrides_pick_formats_per_layer),
+      cmocka_unit_test(test_parallel_quantize_is_bit_exact),
   };
   return cmocka_run_group_tests(tests, grp_setup, grp_teardown);
 }
