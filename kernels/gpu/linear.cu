@@ -242,7 +242,7 @@ static __device__ __forceinline__ float e2m1(uint32_t c) {
 /* FP4 (MXFP4: e8m0 per 32; NVFP4: e4m3 per 16; NVFP4WO: also * pts and rounded to bf16) */
 template <int KIND>
 struct DecFP4 {
-  enum { EPL = 32, PAIR = 0 };
+  enum { EPL = 32 };
   struct P {
     float s0, s1, pts;
   };
@@ -267,11 +267,25 @@ struct DecFP4 {
       o[j] = KIND == AOQ_FMT_NVFP4WO ? aoq_round_bf16(v * p.pts) : v;
     }
   }
+  /* pairs (j, j + 4) straight into bf16x2: the 3 magnitude bits under the bf16 exponent field
+   * (x 2^126 gives the value, code 1 being the bf16 subnormal 2^-127), the sign bit on top, then
+   * the block scale: every product is exact in bf16, except NVFP4WO's * pts, done in fp32 and
+   * rounded once as the reference does */
+  enum { PAIR = 1 };
   static __device__ void dec8p(const uint4 &r, int sub, const P &p, uint32_t o[4]) {
-    float f[8];
-    dec8(r, sub, p, f);
+    const uint32_t wd = word(r, sub), c126 = 0x7e807e80u;
+    const aoq_bf162 k126 = *(const aoq_bf162 *)&c126;
+    const float s = sub < 2 ? p.s0 : p.s1;
+    const aoq_bf162 s2 = __floats2bfloat162_rn(s, s); /* exact: e8m0 / e4m3 values */
 #pragma unroll
-    for (int i = 0; i < 4; i++) o[i] = pack_bf2(f[2 * i], f[2 * i + 1]);
+    for (int j = 0; j < 4; j++) {
+      uint32_t t = wd >> (4 * j);
+      uint32_t v = ((t << 6) & 0x01c001c0u) | ((t << 12) & 0x80008000u);
+      aoq_bf162 d = __hmul2_rn(__hmul2_rn(*(aoq_bf162 *)&v, k126), s2);
+      uint32_t u = *(uint32_t *)&d;
+      if (KIND == AOQ_FMT_NVFP4WO) u = pack_bf2(bf_lo(u) * p.pts, bf_hi(u) * p.pts);
+      o[j] = u;
+    }
   }
   static __device__ float epi(float acc, const wargs &w, int64_t, int) {
     return KIND == AOQ_FMT_NVFP4 ? aoq_round_bf16(acc) * w.xt[0] : acc;
