@@ -66,7 +66,10 @@ static aoq_status quantize_rows(const aoq_format *f, const uint16_t *src, aoq_qw
   enum { MAX_T = 16 };
   if (nt > MAX_T) nt = MAX_T;
   if (nt > n / unit) nt = (int)(n / unit);
+  if (nt < 2) return AOQ_EUNSUPPORTED;
+  static const qjob zero_job;
   qjob jobs[MAX_T];
+  for (int t = 0; t < MAX_T; t++) jobs[t] = zero_job;
   pthread_t th[MAX_T];
   bool started[MAX_T] = {false};
   int64_t blocks = n / unit;
