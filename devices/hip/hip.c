@@ -47,20 +47,22 @@ static aoq_status hip_fail(hipError_t e, const char *what) {
                  hipGetErrorString(e), (int)e);
 }
 
-#define HIP_TRY(call, what)                    \
-  do {                                         \
-    hipError_t e_ = (call);                    \
+#define HIP_TRY(call, what)                          \
+  do {                                               \
+    hipError_t e_ = (call);                          \
     if (e_ != hipSuccess) return hip_fail(e_, what); \
   } while (0)
 
 /* A kernel launcher's status (0 or a hipError_t). */
-#define KL(call, what)                         \
-  do {                                         \
-    int e_ = (call);                           \
+#define KL(call, what)                             \
+  do {                                             \
+    int e_ = (call);                               \
     if (e_) return hip_fail((hipError_t)e_, what); \
   } while (0)
 
-static hipStream_t strm(hip_ctx *c, aoq_stream *s) { return s ? (hipStream_t)s : c->stream; }
+static hipStream_t strm(hip_ctx *c, aoq_stream *s) {
+  return s ? (hipStream_t)s : c->stream;
+}
 
 static aoq_status setdev(hip_ctx *c) {
   HIP_TRY(hipSetDevice(c->index), "set device");
@@ -71,7 +73,7 @@ static aoq_status check_flag(hip_ctx *c) {
   int e = *c->err_h;
   if (!e) return AOQ_OK;
   *c->err_h = 0;
-  const char *what = e == AOQ_GK_ERR_EMBED_ID ? "embed: a token id is outside the table"
+  const char *what = e == AOQ_GK_ERR_EMBED_ID  ? "embed: a token id is outside the table"
                      : e == AOQ_GK_ERR_KV_SLOT ? "kv_store: a slot is outside the cache"
                                                : "attention: a sequence, position or page index "
                                                  "is out of range";
@@ -381,9 +383,9 @@ static aoq_status hip_quantize(void *ctx, const void *w_src, aoq_qweight *w, aoq
   if ((unsigned)w->kind >= AOQ_FMT_COUNT || !(aoq_gk_quantize_formats() >> w->kind & 1))
     return aoq_err(AOQ_EUNSUPPORTED, "hip quantize: format %d is quantized on the host",
                    (int)w->kind);
-  int64_t blk = w->kind == AOQ_FMT_MXFP8 || w->kind == AOQ_FMT_MXFP4       ? 32
+  int64_t blk = w->kind == AOQ_FMT_MXFP8 || w->kind == AOQ_FMT_MXFP4     ? 32
                 : w->kind == AOQ_FMT_NVFP4 || w->kind == AOQ_FMT_NVFP4WO ? 16
-                                                                          : 1;
+                                                                         : 1;
   if (w->n <= 0 || w->k <= 0 || w->n > INT32_MAX || w->k % blk)
     return aoq_err(AOQ_ESHAPE, "hip quantize: weight [%lld, %lld] (k must be a multiple of %lld)",
                    (long long)w->n, (long long)w->k, (long long)blk);
@@ -406,8 +408,8 @@ static aoq_status hip_rmsnorm(void *ctx, const void *x, const void *w, void *y, 
   return AOQ_OK;
 }
 
-static aoq_status hip_add(void *ctx, const void *a, const void *b, void *y, int64_t n,
-                          aoq_dtype dt, aoq_stream *s) {
+static aoq_status hip_add(void *ctx, const void *a, const void *b, void *y, int64_t n, aoq_dtype dt,
+                          aoq_stream *s) {
   hip_ctx *c = ctx;
   AOQ_TRY(need_bf16(dt, "add"));
   AOQ_TRY(rows_ok("add", 1, n));
@@ -556,8 +558,8 @@ static aoq_status logits_ok(const char *op, const void *lg, const int32_t *out, 
   return AOQ_OK;
 }
 
-static aoq_status hip_argmax(void *ctx, const void *logits, int32_t *out, int64_t m,
-                             int64_t vocab, aoq_dtype dt, aoq_stream *s) {
+static aoq_status hip_argmax(void *ctx, const void *logits, int32_t *out, int64_t m, int64_t vocab,
+                             aoq_dtype dt, aoq_stream *s) {
   hip_ctx *c = ctx;
   AOQ_TRY(need_bf16(dt, "argmax"));
   AOQ_TRY(logits_ok("argmax", logits, out, m, vocab));
@@ -566,9 +568,8 @@ static aoq_status hip_argmax(void *ctx, const void *logits, int32_t *out, int64_
   return AOQ_OK;
 }
 
-static aoq_status hip_sample(void *ctx, const void *logits, int32_t *out, int64_t m,
-                             int64_t vocab, const aoq_sample_params *p, aoq_dtype dt,
-                             aoq_stream *s) {
+static aoq_status hip_sample(void *ctx, const void *logits, int32_t *out, int64_t m, int64_t vocab,
+                             const aoq_sample_params *p, aoq_dtype dt, aoq_stream *s) {
   hip_ctx *c = ctx;
   AOQ_TRY(need_bf16(dt, "sample"));
   AOQ_TRY(logits_ok("sample", logits, out, m, vocab));

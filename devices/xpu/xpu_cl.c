@@ -55,22 +55,38 @@ struct aoq_event {
 
 static const char *cl_errname(cl_int e) {
   switch (e) {
-    case CL_DEVICE_NOT_FOUND: return "CL_DEVICE_NOT_FOUND";
-    case CL_OUT_OF_RESOURCES: return "CL_OUT_OF_RESOURCES";
-    case CL_OUT_OF_HOST_MEMORY: return "CL_OUT_OF_HOST_MEMORY";
-    case CL_MEM_OBJECT_ALLOCATION_FAILURE: return "CL_MEM_OBJECT_ALLOCATION_FAILURE";
-    case CL_BUILD_PROGRAM_FAILURE: return "CL_BUILD_PROGRAM_FAILURE";
-    case CL_INVALID_VALUE: return "CL_INVALID_VALUE";
-    case CL_INVALID_KERNEL_ARGS: return "CL_INVALID_KERNEL_ARGS";
-    case CL_INVALID_ARG_SIZE: return "CL_INVALID_ARG_SIZE";
-    case CL_INVALID_WORK_GROUP_SIZE: return "CL_INVALID_WORK_GROUP_SIZE";
-    case CL_INVALID_WORK_ITEM_SIZE: return "CL_INVALID_WORK_ITEM_SIZE";
-    case CL_INVALID_GLOBAL_WORK_SIZE: return "CL_INVALID_GLOBAL_WORK_SIZE";
-    case CL_INVALID_BUFFER_SIZE: return "CL_INVALID_BUFFER_SIZE";
-    case CL_INVALID_MEM_OBJECT: return "CL_INVALID_MEM_OBJECT";
-    case CL_INVALID_EVENT: return "CL_INVALID_EVENT";
-    case CL_PROFILING_INFO_NOT_AVAILABLE: return "CL_PROFILING_INFO_NOT_AVAILABLE";
-    default: return "OpenCL error";
+    case CL_DEVICE_NOT_FOUND:
+      return "CL_DEVICE_NOT_FOUND";
+    case CL_OUT_OF_RESOURCES:
+      return "CL_OUT_OF_RESOURCES";
+    case CL_OUT_OF_HOST_MEMORY:
+      return "CL_OUT_OF_HOST_MEMORY";
+    case CL_MEM_OBJECT_ALLOCATION_FAILURE:
+      return "CL_MEM_OBJECT_ALLOCATION_FAILURE";
+    case CL_BUILD_PROGRAM_FAILURE:
+      return "CL_BUILD_PROGRAM_FAILURE";
+    case CL_INVALID_VALUE:
+      return "CL_INVALID_VALUE";
+    case CL_INVALID_KERNEL_ARGS:
+      return "CL_INVALID_KERNEL_ARGS";
+    case CL_INVALID_ARG_SIZE:
+      return "CL_INVALID_ARG_SIZE";
+    case CL_INVALID_WORK_GROUP_SIZE:
+      return "CL_INVALID_WORK_GROUP_SIZE";
+    case CL_INVALID_WORK_ITEM_SIZE:
+      return "CL_INVALID_WORK_ITEM_SIZE";
+    case CL_INVALID_GLOBAL_WORK_SIZE:
+      return "CL_INVALID_GLOBAL_WORK_SIZE";
+    case CL_INVALID_BUFFER_SIZE:
+      return "CL_INVALID_BUFFER_SIZE";
+    case CL_INVALID_MEM_OBJECT:
+      return "CL_INVALID_MEM_OBJECT";
+    case CL_INVALID_EVENT:
+      return "CL_INVALID_EVENT";
+    case CL_PROFILING_INFO_NOT_AVAILABLE:
+      return "CL_PROFILING_INFO_NOT_AVAILABLE";
+    default:
+      return "OpenCL error";
   }
 }
 
@@ -78,9 +94,9 @@ static aoq_status cl_fail(cl_int e, const char *what) {
   return aoq_err(AOQ_EDEVICE, "opencl %s: %s (%d)", what, cl_errname(e), (int)e);
 }
 
-#define CL_TRY(call, what)                  \
-  do {                                      \
-    cl_int cl_e_ = (call);                  \
+#define CL_TRY(call, what)                                \
+  do {                                                    \
+    cl_int cl_e_ = (call);                                \
     if (cl_e_ != CL_SUCCESS) return cl_fail(cl_e_, what); \
   } while (0)
 
@@ -114,8 +130,8 @@ static aoq_status resolve(aoq_ocl *c, const void *p, size_t n, cl_mem *mem, size
   }
   pthread_mutex_unlock(&c->lock);
   if (i < 0)
-    return aoq_err(AOQ_EINVAL, "opencl %s: %p (+%zu bytes) is not inside one allocation of %s", what,
-                   p, n, c->name);
+    return aoq_err(AOQ_EINVAL, "opencl %s: %p (+%zu bytes) is not inside one allocation of %s",
+                   what, p, n, c->name);
   return AOQ_OK;
 }
 
@@ -175,7 +191,9 @@ static void ocl_free(void *ctx, void *ptr) {
   free(a.base);
 }
 
-static cl_command_queue qof(aoq_ocl *c, aoq_stream *s) { return s ? s->q : c->q; }
+static cl_command_queue qof(aoq_ocl *c, aoq_stream *s) {
+  return s ? s->q : c->q;
+}
 
 static aoq_status ocl_copy_h2d(void *ctx, void *dst, const void *src, size_t n, aoq_stream *s) {
   aoq_ocl *c = ctx;
@@ -324,7 +342,8 @@ static aoq_status ocl_launch(void *ctx, aoq_xk_id k, const aoq_xk_arg *args, int
                              const size_t groups[3], const size_t local[3], aoq_stream *s) {
   aoq_ocl *c = ctx;
   cl_kernel kern = c->k[k];
-  if (!kern) return aoq_err(AOQ_EUNSUPPORTED, "opencl: kernel %s is not built", aoq_xk_names[k].entry);
+  if (!kern)
+    return aoq_err(AOQ_EUNSUPPORTED, "opencl: kernel %s is not built", aoq_xk_names[k].entry);
   size_t global[3];
   for (int i = 0; i < 3; i++) {
     if (groups[i] == 0) return AOQ_OK; /* empty range */

@@ -62,12 +62,22 @@ _Static_assert(AOQ_FMT_INT8DQ == 2 && AOQ_FMT_FP8DQ == 4 && AOQ_FMT_FP8DQ_ROW ==
                    AOQ_FMT_NVFP4 == 15,
                "format kind numbers used by kernels/cl/dyn.cl");
 
-static aoq_xk_arg P(const void *p) { return (aoq_xk_arg){AOQ_XA_PTR, p, 0, 0}; }
-static aoq_xk_arg I32(int32_t v) { return (aoq_xk_arg){AOQ_XA_I32, NULL, v, 0}; }
-static aoq_xk_arg I64(int64_t v) { return (aoq_xk_arg){AOQ_XA_I64, NULL, v, 0}; }
-static aoq_xk_arg F32(float v) { return (aoq_xk_arg){AOQ_XA_F32, NULL, 0, v}; }
+static aoq_xk_arg P(const void *p) {
+  return (aoq_xk_arg){AOQ_XA_PTR, p, 0, 0};
+}
+static aoq_xk_arg I32(int32_t v) {
+  return (aoq_xk_arg){AOQ_XA_I32, NULL, v, 0};
+}
+static aoq_xk_arg I64(int64_t v) {
+  return (aoq_xk_arg){AOQ_XA_I64, NULL, v, 0};
+}
+static aoq_xk_arg F32(float v) {
+  return (aoq_xk_arg){AOQ_XA_F32, NULL, 0, v};
+}
 
-static size_t cdiv(int64_t a, int64_t b) { return (size_t)((a + b - 1) / b); }
+static size_t cdiv(int64_t a, int64_t b) {
+  return (size_t)((a + b - 1) / b);
+}
 
 static aoq_status launch(void *ctx, aoq_xk_id k, const aoq_xk_arg *a, int na, size_t g0, size_t g1,
                          size_t g2, aoq_stream *s) {
@@ -113,11 +123,14 @@ void aoq_xk_ops_fini(aoq_xk_ops *o) {
   pthread_mutex_destroy(&o->sample_lock);
 }
 
-size_t aoq_xk_sample_params_bytes(void) { return (size_t)AOQ_XK_SAMPLE_MAX_ROWS * 8 * 4; }
+size_t aoq_xk_sample_params_bytes(void) {
+  return (size_t)AOQ_XK_SAMPLE_MAX_ROWS * 8 * 4;
+}
 
 aoq_status aoq_xk_err_status(int code, const char *backend) {
   switch (code) {
-    case 0: return AOQ_OK;
+    case 0:
+      return AOQ_OK;
     case 1:
       return aoq_err(AOQ_EINVAL, "%s embed: a token id was outside the table (row left unwritten)",
                      backend);
@@ -129,7 +142,8 @@ aoq_status aoq_xk_err_status(int code, const char *backend) {
                      "%s attention: a row named a sequence, position or page out of range "
                      "(row zeroed)",
                      backend);
-    default: return aoq_err(AOQ_EINTERNAL, "%s: kernel error code %d", backend, code);
+    default:
+      return aoq_err(AOQ_EINTERNAL, "%s: kernel error code %d", backend, code);
   }
 }
 
@@ -141,7 +155,9 @@ typedef struct wq_plan {
   size_t q, s, a; /* bytes of qdata, scale, aux */
 } wq_plan;
 
-static size_t bitrow(int64_t k, int bits) { return (size_t)(((k * bits + 31) / 32) * 4); }
+static size_t bitrow(int64_t k, int bits) {
+  return (size_t)(((k * bits + 31) / 32) * 4);
+}
 
 /* The plan of w, or a static reason it cannot run. */
 static const char *wq_plan_of(const aoq_qweight *w, wq_plan *p) {
@@ -152,8 +168,12 @@ static const char *wq_plan_of(const aoq_qweight *w, wq_plan *p) {
   int bits = w->bits;
   memset(p, 0, sizeof *p);
   switch (w->kind) {
-    case AOQ_FMT_INT8WO: *p = (wq_plan){AOQ_XK_LIN_INT8WO, N * K, 4 * N, 0}; break;
-    case AOQ_FMT_FP8WO: *p = (wq_plan){AOQ_XK_LIN_FP8WO, N * K, 4 * N, 0}; break;
+    case AOQ_FMT_INT8WO:
+      *p = (wq_plan){AOQ_XK_LIN_INT8WO, N * K, 4 * N, 0};
+      break;
+    case AOQ_FMT_FP8WO:
+      *p = (wq_plan){AOQ_XK_LIN_FP8WO, N * K, 4 * N, 0};
+      break;
     case AOQ_FMT_INT4WO:
     case AOQ_FMT_INT4WO_HQQ:
       if (w->k % 2) return "int4 needs an even k";
@@ -167,7 +187,9 @@ static const char *wq_plan_of(const aoq_qweight *w, wq_plan *p) {
       if (bits < 1 || bits > 8) return "codebook bits must be 1..8";
       *p = (wq_plan){AOQ_XK_LIN_CODEBOOK, N * bitrow(w->k, bits), 2 * N * G, (size_t)2 << bits};
       break;
-    case AOQ_FMT_W158: *p = (wq_plan){AOQ_XK_LIN_W158, N * bitrow(w->k, 2), 2, 0}; break;
+    case AOQ_FMT_W158:
+      *p = (wq_plan){AOQ_XK_LIN_W158, N * bitrow(w->k, 2), 2, 0};
+      break;
     case AOQ_FMT_FP6_E3M2:
     case AOQ_FMT_FP6_E2M3:
       *p = (wq_plan){w->kind == AOQ_FMT_FP6_E3M2 ? AOQ_XK_LIN_FP6_E3M2 : AOQ_XK_LIN_FP6_E2M3,
@@ -177,13 +199,21 @@ static const char *wq_plan_of(const aoq_qweight *w, wq_plan *p) {
       if (w->k % 16) return "nvfp4 needs k % 16 == 0";
       *p = (wq_plan){AOQ_XK_LIN_NVFP4WO, N * K / 2, N * K / 16, 4};
       break;
-    case AOQ_FMT_INT8DQ: *p = (wq_plan){AOQ_XK_DQ_ACT_ROW, N * K, 4 * N, 0}; break;
-    case AOQ_FMT_FP8DQ: *p = (wq_plan){AOQ_XK_DQ_ACT_ROW, N * K, 4, 0}; break;
-    case AOQ_FMT_FP8DQ_ROW: *p = (wq_plan){AOQ_XK_DQ_ACT_ROW, N * K, 4 * N, 0}; break;
+    case AOQ_FMT_INT8DQ:
+      *p = (wq_plan){AOQ_XK_DQ_ACT_ROW, N * K, 4 * N, 0};
+      break;
+    case AOQ_FMT_FP8DQ:
+      *p = (wq_plan){AOQ_XK_DQ_ACT_ROW, N * K, 4, 0};
+      break;
+    case AOQ_FMT_FP8DQ_ROW:
+      *p = (wq_plan){AOQ_XK_DQ_ACT_ROW, N * K, 4 * N, 0};
+      break;
     case AOQ_FMT_FP8DQ_BLOCK:
       *p = (wq_plan){AOQ_XK_DQ_ACT_FP8BLK, N * K, 4 * ((N + 127) / 128) * ((K + 127) / 128), 0};
       break;
-    case AOQ_FMT_FP8_INT4: *p = (wq_plan){AOQ_XK_DQ_ACT_ROW, N * bitrow(w->k, 4), 4 * N * G, 0}; break;
+    case AOQ_FMT_FP8_INT4:
+      *p = (wq_plan){AOQ_XK_DQ_ACT_ROW, N * bitrow(w->k, 4), 4 * N * G, 0};
+      break;
     case AOQ_FMT_INT8_INT4:
     case AOQ_FMT_INT8_INTX:
       if (bits < 1 || bits > 8) return "intx bits must be 1..8";
@@ -199,7 +229,8 @@ static const char *wq_plan_of(const aoq_qweight *w, wq_plan *p) {
       if (w->k % 16) return "nvfp4 needs k % 16 == 0";
       *p = (wq_plan){AOQ_XK_DQ_ACT_NVFP4, N * K / 2, N * K / 16, 4};
       break;
-    default: return "no OpenCL kernel for this format";
+    default:
+      return "no OpenCL kernel for this format";
   }
   return NULL;
 }
@@ -211,7 +242,9 @@ static int is_dynamic(aoq_format_kind k) {
 }
 
 /* Workspace of the dynamic formats (dyn.cl): xf f32[m,k] | xs f32[m*(kb+1)+4] | xq i8[m,k]. */
-static size_t al256(size_t b) { return (b + 255) & ~(size_t)255; }
+static size_t al256(size_t b) {
+  return (b + 255) & ~(size_t)255;
+}
 static void dyn_ws(int64_t m, int64_t k, size_t *o_xs, size_t *o_xq, size_t *total) {
   size_t M = (size_t)m, K = (size_t)k, kb = (K + 127) / 128;
   *o_xs = al256(M * K * 4);
@@ -223,10 +256,10 @@ uint64_t aoq_xk_linear_formats(void) {
   return (1ull << AOQ_FMT_INT8DQ) | (1ull << AOQ_FMT_FP8DQ) | (1ull << AOQ_FMT_FP8DQ_ROW) |
          (1ull << AOQ_FMT_FP8DQ_BLOCK) | (1ull << AOQ_FMT_FP8_INT4) | (1ull << AOQ_FMT_INT8_INT4) |
          (1ull << AOQ_FMT_INT8_INTX) | (1ull << AOQ_FMT_MXFP8) | (1ull << AOQ_FMT_MXFP4) |
-         (1ull << AOQ_FMT_NVFP4) | (1ull << AOQ_FMT_INT8WO) | (1ull << AOQ_FMT_FP8WO) | (1ull << AOQ_FMT_INT4WO) |
-         (1ull << AOQ_FMT_INT4WO_HQQ) | (1ull << AOQ_FMT_INTXWO) | (1ull << AOQ_FMT_CODEBOOK) |
-         (1ull << AOQ_FMT_W158) | (1ull << AOQ_FMT_FP6_E3M2) | (1ull << AOQ_FMT_FP6_E2M3) |
-         (1ull << AOQ_FMT_NVFP4WO);
+         (1ull << AOQ_FMT_NVFP4) | (1ull << AOQ_FMT_INT8WO) | (1ull << AOQ_FMT_FP8WO) |
+         (1ull << AOQ_FMT_INT4WO) | (1ull << AOQ_FMT_INT4WO_HQQ) | (1ull << AOQ_FMT_INTXWO) |
+         (1ull << AOQ_FMT_CODEBOOK) | (1ull << AOQ_FMT_W158) | (1ull << AOQ_FMT_FP6_E3M2) |
+         (1ull << AOQ_FMT_FP6_E2M3) | (1ull << AOQ_FMT_NVFP4WO);
 }
 
 static aoq_status linear_quant(void *ctx, const aoq_qweight *w, const void *x, void *y, int64_t m,
@@ -234,8 +267,9 @@ static aoq_status linear_quant(void *ctx, const aoq_qweight *w, const void *x, v
   wq_plan p;
   const char *why = wq_plan_of(w, &p);
   if (why)
-    return aoq_err(AOQ_EUNSUPPORTED, "xpu linear: format kind %d, weight [%lld, %lld], group %d: %s",
-                   (int)w->kind, (long long)w->n, (long long)w->k, w->group, why);
+    return aoq_err(AOQ_EUNSUPPORTED,
+                   "xpu linear: format kind %d, weight [%lld, %lld], group %d: %s", (int)w->kind,
+                   (long long)w->n, (long long)w->k, w->group, why);
   struct {
     const void *ptr;
     size_t have, need;
@@ -253,8 +287,8 @@ static aoq_status linear_quant(void *ctx, const aoq_qweight *w, const void *x, v
   const void *sc = w->scale ? w->scale : w->qdata, *ax = w->aux ? w->aux : w->qdata;
   int64_t g = w->group > 0 ? w->group : w->k;
   if (!is_dynamic(w->kind)) {
-    aoq_xk_arg a[] = {P(w->qdata), P(sc), P(ax), P(x), P(y), I64(m), I64(w->n), I64(w->k),
-                      I32(w->bits), I64(g)};
+    aoq_xk_arg a[] = {P(w->qdata), P(sc),     P(ax),     P(x),         P(y),
+                      I64(m),      I64(w->n), I64(w->k), I32(w->bits), I64(g)};
     return launch(ctx, p.kernel, a, 10, (size_t)w->n, 1, 1, s);
   }
   /* dynamic activations: quantize x into the workspace, then the GEMM (dyn.cl) */
@@ -274,8 +308,8 @@ static aoq_status linear_quant(void *ctx, const aoq_qweight *w, const void *x, v
     aoq_xk_arg a[] = {P(w->qdata), P(sc), P(xq), P(xs), P(y), I64(m), I64(w->n), I64(w->k)};
     return launch(ctx, AOQ_XK_DQ_LINEAR_I8, a, 8, (size_t)w->n, 1, 1, s);
   }
-  aoq_xk_arg a[] = {P(w->qdata), P(sc), P(ax),       P(xf),     P(xs),     P(y),
-                    I64(m),      I64(w->n), I64(w->k), I64(kb), I32(w->bits), I64(g),
+  aoq_xk_arg a[] = {P(w->qdata),      P(sc),     P(ax),     P(xf),   P(xs),        P(y),
+                    I64(m),           I64(w->n), I64(w->k), I64(kb), I32(w->bits), I64(g),
                     I32((int)w->kind)};
   return launch(ctx, AOQ_XK_DQ_LINEAR, a, 13, (size_t)w->n, 1, 1, s);
 }
@@ -378,8 +412,8 @@ static void rope_inv_freq(const aoq_rope *r, int head_dim, float *inv) {
 }
 
 static int rope_same(const aoq_xk_rope_key *k, const aoq_rope *r, int head_dim) {
-  return k->used && k->head_dim == head_dim && k->r.theta == r->theta &&
-         k->r.factor == r->factor && k->r.low_freq_factor == r->low_freq_factor &&
+  return k->used && k->head_dim == head_dim && k->r.theta == r->theta && k->r.factor == r->factor &&
+         k->r.low_freq_factor == r->low_freq_factor &&
          k->r.high_freq_factor == r->high_freq_factor &&
          k->r.original_max_position == r->original_max_position;
 }
@@ -407,9 +441,8 @@ static aoq_status rope_table(aoq_xk_ops *o, const aoq_rope *r, int head_dim, con
   return st;
 }
 
-aoq_status aoq_xk_rope(void *ctx, void *x, const int32_t *pos, int64_t m, int n_heads,
-                       int head_dim, int64_t row_stride, const aoq_rope *r, aoq_dtype dt,
-                       aoq_stream *s) {
+aoq_status aoq_xk_rope(void *ctx, void *x, const int32_t *pos, int64_t m, int n_heads, int head_dim,
+                       int64_t row_stride, const aoq_rope *r, aoq_dtype dt, aoq_stream *s) {
   AOQ_TRY(check_bf16(dt, "rope"));
   AOQ_TRY(check_rows("rope", m, row_stride));
   if (!r) return aoq_err(AOQ_EINVAL, "xpu rope: NULL rope parameters");
@@ -462,8 +495,8 @@ aoq_status aoq_xk_kv_store(void *ctx, const aoq_kv_cache *kv, const void *k, con
   if (!k || !v || !slots) return aoq_err(AOQ_EINVAL, "xpu kv_store: NULL k, v or slots");
   int64_t w = (int64_t)kv->n_kv_heads * kv->head_dim;
   int64_t n_slots = (int64_t)kv->n_pages * kv->page_size;
-  aoq_xk_arg a[] = {P(kv->k), P(kv->v), P(k), P(v), P(slots), P(o->err), I64(m), I64(w),
-                    I64(n_slots)};
+  aoq_xk_arg a[] = {P(kv->k),  P(kv->v), P(k),   P(v),        P(slots),
+                    P(o->err), I64(m),   I64(w), I64(n_slots)};
   return launch(ctx, AOQ_XK_KV_STORE, a, 9, cdiv(w, WG), (size_t)m, 1, s);
 }
 
@@ -495,10 +528,22 @@ aoq_status aoq_xk_attention(void *ctx, const aoq_kv_cache *kv, const aoq_attn_ba
   if ((int64_t)b->max_blocks * kv->page_size > INT32_MAX)
     return aoq_err(AOQ_EINVAL, "xpu attention: %d blocks x %d slots overflow int32 positions",
                    b->max_blocks, kv->page_size);
-  aoq_xk_arg a[] = {P(kv->k),         P(kv->v),         P(b->row_seq),    P(b->row_pos),
-                    P(b->block_tables), P(q),           P(out),           P(o->err),
-                    I32(b->n_seqs),   I32(b->max_blocks), I32(kv->n_pages), I32(kv->page_size),
-                    I32(kv->n_kv_heads), I32(kv->head_dim), I32(n_heads),  F32(scale)};
+  aoq_xk_arg a[] = {P(kv->k),
+                    P(kv->v),
+                    P(b->row_seq),
+                    P(b->row_pos),
+                    P(b->block_tables),
+                    P(q),
+                    P(out),
+                    P(o->err),
+                    I32(b->n_seqs),
+                    I32(b->max_blocks),
+                    I32(kv->n_pages),
+                    I32(kv->page_size),
+                    I32(kv->n_kv_heads),
+                    I32(kv->head_dim),
+                    I32(n_heads),
+                    F32(scale)};
   return launch(ctx, AOQ_XK_ATTENTION, a, 16, (size_t)n_heads, (size_t)m, 1, s);
 }
 
@@ -564,8 +609,10 @@ aoq_status aoq_xk_quantize(void *ctx, const void *w_src, aoq_qweight *w, aoq_str
   if (why) return aoq_err(AOQ_EUNSUPPORTED, "xpu quantize: %s", why);
   if ((w->qdata_bytes && w->qdata_bytes < p.q) || (w->scale_bytes && w->scale_bytes < p.s) ||
       (p.a && (!w->aux || (w->aux_bytes && w->aux_bytes < p.a))))
-    return aoq_err(AOQ_ESHAPE, "xpu quantize: buffers of %zu/%zu/%zu bytes, the layout needs "
-                   "%zu/%zu/%zu", w->qdata_bytes, w->scale_bytes, w->aux_bytes, p.q, p.s, p.a);
+    return aoq_err(AOQ_ESHAPE,
+                   "xpu quantize: buffers of %zu/%zu/%zu bytes, the layout needs "
+                   "%zu/%zu/%zu",
+                   w->qdata_bytes, w->scale_bytes, w->aux_bytes, p.q, p.s, p.a);
   const size_t one[3] = {1, 1, 1}, loc[3] = {WG, 1, 1};
   switch (w->kind) {
     case AOQ_FMT_FP8WO:
@@ -605,7 +652,8 @@ aoq_status aoq_xk_sample(void *ctx, const void *logits, int32_t *out, int64_t m,
   aoq_xk_ops *o = ctx;
   AOQ_TRY(check_bf16(dt, "sample"));
   if (!o->has_sample || !o->sample_params)
-    return aoq_err(AOQ_EUNSUPPORTED, "xpu sample: the sample kernel needs fp64, which this "
+    return aoq_err(AOQ_EUNSUPPORTED,
+                   "xpu sample: the sample kernel needs fp64, which this "
                    "device lacks");
   if (m < 0 || vocab <= 0 || vocab > INT32_MAX)
     return aoq_err(AOQ_EINVAL, "xpu sample: %lld rows of vocab %lld", (long long)m,

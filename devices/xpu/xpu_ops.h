@@ -85,8 +85,8 @@ typedef struct aoq_xk_rt {
 } aoq_xk_rt;
 
 #define AOQ_XK_SAMPLE_MAX_ROWS 4096 /* rows of one sample call (its parameter buffer) */
-#define AOQ_XK_ROPE_SLOTS 8    /* distinct RoPE parameter sets kept on the device */
-#define AOQ_XK_ROPE_MAX_HALF 512 /* head_dim <= 1024 */
+#define AOQ_XK_ROPE_SLOTS 8         /* distinct RoPE parameter sets kept on the device */
+#define AOQ_XK_ROPE_MAX_HALF 512    /* head_dim <= 1024 */
 
 typedef struct aoq_xk_rope_key {
   aoq_rope r;
@@ -99,10 +99,10 @@ typedef struct aoq_xk_ops {
   int *err;        /* device int: data-dependent error code of the kernels, 0 = none */
   float *rope_tab; /* device float[AOQ_XK_ROPE_SLOTS][AOQ_XK_ROPE_MAX_HALF] */
   aoq_xk_rope_key rope_keys[AOQ_XK_ROPE_SLOTS];
-  int rope_next;   /* slot replaced next when all are used */
+  int rope_next; /* slot replaced next when all are used */
   pthread_mutex_t rope_lock;
-  void *sample_params; /* device uint[AOQ_XK_SAMPLE_MAX_ROWS][8], or NULL: no sample */
-  int has_sample;      /* the sample module built (it needs fp64) */
+  void *sample_params;         /* device uint[AOQ_XK_SAMPLE_MAX_ROWS][8], or NULL: no sample */
+  int has_sample;              /* the sample module built (it needs fp64) */
   pthread_mutex_t sample_lock; /* one sample call at a time owns sample_params */
 } aoq_xk_ops;
 
@@ -133,9 +133,8 @@ aoq_status aoq_xk_silu_mul(void *ctx, const void *gu, void *y, int64_t m, int64_
                            aoq_stream *s);
 aoq_status aoq_xk_embed(void *ctx, const void *table, int64_t n_rows, const int32_t *ids, void *y,
                         int64_t m, int64_t dim, aoq_dtype dt, aoq_stream *s);
-aoq_status aoq_xk_rope(void *ctx, void *x, const int32_t *pos, int64_t m, int n_heads,
-                       int head_dim, int64_t row_stride, const aoq_rope *r, aoq_dtype dt,
-                       aoq_stream *s);
+aoq_status aoq_xk_rope(void *ctx, void *x, const int32_t *pos, int64_t m, int n_heads, int head_dim,
+                       int64_t row_stride, const aoq_rope *r, aoq_dtype dt, aoq_stream *s);
 aoq_status aoq_xk_kv_store(void *ctx, const aoq_kv_cache *kv, const void *k, const void *v,
                            const int32_t *slots, int64_t m, aoq_dtype dt, aoq_stream *s);
 size_t aoq_xk_attention_workspace(void *ctx, const aoq_kv_cache *kv, int64_t m, int n_heads,

@@ -34,7 +34,7 @@ typedef struct aoq_ze {
   ze_driver_handle_t drv;
   ze_device_handle_t dev;
   ze_context_handle_t zc;
-  uint32_t ordinal; /* compute queue group */
+  uint32_t ordinal;                    /* compute queue group */
   ze_module_handle_t mod[MAX_MODULES]; /* NULL: an optional module that did not build */
   const char *mod_name[MAX_MODULES];
   int n_mod;
@@ -47,10 +47,10 @@ typedef struct aoq_ze {
 } aoq_ze;
 
 struct aoq_stream {
-  ze_command_list_handle_t imm;   /* immediate list: where ops go */
-  ze_command_queue_handle_t q;    /* executes graphs */
-  ze_command_list_handle_t rec;   /* regular list being recorded (graph_begin), else NULL */
-  ze_event_pool_handle_t pool;    /* one host-visible event for stream_sync */
+  ze_command_list_handle_t imm; /* immediate list: where ops go */
+  ze_command_queue_handle_t q;  /* executes graphs */
+  ze_command_list_handle_t rec; /* regular list being recorded (graph_begin), else NULL */
+  ze_event_pool_handle_t pool;  /* one host-visible event for stream_sync */
   ze_event_handle_t done;
 };
 
@@ -67,39 +67,54 @@ struct aoq_graph {
 
 static const char *ze_name(ze_result_t r) {
   switch (r) {
-    case ZE_RESULT_NOT_READY: return "ZE_RESULT_NOT_READY";
-    case ZE_RESULT_ERROR_DEVICE_LOST: return "ZE_RESULT_ERROR_DEVICE_LOST";
-    case ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY: return "ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY";
-    case ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY: return "ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY";
-    case ZE_RESULT_ERROR_MODULE_BUILD_FAILURE: return "ZE_RESULT_ERROR_MODULE_BUILD_FAILURE";
-    case ZE_RESULT_ERROR_UNINITIALIZED: return "ZE_RESULT_ERROR_UNINITIALIZED";
-    case ZE_RESULT_ERROR_UNSUPPORTED_VERSION: return "ZE_RESULT_ERROR_UNSUPPORTED_VERSION";
-    case ZE_RESULT_ERROR_UNSUPPORTED_FEATURE: return "ZE_RESULT_ERROR_UNSUPPORTED_FEATURE";
-    case ZE_RESULT_ERROR_INVALID_ARGUMENT: return "ZE_RESULT_ERROR_INVALID_ARGUMENT";
-    case ZE_RESULT_ERROR_INVALID_KERNEL_NAME: return "ZE_RESULT_ERROR_INVALID_KERNEL_NAME";
+    case ZE_RESULT_NOT_READY:
+      return "ZE_RESULT_NOT_READY";
+    case ZE_RESULT_ERROR_DEVICE_LOST:
+      return "ZE_RESULT_ERROR_DEVICE_LOST";
+    case ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY:
+      return "ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY";
+    case ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY:
+      return "ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY";
+    case ZE_RESULT_ERROR_MODULE_BUILD_FAILURE:
+      return "ZE_RESULT_ERROR_MODULE_BUILD_FAILURE";
+    case ZE_RESULT_ERROR_UNINITIALIZED:
+      return "ZE_RESULT_ERROR_UNINITIALIZED";
+    case ZE_RESULT_ERROR_UNSUPPORTED_VERSION:
+      return "ZE_RESULT_ERROR_UNSUPPORTED_VERSION";
+    case ZE_RESULT_ERROR_UNSUPPORTED_FEATURE:
+      return "ZE_RESULT_ERROR_UNSUPPORTED_FEATURE";
+    case ZE_RESULT_ERROR_INVALID_ARGUMENT:
+      return "ZE_RESULT_ERROR_INVALID_ARGUMENT";
+    case ZE_RESULT_ERROR_INVALID_KERNEL_NAME:
+      return "ZE_RESULT_ERROR_INVALID_KERNEL_NAME";
     case ZE_RESULT_ERROR_INVALID_KERNEL_ARGUMENT_SIZE:
       return "ZE_RESULT_ERROR_INVALID_KERNEL_ARGUMENT_SIZE";
     case ZE_RESULT_ERROR_INVALID_GROUP_SIZE_DIMENSION:
       return "ZE_RESULT_ERROR_INVALID_GROUP_SIZE_DIMENSION";
-    case ZE_RESULT_ERROR_DEPENDENCY_UNAVAILABLE: return "ZE_RESULT_ERROR_DEPENDENCY_UNAVAILABLE";
-    default: return "Level Zero error";
+    case ZE_RESULT_ERROR_DEPENDENCY_UNAVAILABLE:
+      return "ZE_RESULT_ERROR_DEPENDENCY_UNAVAILABLE";
+    default:
+      return "Level Zero error";
   }
 }
 
 static aoq_status ze_fail(ze_result_t r, const char *what) {
-  return aoq_err(r == ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY || r == ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY
-                     ? AOQ_ENOMEM
-                     : AOQ_EDEVICE,
-                 "level zero %s: %s (0x%x)", what, ze_name(r), (unsigned)r);
+  return aoq_err(
+      r == ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY || r == ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY
+          ? AOQ_ENOMEM
+          : AOQ_EDEVICE,
+      "level zero %s: %s (0x%x)", what, ze_name(r), (unsigned)r);
 }
 
-#define ZE_TRY(call, what)                                  \
-  do {                                                      \
-    ze_result_t ze_r_ = (call);                             \
+#define ZE_TRY(call, what)                                       \
+  do {                                                           \
+    ze_result_t ze_r_ = (call);                                  \
     if (ze_r_ != ZE_RESULT_SUCCESS) return ze_fail(ze_r_, what); \
   } while (0)
 
-static aoq_stream *sof(aoq_ze *z, aoq_stream *s) { return s ? s : z->def; }
+static aoq_stream *sof(aoq_ze *z, aoq_stream *s) {
+  return s ? s : z->def;
+}
 /* The list commands go to: the graph being recorded, else the immediate list. */
 static ze_command_list_handle_t lof(aoq_ze *z, aoq_stream *s) {
   aoq_stream *t = sof(z, s);
@@ -216,7 +231,11 @@ static void stream_free(aoq_stream *s) {
 static aoq_status stream_new(aoq_ze *z, aoq_stream **out) {
   aoq_stream *s = calloc(1, sizeof *s);
   if (!s) return aoq_err(AOQ_ENOMEM, "xpu stream");
-  ze_command_queue_desc_t qd = {ZE_STRUCTURE_TYPE_COMMAND_QUEUE_DESC, NULL, z->ordinal, 0, 0,
+  ze_command_queue_desc_t qd = {ZE_STRUCTURE_TYPE_COMMAND_QUEUE_DESC,
+                                NULL,
+                                z->ordinal,
+                                0,
+                                0,
                                 ZE_COMMAND_QUEUE_MODE_ASYNCHRONOUS,
                                 ZE_COMMAND_QUEUE_PRIORITY_NORMAL};
   ze_event_pool_desc_t pd = {ZE_STRUCTURE_TYPE_EVENT_POOL_DESC, NULL,
@@ -225,8 +244,10 @@ static aoq_status stream_new(aoq_ze *z, aoq_stream **out) {
                         ZE_EVENT_SCOPE_FLAG_HOST};
   ze_result_t r = zeCommandListCreateImmediate(z->zc, z->dev, &qd, &s->imm);
   const char *what = "zeCommandListCreateImmediate";
-  if (r == ZE_RESULT_SUCCESS) r = zeCommandQueueCreate(z->zc, z->dev, &qd, &s->q), what = "zeCommandQueueCreate";
-  if (r == ZE_RESULT_SUCCESS) r = zeEventPoolCreate(z->zc, &pd, 1, &z->dev, &s->pool), what = "zeEventPoolCreate";
+  if (r == ZE_RESULT_SUCCESS)
+    r = zeCommandQueueCreate(z->zc, z->dev, &qd, &s->q), what = "zeCommandQueueCreate";
+  if (r == ZE_RESULT_SUCCESS)
+    r = zeEventPoolCreate(z->zc, &pd, 1, &z->dev, &s->pool), what = "zeEventPoolCreate";
   if (r == ZE_RESULT_SUCCESS) r = zeEventCreate(s->pool, &ed, &s->done), what = "zeEventCreate";
   if (r != ZE_RESULT_SUCCESS) {
     stream_free(s);
@@ -389,7 +410,8 @@ static aoq_status ze_launch(void *ctx, aoq_xk_id k, const aoq_xk_arg *args, int 
                             const size_t groups[3], const size_t local[3], aoq_stream *s) {
   aoq_ze *z = ctx;
   for (int i = 0; i < 3; i++)
-    if (groups[i] == 0) return AOQ_OK;
+    if (groups[i] == 0)
+      return AOQ_OK;
     else if (groups[i] > UINT32_MAX)
       return aoq_err(AOQ_EINVAL, "xpu %s: %zu work-groups in dimension %d", aoq_xk_names[k].entry,
                      groups[i], i);
@@ -445,7 +467,8 @@ static aoq_status ze_info(void *ctx, aoq_device_info *out) {
   out->caps = AOQ_CAP_GRAPHS | AOQ_CAP_IPC | AOQ_CAP_QUANTIZE;
   out->linear_formats = aoq_xk_linear_formats();
   out->quantize_formats = aoq_xk_quantize_formats();
-  out->threads = (int)(z->props.numSlices * z->props.numSubslicesPerSlice * z->props.numEUsPerSubslice);
+  out->threads =
+      (int)(z->props.numSlices * z->props.numSubslicesPerSlice * z->props.numEUsPerSubslice);
   return AOQ_OK;
 }
 
@@ -548,8 +571,13 @@ static aoq_status find_device(int index, ze_driver_handle_t *drv, ze_device_hand
 
 static aoq_status build_modules(aoq_ze *z) {
   for (int i = 0; i < aoq_cl_spirv_count && i < MAX_MODULES; i++) {
-    ze_module_desc_t md = {ZE_STRUCTURE_TYPE_MODULE_DESC, NULL, ZE_MODULE_FORMAT_IL_SPIRV,
-                           aoq_cl_spirv[i].size, aoq_cl_spirv[i].data, ZE_BUILD_FLAGS, NULL};
+    ze_module_desc_t md = {ZE_STRUCTURE_TYPE_MODULE_DESC,
+                           NULL,
+                           ZE_MODULE_FORMAT_IL_SPIRV,
+                           aoq_cl_spirv[i].size,
+                           aoq_cl_spirv[i].data,
+                           ZE_BUILD_FLAGS,
+                           NULL};
     ze_module_build_log_handle_t log = NULL;
     ze_result_t r = zeModuleCreate(z->zc, z->dev, &md, &z->mod[z->n_mod], &log);
     if (r != ZE_RESULT_SUCCESS && !strcmp(aoq_cl_spirv[i].name, "sample")) {
@@ -609,7 +637,8 @@ static aoq_status open_device(aoq_ze *z) {
   int found = 0;
   for (uint32_t i = 0; i < ng && !found; i++)
     if (gp[i].flags & ZE_COMMAND_QUEUE_GROUP_PROPERTY_FLAG_COMPUTE) z->ordinal = i, found = 1;
-  if (!found) return aoq_err(AOQ_ENODEV, "xpu:%d: %s has no compute queue", z->index, z->props.name);
+  if (!found)
+    return aoq_err(AOQ_ENODEV, "xpu:%d: %s has no compute queue", z->index, z->props.name);
   AOQ_TRY(build_modules(z));
   AOQ_TRY(stream_new(z, &z->def));
   void *err = NULL, *tab = NULL;

@@ -102,7 +102,8 @@ int main(int argc, char **argv) {
   block *cur = NULL;
   while (i < nw) {
     uint32_t op = w[i] & 0xffffu, len = w[i] >> 16;
-    if (len == 0 || i + len > nw) return fprintf(stderr, "%s: bad instruction at word %zu\n", argv[1], i), 1;
+    if (len == 0 || i + len > nw)
+      return fprintf(stderr, "%s: bad instruction at word %zu\n", argv[1], i), 1;
     if (op == OP_FUNCTION) in_fn = 1, n = 0, cur = NULL;
     if (!in_fn || (op != OP_LABEL && !cur && op != OP_FUNCTION_END)) {
       memcpy(out + o, w + i, 4 * len); /* module-level code, or a function's header/parameters */
@@ -125,7 +126,8 @@ int main(int argc, char **argv) {
     }
     if (cur && is_terminator(op)) {
       if (op == OP_BRANCH) cur->succ[cur->n_succ++] = w[i + 1];
-      if (op == OP_BRANCH_CONDITIONAL) cur->succ[0] = w[i + 2], cur->succ[1] = w[i + 3], cur->n_succ = 2;
+      if (op == OP_BRANCH_CONDITIONAL)
+        cur->succ[0] = w[i + 2], cur->succ[1] = w[i + 3], cur->n_succ = 2;
       if (op == OP_SWITCH) /* default, then (literal, label) pairs; literals that are not labels
                               of this function are skipped when the DFS looks them up */
         for (uint32_t a = 2; a < len && cur->n_succ < 64; a++) cur->succ[cur->n_succ++] = w[i + a];

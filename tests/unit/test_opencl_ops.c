@@ -29,8 +29,8 @@ static void add_and_convert_are_bit_exact(void **state) {
   float *f = down(p->cl, gf, n * 4);
   for (int64_t i = 0; i < n; i++) assert_true(f[i] == aoq_bf16_to_f32(ref[i]));
   for (int64_t i = 0; i < n; i++) f[i] = t_urand() * 1000.0f;
-  f[0] = 1.00390625f;  /* halfway between two bf16 values: ties to even */
-  f[1] = 1.01171875f;  /* halfway, rounds up to even */
+  f[0] = 1.00390625f; /* halfway between two bf16 values: ties to even */
+  f[1] = 1.01171875f; /* halfway, rounds up to even */
   f[2] = NAN;
   assert_int_equal(aoq_dev_copy_h2d(p->cl, gf, f, n * 4, NULL), AOQ_OK);
   assert_int_equal(aoq_dev_convert(p->cl, gf, AOQ_DTYPE_F32, gz, AOQ_DTYPE_BF16, n, NULL), AOQ_OK);
@@ -54,7 +54,8 @@ static void rmsnorm_and_silu_mul_match_cpu(void **state) {
   const int64_t m = 5, n = 300;
   uint16_t *x = rand_bf16(m * 2 * n, 3), *w = rand_bf16(n, 1.5f);
   uint16_t ref[5 * 300], *got;
-  void *cx = up(p->cpu, x, m * 2 * n * 2), *cw = up(p->cpu, w, n * 2), *cy = up(p->cpu, x, m * n * 2);
+  void *cx = up(p->cpu, x, m * 2 * n * 2), *cw = up(p->cpu, w, n * 2),
+       *cy = up(p->cpu, x, m * n * 2);
   void *gx = up(p->cl, x, m * 2 * n * 2), *gw = up(p->cl, w, n * 2), *gy = up(p->cl, x, m * n * 2);
   assert_int_equal(aoq_dev_rmsnorm(p->cpu, cx, cw, cy, m, n, 1e-5f, AOQ_DTYPE_BF16, NULL), AOQ_OK);
   assert_int_equal(aoq_dev_rmsnorm(p->cl, gx, gw, gy, m, n, 1e-5f, AOQ_DTYPE_BF16, NULL), AOQ_OK);
@@ -200,8 +201,12 @@ static void kv_store_and_attention_match_cpu(void **state) {
   assert_int_equal(aoq_dev_alloc(p->cl, m * nh * hd * 2, &go), AOQ_OK);
   aoq_attn_batch cb = {crs, crp, cbt, 2, max_blocks, 69}, gb = {grs, grp, gbt, 2, max_blocks, 69};
   float scale = 1.0f / sqrtf((float)hd);
-  assert_int_equal(aoq_dev_attention(p->cpu, &ckv, &cb, cq, co, m, nh, scale, AOQ_DTYPE_BF16, NULL, NULL), AOQ_OK);
-  assert_int_equal(aoq_dev_attention(p->cl, &gkv, &gb, gq, go, m, nh, scale, AOQ_DTYPE_BF16, NULL, NULL), AOQ_OK);
+  assert_int_equal(
+      aoq_dev_attention(p->cpu, &ckv, &cb, cq, co, m, nh, scale, AOQ_DTYPE_BF16, NULL, NULL),
+      AOQ_OK);
+  assert_int_equal(
+      aoq_dev_attention(p->cl, &gkv, &gb, gq, go, m, nh, scale, AOQ_DTYPE_BF16, NULL, NULL),
+      AOQ_OK);
   uint16_t *ref = malloc(m * nh * hd * 2);
   assert_int_equal(aoq_dev_copy_d2h(p->cpu, ref, co, m * nh * hd * 2, NULL), AOQ_OK);
   uint16_t *got = down(p->cl, go, m * nh * hd * 2);
@@ -218,7 +223,9 @@ static void kv_store_and_attention_match_cpu(void **state) {
   /* a block table entry past the cache: flagged at sync, the row is zeroed */
   int32_t badbt[2][5] = {{3, 9, 0, -1, -1}, {11, 1, 99, 5, 2}};
   assert_int_equal(aoq_dev_copy_h2d(p->cl, gbt, badbt, sizeof badbt, NULL), AOQ_OK);
-  assert_int_equal(aoq_dev_attention(p->cl, &gkv, &gb, gq, go, m, nh, scale, AOQ_DTYPE_BF16, NULL, NULL), AOQ_OK);
+  assert_int_equal(
+      aoq_dev_attention(p->cl, &gkv, &gb, gq, go, m, nh, scale, AOQ_DTYPE_BF16, NULL, NULL),
+      AOQ_OK);
   assert_int_equal(aoq_dev_stream_sync(p->cl, NULL), AOQ_EINVAL);
   assert_non_null(strstr(aoq_last_error(), "attention"));
   /* a slot past the cache in kv_store */
@@ -228,12 +235,16 @@ static void kv_store_and_attention_match_cpu(void **state) {
   assert_int_equal(aoq_dev_stream_sync(p->cl, NULL), AOQ_EINVAL);
   assert_non_null(strstr(aoq_last_error(), "slot"));
   /* shape errors come back at the call */
-  assert_int_equal(aoq_dev_attention(p->cl, &gkv, &gb, gq, go, m, 7, scale, AOQ_DTYPE_BF16, NULL, NULL), AOQ_EINVAL);
+  assert_int_equal(
+      aoq_dev_attention(p->cl, &gkv, &gb, gq, go, m, 7, scale, AOQ_DTYPE_BF16, NULL, NULL),
+      AOQ_EINVAL);
   aoq_kv_cache f32 = gkv;
   f32.dtype = AOQ_DTYPE_F32;
-  assert_int_equal(aoq_dev_kv_store(p->cl, &f32, gk, gv, gs, 1, AOQ_DTYPE_BF16, NULL), AOQ_EUNSUPPORTED);
+  assert_int_equal(aoq_dev_kv_store(p->cl, &f32, gk, gv, gs, 1, AOQ_DTYPE_BF16, NULL),
+                   AOQ_EUNSUPPORTED);
 
-  free(k), free(v), free(slots), free(rk), free(rv), free(gotk), free(gotv), free(q), free(ref), free(got);
+  free(k), free(v), free(slots), free(rk), free(rv), free(gotk), free(gotv), free(q), free(ref),
+      free(got);
   void *cf[] = {ckv.k, ckv.v, ck, cv, cs, cq, cbt, crs, crp, co};
   void *gf[] = {gkv.k, gkv.v, gk, gv, gs, gq, gbt, grs, grp, go};
   for (size_t i = 0; i < 10; i++) aoq_dev_free(p->cpu, cf[i]), aoq_dev_free(p->cl, gf[i]);
@@ -247,7 +258,7 @@ static void argmax_takes_first_maximum_and_skips_nan(void **state) {
   uint16_t *lg = rand_bf16(m * vocab, 8);
   lg[0 * vocab + 500] = aoq_f32_to_bf16(20.0f); /* ties: the first wins */
   lg[0 * vocab + 900] = aoq_f32_to_bf16(20.0f);
-  lg[1 * vocab + 3] = 0x7fc0;                   /* NaN is not a maximum */
+  lg[1 * vocab + 3] = 0x7fc0; /* NaN is not a maximum */
   lg[1 * vocab + 1000] = aoq_f32_to_bf16(30.0f);
   for (int64_t i = 0; i < vocab; i++) lg[2 * vocab + i] = 0xff80; /* all -inf: index 0 */
   void *cl = up(p->cpu, lg, m * vocab * 2), *gl = up(p->cl, lg, m * vocab * 2);
@@ -263,7 +274,8 @@ static void argmax_takes_first_maximum_and_skips_nan(void **state) {
   assert_int_equal(got[1], 1000);
   assert_int_equal(got[2], 0);
   free(lg), free(got);
-  aoq_dev_free(p->cpu, cl), aoq_dev_free(p->cpu, co), aoq_dev_free(p->cl, gl), aoq_dev_free(p->cl, go);
+  aoq_dev_free(p->cpu, cl), aoq_dev_free(p->cpu, co), aoq_dev_free(p->cl, gl),
+      aoq_dev_free(p->cl, go);
 }
 
 /* ---- sample ---- */
@@ -274,12 +286,12 @@ static void sample_matches_cpu(void **state) {
   uint16_t *lg = rand_bf16(m * vocab, 6);
   lg[5 * vocab + 7] = 0x7fc0; /* a NaN logit never wins */
   aoq_sample_params sp[6] = {
-      {0.0f, 1.0f, 0, 11},     /* greedy */
-      {0.8f, 1.0f, 50, 12},    /* top-k */
-      {1.0f, 0.9f, 0, 13},     /* top-p */
-      {1.5f, 0.95f, 40, 14},   /* both */
-      {0.7f, 1.0f, 1, 15},     /* top-k 1 = greedy */
-      {1.0f, 1.0f, 0, 16},     /* plain temperature */
+      {0.0f, 1.0f, 0, 11},   /* greedy */
+      {0.8f, 1.0f, 50, 12},  /* top-k */
+      {1.0f, 0.9f, 0, 13},   /* top-p */
+      {1.5f, 0.95f, 40, 14}, /* both */
+      {0.7f, 1.0f, 1, 15},   /* top-k 1 = greedy */
+      {1.0f, 1.0f, 0, 16},   /* plain temperature */
   };
   void *cl = up(p->cpu, lg, m * vocab * 2), *gl = up(p->cl, lg, m * vocab * 2);
   void *co = NULL, *go = NULL;
@@ -293,7 +305,8 @@ static void sample_matches_cpu(void **state) {
     int32_t ref[6], *got = down(p->cl, go, sizeof ref);
     assert_int_equal(aoq_dev_copy_d2h(p->cpu, ref, co, sizeof ref, NULL), AOQ_OK);
     for (int i = 0; i < 6; i++)
-      if (got[i] != ref[i]) fail_msg("round %d row %d: token %d, cpu %d", (int)round, i, got[i], ref[i]);
+      if (got[i] != ref[i])
+        fail_msg("round %d row %d: token %d, cpu %d", (int)round, i, got[i], ref[i]);
     if (first < 0) first = got[5];
     distinct |= got[5] != first; /* plain sampling moves with the seed */
     free(got);
@@ -302,7 +315,8 @@ static void sample_matches_cpu(void **state) {
   aoq_sample_params bad = {1.0f, -0.5f, 0, 1};
   assert_int_equal(aoq_dev_sample(p->cl, gl, go, 1, vocab, &bad, AOQ_DTYPE_BF16, NULL), AOQ_EINVAL);
   free(lg);
-  aoq_dev_free(p->cpu, cl), aoq_dev_free(p->cpu, co), aoq_dev_free(p->cl, gl), aoq_dev_free(p->cl, go);
+  aoq_dev_free(p->cpu, cl), aoq_dev_free(p->cpu, co), aoq_dev_free(p->cl, gl),
+      aoq_dev_free(p->cl, go);
 }
 
 /* ---- linear (bf16) ---- */
@@ -317,8 +331,13 @@ static void linear_bf16_matches_cpu(void **state) {
     void *gw = up(p->cl, w, n * k * 2), *gx = up(p->cl, x, m * k * 2), *gy = NULL;
     assert_int_equal(aoq_dev_alloc(p->cpu, m * n * 2, &cy), AOQ_OK);
     assert_int_equal(aoq_dev_alloc(p->cl, m * n * 2, &gy), AOQ_OK);
-    aoq_qweight cq = {.kind = AOQ_FMT_BF16, .bits = 16, .group = (int)k, .n = n, .k = k,
-                      .qdata = cw, .qdata_bytes = (size_t)(n * k * 2)};
+    aoq_qweight cq = {.kind = AOQ_FMT_BF16,
+                      .bits = 16,
+                      .group = (int)k,
+                      .n = n,
+                      .k = k,
+                      .qdata = cw,
+                      .qdata_bytes = (size_t)(n * k * 2)};
     aoq_qweight gq = cq;
     gq.qdata = gw;
     assert_int_equal(aoq_dev_linear(p->cpu, &cq, cx, cy, m, AOQ_DTYPE_BF16, NULL, NULL), AOQ_OK);
@@ -395,8 +414,9 @@ int main(void) {
   return cmocka_run_group_tests(tests, pair_setup, pair_teardown);
 #else
   (void)tests;
-  fprintf(stderr, "SKIPPED: built without the OpenCL harness (AOQ_XPU=OFF or no OpenCL ICD "
-                  "loader at configure time)\n");
+  fprintf(stderr,
+          "SKIPPED: built without the OpenCL harness (AOQ_XPU=OFF or no OpenCL ICD "
+          "loader at configure time)\n");
   return 77;
 #endif
 }

@@ -41,7 +41,8 @@ static void check_format(pair *p, const char *cfg, int64_t m, int64_t n, int64_t
   void *cx = up(p->cpu, x, m * k * 2), *gx = up(p->cl, x, m * k * 2), *cy = NULL, *gy = NULL;
   assert_int_equal(aoq_dev_alloc(p->cpu, m * n * 2, &cy), AOQ_OK);
   assert_int_equal(aoq_dev_alloc(p->cl, m * n * 2, &gy), AOQ_OK);
-  size_t cws = aoq_dev_linear_workspace(p->cpu, &cq, m), gws = aoq_dev_linear_workspace(p->cl, &gq, m);
+  size_t cws = aoq_dev_linear_workspace(p->cpu, &cq, m),
+         gws = aoq_dev_linear_workspace(p->cl, &gq, m);
   void *cw = NULL, *gw = NULL;
   if (cws) assert_int_equal(aoq_dev_alloc(p->cpu, cws, &cw), AOQ_OK);
   if (gws) assert_int_equal(aoq_dev_alloc(p->cl, gws, &gw), AOQ_OK);
@@ -52,8 +53,8 @@ static void check_format(pair *p, const char *cfg, int64_t m, int64_t n, int64_t
   uint16_t *ref = malloc(m * n * 2), *got = down(p->cl, gy, m * n * 2);
   assert_int_equal(aoq_dev_copy_d2h(p->cpu, ref, cy, m * n * 2, NULL), AOQ_OK);
   int64_t u = max_ulps(cfg, got, ref, m * n);
-  print_message("%-14s m=%lld n=%lld k=%lld: max %lld bf16 ulps\n", cfg, (long long)m,
-                (long long)n, (long long)k, (long long)u);
+  print_message("%-14s m=%lld n=%lld k=%lld: max %lld bf16 ulps\n", cfg, (long long)m, (long long)n,
+                (long long)k, (long long)u);
   if (u > 1) fail_msg("%s: %lld bf16 ulps from the CPU backend", cfg, (long long)u);
   /* and the result is a real product, not zeros: some output is non-zero */
   int nonzero = 0;
@@ -105,16 +106,16 @@ static void device_quantizer_covers_the_float_formats(void **state) {
   aoq_device_info info;
   assert_int_equal(aoq_device_info_get(p->cl, &info), AOQ_OK);
   assert_true(info.caps & AOQ_CAP_QUANTIZE);
-  const aoq_format_kind want[] = {AOQ_FMT_FP8WO, AOQ_FMT_FP8DQ, AOQ_FMT_FP8DQ_ROW,
-                                  AOQ_FMT_FP8DQ_BLOCK, AOQ_FMT_MXFP8, AOQ_FMT_MXFP4,
-                                  AOQ_FMT_NVFP4, AOQ_FMT_NVFP4WO};
+  const aoq_format_kind want[] = {AOQ_FMT_FP8WO,       AOQ_FMT_FP8DQ,  AOQ_FMT_FP8DQ_ROW,
+                                  AOQ_FMT_FP8DQ_BLOCK, AOQ_FMT_MXFP8,  AOQ_FMT_MXFP4,
+                                  AOQ_FMT_NVFP4,       AOQ_FMT_NVFP4WO};
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
     assert_true(info.quantize_formats & (1ull << want[i]));
   /* a weight whose rows hold zeros and a huge value: scales at both ends of their range */
   const int64_t n = 4, k = 64;
   uint16_t *w = rand_bf16(n * k, 1.0f);
-  for (int64_t c = 0; c < k; c++) w[c] = 0;                     /* row 0 all zero */
-  w[k + 5] = aoq_f32_to_bf16(30000.0f);                         /* row 1 has a huge element */
+  for (int64_t c = 0; c < k; c++) w[c] = 0; /* row 0 all zero */
+  w[k + 5] = aoq_f32_to_bf16(30000.0f);     /* row 1 has a huge element */
   for (int64_t c = 0; c < k; c++) w[2 * k + c] = aoq_f32_to_bf16(1e-30f); /* tiny row */
   const char *cfgs[] = {"fp8wo", "mxfp8", "mxfp4", "nvfp4"};
   for (size_t i = 0; i < 4; i++) {
@@ -177,8 +178,9 @@ int main(void) {
   return cmocka_run_group_tests(tests, pair_setup, pair_teardown);
 #else
   (void)tests;
-  fprintf(stderr, "SKIPPED: built without the OpenCL harness (AOQ_XPU=OFF or no OpenCL ICD "
-                  "loader at configure time)\n");
+  fprintf(stderr,
+          "SKIPPED: built without the OpenCL harness (AOQ_XPU=OFF or no OpenCL ICD "
+          "loader at configure time)\n");
   return 77;
 #endif
 }

@@ -27,7 +27,6 @@
 #include "base/numerics.h"
 #pragma GCC diagnostic pop
 
-
 typedef struct pair {
   aoq_device *cpu, *cl;
 } pair;
@@ -66,7 +65,8 @@ static inline void *down(aoq_device *d, const void *p, size_t bytes) {
 
 /* Distance in bf16 steps between two bf16 values (ordered by value; NaN far from all). */
 static inline int64_t bf16_ulps(uint16_t a, uint16_t b) {
-  if ((a & 0x7fff) > 0x7f80 || (b & 0x7fff) > 0x7f80) return ((a & 0x7fff) > 0x7f80) == ((b & 0x7fff) > 0x7f80) ? 0 : 1 << 20;
+  if ((a & 0x7fff) > 0x7f80 || (b & 0x7fff) > 0x7f80)
+    return ((a & 0x7fff) > 0x7f80) == ((b & 0x7fff) > 0x7f80) ? 0 : 1 << 20;
   int64_t ka = (a & 0x8000) ? -(int64_t)(a & 0x7fff) : (int64_t)a;
   int64_t kb = (b & 0x8000) ? -(int64_t)(b & 0x7fff) : (int64_t)b;
   return ka > kb ? ka - kb : kb - ka;
@@ -109,6 +109,5 @@ static int pair_teardown(void **state) {
   free(p);
   return 0;
 }
-
 
 #endif

@@ -49,8 +49,8 @@ static void modules_are_spirv_1_2(void **state) {
     const aoq_cl_blob *b = &aoq_cl_spirv[i];
     print_message("%-8s %6zu bytes\n", b->name, b->size);
     assert_true(b->size >= 20 && b->size % 4 == 0);
-    assert_int_equal(word(b, 0), 0x07230203u);       /* magic, little-endian */
-    assert_true(word(b, 1) <= 0x00010200u);          /* version <= 1.2 (Level Zero) */
+    assert_int_equal(word(b, 0), 0x07230203u); /* magic, little-endian */
+    assert_true(word(b, 1) <= 0x00010200u);    /* version <= 1.2 (Level Zero) */
   }
 }
 
@@ -60,8 +60,8 @@ static void every_launched_kernel_is_an_entry_point(void **state) {
     const aoq_cl_blob *mod = NULL;
     for (int i = 0; i < aoq_cl_spirv_count; i++)
       if (!strcmp(aoq_cl_spirv[i].name, aoq_xk_names[k].module)) mod = &aoq_cl_spirv[i];
-    if (!mod) fail_msg("kernel %s: module %s not embedded", aoq_xk_names[k].entry,
-                       aoq_xk_names[k].module);
+    if (!mod)
+      fail_msg("kernel %s: module %s not embedded", aoq_xk_names[k].entry, aoq_xk_names[k].module);
     if (!has_kernel(mod, aoq_xk_names[k].entry))
       fail_msg("kernel %s is not an entry point of %s.spv", aoq_xk_names[k].entry, mod->name);
   }

@@ -18,12 +18,13 @@
 #endif
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: aoq-bench clgemv [--formats LIST] [--shapes LIST] [--m M] [--repeat R]\n"
-          "                        [--cpu NAME] [--opencl INDEX]\n"
-          "  y[m,n] = x[m,k] @ W^T on OpenCL device INDEX (PoCL) and on the CPU backend.\n"
-          "  Defaults: --formats bf16,int8wo,int4wo-128,fp8wo,nvfp4wo --shapes 1024x1024,4096x1024\n"
-          "  --m 1 --repeat 5 --cpu cpu --opencl 0\n");
+  fprintf(
+      f,
+      "usage: aoq-bench clgemv [--formats LIST] [--shapes LIST] [--m M] [--repeat R]\n"
+      "                        [--cpu NAME] [--opencl INDEX]\n"
+      "  y[m,n] = x[m,k] @ W^T on OpenCL device INDEX (PoCL) and on the CPU backend.\n"
+      "  Defaults: --formats bf16,int8wo,int4wo-128,fp8wo,nvfp4wo --shapes 1024x1024,4096x1024\n"
+      "  --m 1 --repeat 5 --cpu cpu --opencl 0\n");
 }
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -75,8 +76,8 @@ static aoq_status time_side(side *s, int64_t m, int repeat, aoq_stream *st, doub
   return AOQ_OK;
 }
 
-static int bench(aoq_device *cpu, aoq_device *cl, const char *fmt, int64_t m, int64_t n,
-                 int64_t k, int repeat) {
+static int bench(aoq_device *cpu, aoq_device *cl, const char *fmt, int64_t m, int64_t n, int64_t k,
+                 int repeat) {
   aoq_format f;
   if (aoq_format_parse(fmt, &f) != AOQ_OK) {
     fprintf(stderr, "aoq-bench clgemv: format '%s': %s\n", fmt, aoq_last_error());
@@ -160,8 +161,9 @@ int aoq_bench_clgemv(int argc, char **argv) {
   }
 #ifndef AOQ_HAVE_CLHARNESS
   (void)formats, (void)shapes, (void)cpu_name;
-  fprintf(stderr, "aoq-bench clgemv: this aoq-bench was built without the OpenCL harness "
-                  "(configure with -DAOQ_XPU=ON and an OpenCL ICD loader installed)\n");
+  fprintf(stderr,
+          "aoq-bench clgemv: this aoq-bench was built without the OpenCL harness "
+          "(configure with -DAOQ_XPU=ON and an OpenCL ICD loader installed)\n");
   return 1;
 #else
   aoq_device *cpu = NULL, *cl = NULL;
@@ -175,8 +177,8 @@ int aoq_bench_clgemv(int argc, char **argv) {
   aoq_device_info_get(cpu, &ci);
   aoq_device_info_get(cl, &gi);
   printf("# cpu: %s\n# opencl: %s\n", ci.name, gi.name);
-  printf("%-12s %6s %6s %4s %10s %10s %10s %8s %8s\n", "format", "n", "k", "m", "cpu_ms",
-         "ocl_ms", "ocl_ev_ms", "ocl_GB/s", "max_ulp");
+  printf("%-12s %6s %6s %4s %10s %10s %10s %8s %8s\n", "format", "n", "k", "m", "cpu_ms", "ocl_ms",
+         "ocl_ev_ms", "ocl_GB/s", "max_ulp");
   int rc = 0;
   char fl[512], sl[512];
   snprintf(fl, sizeof fl, "%s", formats);
