@@ -87,6 +87,25 @@ static inline __attribute__((always_inline)) float hsum(const v8f *p) {
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
+/* Four activation rows against one decoded weight chunk: each weight vector is loaded once for
+ * four FMAs-worth of products (register blocking, as the bf16 GEMM does). */
+static inline __attribute__((always_inline)) void dot_acc4(const float *a0, const float *a1,
+                                                           const float *a2, const float *a3,
+                                                           const float *b, int64_t n, v8f *acc) {
+  v8f s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    v8f bv, x0, x1, x2, x3;
+    memcpy(&bv, b + i, 32);
+    memcpy(&x0, a0 + i, 32), memcpy(&x1, a1 + i, 32), memcpy(&x2, a2 + i, 32),
+        memcpy(&x3, a3 + i, 32);
+    s0 += x0 * bv, s1 += x1 * bv, s2 += x2 * bv, s3 += x3 * bv;
+  }
+  for (; i < n; i++)
+    s0[0] += a0[i] * b[i], s1[0] += a1[i] * b[i], s2[0] += a2[i] * b[i], s3[0] += a3[i] * b[i];
+  acc[0] += s0, acc[1] += s1, acc[2] += s2, acc[3] += s3;
+}
+
 static inline int32_t dot_i8(const int8_t *a, const int8_t *b, int64_t n) {
   int32_t s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t i = 0;
@@ -96,9 +115,13 @@ static inline int32_t dot_i8(const int8_t *a, const int8_t *b, int64_t n) {
   return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
 }
 
-/* Compiled for AVX-512, AVX2 and baseline x86-64, picked at load time (GCC target_clones). */
+/* Compiled for x86-64-v4 (AVX-512), v3 (AVX2 + FMA) and baseline x86-64, picked at load time
+ * (GCC target_clones); multiply-adds contract to FMA (sums are already in a kernel-specific
+ * order, so this changes results only within fp32 rounding, and y is rounded to bf16). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define AOQ_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define AOQ_SIMD_CLONES                                                        \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), \
+                 optimize("fp-contract=fast")))
 #else
 #define AOQ_SIMD_CLONES
 #endif
@@ -134,7 +157,12 @@ AOQ_SIMD_CLONES static void rows_task(void *arg, int64_t begin, int64_t end) {
             acc[i][0] += hsum(&blk) * (j->xs[(m0 + i) * j->kb + c0 / 128] * sw);
           }
         } else {
-          for (int64_t i = 0; i < mt; i++) dot_acc(j->xf + (m0 + i) * k + c0, wbuf, len, &acc[i]);
+          const float *xc = j->xf + m0 * k + c0;
+          int64_t i = 0;
+          for (; i + 4 <= mt; i += 4)
+            dot_acc4(xc + i * k, xc + (i + 1) * k, xc + (i + 2) * k, xc + (i + 3) * k, wbuf, len,
+                     &acc[i]);
+          for (; i < mt; i++) dot_acc(xc + i * k, wbuf, len, &acc[i]);
         }
       }
       for (int64_t i = 0; i < mt; i++) {
