@@ -383,8 +383,8 @@ static aoq_status ocl_launch(void *ctx, aoq_xk_id k, const aoq_xk_arg *args, int
   return AOQ_OK;
 }
 
-static aoq_status ocl_upload(void *ctx, void *dst, const void *src, size_t n) {
-  return ocl_copy_h2d(ctx, dst, src, n, NULL);
+static aoq_status ocl_upload(void *ctx, void *dst, const void *src, size_t n, aoq_stream *s) {
+  return ocl_copy_h2d(ctx, dst, src, n, s); /* host->device copies are synchronous */
 }
 
 static const aoq_xk_rt ocl_rt = {ocl_launch, ocl_upload, ocl_copy_d2d};

@@ -420,7 +420,8 @@ static int rope_same(const aoq_xk_rope_key *k, const aoq_rope *r, int head_dim) 
 
 /* The device table of r's frequencies: found among the cached parameter sets, or computed and
  * uploaded once (a model's first RoPE call; later calls, and graph replays, find it). */
-static aoq_status rope_table(aoq_xk_ops *o, const aoq_rope *r, int head_dim, const float **out) {
+static aoq_status rope_table(aoq_xk_ops *o, const aoq_rope *r, int head_dim, aoq_stream *s,
+                             const float **out) {
   pthread_mutex_lock(&o->rope_lock);
   int slot = -1;
   for (int i = 0; i < AOQ_XK_ROPE_SLOTS && slot < 0; i++)
@@ -433,7 +434,7 @@ static aoq_status rope_table(aoq_xk_ops *o, const aoq_rope *r, int head_dim, con
     o->rope_next = (o->rope_next + 1) % AOQ_XK_ROPE_SLOTS;
     o->rope_keys[slot].used = 0;
     st = o->rt->upload(o, o->rope_tab + (size_t)slot * AOQ_XK_ROPE_MAX_HALF, inv,
-                       sizeof(float) * (size_t)(head_dim / 2));
+                       sizeof(float) * (size_t)(head_dim / 2), s);
     if (st == AOQ_OK) o->rope_keys[slot] = (aoq_xk_rope_key){*r, head_dim, 1};
   }
   pthread_mutex_unlock(&o->rope_lock);
@@ -464,7 +465,7 @@ aoq_status aoq_xk_rope(void *ctx, void *x, const int32_t *pos, int64_t m, int n_
   if (m == 0) return AOQ_OK;
   if (!x || !pos) return aoq_err(AOQ_EINVAL, "xpu rope: NULL x or pos");
   const float *tab;
-  AOQ_TRY(rope_table(ctx, r, head_dim, &tab));
+  AOQ_TRY(rope_table(ctx, r, head_dim, s, &tab));
   aoq_xk_arg a[] = {P(x), P(pos), P(tab), I64(m), I32(n_heads), I32(head_dim), I64(row_stride)};
   return launch(ctx, AOQ_XK_ROPE, a, 7, cdiv(head_dim / 2, WG), (size_t)n_heads, (size_t)m, s);
 }
@@ -680,7 +681,7 @@ aoq_status aoq_xk_sample(void *ctx, const void *logits, int32_t *out, int64_t m,
       rows[i][2] = (uint32_t)q->top_k;
       rows[i][4] = (uint32_t)q->seed, rows[i][5] = (uint32_t)(q->seed >> 32);
     }
-    st = o->rt->upload(ctx, (char *)o->sample_params + (size_t)r0 * 32, rows, (size_t)nr * 32);
+    st = o->rt->upload(ctx, (char *)o->sample_params + (size_t)r0 * 32, rows, (size_t)nr * 32, s);
   }
   if (st == AOQ_OK) {
     aoq_xk_arg a[] = {P(logits), P(out), P(o->sample_params), I64(vocab)};

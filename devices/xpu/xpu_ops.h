@@ -78,8 +78,9 @@ typedef struct aoq_xk_rt {
    * in dimension i. */
   aoq_status (*launch)(void *ctx, aoq_xk_id k, const aoq_xk_arg *args, int nargs,
                        const size_t groups[3], const size_t local[3], aoq_stream *s);
-  /* Synchronous host -> device copy outside any stream (setup only: the RoPE tables). */
-  aoq_status (*upload)(void *ctx, void *dst, const void *src, size_t n);
+  /* Host -> device copy of a small table, ordered on stream s after the work already there and
+   * complete when it returns (the host buffer may go): the RoPE tables, sample parameters. */
+  aoq_status (*upload)(void *ctx, void *dst, const void *src, size_t n, aoq_stream *s);
   /* The backend's copy_d2d (same-type convert). */
   aoq_status (*copy_d2d)(void *ctx, void *dst, const void *src, size_t n, aoq_stream *s);
 } aoq_xk_rt;
@@ -146,7 +147,8 @@ aoq_status aoq_xk_argmax(void *ctx, const void *logits, int32_t *out, int64_t m,
                          aoq_dtype dt, aoq_stream *s);
 aoq_status aoq_xk_convert(void *ctx, const void *src, aoq_dtype sdt, void *dst, aoq_dtype ddt,
                           int64_t n, aoq_stream *s);
-/* Uploads p (host) synchronously, then samples on s: not capturable into a graph. */
+/* Uploads p (host) on s, then samples on s: not capturable into a graph. Calls on different
+ * streams share one parameter buffer: the caller orders them (sample at the end of a step). */
 aoq_status aoq_xk_sample(void *ctx, const void *logits, int32_t *out, int64_t m, int64_t vocab,
                          const aoq_sample_params *p, aoq_dtype dt, aoq_stream *s);
 /* Bytes of the sample parameter buffer the runtime allocates. */

@@ -448,8 +448,8 @@ static aoq_status ze_launch(void *ctx, aoq_xk_id k, const aoq_xk_arg *args, int 
   return AOQ_OK;
 }
 
-static aoq_status ze_upload(void *ctx, void *dst, const void *src, size_t n) {
-  return ze_copy_h2d(ctx, dst, src, n, NULL);
+static aoq_status ze_upload(void *ctx, void *dst, const void *src, size_t n, aoq_stream *s) {
+  return ze_copy_h2d(ctx, dst, src, n, s); /* host->device copies are synchronous */
 }
 
 static const aoq_xk_rt ze_rt = {ze_launch, ze_upload, ze_copy_d2d};
