@@ -25,6 +25,8 @@ static const char usage[] =
     "  --curve-clients FILE   allowed clients: '<public key Z85> <tenant>' per line\n"
     "  --conf FILE            settings file (quota lines), re-read on SIGHUP\n"
     "  --heartbeat-ms N       heartbeat interval for dead-peer detection (default 1000)\n"
+    "  --http HOST:PORT       serve the OpenAI-compatible HTTP API and /metrics (off by default)\n"
+    "  --api-keys FILE        HTTP API keys: '<key> <tenant>' per line (default: no key, tenant http)\n"
     "  --pidfile FILE         write the daemon's pid\n"
     "  --foreground           do not detach\n"
     "  --help, --version\n"
@@ -62,7 +64,9 @@ int aoqd_args_parse(int argc, char **argv, aoqd_opts *o) {
     PID,
     FG,
     HELP,
-    VERSION
+    VERSION,
+    HTTP,
+    APIKEYS
   };
   static const struct option opts[] = {{"model", required_argument, 0, MODEL},
                                        {"config", required_argument, 0, CONFIG},
@@ -84,6 +88,8 @@ int aoqd_args_parse(int argc, char **argv, aoqd_opts *o) {
                                        {"foreground", no_argument, 0, FG},
                                        {"help", no_argument, 0, HELP},
                                        {"version", no_argument, 0, VERSION},
+                                       {"http", required_argument, 0, HTTP},
+                                       {"api-keys", required_argument, 0, APIKEYS},
                                        {0, 0, 0, 0}};
   memset(o, 0, sizeof *o);
   o->device = "auto";
@@ -157,6 +163,12 @@ int aoqd_args_parse(int argc, char **argv, aoqd_opts *o) {
       case FG:
         o->foreground = 1;
         break;
+      case HTTP:
+        o->http = optarg;
+        break;
+      case APIKEYS:
+        o->api_keys = optarg;
+        break;
       case HELP:
         fputs(usage, stdout);
         return 1;
@@ -170,6 +182,10 @@ int aoqd_args_parse(int argc, char **argv, aoqd_opts *o) {
   }
   if (optind < argc) {
     fprintf(stderr, "aoqd: unexpected argument '%s'\n", argv[optind]);
+    return 2;
+  }
+  if (o->api_keys && !o->http) {
+    fprintf(stderr, "aoqd: --api-keys needs --http\n");
     return 2;
   }
   if (o->listen) {

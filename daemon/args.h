@@ -26,6 +26,8 @@ typedef struct aoqd_opts {
   int foreground;
   int socket_mode;  /* --socket-mode (octal, default 0600) */
   int heartbeat_ms; /* --heartbeat-ms: ZMTP heartbeat interval (default 1000) */
+  const char *http;     /* --http HOST:PORT: OpenAI-compatible HTTP + /metrics (http.h) */
+  const char *api_keys; /* --api-keys FILE: lines "<key> <tenant>" for --http */
 } aoqd_opts;
 
 /* Parses argv. Returns 0 to run, 1 after printing --help/--version (exit 0), 2 on a usage error

@@ -10,6 +10,7 @@
 
 #include "base/log.h"
 #include "daemon/args.h"
+#include "daemon/http.h"
 #include "daemon/server.h"
 
 static void on_signal(int sig) {
@@ -123,8 +124,20 @@ int main(int argc, char **argv) {
     aoqd_server_fini(&sv);
     goto out;
   }
+  aoqd_http *http = NULL;
+  if (o.http) { /* HTTP requests enter as clients of the endpoint just bound (http.h) */
+    char ep[600];
+    aoqd_http_opts ho = {o.http, o.api_keys, o.endpoint, mx, sv.t_start};
+    if (!o.endpoint && aoq_wire_default_endpoint(0, ep, sizeof ep) == AOQ_OK) ho.endpoint = ep;
+    if (aoqd_http_start(&ho, &http) != AOQ_OK) {
+      AOQ_ERROR("cannot start http|error=\"%s\"", aoq_last_error());
+      aoqd_server_fini(&sv);
+      goto out;
+    }
+  }
   tell_parent(&ready_fd, '0');
   code = aoqd_server_run(&sv);
+  aoqd_http_stop(http);
   aoqd_server_fini(&sv);
 out:
   tell_parent(&ready_fd, '1');
