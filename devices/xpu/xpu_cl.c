@@ -523,8 +523,8 @@ static aoq_status build_programs(aoq_ocl *c) {
 
 aoq_status aoq_opencl_device_create(int index, aoq_device **out) {
   if (!out || index < 0) return aoq_err(AOQ_EINVAL, "aoq_opencl_device_create: bad arguments");
-  cl_device_id dev;
-  cl_platform_id plat;
+  cl_device_id dev = NULL;
+  cl_platform_id plat = NULL;
   AOQ_TRY(pick_device(index, &dev, &plat));
   aoq_ocl *c = calloc(1, sizeof *c);
   if (!c) return aoq_err(AOQ_ENOMEM, "opencl device");

@@ -656,8 +656,8 @@ static aoq_status open_device(aoq_ze *z) {
 
 aoq_status aoq_xpu_device_create(int index, aoq_device **out) {
   if (!out || index < 0) return aoq_err(AOQ_EINVAL, "aoq_xpu_device_create: bad arguments");
-  ze_driver_handle_t drv;
-  ze_device_handle_t dev;
+  ze_driver_handle_t drv = NULL;
+  ze_device_handle_t dev = NULL;
   AOQ_TRY(find_device(index, &drv, &dev));
   aoq_ze *z = calloc(1, sizeof *z);
   if (!z) return aoq_err(AOQ_ENOMEM, "xpu device");
