@@ -163,7 +163,8 @@ static aoq_status build_indexes(aoq_tokenizer *t, size_t n_model) {
     uint8_t f = t->tok_flags[id];
     if (!(f & TOK_USED)) continue;
     if (f & TOK_ADDED) {
-      if (t->tok_len[id] == 0) return aoq_err(AOQ_EFORMAT, "tokenizer: added token %d is empty", id);
+      if (t->tok_len[id] == 0)
+        return aoq_err(AOQ_EFORMAT, "tokenizer: added token %d is empty", id);
       n_added++;
       continue;
     }
@@ -179,7 +180,8 @@ static aoq_status build_indexes(aoq_tokenizer *t, size_t n_model) {
   }
   for (int b = 0; b < 256; b++)
     if (t->byte_id[b] < 0)
-      return aoq_err(AOQ_EFORMAT, "tokenizer: byte 0x%02X has no token (byte-level BPE needs all 256)", b);
+      return aoq_err(AOQ_EFORMAT,
+                     "tokenizer: byte 0x%02X has no token (byte-level BPE needs all 256)", b);
 
   t->n_added = n_added;
   t->added = malloc((n_added ? n_added : 1) * sizeof(int32_t));
@@ -275,7 +277,8 @@ static aoq_status check_pre_tokenizer(const cJSON *pt) {
   const cJSON *p;
   cJSON_ArrayForEach(p, list) {
     const cJSON *ty = cJSON_GetObjectItemCaseSensitive(p, "type");
-    if (!cJSON_IsString(ty)) return aoq_err(AOQ_EFORMAT, "tokenizer.json: pre_tokenizer without type");
+    if (!cJSON_IsString(ty))
+      return aoq_err(AOQ_EFORMAT, "tokenizer.json: pre_tokenizer without type");
     if (strcmp(ty->valuestring, "Split") == 0) {
       const cJSON *pat = cJSON_GetObjectItemCaseSensitive(p, "pattern");
       const cJSON *re = cJSON_GetObjectItemCaseSensitive(pat, "Regex");
@@ -286,16 +289,19 @@ static aoq_status check_pre_tokenizer(const cJSON *pt) {
       const cJSON *ur = cJSON_GetObjectItemCaseSensitive(p, "use_regex");
       const cJSON *aps = cJSON_GetObjectItemCaseSensitive(p, "add_prefix_space");
       if (cJSON_IsTrue(ur) || cJSON_IsTrue(aps))
-        return aoq_err(AOQ_EUNSUPPORTED, "tokenizer.json: ByteLevel with use_regex/add_prefix_space");
+        return aoq_err(AOQ_EUNSUPPORTED,
+                       "tokenizer.json: ByteLevel with use_regex/add_prefix_space");
     } else {
       return aoq_err(AOQ_EUNSUPPORTED, "tokenizer.json: pre_tokenizer %s", ty->valuestring);
     }
   }
-  if (!have_split) return aoq_err(AOQ_EUNSUPPORTED, "tokenizer.json: no Llama 3 Split pre_tokenizer");
+  if (!have_split)
+    return aoq_err(AOQ_EUNSUPPORTED, "tokenizer.json: no Llama 3 Split pre_tokenizer");
   return AOQ_OK;
 }
 
-static aoq_status load_merges(aoq_tokenizer *t, const cJSON *merges, const int16_t unmap[324], char *buf) {
+static aoq_status load_merges(aoq_tokenizer *t, const cJSON *merges, const int16_t unmap[324],
+                              char *buf) {
   int n = cJSON_GetArraySize(merges);
   uint32_t cap = pow2_at_least((size_t)n * 2 + 1);
   t->mh_key = malloc((size_t)cap * sizeof(uint64_t));
@@ -313,7 +319,8 @@ static aoq_status load_merges(aoq_tokenizer *t, const cJSON *merges, const int16
     if (cJSON_IsString(m)) {
       a = m->valuestring;
       const char *sp = strchr(a, ' ');
-      if (!sp || strchr(sp + 1, ' ')) return aoq_err(AOQ_EFORMAT, "tokenizer.json: merge %d is not \"a b\"", rank);
+      if (!sp || strchr(sp + 1, ' '))
+        return aoq_err(AOQ_EFORMAT, "tokenizer.json: merge %d is not \"a b\"", rank);
       na = (size_t)(sp - a);
       b = sp + 1;
       nb = strlen(b);
@@ -326,12 +333,14 @@ static aoq_status load_merges(aoq_tokenizer *t, const cJSON *merges, const int16
     }
     long la = unmap_token(unmap, a, na, buf);
     long lb = la < 0 ? -1 : unmap_token(unmap, b, nb, buf + la);
-    if (la <= 0 || lb <= 0) return aoq_err(AOQ_EFORMAT, "tokenizer.json: merge %d has a bad token", rank);
+    if (la <= 0 || lb <= 0)
+      return aoq_err(AOQ_EFORMAT, "tokenizer.json: merge %d has a bad token", rank);
     int32_t ia = vocab_find(t, buf, (size_t)la);
     int32_t ib = vocab_find(t, buf + la, (size_t)lb);
     int32_t io = vocab_find(t, buf, (size_t)(la + lb));
     if (ia < 0 || ib < 0 || io < 0)
-      return aoq_err(AOQ_EFORMAT, "tokenizer.json: merge %d (\"%.*s\" \"%.*s\") uses a token not in the vocab",
+      return aoq_err(AOQ_EFORMAT,
+                     "tokenizer.json: merge %d (\"%.*s\" \"%.*s\") uses a token not in the vocab",
                      rank, (int)na, a, (int)nb, b);
     uint64_t k = (uint64_t)(uint32_t)ia << 32 | (uint32_t)ib;
     uint32_t i = (uint32_t)hash_pair(k) & t->mh_mask;
@@ -355,15 +364,19 @@ static aoq_status load_json(const cJSON *root, aoq_tokenizer **out) {
     return aoq_err(AOQ_EUNSUPPORTED, "tokenizer.json: model.type is not \"BPE\"");
   const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
   const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
-  if (!cJSON_IsObject(vocab)) return aoq_err(AOQ_EFORMAT, "tokenizer.json: model.vocab missing or not an object");
-  if (!cJSON_IsArray(merges)) return aoq_err(AOQ_EFORMAT, "tokenizer.json: model.merges missing or not an array");
+  if (!cJSON_IsObject(vocab))
+    return aoq_err(AOQ_EFORMAT, "tokenizer.json: model.vocab missing or not an object");
+  if (!cJSON_IsArray(merges))
+    return aoq_err(AOQ_EFORMAT, "tokenizer.json: model.merges missing or not an array");
   if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback")))
     return aoq_err(AOQ_EUNSUPPORTED, "tokenizer.json: byte_fallback BPE is not supported");
   const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
-  if (norm && !cJSON_IsNull(norm)) return aoq_err(AOQ_EUNSUPPORTED, "tokenizer.json: normalizers are not supported");
+  if (norm && !cJSON_IsNull(norm))
+    return aoq_err(AOQ_EUNSUPPORTED, "tokenizer.json: normalizers are not supported");
   AOQ_TRY(check_pre_tokenizer(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer")));
   const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
-  if (added && !cJSON_IsArray(added)) return aoq_err(AOQ_EFORMAT, "tokenizer.json: added_tokens is not an array");
+  if (added && !cJSON_IsArray(added))
+    return aoq_err(AOQ_EFORMAT, "tokenizer.json: added_tokens is not an array");
 
   /* Id space and arena size first. */
   int32_t max_id = -1;
@@ -380,12 +393,14 @@ static aoq_status load_json(const cJSON *root, aoq_tokenizer **out) {
   cJSON_ArrayForEach(e, added) {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(e, "content");
-    if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 16777216.0 || !cJSON_IsString(content))
+    if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 16777216.0 ||
+        !cJSON_IsString(content))
       return aoq_err(AOQ_EFORMAT, "tokenizer.json: added token without a valid id/content");
     if (id->valueint > max_id) max_id = id->valueint;
     bytes += strlen(content->valuestring);
   }
-  if (n_model < 256) return aoq_err(AOQ_EFORMAT, "tokenizer.json: vocab has %zu tokens (< 256)", n_model);
+  if (n_model < 256)
+    return aoq_err(AOQ_EFORMAT, "tokenizer.json: vocab has %zu tokens (< 256)", n_model);
 
   aoq_tokenizer *t;
   AOQ_TRY(tok_alloc(max_id + 1, bytes, &t));
@@ -399,7 +414,8 @@ static aoq_status load_json(const cJSON *root, aoq_tokenizer **out) {
     int32_t id = e->valueint;
     long n = unmap_token(unmap, e->string, strlen(e->string), buf);
     if (n < 0) {
-      s = aoq_err(AOQ_EFORMAT, "tokenizer.json: vocab token %d \"%.40s\" is not in the byte-level alphabet", id,
+      s = aoq_err(AOQ_EFORMAT,
+                  "tokenizer.json: vocab token %d \"%.40s\" is not in the byte-level alphabet", id,
                   e->string);
     } else if (t->tok_flags[id]) {
       s = aoq_err(AOQ_EFORMAT, "tokenizer.json: vocab id %d appears twice", id);
@@ -411,7 +427,8 @@ static aoq_status load_json(const cJSON *root, aoq_tokenizer **out) {
     if (s != AOQ_OK) break;
     int32_t id = cJSON_GetObjectItemCaseSensitive(e, "id")->valueint;
     const char *c = cJSON_GetObjectItemCaseSensitive(e, "content")->valuestring;
-    uint8_t f = TOK_ADDED | (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")) ? TOK_SPECIAL : 0);
+    uint8_t f = TOK_ADDED |
+                (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")) ? TOK_SPECIAL : 0);
     /* An added token may restate a vocab entry; it then becomes matched verbatim. */
     s = set_token(t, id, c, strlen(c), f);
   }
@@ -484,9 +501,15 @@ aoq_status aoq_tokenizer_load(const char *path, aoq_tokenizer **out) {
  * queries
  * ------------------------------------------------------------------------------------------- */
 
-int32_t aoq_tokenizer_vocab_size(const aoq_tokenizer *t) { return t ? t->n_ids : 0; }
-int32_t aoq_tokenizer_bos(const aoq_tokenizer *t) { return t ? t->bos : -1; }
-int32_t aoq_tokenizer_eos(const aoq_tokenizer *t) { return t ? t->eos : -1; }
+int32_t aoq_tokenizer_vocab_size(const aoq_tokenizer *t) {
+  return t ? t->n_ids : 0;
+}
+int32_t aoq_tokenizer_bos(const aoq_tokenizer *t) {
+  return t ? t->bos : -1;
+}
+int32_t aoq_tokenizer_eos(const aoq_tokenizer *t) {
+  return t ? t->eos : -1;
+}
 
 int32_t aoq_tokenizer_special(const aoq_tokenizer *t, const char *text) {
   if (!t || !text || !text[0]) return -1;
@@ -540,7 +563,9 @@ static int enc_push(enc *e, int32_t id) {
   return 0;
 }
 
-static int heap_less(heap_ent a, heap_ent b) { return a.rank < b.rank || (a.rank == b.rank && a.pos < b.pos); }
+static int heap_less(heap_ent a, heap_ent b) {
+  return a.rank < b.rank || (a.rank == b.rank && a.pos < b.pos);
+}
 
 static void heap_push(heap_ent *h, size_t *n, heap_ent v) {
   size_t i = (*n)++;
@@ -570,7 +595,8 @@ static heap_ent heap_pop(heap_ent *h, size_t *n) {
 
 static void push_pair(const aoq_tokenizer *t, sym *s, heap_ent *h, size_t *hn, int32_t pos) {
   int32_t nx = s[pos].next, rank, out;
-  if (nx >= 0 && merge_find(t, s[pos].id, s[nx].id, &rank, &out)) heap_push(h, hn, (heap_ent){rank, pos});
+  if (nx >= 0 && merge_find(t, s[pos].id, s[nx].id, &rank, &out))
+    heap_push(h, hn, (heap_ent){rank, pos});
 }
 
 /* BPE over one pre-token (no added tokens inside). */
@@ -589,7 +615,8 @@ static int bpe_piece(void *ctx, size_t off, size_t len) {
     if (s) e->syms = s;
     heap_ent *h = s ? realloc(e->heap, cap * 3 * sizeof(heap_ent)) : NULL;
     if (!s || !h) {
-      e->status = aoq_err(AOQ_ENOMEM, "aoq_tokenizer_encode: out of memory for a %zu-byte piece", len);
+      e->status =
+          aoq_err(AOQ_ENOMEM, "aoq_tokenizer_encode: out of memory for a %zu-byte piece", len);
       return 1;
     }
     e->heap = h;
@@ -609,7 +636,8 @@ static int bpe_piece(void *ctx, size_t off, size_t len) {
     heap_ent top = heap_pop(h, &hn);
     int32_t a = top.pos, b = s[a].next, rank, out;
     /* Stale entry: a was merged away, or the pair at a changed since the push. */
-    if (!s[a].alive || b < 0 || !merge_find(t, s[a].id, s[b].id, &rank, &out) || rank != top.rank) continue;
+    if (!s[a].alive || b < 0 || !merge_find(t, s[a].id, s[b].id, &rank, &out) || rank != top.rank)
+      continue;
     s[a].id = out;
     s[b].alive = 0;
     s[a].next = s[b].next;
@@ -639,13 +667,15 @@ static int encode_plain(enc *e, size_t off, size_t len) {
 
 aoq_status aoq_tokenizer_encode(const aoq_tokenizer *t, const char *text, size_t len, int add_bos,
                                 int32_t **ids, size_t *n) {
-  if (!t || (!text && len) || !ids || !n) return aoq_err(AOQ_EINVAL, "aoq_tokenizer_encode: NULL argument");
+  if (!t || (!text && len) || !ids || !n)
+    return aoq_err(AOQ_EINVAL, "aoq_tokenizer_encode: NULL argument");
   *ids = NULL;
   *n = 0;
   enc e = {.t = t, .text = text, .status = AOQ_OK};
   int stop = 0;
   if (add_bos) {
-    if (t->bos < 0) return aoq_err(AOQ_EINVAL, "aoq_tokenizer_encode: the tokenizer has no BOS token");
+    if (t->bos < 0)
+      return aoq_err(AOQ_EINVAL, "aoq_tokenizer_encode: the tokenizer has no BOS token");
     stop = enc_push(&e, t->bos);
   }
   /* Added tokens are found first (longest match at each position); the text between them is
@@ -690,14 +720,15 @@ aoq_status aoq_tokenizer_encode(const aoq_tokenizer *t, const char *text, size_t
  * decode
  * ------------------------------------------------------------------------------------------- */
 
-aoq_status aoq_tokenizer_decode(const aoq_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
-                                char **text, size_t *len) {
+aoq_status aoq_tokenizer_decode(const aoq_tokenizer *t, const int32_t *ids, size_t n,
+                                int skip_special, char **text, size_t *len) {
   if (!t || (!ids && n) || !text) return aoq_err(AOQ_EINVAL, "aoq_tokenizer_decode: NULL argument");
   *text = NULL;
   size_t total = 0;
   for (size_t i = 0; i < n; i++) {
     if (ids[i] < 0 || ids[i] >= t->n_ids || !(t->tok_flags[ids[i]] & TOK_USED))
-      return aoq_err(AOQ_EINVAL, "aoq_tokenizer_decode: id %d at %zu is not in the vocabulary (%d ids)", ids[i],
+      return aoq_err(AOQ_EINVAL,
+                     "aoq_tokenizer_decode: id %d at %zu is not in the vocabulary (%d ids)", ids[i],
                      i, t->n_ids);
     if (!(skip_special && (t->tok_flags[ids[i]] & TOK_SPECIAL))) total += t->tok_len[ids[i]];
   }

@@ -44,7 +44,9 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
   b->p[b->n] = 0;
 }
 
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+static void sb_str(sbuf *b, const char *s) {
+  sb_put(b, s, strlen(s));
+}
 
 /* Appends s without leading/trailing White_Space code points. */
 static void sb_trimmed(sbuf *b, const char *s) {
@@ -77,15 +79,18 @@ aoq_status aoq_chat_render(const aoq_chat_msg *msgs, size_t n, char **out) {
   *out = NULL;
   for (size_t i = 0; i < n; i++) {
     const char *r = msgs[i].role;
-    if (!r || !msgs[i].content) return aoq_err(AOQ_EINVAL, "aoq_chat_render: message %zu has no role/content", i);
+    if (!r || !msgs[i].content)
+      return aoq_err(AOQ_EINVAL, "aoq_chat_render: message %zu has no role/content", i);
     if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0)
-      return aoq_err(AOQ_EINVAL, "aoq_chat_render: message %zu has role \"%.32s\" (system, user or assistant)", i,
-                     r);
+      return aoq_err(AOQ_EINVAL,
+                     "aoq_chat_render: message %zu has role \"%.32s\" (system, user or assistant)",
+                     i, r);
   }
   sbuf b = {0};
   size_t first = 0;
-  sb_str(&b, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
-             "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n");
+  sb_str(&b,
+         "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+         "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n");
   if (n > 0 && strcmp(msgs[0].role, "system") == 0) {
     sb_trimmed(&b, msgs[0].content);
     first = 1;

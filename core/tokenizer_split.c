@@ -33,7 +33,9 @@ static cpt at(const char *text, size_t n, size_t i) {
   return r;
 }
 
-static int is_crlf(uint32_t cp) { return cp == '\r' || cp == '\n'; }
+static int is_crlf(uint32_t cp) {
+  return cp == '\r' || cp == '\n';
+}
 
 /* Case-insensitive match of one ASCII letter; 's' also matches U+017F LATIN SMALL LETTER LONG S,
  * which Unicode simple case folding maps to 's'. */

