@@ -634,11 +634,49 @@ static size_t safe_end(const gen_run *r) {
   return e < r->sent ? r->sent : e;
 }
 
+/* The first event of a stream: the assistant role (chat); the handler may now answer 200. */
+static void stream_open_locked(gen_run *r) {
+  if (r->first_event) return;
+  if (r->g.kind == EP_CHAT) emit_locked(r, choice_chunk(r, "", 0, NULL, 1));
+  r->first_event = 1;
+  pthread_cond_broadcast(&r->cv);
+}
+
+/* Length of the valid UTF-8 character at s (n bytes available), or 0 if it is not one. */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+  unsigned c = s[0];
+  size_t L = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+  if (!L || L > n || (L == 2 && c < 0xC2) || (L == 4 && c > 0xF4)) return 0;
+  for (size_t i = 1; i < L; i++)
+    if ((s[i] & 0xC0) != 0x80) return 0;
+  if (L == 3 && ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0))) return 0;
+  if (L == 4 && ((c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90))) return 0;
+  return L;
+}
+
+/* Appends text with every invalid UTF-8 byte replaced by U+FFFD: JSON strings must be valid
+ * UTF-8, and a streamed completion must read the same as the non-streamed one. */
+static void put_utf8(sbuf *b, const char *text) {
+  const unsigned char *s = (const unsigned char *)text;
+  size_t n = strlen(text);
+  while (n) {
+    size_t L = utf8_len(s, n);
+    if (L) {
+      sb_put(b, (const char *)s, L);
+    } else {
+      sb_put(b, "\xEF\xBF\xBD", 3);
+      L = 1;
+    }
+    s += L;
+    n -= L;
+  }
+}
+
 static int on_token(void *ctx, int32_t token, const char *text) {
   (void)token;
   gen_run *r = ctx;
   size_t before = r->text.n;
-  sb_put(&r->text, text, strlen(text));
+  put_utf8(&r->text, text);
   if (r->text.oom) return 1;
   /* a stop string can only end in the new bytes; search from where it could start */
   size_t from = 0;
@@ -663,8 +701,7 @@ static int on_token(void *ctx, int32_t token, const char *text) {
     double now = aoqd_now();
     if (!r->first_event) {
       count_ttft(r->h, now - r->t0);
-      r->first_event = 1;
-      pthread_cond_broadcast(&r->cv);
+      stream_open_locked(r);
     }
     size_t e = r->stopped ? r->text.n : safe_end(r);
     if (e > r->sent) {
@@ -681,6 +718,24 @@ static int on_token(void *ctx, int32_t token, const char *text) {
   return cancel;
 }
 
+/* Checks that the model is resident (404 otherwise): a streamed request answers 200 at its first
+ * token, so the common errors are found before. */
+static aoq_status check_model(aoq_client *c, const char *model, char *err, size_t esz) {
+  aoq_model_desc *ms = NULL;
+  size_t n = 0;
+  aoq_status st = aoq_models(c, &ms, &n);
+  if (st != AOQ_OK) {
+    snprintf(err, esz, "%s", aoq_client_last_error(c));
+  } else {
+    st = AOQ_ENOTFOUND;
+    for (size_t i = 0; i < n; i++)
+      if (!strcmp(ms[i].name, model)) st = AOQ_OK;
+    if (st != AOQ_OK) snprintf(err, esz, "The model '%s' does not exist", model);
+  }
+  aoq_free(ms);
+  return st;
+}
+
 /* Runs the generation through the daemon on a fresh session of r->tenant. */
 static void generate(gen_run *r) {
   aoq_connect_opts co;
@@ -692,6 +747,11 @@ static void generate(gen_run *r) {
   r->st = aoq_connect_with(&co, &c);
   if (r->st != AOQ_OK) {
     snprintf(r->err, sizeof r->err, "cannot reach the scheduler: %s", aoq_last_error());
+    return;
+  }
+  r->st = check_model(c, r->g.model, r->err, sizeof r->err);
+  if (r->st != AOQ_OK) {
+    aoq_disconnect(c);
     return;
   }
   r->st = aoq_generate_ex(c, r->g.model, r->g.prompt, NULL, 0, &r->g.p, on_token, r, &r->res);
@@ -724,6 +784,7 @@ static void *stream_worker(void *arg) {
   generate(r);
   pthread_mutex_lock(&r->mu);
   if (r->st == AOQ_OK) {
+    stream_open_locked(r);
     if (r->text.n > r->sent)
       emit_locked(r, choice_chunk(r, r->text.p + r->sent, r->text.n - r->sent, NULL, 0));
     r->sent = r->text.n;
@@ -809,35 +870,12 @@ static void make_id(gen_run *r) {
   r->id[k] = 0;
 }
 
-/* Checks that the model is resident (404 otherwise): a streamed request answers 200 at its first
- * token, so the common errors are found before. */
-static aoq_status check_model(aoqd_http *h, const char *tenant, const char *model, char *err,
-                              size_t esz) {
-  aoq_connect_opts co;
-  memset(&co, 0, sizeof co);
-  co.endpoint = h->endpoint;
-  co.tenant = tenant;
-  co.name = "http";
-  aoq_client *c;
-  aoq_status st = aoq_connect_with(&co, &c);
-  if (st != AOQ_OK) {
-    snprintf(err, esz, "cannot reach the scheduler: %s", aoq_last_error());
-    return st;
-  }
-  aoq_model_desc *ms = NULL;
-  size_t n = 0;
-  st = aoq_models(c, &ms, &n);
-  if (st != AOQ_OK) {
-    snprintf(err, esz, "%s", aoq_client_last_error(c));
-  } else {
-    st = AOQ_ENOTFOUND;
-    for (size_t i = 0; i < n; i++)
-      if (!strcmp(ms[i].name, model)) st = AOQ_OK;
-    if (st != AOQ_OK) snprintf(err, esz, "The model '%s' does not exist", model);
-  }
-  aoq_free(ms);
-  aoq_disconnect(c);
-  return st;
+static enum MHD_Result send_gen_error(aoqd_http *h, struct MHD_Connection *con, aoq_status st,
+                                      const char *err) {
+  unsigned code = http_code(st);
+  if (st == AOQ_ENOTFOUND) return send_error(h, con, code, "model", "model_not_found", "%s", err);
+  return send_error(h, con, code, NULL, code == 429 ? "quota_exceeded" : NULL, "%s: %s",
+                    aoq_strerror(st), err);
 }
 
 static enum MHD_Result serve_generate(aoqd_http *h, struct MHD_Connection *con, const char *tenant,
@@ -864,20 +902,11 @@ static enum MHD_Result serve_generate(aoqd_http *h, struct MHD_Connection *con, 
   r->created = wall_seconds();
   r->t0 = aoqd_now();
   make_id(r);
-  char err[512];
-  aoq_status st = check_model(h, tenant, r->g.model, err, sizeof err);
-  if (st != AOQ_OK) {
-    gen_run_free(r);
-    return send_error(h, con, http_code(st), st == AOQ_ENOTFOUND ? "model" : NULL,
-                      st == AOQ_ENOTFOUND ? "model_not_found" : NULL, "%s", err);
-  }
 
   if (!r->g.stream) {
     generate(r);
     if (r->st != AOQ_OK) {
-      unsigned code = http_code(r->st);
-      enum MHD_Result ret = send_error(h, con, code, NULL, code == 429 ? "quota_exceeded" : NULL,
-                                       "%s: %s", aoq_strerror(r->st), r->err);
+      enum MHD_Result ret = send_gen_error(h, con, r->st, r->err);
       gen_run_free(r);
       return ret;
     }
@@ -921,12 +950,9 @@ static enum MHD_Result serve_generate(aoqd_http *h, struct MHD_Connection *con, 
   int failed_early = r->done && r->st != AOQ_OK && r->out.n == 0;
   pthread_mutex_unlock(&r->mu);
   if (failed_early) {
-    aoq_status es = r->st;
-    char em[600];
-    snprintf(em, sizeof em, "%s: %s", aoq_strerror(es), r->err);
+    enum MHD_Result ret = send_gen_error(h, con, r->st, r->err);
     gen_run_free(r);
-    unsigned code = http_code(es);
-    return send_error(h, con, code, NULL, code == 429 ? "quota_exceeded" : NULL, "%s", em);
+    return ret;
   }
   struct MHD_Response *resp =
       MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, r, stream_free);
@@ -1131,11 +1157,11 @@ aoq_status aoqd_http_start(const aoqd_http_opts *o, aoqd_http **out) {
   pthread_mutex_unlock(&h->mx->mu);
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                    MHD_USE_ERROR_LOG | (sa.sin6_family == AF_INET6 ? MHD_USE_IPv6 : 0);
-  h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
-                            (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+  h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
+                            on_mhd_log, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
-                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_END);
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_END);
   if (!h->mhd) {
     aoqd_http_stop(h);
     return aoq_err(AOQ_EIO, "--http %s: cannot listen (address in use or not local?)", o->addr);
