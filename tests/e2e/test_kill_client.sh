@@ -32,5 +32,19 @@ grep -q 'session closed.*tenant=victim.*buffers_freed=1' "$T/aoqd.log" || fail "
 "$E2E_CLIENT" work ref 7 >"$T/after" || fail "daemon stopped serving"
 cmp -s "$T/ref" "$T/after" || fail "result after the kill differs"
 echo "$S" | jq -c '{victim: (.tenants[] | select(.name=="victim")), kv_free: .models[0].kv_pages_free, kv_total: .models[0].kv_pages_total}'
+# a client that hangs (SIGSTOP: no heartbeat answers) is disconnected by the heartbeat timeout
+"$E2E_CLIENT" slowgen hung >"$T/hung.out" &
+HUNG=$!
+for _ in $(seq 1 200); do grep -q '^tok' "$T/hung.out" 2>/dev/null && break; sleep 0.05; done
+kill -STOP "$HUNG"
+for _ in $(seq 1 100); do
+  S=$(status_json)
+  echo "$S" | jq -e --argjson t "$TOTAL" '(.tenants[] | select(.name=="hung") | .sessions == 0 and .live_seqs == 0 and .buffers == 0) and .models[0].kv_pages_free == $t' >/dev/null && break
+  sleep 0.1
+done
+echo "$S" | jq -e --argjson t "$TOTAL" '(.tenants[] | select(.name=="hung") | .sessions == 0 and .live_seqs == 0 and .buffers == 0) and .models[0].kv_pages_free == $t' >/dev/null \
+  || fail "hung client's session not reaped: $(echo "$S" | jq -c .tenants)"
+kill -KILL "$HUNG"; wait "$HUNG" 2>/dev/null || true
+"$E2E_CLIENT" work ref 7 >"$T/after2" && cmp -s "$T/ref" "$T/after2" || fail "serving after the hung client"
 stop_daemon
 echo PASS
