@@ -27,8 +27,6 @@ enum {
   AOQ_GK_ERR_ATTN_INDEX = 3, /* attention: a sequence, position or page out of range */
 };
 
-/* Largest m the GEMV path takes; larger m goes to the tiled tensor-core GEMM. */
-#define AOQ_GK_GEMV_MAX_M 16
 
 /* Formats `aoq_gk_linear` implements: bit per aoq_format_kind. */
 uint64_t aoq_gk_linear_formats(void);

@@ -462,21 +462,18 @@ __global__ void __launch_bounds__(MW * 32) k_gemv_mma(wargs w, const uint16_t *_
 
 template <class D, int NT>
 static int launch_nt(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
-  /* 16 rows per block; small n gets more warps per block (split k) to keep ~32 warps per SM */
+  /* 16 rows per block; small n gets more warps per block (split k) to keep ~32 warps per SM;
+   * wide tiles (NT >= 4) stop at 8 warps (shared memory of the k reduction) */
   unsigned blocks = (unsigned)((w.n + 15) / 16);
   if (blocks >= 1024)
     k_gemv_mma<D, NT, 4><<<blocks, 128, 0, st>>>(w, x, y, m);
-  else if (blocks >= 512)
+  else if (blocks >= 512 || NT >= 4)
     k_gemv_mma<D, NT, 8><<<blocks, 256, 0, st>>>(w, x, y, m);
   else
-    k_gemv_mma<D, NT, 16><<<blocks, 512, 0, st>>>(w, x, y, m);
+    k_gemv_mma<D, NT < 4 ? NT : 2, 16><<<blocks, 512, 0, st>>>(w, x, y, m);
   return (int)aoq_gpu_get_last_error();
 }
 
-/* Which kernel for m <= 16 (measured on the H100, docs/cuda.md): for bf16 and int8wo at m <= 2
- * the FMA GEMV (one warp streams one contiguous row) reads faster than the mma one (99.5% vs 75%
- * of copy bandwidth on gate+up at m = 1); everything else decodes more per byte and needs the
- * tensor cores. */
 template <class D> struct fma_first { enum { v = 0 }; };
 template <> struct fma_first<DecBF16> { enum { v = 1 }; };
 template <> struct fma_first<DecI8> { enum { v = 1 }; };
@@ -487,9 +484,14 @@ static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu
     if (m == 1) return launch_mr<D, 1, 1>(w, x, y, m, st);
     if (m == 2) return launch_mr<D, 2, 2>(w, x, y, m, st);
   }
-  return m <= 8 ? launch_nt<D, 1>(w, x, y, m, st) : launch_nt<D, 2>(w, x, y, m, st);
+  if (m <= 8) return launch_nt<D, 1>(w, x, y, m, st);
+  if (m <= 16) return launch_nt<D, 2>(w, x, y, m, st);
+  if (m <= 32) return launch_nt<D, 4>(w, x, y, m, st);
+  return launch_nt<D, 8>(w, x, y, m, st);
 }
+#define GEMV_SLICE 64 /* rows of x one GEMV launch takes (8 n-tiles of the mma) */
 #else
+#define GEMV_SLICE 16
 template <class D>
 static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
   if (m == 1) return launch_mr<D, 1, 1>(w, x, y, m, st);
@@ -672,7 +674,7 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
     a.xt = a.xs + m;
   }
 #ifdef AOQ_HAVE_GEMM
-  if (m > AOQ_GK_GEMV_MAX_M && w->k % GB == 0) {
+  if (m > GEMV_SLICE && w->k % GB == 0) {
     switch (w->kind) {
       case AOQ_FMT_BF16: return launch_gemm<DecBF16>(a, x, y, m, st);
       case AOQ_FMT_INT8WO: return launch_gemm<DecI8>(a, x, y, m, st);
@@ -687,8 +689,8 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
     }
   }
 #endif
-  for (int64_t r0 = 0; r0 < m; r0 += AOQ_GK_GEMV_MAX_M) {
-    int mm = (int)(m - r0 < AOQ_GK_GEMV_MAX_M ? m - r0 : AOQ_GK_GEMV_MAX_M);
+  for (int64_t r0 = 0; r0 < m; r0 += GEMV_SLICE) {
+    int mm = (int)(m - r0 < GEMV_SLICE ? m - r0 : GEMV_SLICE);
     const uint16_t *xs = x + r0 * w->k;
     uint16_t *ys = y + r0 * w->n;
     int rc;

@@ -196,9 +196,9 @@ static const qcase cases[] = {
 
 static void test_linear_all_formats(void **state) {
   (void)state;
-  const int ms[] = {1, 2, 3, 4, 5, 8, 11, 16, 37};
+  const int ms[] = {1, 2, 3, 4, 5, 8, 11, 16, 37, 64, 70};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    run_case(&cases[i], 301, 1024, ms, 9);
+    run_case(&cases[i], 301, 1024, ms, 11);
     run_case(&cases[i], 64, 4096, ms, 2);
   }
 }
