@@ -30,7 +30,8 @@ struct aoq_tokenizer {
   char *arena;
   size_t arena_len, arena_cap;
 
-  int32_t *vh; /* vocab hash: id or -1; keyed by the id's bytes (model tokens only) */
+  int32_t *vh;      /* vocab hash: id or -1; keyed by the id's bytes (model tokens only) */
+  uint32_t *vh_tag; /* high hash bits of the slot's key: most misses skip the memcmp */
   uint32_t vh_mask;
 
   uint64_t *mh_key; /* merge hash: (left << 32 | right), UINT64_MAX = empty */
@@ -71,11 +72,13 @@ static uint32_t pow2_at_least(size_t n) {
 }
 
 static int32_t vocab_find(const aoq_tokenizer *t, const char *s, size_t n) {
-  uint32_t i = (uint32_t)hash_bytes(s, n) & t->vh_mask;
+  uint64_t h = hash_bytes(s, n);
+  uint32_t i = (uint32_t)h & t->vh_mask, tag = (uint32_t)(h >> 32);
   for (;;) {
     int32_t id = t->vh[i];
     if (id < 0) return -1;
-    if (t->tok_len[id] == n && memcmp(t->arena + t->tok_off[id], s, n) == 0) return id;
+    if (t->vh_tag[i] == tag && t->tok_len[id] == n && memcmp(t->arena + t->tok_off[id], s, n) == 0)
+      return id;
     i = (i + 1) & t->vh_mask;
   }
 }
@@ -107,6 +110,7 @@ void aoq_tokenizer_free(aoq_tokenizer *t) {
   free(t->tok_flags);
   free(t->arena);
   free(t->vh);
+  free(t->vh_tag);
   free(t->mh_key);
   free(t->mh_rank);
   free(t->mh_out);
@@ -155,7 +159,9 @@ static aoq_status set_token(aoq_tokenizer *t, int32_t id, const char *s, size_t 
 static aoq_status build_indexes(aoq_tokenizer *t, size_t n_model) {
   uint32_t cap = pow2_at_least(n_model * 2 + 1);
   t->vh = malloc((size_t)cap * sizeof(int32_t));
-  if (!t->vh) return aoq_err(AOQ_ENOMEM, "tokenizer: out of memory for the vocab table");
+  t->vh_tag = malloc((size_t)cap * sizeof(uint32_t));
+  if (!t->vh || !t->vh_tag)
+    return aoq_err(AOQ_ENOMEM, "tokenizer: out of memory for the vocab table");
   memset(t->vh, 0xFF, (size_t)cap * sizeof(int32_t));
   t->vh_mask = cap - 1;
   size_t n_added = 0;
@@ -173,9 +179,11 @@ static aoq_status build_indexes(aoq_tokenizer *t, size_t n_model) {
     if (n == 0) return aoq_err(AOQ_EFORMAT, "tokenizer: vocab token %d is empty", id);
     if (vocab_find(t, s, n) >= 0)
       return aoq_err(AOQ_EFORMAT, "tokenizer: vocab token %d duplicates another token", id);
-    uint32_t i = (uint32_t)hash_bytes(s, n) & t->vh_mask;
+    uint64_t h = hash_bytes(s, n);
+    uint32_t i = (uint32_t)h & t->vh_mask;
     while (t->vh[i] >= 0) i = (i + 1) & t->vh_mask;
     t->vh[i] = id;
+    t->vh_tag[i] = (uint32_t)(h >> 32);
     if (n == 1) t->byte_id[(unsigned char)s[0]] = id;
   }
   for (int b = 0; b < 256; b++)
