@@ -58,6 +58,7 @@ struct aoq_model {
   bool synthetic;
   uint64_t seed;
   aoq_format_overrides *ovr;
+  char cache_dir[1024]; /* quantized-weight cache directory, "" for none */
   void (*progress)(void *ctx, const char *stage, int done, int total);
   void *progress_ctx;
 
@@ -121,6 +122,11 @@ void aoq_llama_graphs_drop(aoq_model *m);
 aoq_status aoq_model_quantize_linear(aoq_device *d, const aoq_device_info *di, const aoq_format *f,
                                      const uint16_t *src, int64_t n, int64_t k, int threads,
                                      aoq_qweight *w);
+
+/* model_cache.c: the layer linears of w (format f) from the quantized-weight cache (*hit), or
+ * nothing when there is no usable cache; store writes them (failures are logged, not fatal). */
+aoq_status aoq_model_cache_load(aoq_model *m, const aoq_format *f, aoq_model_weights *w, bool *hit);
+void aoq_model_cache_store(aoq_model *m, const aoq_format *f, const aoq_model_weights *w);
 
 /* model.c: KV pages for a sequence */
 aoq_status aoq_model_seq_grow(aoq_model *m, int seq, int tokens);

@@ -160,7 +160,11 @@ static aoq_status build_weights(aoq_model *m, const char *config, aoq_model_weig
     goto fail;
   }
   size_t ws = 0;
-  for (int l = 0; l < c->n_layers && s == AOQ_OK; l++) {
+  bool hit = false;
+  if ((s = aoq_model_cache_load(m, &dflt, w, &hit)) != AOQ_OK) goto fail;
+  if (hit && (s = check_device_format(m, &dflt, "(cached layers)")) != AOQ_OK) goto fail;
+  if (hit && m->progress) m->progress(m->progress_ctx, "cache", c->n_layers, c->n_layers + 1);
+  for (int l = 0; l < c->n_layers && s == AOQ_OK && !hit; l++) {
     for (int kind = 0; kind < AOQ_LIN_PER_LAYER; kind++) {
       const char *parts[3];
       int64_t rows[3], k, n = 0;
@@ -187,10 +191,12 @@ static aoq_status build_weights(aoq_model *m, const char *config, aoq_model_weig
       aoq_qweight *q = &w->lin[l * AOQ_LIN_PER_LAYER + kind];
       if ((s = build_linear(m, &f, label, host, n, k, q)) != AOQ_OK) goto fail;
       w->bytes += qweight_bytes(q);
-      size_t b = aoq_dev_linear_workspace(m->dev, q, m->max_tokens);
-      if (b > ws) ws = b;
     }
     if (m->progress) m->progress(m->progress_ctx, "quantize", l + 1, c->n_layers + 1);
+  }
+  for (int i = 0; i < c->n_layers * AOQ_LIN_PER_LAYER; i++) {
+    size_t b = aoq_dev_linear_workspace(m->dev, &w->lin[i], m->max_tokens);
+    if (b > ws) ws = b;
   }
   {
     aoq_format f = aoq_format_overrides_pick(m->ovr, "lm_head", bf16);
@@ -203,6 +209,7 @@ static aoq_status build_weights(aoq_model *m, const char *config, aoq_model_weig
     if (b > ws) ws = b;
     if (m->progress) m->progress(m->progress_ctx, "quantize", c->n_layers + 1, c->n_layers + 1);
   }
+  if (!hit) aoq_model_cache_store(m, &dflt, w);
   if (ws && (s = aoq_dev_alloc(m->dev, ws, &w->ws)) != AOQ_OK) goto fail;
   w->ws_bytes = ws;
   free(host);
@@ -338,11 +345,7 @@ aoq_status aoq_model_load(aoq_device *d, const aoq_model_opts *o, aoq_model **ou
     s = aoq_err(AOQ_ESHAPE, "tokenizer has %d tokens, the model's vocab_size is %d",
                 aoq_tokenizer_vocab_size(m->tok), m->cfg.vocab_size);
   if (s == AOQ_OK && o->overrides) s = aoq_format_overrides_load(o->overrides, &m->ovr);
-  if (s == AOQ_OK && o->cache_dir)
-    aoq_log(AOQ_LOG_WARN,
-            "model %s: the quantized-weight cache is not implemented; quantizing "
-            "from the source weights",
-            m->name);
+  if (o->cache_dir) snprintf(m->cache_dir, sizeof m->cache_dir, "%s", o->cache_dir);
   if (s == AOQ_OK) s = load_resident(m);
   if (s == AOQ_OK) s = build_weights(m, o->config, &m->w);
   if (s == AOQ_OK) s = load_kv(m, o);

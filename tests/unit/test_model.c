@@ -4,6 +4,7 @@
  * what else is in the step), KV page accounting and quotas, single linears (fused rows sliced
  * right), reconfiguration, step validation, and the host sampler.
  */
+#include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -388,6 +389,95 @@ static void test_parallel_quantize_is_bit_exact(void **state) {
   free(src);
 }
 
+static void count_stage(void *ctx, const char *stage, int done, int total) {
+  (void)done, (void)total;
+  if (!strcmp(stage, "cache")) ++*(int *)ctx;
+}
+
+static int count_files(const char *dir) {
+  DIR *d = opendir(dir);
+  int n = 0;
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL) n += e->d_name[0] != '.';
+  if (d) closedir(d);
+  return n;
+}
+
+static void rm_files(const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  char path[512];
+  while (d && (e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.') snprintf(path, sizeof path, "%s/%s", dir, e->d_name), unlink(path);
+  if (d) closedir(d);
+  rmdir(dir);
+}
+
+/* cache_dir: the first load writes the quantized layers, the next one reads them (no
+ * re-quantization, same logits); another seed is another cache; a damaged cache is rebuilt;
+ * overrides bypass the cache. */
+static void test_quantized_weight_cache(void **state) {
+  (void)state;
+  char dir[] = "/tmp/aoq_test_qcache_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  const int32_t p[] = {256, 40, 41, 42};
+  int hits = 0;
+  aoq_model_opts o = {.model = "tiny",
+                      .synthetic = true,
+                      .seed = 1,
+                      .config = "int8wo",
+                      .cache_dir = dir,
+                      .max_seqs = 2,
+                      .max_batch_tokens = 16,
+                      .progress = count_stage,
+                      .progress_ctx = &hits};
+  aoq_model *m = NULL;
+  assert_int_equal(aoq_model_load(dev, &o, &m), AOQ_OK);
+  assert_int_equal(hits, 0);
+  assert_int_equal(count_files(dir), 1);
+  float *a = run_prompt(m, p, 4);
+  aoq_model_free(m);
+  assert_int_equal(aoq_model_load(dev, &o, &m), AOQ_OK);
+  assert_int_equal(hits, 1);
+  float *b = run_prompt(m, p, 4);
+  assert_memory_equal(a, b, sizeof(float) * 512);
+  /* reconfigure to the cached format reads the cache too */
+  aoq_model_weights *w;
+  assert_int_equal(aoq_model_prepare(m, "int8wo", &w), AOQ_OK);
+  assert_int_equal(hits, 2);
+  aoq_model_weights_free(m, w);
+  aoq_model_free(m);
+  o.seed = 2;
+  assert_int_equal(aoq_model_load(dev, &o, &m), AOQ_OK);
+  assert_int_equal(hits, 2);
+  assert_int_equal(count_files(dir), 2);
+  aoq_model_free(m);
+  /* damage every cache file: loads rebuild them and compute the same */
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  char path[512];
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.') {
+      snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+      FILE *f = fopen(path, "r+b");
+      fseek(f, 100, SEEK_SET);
+      fputs("garbage", f);
+      fclose(f);
+    }
+  closedir(d);
+  o.seed = 1;
+  assert_int_equal(aoq_model_load(dev, &o, &m), AOQ_OK);
+  assert_int_equal(hits, 2);
+  float *c = run_prompt(m, p, 4);
+  assert_memory_equal(a, c, sizeof(float) * 512);
+  aoq_model_free(m);
+  assert_int_equal(aoq_model_load(dev, &o, &m), AOQ_OK); /* rewritten: a hit again */
+  assert_int_equal(hits, 3);
+  aoq_model_free(m);
+  rm_files(dir);
+  free(a), free(b), free(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_presets),
@@ -399,6 +489,7 @@ int main(void) {
       cmocka_unit_test(test_reconfigure_keeps_sequences),
       cmocka_unit_test(test_overrides_pick_formats_per_layer),
       cmocka_unit_test(test_parallel_quantize_is_bit_exact),
+      cmocka_unit_test(test_quantized_weight_cache),
   };
   return cmocka_run_group_tests(tests, grp_setup, grp_teardown);
 }
