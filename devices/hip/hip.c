@@ -22,6 +22,7 @@
 
 #include "base/error.h"
 #include "devices/device.h"
+#include "devices/hip/hip_prelude.h" /* aoq_gk_* -> aoq_hip_gk_*: first, before gpu_kernels.h */
 #include "kernels/gpu/gpu_kernels.h"
 
 typedef struct hip_ctx {
