@@ -38,8 +38,8 @@ struct aoqd_http {
   int stopping;
 };
 
-const double aoqd_http_ttft_le[AOQD_HTTP_TTFT_BUCKETS] = {
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+const double aoqd_http_ttft_le[AOQD_HTTP_TTFT_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                          1,     2.5,  5,     10,   30,  60,   120};
 const double aoqd_http_step_le[AOQD_HTTP_STEP_BUCKETS] = {
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60};
 
@@ -69,7 +69,9 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
   b->p[b->n] = 0;
 }
 
-static uint64_t wall_seconds(void) { return (uint64_t)time(NULL); }
+static uint64_t wall_seconds(void) {
+  return (uint64_t)time(NULL);
+}
 
 aoq_status aoqd_http_parse_addr(const char *addr, struct sockaddr *sa, unsigned *salen) {
   if (!addr || !addr[0]) return aoq_err(AOQ_EINVAL, "--http: empty address");
@@ -121,7 +123,8 @@ void aoqd_http_keys_free(char **keys, char **tenants, int n) {
   free(tenants);
 }
 
-aoq_status aoqd_http_keys_load(const char *path, char ***keys_out, char ***tenants_out, int *n_out) {
+aoq_status aoqd_http_keys_load(const char *path, char ***keys_out, char ***tenants_out,
+                               int *n_out) {
   FILE *f = fopen(path, "r");
   if (!f) return aoq_err(AOQ_EIO, "--api-keys %s: %s", path, strerror(errno));
   char line[1024];
@@ -151,8 +154,8 @@ aoq_status aoqd_http_keys_load(const char *path, char ***keys_out, char ***tenan
     }
     for (int i = 0; i < n && st == AOQ_OK; i++)
       if (!strcmp(keys[i], k))
-        st = aoq_err(AOQ_EFORMAT, "--api-keys %s:%d: key repeated (first on an earlier line)",
-                     path, lineno);
+        st = aoq_err(AOQ_EFORMAT, "--api-keys %s:%d: key repeated (first on an earlier line)", path,
+                     lineno);
     if (st != AOQ_OK) break;
     char **nk = realloc(keys, (size_t)(n + 1) * sizeof *nk);
     if (nk) keys = nk;
@@ -274,8 +277,7 @@ static void *sampler_main(void *arg) {
 
 static enum MHD_Result send_body(aoqd_http *h, struct MHD_Connection *con, unsigned code,
                                  const char *type, char *body, size_t len) {
-  struct MHD_Response *r =
-      MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+  struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
   if (!r) {
     free(body);
     return MHD_NO;
@@ -295,8 +297,7 @@ static enum MHD_Result send_json(aoqd_http *h, struct MHD_Connection *con, unsig
   return send_body(h, con, code, "application/json", s, strlen(s));
 }
 
-static cJSON *error_object(const char *type, const char *param, const char *code,
-                           const char *msg) {
+static cJSON *error_object(const char *type, const char *param, const char *code, const char *msg) {
   cJSON *e = cJSON_CreateObject(), *root = cJSON_CreateObject();
   if (!e || !root) {
     cJSON_Delete(e);
@@ -432,7 +433,8 @@ static int parse_gen(cJSON *j, endpoint_kind kind, gen_req *g, const char **para
   }
   cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "stream");
   if (st && !cJSON_IsNull(st)) {
-    if (!cJSON_IsBool(st)) return *param = "stream", snprintf(msg, msz, "stream must be a boolean"), -1;
+    if (!cJSON_IsBool(st))
+      return *param = "stream", snprintf(msg, msz, "stream must be a boolean"), -1;
     g->stream = cJSON_IsTrue(st);
   }
   cJSON *so = cJSON_GetObjectItemCaseSensitive(j, "stream_options");
@@ -487,8 +489,8 @@ static int parse_gen(cJSON *j, endpoint_kind kind, gen_req *g, const char **para
     if (!strcmp(r, "developer")) r = "system";
     if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")) {
       rc = -1, *param = "messages",
-      snprintf(msg, msz, "messages[%d].role '%.32s' is not system, developer, user or assistant",
-               i, role->valuestring);
+      snprintf(msg, msz, "messages[%d].role '%.32s' is not system, developer, user or assistant", i,
+               role->valuestring);
       break;
     }
     cm[i].role = r;
@@ -587,8 +589,7 @@ static void emit_locked(gen_run *r, cJSON *c) {
   free(s);
 }
 
-static cJSON *choice_chunk(gen_run *r, const char *text, size_t n, const char *finish,
-                           int role) {
+static cJSON *choice_chunk(gen_run *r, const char *text, size_t n, const char *finish, int role) {
   cJSON *c = chunk_base(r), *arr = cJSON_CreateArray(), *ch = cJSON_CreateObject();
   if (!c || !arr || !ch) {
     cJSON_Delete(c);
@@ -659,6 +660,7 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
 static void put_utf8(sbuf *b, const char *text) {
   const unsigned char *s = (const unsigned char *)text;
   size_t n = strlen(text);
+  sb_put(b, "", 0); /* allocated (and NUL-terminated) even when nothing is added */
   while (n) {
     size_t L = utf8_len(s, n);
     if (L) {
@@ -800,8 +802,8 @@ static void *stream_worker(void *arg) {
   } else if (r->first_event) { /* headers are out: the error goes in the stream */
     char msg[600];
     snprintf(msg, sizeof msg, "%s: %s", aoq_strerror(r->st), r->err);
-    emit_locked(r, error_object(http_code(r->st) == 429 ? "rate_limit_error" : "server_error",
-                                NULL, NULL, msg));
+    emit_locked(r, error_object(http_code(r->st) == 429 ? "rate_limit_error" : "server_error", NULL,
+                                NULL, msg));
   }
   if (r->first_event) sb_put(&r->out, "data: [DONE]\n\n", 14);
   if (r->st == AOQ_OK)
@@ -851,7 +853,9 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
   return n;
 }
 
-static void stream_free(void *cls) { gen_run_free(cls); }
+static void stream_free(void *cls) {
+  gen_run_free(cls);
+}
 
 static void make_id(gen_run *r) {
   static const char hex[] = "0123456789abcdef";
@@ -986,8 +990,8 @@ static enum MHD_Result serve_models(aoqd_http *h, struct MHD_Connection *con, co
   size_t n = 0;
   st = aoq_models(c, &ms, &n);
   if (st != AOQ_OK) {
-    enum MHD_Result r = send_error(h, con, http_code(st), NULL, NULL, "%s",
-                                   aoq_client_last_error(c));
+    enum MHD_Result r =
+        send_error(h, con, http_code(st), NULL, NULL, "%s", aoq_client_last_error(c));
     aoq_disconnect(c);
     return r;
   }
@@ -1157,11 +1161,11 @@ aoq_status aoqd_http_start(const aoqd_http_opts *o, aoqd_http **out) {
   pthread_mutex_unlock(&h->mx->mu);
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                    MHD_USE_ERROR_LOG | (sa.sin6_family == AF_INET6 ? MHD_USE_IPv6 : 0);
-  h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
-                            on_mhd_log, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_END);
+  h->mhd =
+      MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+                       h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED,
+                       on_completed, h, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
+                       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_END);
   if (!h->mhd) {
     aoqd_http_stop(h);
     return aoq_err(AOQ_EIO, "--http %s: cannot listen (address in use or not local?)", o->addr);
