@@ -24,8 +24,8 @@ typedef struct aoqd_opts {
   const char *conf;           /* --conf FILE: quotas, re-read on SIGHUP */
   const char *pidfile;
   int foreground;
-  int socket_mode;  /* --socket-mode (octal, default 0600) */
-  int heartbeat_ms; /* --heartbeat-ms: ZMTP heartbeat interval (default 1000) */
+  int socket_mode;      /* --socket-mode (octal, default 0600) */
+  int heartbeat_ms;     /* --heartbeat-ms: ZMTP heartbeat interval (default 1000) */
   const char *http;     /* --http HOST:PORT: OpenAI-compatible HTTP + /metrics (http.h) */
   const char *api_keys; /* --api-keys FILE: lines "<key> <tenant>" for --http */
 } aoqd_opts;

@@ -61,8 +61,8 @@ typedef struct aoqd_http_stats {
   pthread_mutex_t mu;
   aoqd_http_series series[AOQD_HTTP_MAX_SERIES];
   int n_series;
-  uint64_t overflow_requests; /* requests of pairs beyond AOQD_HTTP_MAX_SERIES */
-  uint64_t status[6];         /* responses by class: index 1..5 = 1xx..5xx */
+  uint64_t overflow_requests;                /* requests of pairs beyond AOQD_HTTP_MAX_SERIES */
+  uint64_t status[6];                        /* responses by class: index 1..5 = 1xx..5xx */
   uint64_t ttft[AOQD_HTTP_TTFT_BUCKETS + 1]; /* per bucket (not cumulative); last = +Inf */
   double ttft_sum;
   uint64_t ttft_count;

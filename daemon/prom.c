@@ -84,7 +84,8 @@ aoq_status aoqd_prom_render(aoqd_metrics *mx, aoqd_http_stats *st, double uptime
   pb_printf(&b, "aoq_uptime_seconds %.3f\n", uptime);
 
   pthread_mutex_lock(&mx->mu);
-  head(&b, "aoq_wire_requests_total", "counter", "Requests received on the ZeroMQ sockets by type.");
+  head(&b, "aoq_wire_requests_total", "counter",
+       "Requests received on the ZeroMQ sockets by type.");
   for (int i = 0; i < AOQ_WIRE_NTYPES; i++)
     pb_printf(&b, "aoq_wire_requests_total{type=\"%s\"} %llu\n",
               esc(aoq_wire_type_name(i), e1, sizeof e1), (unsigned long long)mx->requests[i]);
@@ -97,7 +98,8 @@ aoq_status aoqd_prom_render(aoqd_metrics *mx, aoqd_http_stats *st, double uptime
   for (int i = 0; i < mx->n_tenants; i++)
     pb_printf(&b, "aoq_tenant_tokens_total{tenant=\"%s\"} %llu\n",
               esc(mx->tenants[i].name, e1, sizeof e1), (unsigned long long)mx->tenants[i].tokens);
-  head(&b, "aoq_tenant_refused_total", "counter", "Requests refused (quota, permission) by tenant.");
+  head(&b, "aoq_tenant_refused_total", "counter",
+       "Requests refused (quota, permission) by tenant.");
   for (int i = 0; i < mx->n_tenants; i++)
     pb_printf(&b, "aoq_tenant_refused_total{tenant=\"%s\"} %llu\n",
               esc(mx->tenants[i].name, e1, sizeof e1), (unsigned long long)mx->tenants[i].refused);
@@ -148,8 +150,8 @@ aoq_status aoqd_prom_render(aoqd_metrics *mx, aoqd_http_stats *st, double uptime
   head(&b, "aoq_model_info", "gauge", "Resident models: format and state as labels (value 1).");
   for (int i = 0; i < mx->n_models; i++)
     pb_printf(&b, "aoq_model_info{model=\"%s\",format=\"%s\",state=\"%s\"} 1\n",
-              esc(mx->models[i].name, e1, sizeof e1),
-              esc(mx->models[i].format, e2, sizeof e2), mx->models[i].state);
+              esc(mx->models[i].name, e1, sizeof e1), esc(mx->models[i].format, e2, sizeof e2),
+              mx->models[i].state);
   pthread_mutex_unlock(&mx->mu);
 
   pthread_mutex_lock(&st->mu);
