@@ -50,6 +50,19 @@ struct aoq_tokenizer {
   int bytes_only; /* aoq_tokenizer_bytes(): no pre-tokenizer, no merges */
 };
 
+/* Allocation goes through the fault-injection hook so that tests can fail the n-th allocation. */
+static void *tk_malloc(size_t n) {
+  return aoq_fault_hit() ? NULL : malloc(n ? n : 1);
+}
+
+static void *tk_calloc(size_t n, size_t size) {
+  return aoq_fault_hit() ? NULL : calloc(n ? n : 1, size ? size : 1);
+}
+
+static void *tk_realloc(void *p, size_t n) {
+  return aoq_fault_hit() ? NULL : realloc(p, n ? n : 1);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * hashing
  * ------------------------------------------------------------------------------------------- */
@@ -119,14 +132,14 @@ void aoq_tokenizer_free(aoq_tokenizer *t) {
 }
 
 static aoq_status tok_alloc(int32_t n_ids, size_t arena_cap, aoq_tokenizer **out) {
-  aoq_tokenizer *t = calloc(1, sizeof(*t));
+  aoq_tokenizer *t = tk_calloc(1, sizeof(*t));
   if (!t) return aoq_err(AOQ_ENOMEM, "tokenizer: out of memory");
   t->n_ids = n_ids;
-  t->tok_off = calloc((size_t)n_ids, sizeof(uint32_t));
-  t->tok_len = calloc((size_t)n_ids, sizeof(uint32_t));
-  t->tok_flags = calloc((size_t)n_ids, 1);
+  t->tok_off = tk_calloc((size_t)n_ids, sizeof(uint32_t));
+  t->tok_len = tk_calloc((size_t)n_ids, sizeof(uint32_t));
+  t->tok_flags = tk_calloc((size_t)n_ids, 1);
   t->arena_cap = arena_cap ? arena_cap : 1;
-  t->arena = malloc(t->arena_cap);
+  t->arena = tk_malloc(t->arena_cap);
   t->bos = t->eos = -1;
   for (int i = 0; i < 256; i++) t->byte_id[i] = -1;
   if (!t->tok_off || !t->tok_len || !t->tok_flags || !t->arena) {
@@ -141,7 +154,7 @@ static aoq_status set_token(aoq_tokenizer *t, int32_t id, const char *s, size_t 
   if (t->arena_len + n > t->arena_cap) {
     size_t cap = t->arena_cap * 2;
     while (cap < t->arena_len + n) cap *= 2;
-    char *a = realloc(t->arena, cap);
+    char *a = tk_realloc(t->arena, cap);
     if (!a) return aoq_err(AOQ_ENOMEM, "tokenizer: out of memory for the token arena");
     t->arena = a;
     t->arena_cap = cap;
@@ -158,8 +171,8 @@ static aoq_status set_token(aoq_tokenizer *t, int32_t id, const char *s, size_t 
 /* Builds the bytes -> id table over model tokens and the added-token index. */
 static aoq_status build_indexes(aoq_tokenizer *t, size_t n_model) {
   uint32_t cap = pow2_at_least(n_model * 2 + 1);
-  t->vh = malloc((size_t)cap * sizeof(int32_t));
-  t->vh_tag = malloc((size_t)cap * sizeof(uint32_t));
+  t->vh = tk_malloc((size_t)cap * sizeof(int32_t));
+  t->vh_tag = tk_malloc((size_t)cap * sizeof(uint32_t));
   if (!t->vh || !t->vh_tag)
     return aoq_err(AOQ_ENOMEM, "tokenizer: out of memory for the vocab table");
   memset(t->vh, 0xFF, (size_t)cap * sizeof(int32_t));
@@ -192,7 +205,7 @@ static aoq_status build_indexes(aoq_tokenizer *t, size_t n_model) {
                      "tokenizer: byte 0x%02X has no token (byte-level BPE needs all 256)", b);
 
   t->n_added = n_added;
-  t->added = malloc((n_added ? n_added : 1) * sizeof(int32_t));
+  t->added = tk_malloc((n_added ? n_added : 1) * sizeof(int32_t));
   if (!t->added) return aoq_err(AOQ_ENOMEM, "tokenizer: out of memory");
   /* Counting sort by first byte; within a byte, longest first (insertion sort: few tokens). */
   uint32_t count[257] = {0};
@@ -312,9 +325,9 @@ static aoq_status load_merges(aoq_tokenizer *t, const cJSON *merges, const int16
                               char *buf) {
   int n = cJSON_GetArraySize(merges);
   uint32_t cap = pow2_at_least((size_t)n * 2 + 1);
-  t->mh_key = malloc((size_t)cap * sizeof(uint64_t));
-  t->mh_rank = malloc((size_t)cap * sizeof(int32_t));
-  t->mh_out = malloc((size_t)cap * sizeof(int32_t));
+  t->mh_key = tk_malloc((size_t)cap * sizeof(uint64_t));
+  t->mh_rank = tk_malloc((size_t)cap * sizeof(int32_t));
+  t->mh_out = tk_malloc((size_t)cap * sizeof(int32_t));
   if (!t->mh_key || !t->mh_rank || !t->mh_out)
     return aoq_err(AOQ_ENOMEM, "tokenizer: out of memory for %d merges", n);
   memset(t->mh_key, 0xFF, (size_t)cap * sizeof(uint64_t));
@@ -415,7 +428,7 @@ static aoq_status load_json(const cJSON *root, aoq_tokenizer **out) {
   aoq_status s = AOQ_OK;
   int16_t unmap[324];
   byte_unmap_table(unmap);
-  char *buf = malloc(bytes + 1);
+  char *buf = tk_malloc(bytes + 1);
   if (!buf) s = aoq_err(AOQ_ENOMEM, "tokenizer: out of memory");
   cJSON_ArrayForEach(e, vocab) {
     if (s != AOQ_OK) break;
@@ -482,7 +495,7 @@ aoq_status aoq_tokenizer_load(const char *path, aoq_tokenizer **out) {
     fclose(f);
     return aoq_err(AOQ_EIO, "%s: cannot determine the size", path);
   }
-  data = malloc((size_t)size + 1);
+  data = tk_malloc((size_t)size + 1);
   if (!data) {
     fclose(f);
     return aoq_err(AOQ_ENOMEM, "%s: out of memory for %ld bytes", path, size);
@@ -559,7 +572,7 @@ typedef struct enc {
 static int enc_push(enc *e, int32_t id) {
   if (e->n == e->cap) {
     size_t cap = e->cap ? e->cap * 2 : 64;
-    int32_t *p = realloc(e->ids, cap * sizeof(int32_t));
+    int32_t *p = tk_realloc(e->ids, cap * sizeof(int32_t));
     if (!p) {
       e->status = aoq_err(AOQ_ENOMEM, "aoq_tokenizer_encode: out of memory");
       return 1;
@@ -619,9 +632,9 @@ static int bpe_piece(void *ctx, size_t off, size_t len) {
   }
   if (len > e->scratch) {
     size_t cap = len < 256 ? 256 : len * 2;
-    sym *s = realloc(e->syms, cap * sizeof(sym));
+    sym *s = tk_realloc(e->syms, cap * sizeof(sym));
     if (s) e->syms = s;
-    heap_ent *h = s ? realloc(e->heap, cap * 3 * sizeof(heap_ent)) : NULL;
+    heap_ent *h = s ? tk_realloc(e->heap, cap * 3 * sizeof(heap_ent)) : NULL;
     if (!s || !h) {
       e->status =
           aoq_err(AOQ_ENOMEM, "aoq_tokenizer_encode: out of memory for a %zu-byte piece", len);
@@ -716,7 +729,7 @@ aoq_status aoq_tokenizer_encode(const aoq_tokenizer *t, const char *text, size_t
     return e.status != AOQ_OK ? e.status : aoq_err(AOQ_EINTERNAL, "aoq_tokenizer_encode: stopped");
   }
   if (!e.ids) { /* empty result: still hand back a freeable pointer */
-    e.ids = malloc(sizeof(int32_t));
+    e.ids = tk_malloc(sizeof(int32_t));
     if (!e.ids) return aoq_err(AOQ_ENOMEM, "aoq_tokenizer_encode: out of memory");
   }
   *ids = e.ids;
@@ -740,7 +753,7 @@ aoq_status aoq_tokenizer_decode(const aoq_tokenizer *t, const int32_t *ids, size
                      i, t->n_ids);
     if (!(skip_special && (t->tok_flags[ids[i]] & TOK_SPECIAL))) total += t->tok_len[ids[i]];
   }
-  char *out = malloc(total + 1);
+  char *out = tk_malloc(total + 1);
   if (!out) return aoq_err(AOQ_ENOMEM, "aoq_tokenizer_decode: out of memory for %zu bytes", total);
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {

@@ -31,7 +31,7 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
   if (b->n + n + 1 > b->cap) {
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->n + n + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
+    char *p = aoq_fault_hit() ? NULL : realloc(b->p, cap);
     if (!p) {
       b->oom = 1;
       return;

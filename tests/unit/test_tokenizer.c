@@ -20,6 +20,7 @@
 // clang-format on
 
 #include "aoq/aoq.h"
+#include "base/error.h"
 #include "core/tokenizer.h"
 #include "core/utf8.h"
 
@@ -455,6 +456,123 @@ static void test_malformed_json_is_eformat(void **state) {
   assert_int_equal(aoq_tokenizer_load("/nonexistent/tokenizer.json", &t), AOQ_EIO);
 }
 
+/* Every allocation of load, encode, decode and chat rendering may fail: the call returns
+ * AOQ_ENOMEM and leaks nothing (LeakSanitizer checks), and a later call still works. */
+static void test_allocation_failures_are_enomem(void **state) {
+  (void)state;
+  const char *extra = ", \"ab\": 256, \"bc\": 257, \"abc\": 258";
+  char *j = mini_json(extra, "\"b c\", \"a bc\", [\"a\", \"b\"]",
+                      "{\"id\": 259, \"content\": \"<eot>\", \"special\": true}", 1, LLAMA3_RE);
+  size_t jl = strlen(j);
+  int failures = 0;
+  for (long k = 1;; k++) {
+    aoq_tokenizer *t = NULL;
+    aoq_fault_arm(k);
+    aoq_status s = aoq_tokenizer_load_text(j, jl, &t);
+    aoq_fault_arm(0);
+    if (s == AOQ_OK) {
+      aoq_tokenizer_free(t);
+      break;
+    }
+    assert_int_equal(s, AOQ_ENOMEM);
+    assert_null(t);
+    failures++;
+  }
+  assert_true(failures >= 5);
+  aoq_tokenizer *t;
+  assert_int_equal(aoq_tokenizer_load_text(j, jl, &t), AOQ_OK);
+  /* a long piece forces the BPE scratch to grow; many tokens force the output to grow */
+  char text[3000];
+  for (size_t i = 0; i < sizeof(text) - 1; i++) text[i] = "abc <eot>"[i % 9];
+  text[sizeof(text) - 1] = 0;
+  memset(text + 1000, 'b', 800);
+  for (long k = 1;; k++) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    aoq_fault_arm(k);
+    aoq_status s = aoq_tokenizer_encode(t, text, strlen(text), 0, &ids, &n);
+    aoq_fault_arm(0);
+    if (s == AOQ_OK) {
+      char *back;
+      aoq_fault_arm(1);
+      assert_int_equal(aoq_tokenizer_decode(t, ids, n, 0, &back, NULL), AOQ_ENOMEM);
+      aoq_fault_arm(0);
+      assert_int_equal(aoq_tokenizer_decode(t, ids, n, 0, &back, NULL), AOQ_OK);
+      assert_string_equal(back, text);
+      free(back);
+      free(ids);
+      assert_true(k > 3);
+      break;
+    }
+    assert_int_equal(s, AOQ_ENOMEM);
+    assert_null(ids);
+  }
+  aoq_tokenizer_free(t);
+  aoq_chat_msg m[2] = {{"system", "s"}, {"user", "u"}};
+  for (long k = 1;; k++) {
+    char *out = NULL;
+    aoq_fault_arm(k);
+    aoq_status s = aoq_chat_render(m, 2, &out);
+    aoq_fault_arm(0);
+    if (s == AOQ_OK) {
+      free(out);
+      break;
+    }
+    assert_int_equal(s, AOQ_ENOMEM);
+    assert_null(out);
+  }
+  aoq_fault_arm(1);
+  assert_int_equal(aoq_tokenizer_bytes(&t), AOQ_ENOMEM);
+  aoq_fault_arm(0);
+}
+
+/* Random byte edits of a valid tokenizer.json: each load either succeeds (and then encodes and
+ * decodes) or fails with a status and a detail; never a crash (ASan/UBSan watch). */
+static void test_mutated_json_never_crashes(void **state) {
+  (void)state;
+  const char *extra = ", \"ab\": 256, \"bc\": 257, \"abc\": 258";
+  char *base = mini_json(extra, "\"b c\", \"a bc\", [\"a\", \"b\"]",
+                         "{\"id\": 259, \"content\": \"<eot>\", \"special\": true}", 1, LLAMA3_RE);
+  size_t n = strlen(base);
+  char *j = malloc(n + 1);
+  assert_non_null(j);
+  uint32_t x = 777;
+  int ok = 0, bad = 0;
+  for (int round = 0; round < 1500; round++) {
+    memcpy(j, base, n + 1);
+    int edits = 1 + round % 4;
+    for (int e = 0; e < edits; e++) {
+      x = x * 1664525u + 1013904223u;
+      size_t at = (x >> 8) % n;
+      x = x * 1664525u + 1013904223u;
+      static const char alphabet[] = "\"{}[],:0123456789abc \\u-\x01\xff";
+      j[at] = alphabet[(x >> 9) % (sizeof(alphabet) - 1)];
+    }
+    size_t len = round % 7 == 0 ? (size_t)((x >> 4) % n) : n; /* sometimes truncated too */
+    aoq_tokenizer *t = NULL;
+    aoq_status s = aoq_tokenizer_load_text(j, len, &t);
+    if (s != AOQ_OK) {
+      assert_null(t);
+      assert_true(aoq_last_error()[0] != 0);
+      bad++;
+      continue;
+    }
+    int32_t *ids;
+    size_t nid;
+    assert_int_equal(aoq_tokenizer_encode(t, "abc <eot> bca", 13, 0, &ids, &nid), AOQ_OK);
+    char *back;
+    assert_int_equal(aoq_tokenizer_decode(t, ids, nid, 0, &back, NULL), AOQ_OK);
+    assert_string_equal(back, "abc <eot> bca");
+    free(back);
+    free(ids);
+    aoq_tokenizer_free(t);
+    ok++;
+  }
+  free(j);
+  printf("mutated tokenizer.json: %d loaded, %d rejected\n", ok, bad);
+  assert_true(bad > 0);
+}
+
 int main(void) {
   const struct CMUnitTest llama[] = {
       cmocka_unit_test(test_llama_specials_and_sizes),
@@ -469,6 +587,8 @@ int main(void) {
       cmocka_unit_test(test_bytes_tokenizer_round_trip),
       cmocka_unit_test(test_mini_bpe_rules),
       cmocka_unit_test(test_malformed_json_is_eformat),
+      cmocka_unit_test(test_allocation_failures_are_enomem),
+      cmocka_unit_test(test_mutated_json_never_crashes),
   };
   int fails = cmocka_run_group_tests_name("tokenizer_llama31", llama, setup_llama, teardown_llama);
   fails += cmocka_run_group_tests_name("tokenizer", other, NULL, NULL);
