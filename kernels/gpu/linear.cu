@@ -480,7 +480,7 @@ template <> struct fma_first<DecI8> { enum { v = 1 }; };
 
 template <class D>
 static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
-  if (fma_first<D>::v) {
+  if constexpr (fma_first<D>::v) {
     if (m == 1) return launch_mr<D, 1, 1>(w, x, y, m, st);
     if (m == 2) return launch_mr<D, 2, 2>(w, x, y, m, st);
   }

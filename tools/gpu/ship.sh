@@ -24,4 +24,6 @@ for l in libzmq.so.5 libsodium.so.23 libpgm-5.3.so.0 libnorm.so.1 libprotobuf-c.
          libcjson.so.1 libmd.so.0 libcmocka.so.0; do
   [ -e "/lib/x86_64-linux-gnu/$l" ] && cp -L "/lib/x86_64-linux-gnu/$l" "$ship/lib/"
 done
+# the binaries carry every kernel (fatbins): compressed they fit the device call's size limit
+tar -C "$ship" -czf "$ship/bin.tar.gz" bin && rm -rf "$ship/bin"
 du -sh "$ship"
