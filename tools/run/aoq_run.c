@@ -22,6 +22,7 @@ static void usage(FILE *f) {
           "  --synthetic        deterministic random weights (see --seed)\n"
           "  --config CFG       weight format: bf16 (default), int8wo, int4wo-128, mxfp8, ...\n"
           "  --overrides FILE   per-layer format overrides (`<name|re:ERE|*> <config>` lines)\n"
+          "  --cache-dir DIR    keep quantized weights in DIR; later runs skip quantizing\n"
           "  --prompt TEXT      prompt text (default \"Once upon a time\")\n"
           "  --max-tokens N     tokens to generate (default 32)\n"
           "  --seed S           synthetic-weight and sampling seed (default 0)\n"
@@ -55,7 +56,7 @@ static int fail(const char *what, aoq_status s) {
 
 int main(int argc, char **argv) {
   const char *model = NULL, *config = "bf16", *overrides = NULL, *prompt = "Once upon a time";
-  const char *device = "auto";
+  const char *device = "auto", *cache_dir = NULL;
   bool synthetic = false, stop = true;
   double max_tokens = 32, seed = 0, temperature = 0, top_p = 1, top_k = 0;
   for (int i = 1; i < argc; i++) {
@@ -84,6 +85,8 @@ int main(int argc, char **argv) {
       config = v;
     else if (!strcmp(a, "--overrides"))
       overrides = v;
+    else if (!strcmp(a, "--cache-dir"))
+      cache_dir = v;
     else if (!strcmp(a, "--prompt"))
       prompt = v;
     else if (!strcmp(a, "--device"))
@@ -122,6 +125,7 @@ int main(int argc, char **argv) {
                       .synthetic = synthetic,
                       .seed = (uint64_t)seed,
                       .config = config,
+                      .cache_dir = cache_dir,
                       .overrides = overrides,
                       .max_seqs = 1};
   aoq_model *m = NULL;
