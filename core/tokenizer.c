@@ -322,7 +322,7 @@ static aoq_status check_pre_tokenizer(const cJSON *pt) {
 }
 
 static aoq_status load_merges(aoq_tokenizer *t, const cJSON *merges, const int16_t unmap[324],
-                              char *buf) {
+                              char *buf, size_t buf_cap) {
   int n = cJSON_GetArraySize(merges);
   uint32_t cap = pow2_at_least((size_t)n * 2 + 1);
   t->mh_key = tk_malloc((size_t)cap * sizeof(uint64_t));
@@ -352,6 +352,10 @@ static aoq_status load_merges(aoq_tokenizer *t, const cJSON *merges, const int16
     } else {
       return aoq_err(AOQ_EFORMAT, "tokenizer.json: merge %d is neither \"a b\" nor [a, b]", rank);
     }
+    /* Raw bytes are never longer than their UTF-8 spelling; a pair longer than the whole vocab
+     * cannot name vocab tokens. */
+    if (na + nb > buf_cap)
+      return aoq_err(AOQ_EFORMAT, "tokenizer.json: merge %d uses a token not in the vocab", rank);
     long la = unmap_token(unmap, a, na, buf);
     long lb = la < 0 ? -1 : unmap_token(unmap, b, nb, buf + la);
     if (la <= 0 || lb <= 0)
@@ -391,6 +395,15 @@ static aoq_status load_json(const cJSON *root, aoq_tokenizer **out) {
     return aoq_err(AOQ_EFORMAT, "tokenizer.json: model.merges missing or not an array");
   if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback")))
     return aoq_err(AOQ_EUNSUPPORTED, "tokenizer.json: byte_fallback BPE is not supported");
+  const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(model, "dropout");
+  if (cJSON_IsNumber(dropout) && dropout->valuedouble != 0.0)
+    return aoq_err(AOQ_EUNSUPPORTED, "tokenizer.json: BPE dropout is not supported");
+  static const char *const affixes[2] = {"continuing_subword_prefix", "end_of_word_suffix"};
+  for (int i = 0; i < 2; i++) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(model, affixes[i]);
+    if (cJSON_IsString(x) && x->valuestring[0])
+      return aoq_err(AOQ_EUNSUPPORTED, "tokenizer.json: model.%s is not supported", affixes[i]);
+  }
   const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
   if (norm && !cJSON_IsNull(norm))
     return aoq_err(AOQ_EUNSUPPORTED, "tokenizer.json: normalizers are not supported");
@@ -415,8 +428,14 @@ static aoq_status load_json(const cJSON *root, aoq_tokenizer **out) {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(e, "content");
     if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 16777216.0 ||
-        !cJSON_IsString(content))
+        id->valuedouble != (double)id->valueint || !cJSON_IsString(content))
       return aoq_err(AOQ_EFORMAT, "tokenizer.json: added token without a valid id/content");
+    /* Llama 3 sets none of these; matching them needs HF's word-boundary/strip rules. */
+    static const char *const flags[3] = {"lstrip", "rstrip", "single_word"};
+    for (int f = 0; f < 3; f++)
+      if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, flags[f])))
+        return aoq_err(AOQ_EUNSUPPORTED, "tokenizer.json: added token \"%.40s\" sets %s",
+                       content->valuestring, flags[f]);
     if (id->valueint > max_id) max_id = id->valueint;
     bytes += strlen(content->valuestring);
   }
@@ -454,7 +473,7 @@ static aoq_status load_json(const cJSON *root, aoq_tokenizer **out) {
     s = set_token(t, id, c, strlen(c), f);
   }
   if (s == AOQ_OK) s = build_indexes(t, n_model);
-  if (s == AOQ_OK) s = load_merges(t, merges, unmap, buf);
+  if (s == AOQ_OK) s = load_merges(t, merges, unmap, buf, bytes);
   free(buf);
   if (s != AOQ_OK) {
     aoq_tokenizer_free(t);

@@ -437,6 +437,13 @@ static void test_malformed_json_is_eformat(void **state) {
   expect_load_error(mini_json("", "\"a q_nope\"", "", 0, LLAMA3_RE), AOQ_EFORMAT,
                     "not in the vocab");
   expect_load_error(mini_json("", "\"a b c\"", "", 0, LLAMA3_RE), AOQ_EFORMAT, "merge 0");
+  {
+    /* a merge far longer than the whole vocabulary */
+    static char merge[9000];
+    memset(merge, 'x', sizeof(merge));
+    merge[0] = '"', merge[4000] = ' ', merge[sizeof(merge) - 2] = '"', merge[sizeof(merge) - 1] = 0;
+    expect_load_error(mini_json("", merge, "", 0, LLAMA3_RE), AOQ_EFORMAT, "not in the vocab");
+  }
   expect_load_error(mini_json("", "[\"a\"]", "", 0, LLAMA3_RE), AOQ_EFORMAT, "merge 0");
   expect_load_error(mini_json(", \"ab\": -3", "", "", 0, LLAMA3_RE), AOQ_EFORMAT, "bad id");
   expect_load_error(mini_json(", \"a b\": 300", "", "", 0, LLAMA3_RE), AOQ_EFORMAT,
@@ -444,6 +451,9 @@ static void test_malformed_json_is_eformat(void **state) {
   expect_load_error(mini_json(", \"ab\": 5", "", "", 0, LLAMA3_RE), AOQ_EFORMAT, "appears twice");
   expect_load_error(mini_json("", "", "{\"id\": \"x\"}", 0, LLAMA3_RE), AOQ_EFORMAT, "added token");
   expect_load_error(mini_json("", "", "", 0, "\\\\s+"), AOQ_EUNSUPPORTED, "Llama 3");
+  expect_load_error(
+      mini_json("", "", "{\"id\": 300, \"content\": \"<m>\", \"lstrip\": true}", 0, LLAMA3_RE),
+      AOQ_EUNSUPPORTED, "lstrip");
   /* A vocab without byte 'a' (its entry renamed to "~~"): byte-level BPE cannot encode everything.
    */
   char *j = mini_json("", "", "", 0, LLAMA3_RE);
