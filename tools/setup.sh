@@ -6,10 +6,14 @@ cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake ninja-build pkg-config git clang llvm
       libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libcjson-dev libcmocka-dev
-      libmicrohttpd-dev curl nodejs npm gnuplot-nox
+      libmicrohttpd-dev curl gnuplot-nox
       ocl-icd-opencl-dev pocl-opencl-icd clinfo libze-dev llvm-spirv-14 spirv-tools
       hipcc libamdhip64-dev)
 missing=()
+# Node.js may come from elsewhere (e.g. NodeSource, whose nodejs ships npm and conflicts with
+# Debian's npm package): install Debian's only when the commands are missing.
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
