@@ -28,4 +28,8 @@ fi
 if [ -f tests/tokenizer/package.json ] && [ ! -d tests/tokenizer/node_modules ]; then
   (cd tests/tokenizer && npm ci --silent --no-audit --no-fund 2>/dev/null || npm install --silent --no-audit --no-fund)
 fi
+# The official openai package for the HTTP e2e test (pinned in tests/e2e/http/package-lock.json).
+if [ -f tests/e2e/http/package.json ] && [ ! -d tests/e2e/http/node_modules ]; then
+  (cd tests/e2e/http && npm ci --silent --no-audit --no-fund)
+fi
 echo "aoq: dependencies installed"
