@@ -150,50 +150,45 @@ aoq_status aoq_connect_with(const aoq_connect_opts *opts, aoq_client **out) {
   if (s == AOQ_OK && !strncmp(c->endpoint, "tcp://", 6)) s = curve_setup(c);
   if (s == AOQ_OK && zmq_connect(c->sock, c->endpoint))
     s = aoqc_fail(c, AOQ_ECONN, "connect %s: %s", c->endpoint, zmq_strerror(zmq_errno()));
+  /* the first message: Hello on the client socket, Ping on the admin socket (no session) */
+  Aoq__Request req = AOQ__REQUEST__INIT;
+  Aoq__Ping ping = AOQ__PING__INIT;
+  Aoq__Hello h = AOQ__HELLO__INIT;
+  char tenant[64] = "";
+  if (o.admin) {
+    req.body_case = AOQ__REQUEST__BODY_PING;
+    req.ping = &ping;
+  } else {
+    const char *t = o.tenant ? o.tenant : getenv("AOQ_TENANT");
+    if (t) snprintf(tenant, sizeof tenant, "%s", t);
+    h.protocol_version = o.protocol_version ? o.protocol_version : AOQ_PROTOCOL_VERSION;
+    h.client_name = (char *)(o.name ? o.name : "libaoq");
+    h.tenant = tenant;
+    h.api_key = (char *)"";
+    h.pid = (uint32_t)getpid();
+    req.body_case = AOQ__REQUEST__BODY_HELLO;
+    req.hello = &h;
+  }
+  req.id = c->next_id++;
+  if (s == AOQ_OK) s = send_request(c, &req);
   if (s == AOQ_OK) {
-    Aoq__Request req = AOQ__REQUEST__INIT;
     int timeout = env_int("AOQ_CONNECT_TIMEOUT_MS", 5000);
-    if (o.admin) {
-      Aoq__Ping p = AOQ__PING__INIT;
-      req.body_case = AOQ__REQUEST__BODY_PING;
-      req.ping = &p;
-    } else {
-      Aoq__Hello h = AOQ__HELLO__INIT;
-      char tenant[64] = "";
-      const char *t = o.tenant ? o.tenant : getenv("AOQ_TENANT");
-      if (t) snprintf(tenant, sizeof tenant, "%s", t);
-      h.protocol_version = o.protocol_version ? o.protocol_version : AOQ_PROTOCOL_VERSION;
-      h.client_name = (char *)(o.name ? o.name : "libaoq");
-      h.tenant = tenant;
-      h.api_key = (char *)"";
-      h.pid = (uint32_t)getpid();
-      req.body_case = AOQ__REQUEST__BODY_HELLO;
-      req.hello = &h;
-      req.id = c->next_id++;
-      s = send_request(c, &req);
-      goto wait;
-    }
-    req.id = c->next_id++;
-    s = send_request(c, &req);
-  wait:
+    Aoq__Reply *rep;
+    s = aoqc_recv(c, req.id, timeout, &rep);
+    if (s == AOQ_ETIMEOUT)
+      s = aoqc_fail(c, AOQ_ECONN,
+                    "no aoqd answered at %s within %d ms (not running, no "
+                    "permission, or key refused)",
+                    c->endpoint, timeout);
     if (s == AOQ_OK) {
-      Aoq__Reply *rep;
-      s = aoqc_recv(c, req.id, timeout, &rep);
-      if (s == AOQ_ETIMEOUT)
-        s = aoqc_fail(c, AOQ_ECONN,
-                      "no aoqd answered at %s within %d ms (not running, no "
-                      "permission, or key refused)",
-                      c->endpoint, timeout);
-      if (s == AOQ_OK) {
-        s = reply_status(c, rep);
-        if (s == AOQ_OK && rep->body_case == AOQ__REPLY__BODY_HELLO) {
-          c->session = rep->hello->session_id;
-          snprintf(c->tenant, sizeof c->tenant, "%s", rep->hello->tenant);
-        } else if (s == AOQ_OK && !(o.admin && rep->body_case == AOQ__REPLY__BODY_EMPTY)) {
-          s = aoqc_fail(c, AOQ_EPROTO, "unexpected reply to hello");
-        }
-        aoq__reply__free_unpacked(rep, NULL);
+      s = reply_status(c, rep);
+      if (s == AOQ_OK && rep->body_case == AOQ__REPLY__BODY_HELLO) {
+        c->session = rep->hello->session_id;
+        snprintf(c->tenant, sizeof c->tenant, "%s", rep->hello->tenant);
+      } else if (s == AOQ_OK && !(o.admin && rep->body_case == AOQ__REPLY__BODY_EMPTY)) {
+        s = aoqc_fail(c, AOQ_EPROTO, "unexpected reply to hello");
       }
+      aoq__reply__free_unpacked(rep, NULL);
     }
   }
   if (s != AOQ_OK) {
