@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "daemon/args.h"
 #include "daemon/http.h"
+#include "daemon/progress.h"
 #include "daemon/server.h"
 
 static void on_signal(int sig) {
@@ -109,13 +110,21 @@ int main(int argc, char **argv) {
   models.defaults.max_seqs = o.max_seqs;
   models.defaults.max_batch_tokens = o.max_batch_tokens;
   int code = 1;
+  aoqd_progress prog; /* startup loads only: defaults.progress is cleared after them */
+  models.defaults.progress = aoqd_progress_cb;
+  models.defaults.progress_ctx = &prog;
   for (int i = 0; i < o.n_models; i++) {
-    if (aoqd_models_load(&models, o.models[i].name, o.models[i].config, o.synthetic) != AOQ_OK) {
+    aoqd_progress_init(&prog, stderr, o.models[i].name);
+    aoq_status ls = aoqd_models_load(&models, o.models[i].name, o.models[i].config, o.synthetic);
+    aoqd_progress_end(&prog);
+    if (ls != AOQ_OK) {
       AOQ_ERROR("model load failed|model=%s config=%s error=\"%s\"", o.models[i].name,
                 o.models[i].config ? o.models[i].config : "bf16", aoq_last_error());
       goto out;
     }
   }
+  models.defaults.progress = NULL;
+  models.defaults.progress_ctx = NULL;
   if (o.pidfile && write_pidfile(o.pidfile) != 0) goto out;
   wrote_pid = o.pidfile != NULL;
   aoqd_server sv;

@@ -14,6 +14,7 @@
 
 #include "aoq/aoq.h"
 #include "core/model.h"
+#include "daemon/progress.h"
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -128,8 +129,14 @@ int main(int argc, char **argv) {
                       .cache_dir = cache_dir,
                       .overrides = overrides,
                       .max_seqs = 1};
+  aoqd_progress prog; /* load/quantize progress: a bar on a terminal, lines otherwise */
+  aoqd_progress_init(&prog, stderr, model);
+  o.progress = aoqd_progress_cb;
+  o.progress_ctx = &prog;
   aoq_model *m = NULL;
-  if ((s = aoq_model_load(d, &o, &m))) {
+  s = aoq_model_load(d, &o, &m);
+  aoqd_progress_end(&prog);
+  if (s) {
     aoq_device_close(d);
     return fail("load", s);
   }
