@@ -22,6 +22,12 @@
 #define TOK_ADDED 2   /* an added token: matched verbatim in the input before pre-tokenization */
 #define TOK_USED 4    /* the id exists */
 
+struct merge_slot {
+  uint64_t key; /* left << 32 | right; UINT64_MAX = empty */
+  int32_t rank;
+  int32_t out; /* the merged token */
+};
+
 struct aoq_tokenizer {
   int32_t n_ids;      /* ids are 0..n_ids-1 (some may be unused) */
   uint32_t *tok_off;  /* [n_ids] offset of the id's bytes in arena */
@@ -34,9 +40,7 @@ struct aoq_tokenizer {
   uint32_t *vh_tag; /* high hash bits of the slot's key: most misses skip the memcmp */
   uint32_t vh_mask;
 
-  uint64_t *mh_key; /* merge hash: (left << 32 | right), UINT64_MAX = empty */
-  int32_t *mh_rank;
-  int32_t *mh_out;
+  struct merge_slot *mh; /* merge hash; one 16-byte slot per probe keeps lookups in one line */
   uint32_t mh_mask;
 
   int32_t byte_id[256]; /* id of each single byte */
@@ -97,15 +101,15 @@ static int32_t vocab_find(const aoq_tokenizer *t, const char *s, size_t n) {
 }
 
 static int merge_find(const aoq_tokenizer *t, int32_t a, int32_t b, int32_t *rank, int32_t *out) {
-  if (!t->mh_key) return 0;
+  if (!t->mh) return 0;
   uint64_t k = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
   uint32_t i = (uint32_t)hash_pair(k) & t->mh_mask;
   for (;;) {
-    uint64_t kk = t->mh_key[i];
+    uint64_t kk = t->mh[i].key;
     if (kk == UINT64_MAX) return 0;
     if (kk == k) {
-      *rank = t->mh_rank[i];
-      *out = t->mh_out[i];
+      *rank = t->mh[i].rank;
+      *out = t->mh[i].out;
       return 1;
     }
     i = (i + 1) & t->mh_mask;
@@ -124,9 +128,7 @@ void aoq_tokenizer_free(aoq_tokenizer *t) {
   free(t->arena);
   free(t->vh);
   free(t->vh_tag);
-  free(t->mh_key);
-  free(t->mh_rank);
-  free(t->mh_out);
+  free(t->mh);
   free(t->added);
   free(t);
 }
@@ -325,12 +327,9 @@ static aoq_status load_merges(aoq_tokenizer *t, const cJSON *merges, const int16
                               char *buf, size_t buf_cap) {
   int n = cJSON_GetArraySize(merges);
   uint32_t cap = pow2_at_least((size_t)n * 2 + 1);
-  t->mh_key = tk_malloc((size_t)cap * sizeof(uint64_t));
-  t->mh_rank = tk_malloc((size_t)cap * sizeof(int32_t));
-  t->mh_out = tk_malloc((size_t)cap * sizeof(int32_t));
-  if (!t->mh_key || !t->mh_rank || !t->mh_out)
-    return aoq_err(AOQ_ENOMEM, "tokenizer: out of memory for %d merges", n);
-  memset(t->mh_key, 0xFF, (size_t)cap * sizeof(uint64_t));
+  t->mh = tk_malloc((size_t)cap * sizeof(struct merge_slot));
+  if (!t->mh) return aoq_err(AOQ_ENOMEM, "tokenizer: out of memory for %d merges", n);
+  memset(t->mh, 0xFF, (size_t)cap * sizeof(struct merge_slot));
   t->mh_mask = cap - 1;
   int32_t rank = 0;
   const cJSON *m;
@@ -369,11 +368,11 @@ static aoq_status load_merges(aoq_tokenizer *t, const cJSON *merges, const int16
                      rank, (int)na, a, (int)nb, b);
     uint64_t k = (uint64_t)(uint32_t)ia << 32 | (uint32_t)ib;
     uint32_t i = (uint32_t)hash_pair(k) & t->mh_mask;
-    while (t->mh_key[i] != UINT64_MAX && t->mh_key[i] != k) i = (i + 1) & t->mh_mask;
-    if (t->mh_key[i] != k) { /* a repeated merge keeps its first (best) rank */
-      t->mh_key[i] = k;
-      t->mh_rank[i] = rank;
-      t->mh_out[i] = io;
+    while (t->mh[i].key != UINT64_MAX && t->mh[i].key != k) i = (i + 1) & t->mh_mask;
+    if (t->mh[i].key != k) { /* a repeated merge keeps its first (best) rank */
+      t->mh[i].key = k;
+      t->mh[i].rank = rank;
+      t->mh[i].out = io;
     }
     rank++;
   }
@@ -574,7 +573,7 @@ typedef struct sym {
 
 typedef struct heap_ent {
   int32_t rank;
-  int32_t pos;
+  int32_t pos; /* left symbol of the pair */
 } heap_ent;
 
 typedef struct enc {
