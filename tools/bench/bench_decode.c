@@ -14,13 +14,16 @@
 #include "aoq/aoq.h"
 #include "core/model.h"
 #include "tools/bench/bench_util.h"
+#include "tools/bench/plot.h"
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: aoq-bench decode --model tiny|llama3.1-8b|DIR [--synthetic] [--config CFG]\n"
           "                        [--batch B] [--tokens T] [--prompt P] [--device D]\n"
           "                        [--no-graph] [--seed S]\n"
-          "  Defaults: --config bf16 --batch 1 --tokens 64 --prompt 16 --device auto.\n");
+          "  Defaults: --config bf16 --batch 1 --tokens 64 --prompt 16 --device auto.\n"
+          "  --plot FILE.svg with --batch 1,2,4,8: one run per batch size, decode tok/s vs batch\n"
+          "  drawn by gnuplot.\n");
 }
 
 static uint64_t free_mem(aoq_device *d) {
@@ -71,6 +74,9 @@ int aoq_bench_decode(int argc, char **argv) {
     usage(stdout);
     return 0;
   }
+  if (aoq_bench_plot_wanted(argc, argv)) /* a batch sweep of this subcommand, plotted */
+    return aoq_bench_plot_sweep(argc, argv, "decode", aoq_bench_decode, "batch",
+                                "decode_tokens_per_s");
   if (aoq_bench_opts_check(argc, argv, flags, with_value)) {
     usage(stderr);
     return 2;
