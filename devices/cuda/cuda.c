@@ -25,10 +25,10 @@ typedef struct cuda_ctx {
   int index;
   int num_sms;
   char name[128];
-  cudaStream_t stream;  /* the NULL stream of the iface */
-  volatile int *err_h;  /* mapped pinned flag written by kernels */
+  cudaStream_t stream; /* the NULL stream of the iface */
+  volatile int *err_h; /* mapped pinned flag written by kernels */
   int *err_d;
-  void *scratch;       /* 256 device bytes: the amax of quantize (one quantize at a time) */
+  void *scratch; /* 256 device bytes: the amax of quantize (one quantize at a time) */
 } cuda_ctx;
 
 struct aoq_graph_cuda {
@@ -41,19 +41,21 @@ static aoq_status cu_err(cudaError_t e, const char *what) {
   return aoq_err(AOQ_EDEVICE, "cuda %s: %s (%d)", what, cudaGetErrorString(e), (int)e);
 }
 
-#define CU(call, what)                                                                             \
-  do {                                                                                             \
-    cudaError_t e_ = (call);                                                                       \
-    if (e_ != cudaSuccess) return cu_err(e_, what);                                                \
+#define CU(call, what)                              \
+  do {                                              \
+    cudaError_t e_ = (call);                        \
+    if (e_ != cudaSuccess) return cu_err(e_, what); \
   } while (0)
 
-#define KL(call, what)                                                                             \
-  do {                                                                                             \
-    int e_ = (call);                                                                               \
-    if (e_) return cu_err((cudaError_t)e_, what);                                                  \
+#define KL(call, what)                            \
+  do {                                            \
+    int e_ = (call);                              \
+    if (e_) return cu_err((cudaError_t)e_, what); \
   } while (0)
 
-static cudaStream_t strm(cuda_ctx *c, aoq_stream *s) { return s ? (cudaStream_t)s : c->stream; }
+static cudaStream_t strm(cuda_ctx *c, aoq_stream *s) {
+  return s ? (cudaStream_t)s : c->stream;
+}
 
 static aoq_status setdev(cuda_ctx *c) {
   CU(cudaSetDevice(c->index), "set device");
@@ -64,7 +66,7 @@ static aoq_status check_flag(cuda_ctx *c) {
   int e = *c->err_h;
   if (!e) return AOQ_OK;
   *c->err_h = 0;
-  const char *what = e == AOQ_GK_ERR_EMBED_ID ? "embed: a token id is outside the table"
+  const char *what = e == AOQ_GK_ERR_EMBED_ID  ? "embed: a token id is outside the table"
                      : e == AOQ_GK_ERR_KV_SLOT ? "kv_store: a slot is outside the cache"
                                                : "attention: a sequence, position or page index "
                                                  "is out of range";
@@ -328,8 +330,8 @@ static void cuda_graph_destroy(void *ctx, aoq_graph *g) {
 
 static aoq_status need_bf16(aoq_dtype dt, const char *op) {
   if (dt == AOQ_DTYPE_BF16) return AOQ_OK;
-  return aoq_err(AOQ_EUNSUPPORTED, "cuda %s: activation dtype %d (the CUDA backend takes BF16)",
-                 op, (int)dt);
+  return aoq_err(AOQ_EUNSUPPORTED, "cuda %s: activation dtype %d (the CUDA backend takes BF16)", op,
+                 (int)dt);
 }
 
 static size_t cuda_linear_workspace(void *ctx, const aoq_qweight *w, int64_t m) {
@@ -351,8 +353,8 @@ static aoq_status cuda_linear(void *ctx, const aoq_qweight *w, const void *x, vo
   if (!x || !y || ((uintptr_t)x & 15))
     return aoq_err(AOQ_EINVAL, "cuda linear: x NULL or not 16-byte aligned, or y NULL");
   if (!ws && aoq_gk_linear_workspace(w, m) > 0)
-    return aoq_err(AOQ_EINVAL, "cuda linear: format %d needs a workspace of %zu bytes", (int)w->kind,
-                   aoq_gk_linear_workspace(w, m));
+    return aoq_err(AOQ_EINVAL, "cuda linear: format %d needs a workspace of %zu bytes",
+                   (int)w->kind, aoq_gk_linear_workspace(w, m));
   KL(aoq_gk_linear(w, x, y, m, ws, c->num_sms, strm(c, s)), "linear");
   return AOQ_OK;
 }
@@ -364,8 +366,9 @@ static aoq_status cuda_quantize(void *ctx, const void *w_src, aoq_qweight *w, ao
   if (!(aoq_gk_quantize_formats() >> w->kind & 1))
     return aoq_err(AOQ_EUNSUPPORTED, "cuda quantize: format %d is quantized on the host",
                    (int)w->kind);
-  int64_t blk = w->kind == AOQ_FMT_MXFP8 || w->kind == AOQ_FMT_MXFP4 ? 32
-                : w->kind == AOQ_FMT_NVFP4 || w->kind == AOQ_FMT_NVFP4WO ? 16 : 1;
+  int64_t blk = w->kind == AOQ_FMT_MXFP8 || w->kind == AOQ_FMT_MXFP4     ? 32
+                : w->kind == AOQ_FMT_NVFP4 || w->kind == AOQ_FMT_NVFP4WO ? 16
+                                                                         : 1;
   if (w->n <= 0 || w->k <= 0 || w->n > INT32_MAX || w->k % blk)
     return aoq_err(AOQ_ESHAPE, "cuda quantize: weight [%lld, %lld] (k must be a multiple of %lld)",
                    (long long)w->n, (long long)w->k, (long long)blk);
@@ -544,8 +547,8 @@ static aoq_status logits_ok(const char *op, const void *lg, const int32_t *out, 
   return AOQ_OK;
 }
 
-static aoq_status cuda_argmax(void *ctx, const void *logits, int32_t *out, int64_t m,
-                              int64_t vocab, aoq_dtype dt, aoq_stream *s) {
+static aoq_status cuda_argmax(void *ctx, const void *logits, int32_t *out, int64_t m, int64_t vocab,
+                              aoq_dtype dt, aoq_stream *s) {
   cuda_ctx *c = ctx;
   AOQ_TRY(need_bf16(dt, "argmax"));
   AOQ_TRY(logits_ok("argmax", logits, out, m, vocab));
@@ -554,9 +557,8 @@ static aoq_status cuda_argmax(void *ctx, const void *logits, int32_t *out, int64
   return AOQ_OK;
 }
 
-static aoq_status cuda_sample(void *ctx, const void *logits, int32_t *out, int64_t m,
-                              int64_t vocab, const aoq_sample_params *p, aoq_dtype dt,
-                              aoq_stream *s) {
+static aoq_status cuda_sample(void *ctx, const void *logits, int32_t *out, int64_t m, int64_t vocab,
+                              const aoq_sample_params *p, aoq_dtype dt, aoq_stream *s) {
   cuda_ctx *c = ctx;
   AOQ_TRY(need_bf16(dt, "sample"));
   AOQ_TRY(logits_ok("sample", logits, out, m, vocab));
@@ -570,8 +572,8 @@ static aoq_status cuda_sample(void *ctx, const void *logits, int32_t *out, int64
   return AOQ_OK;
 }
 
-static aoq_status cuda_convert(void *ctx, const void *src, aoq_dtype sdt, void *dst,
-                               aoq_dtype ddt, int64_t n, aoq_stream *s) {
+static aoq_status cuda_convert(void *ctx, const void *src, aoq_dtype sdt, void *dst, aoq_dtype ddt,
+                               int64_t n, aoq_stream *s) {
   cuda_ctx *c = ctx;
   if ((sdt != AOQ_DTYPE_BF16 && sdt != AOQ_DTYPE_F32) ||
       (ddt != AOQ_DTYPE_BF16 && ddt != AOQ_DTYPE_F32))
@@ -657,8 +659,8 @@ aoq_status aoq_cuda_device_create(int index, aoq_device **out) {
       (e = cudaHostAlloc((void **)&c->err_h, sizeof(int), cudaHostAllocMapped)) != cudaSuccess ||
       (e = cudaHostGetDevicePointer((void **)&c->err_d, (void *)c->err_h, 0)) != cudaSuccess ||
       (e = cudaMalloc(&c->scratch, 256)) != cudaSuccess) {
-    st = aoq_err(AOQ_ENODEV, "cuda:%d: device setup failed: %s (%d)", index,
-                 cudaGetErrorString(e), (int)e);
+    st = aoq_err(AOQ_ENODEV, "cuda:%d: device setup failed: %s (%d)", index, cudaGetErrorString(e),
+                 (int)e);
     cudaGetLastError();
     cuda_destroy(c);
     return st;

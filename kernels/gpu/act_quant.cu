@@ -8,12 +8,13 @@
  *
  * Workspace: xb bf16 [m, k] | xs f32 [m] | xt f32 | amax u32 (see aoq_gk_act_layout).
  */
-#include "kernels/gpu/vendor.h"
-
 #include "base/numerics.h"
 #include "kernels/gpu/gpu_kernels.h"
+#include "kernels/gpu/vendor.h"
 
-static size_t al256(size_t b) { return (b + 255) & ~(size_t)255; }
+static size_t al256(size_t b) {
+  return (b + 255) & ~(size_t)255;
+}
 
 extern "C" size_t aoq_gk_act_layout(int64_t m, int64_t k, size_t *off_xs) {
   *off_xs = al256((size_t)(m * k) * 2);

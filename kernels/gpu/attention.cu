@@ -10,10 +10,9 @@
  * correct at any position. With more than one split, partial (max, sum, acc) go to the workspace
  * and a second kernel merges them.
  */
-#include "kernels/gpu/vendor.h"
-
 #include "base/numerics.h"
 #include "kernels/gpu/gpu_kernels.h"
+#include "kernels/gpu/vendor.h"
 
 #define TILE 128
 #define THREADS 128
@@ -169,7 +168,9 @@ __global__ void k_attn_merge(const float *__restrict__ ws, uint16_t *__restrict_
   }
 }
 
-static int pick_g(int group) { return group >= 8 ? 8 : group >= 4 ? 4 : group >= 2 ? 2 : 1; }
+static int pick_g(int group) {
+  return group >= 8 ? 8 : group >= 4 ? 4 : group >= 2 ? 2 : 1;
+}
 
 static int plan_splits(const aoq_kv_cache *kv, int64_t m, int n_heads, int max_pos, int num_sms) {
   int group = n_heads / kv->n_kv_heads, g = pick_g(group);
@@ -188,9 +189,9 @@ extern "C" size_t aoq_gk_attention_workspace(const aoq_kv_cache *kv, int64_t m, 
   return (size_t)m * n_heads * s * (kv->head_dim + 2) * sizeof(float);
 }
 
-extern "C" int aoq_gk_attention(const aoq_kv_cache *kv, const aoq_attn_batch *b,
-                                const uint16_t *q, uint16_t *out, int64_t m, int n_heads,
-                                float scale, void *ws, int num_sms, int *err, void *stream) {
+extern "C" int aoq_gk_attention(const aoq_kv_cache *kv, const aoq_attn_batch *b, const uint16_t *q,
+                                uint16_t *out, int64_t m, int n_heads, float scale, void *ws,
+                                int num_sms, int *err, void *stream) {
   if (m == 0) return 0;
   aoq_gpu_stream_t st = (aoq_gpu_stream_t)stream;
   int group = n_heads / kv->n_kv_heads, g = pick_g(group);
@@ -206,10 +207,18 @@ extern "C" int aoq_gk_attention(const aoq_kv_cache *kv, const aoq_attn_batch *b,
   if (a.splits > 1 && !ws) a.splits = 1;
   dim3 grid((unsigned)m, (unsigned)(kv->n_kv_heads * a.hchunks), (unsigned)a.splits);
   switch (g) {
-    case 8: k_attn<8><<<grid, THREADS, 0, st>>>(a); break;
-    case 4: k_attn<4><<<grid, THREADS, 0, st>>>(a); break;
-    case 2: k_attn<2><<<grid, THREADS, 0, st>>>(a); break;
-    default: k_attn<1><<<grid, THREADS, 0, st>>>(a); break;
+    case 8:
+      k_attn<8><<<grid, THREADS, 0, st>>>(a);
+      break;
+    case 4:
+      k_attn<4><<<grid, THREADS, 0, st>>>(a);
+      break;
+    case 2:
+      k_attn<2><<<grid, THREADS, 0, st>>>(a);
+      break;
+    default:
+      k_attn<1><<<grid, THREADS, 0, st>>>(a);
+      break;
   }
   if (a.splits > 1) {
     dim3 g2((unsigned)m, (unsigned)n_heads);

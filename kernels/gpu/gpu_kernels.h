@@ -1,6 +1,6 @@
 /*
- * gpu_kernels.h — the C entry points of the GPU kernels (the .cu files of kernels/gpu), shared by the CUDA
- * and HIP backends. Plain C types only: a stream is passed as `void *` (cudaStream_t /
+ * gpu_kernels.h — the C entry points of the GPU kernels (the .cu files of kernels/gpu), shared by
+ * the CUDA and HIP backends. Plain C types only: a stream is passed as `void *` (cudaStream_t /
  * hipStream_t), every tensor pointer is device memory, activations are bf16 (uint16_t bits).
  * Each launcher enqueues work and returns the runtime's launch status (0 = success; otherwise a
  * cudaError_t / hipError_t value for the backend to name). Nothing here allocates or syncs, so
@@ -26,7 +26,6 @@ enum {
   AOQ_GK_ERR_KV_SLOT = 2,    /* kv_store: a slot outside the cache */
   AOQ_GK_ERR_ATTN_INDEX = 3, /* attention: a sequence, position or page out of range */
 };
-
 
 /* Formats `aoq_gk_linear` implements: bit per aoq_format_kind. */
 uint64_t aoq_gk_linear_formats(void);

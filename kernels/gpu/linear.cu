@@ -14,26 +14,28 @@
  *   FP8WO    w = rnd(e4m3(q) * scale)                  (dequantize to bf16, §3)
  *   INT4WO   w = rnd(rnd((q - 8) * s) + z)  bf16 steps (tinygemm, §4; HQQ uses the same form)
  */
-#include "kernels/gpu/vendor.h"
-
-
 #include "base/numerics.h"
 #include "kernels/gpu/gpu_kernels.h"
+#include "kernels/gpu/vendor.h"
 
 #define LIN_WARPS 4
 
 typedef struct wargs {
   const uint8_t *q;
   const void *scale;
-  const void *aux;  /* device f32[1] per-tensor weight scale (NVFP4WO) */
-  const float *xs;  /* dynamic formats: per-row activation scales [m] (workspace) */
-  const float *xt;  /* dynamic formats: per-tensor value (fp8dq x scale, nvfp4 combined pts) */
+  const void *aux; /* device f32[1] per-tensor weight scale (NVFP4WO) */
+  const float *xs; /* dynamic formats: per-row activation scales [m] (workspace) */
+  const float *xt; /* dynamic formats: per-tensor value (fp8dq x scale, nvfp4 combined pts) */
   int64_t n, k, row_bytes;
   int group;
 } wargs;
 
-static __device__ __forceinline__ float bf_lo(uint32_t u) { return __uint_as_float(u << 16); }
-static __device__ __forceinline__ float bf_hi(uint32_t u) { return __uint_as_float(u & 0xffff0000u); }
+static __device__ __forceinline__ float bf_lo(uint32_t u) {
+  return __uint_as_float(u << 16);
+}
+static __device__ __forceinline__ float bf_hi(uint32_t u) {
+  return __uint_as_float(u & 0xffff0000u);
+}
 
 static __device__ __forceinline__ uint32_t word(const uint4 &r, int i) {
   return i == 0 ? r.x : i == 1 ? r.y : i == 2 ? r.z : r.w;
@@ -44,7 +46,9 @@ static __device__ __forceinline__ uint32_t word(const uint4 &r, int i) {
 struct DecBF16 {
   enum { EPL = 8 };
   struct P {};
-  static __device__ P prm(const wargs &, int64_t, int64_t) { return P(); }
+  static __device__ P prm(const wargs &, int64_t, int64_t) {
+    return P();
+  }
   static __device__ void dec8(const uint4 &r, int, const P &, float o[8]) {
 #pragma unroll
     for (int i = 0; i < 4; i++) o[2 * i] = bf_lo(word(r, i)), o[2 * i + 1] = bf_hi(word(r, i));
@@ -54,7 +58,9 @@ struct DecBF16 {
 #pragma unroll
     for (int i = 0; i < 4; i++) o[i] = word(r, i);
   }
-  static __device__ float epi(float acc, const wargs &, int64_t, int) { return acc; }
+  static __device__ float epi(float acc, const wargs &, int64_t, int) {
+    return acc;
+  }
 };
 
 static __device__ __forceinline__ uint32_t pack_bf2(float lo, float hi) {
@@ -73,7 +79,9 @@ static __device__ __forceinline__ void i8x4(uint32_t wd, float *o) {
 struct DecI8 {
   enum { EPL = 16 };
   struct P {};
-  static __device__ P prm(const wargs &, int64_t, int64_t) { return P(); }
+  static __device__ P prm(const wargs &, int64_t, int64_t) {
+    return P();
+  }
   static __device__ void dec8(const uint4 &r, int sub, const P &, float o[8]) {
     i8x4(word(r, 2 * sub), o);
     i8x4(word(r, 2 * sub + 1), o + 4);
@@ -114,7 +122,8 @@ struct DecFP8 {
     for (int h = 0; h < 2; h++) {
       uint32_t wd = word(r, 2 * sub + h);
 #pragma unroll
-      for (int j = 0; j < 4; j++) o[4 * h + j] = aoq_round_bf16(e4m3((wd >> (8 * j)) & 0xffu) * p.s);
+      for (int j = 0; j < 4; j++)
+        o[4 * h + j] = aoq_round_bf16(e4m3((wd >> (8 * j)) & 0xffu) * p.s);
     }
   }
   enum { PAIR = 0 };
@@ -127,7 +136,9 @@ struct DecFP8 {
       o[2 * h + 1] = pack_bf2(b.x * p.s, b.y * p.s);
     }
   }
-  static __device__ float epi(float acc, const wargs &, int64_t, int) { return acc; }
+  static __device__ float epi(float acc, const wargs &, int64_t, int) {
+    return acc;
+  }
 };
 
 /* tinygemm int4: 8 nibbles of one word; pairs (j, j+4) go through bf16x2 math, which rounds each
@@ -172,15 +183,18 @@ struct DecI4 {
       o[j] = *(uint32_t *)&d;
     }
   }
-  static __device__ float epi(float acc, const wargs &, int64_t, int) { return acc; }
+  static __device__ float epi(float acc, const wargs &, int64_t, int) {
+    return acc;
+  }
 };
-
 
 /* raw e4m3 (fp8dq, fp8dq-row): scaled_mm applies the scales to the fp32 sums (§3) */
 struct DecF8Raw {
   enum { EPL = 16, PAIR = 0 };
   struct P {};
-  static __device__ P prm(const wargs &, int64_t, int64_t) { return P(); }
+  static __device__ P prm(const wargs &, int64_t, int64_t) {
+    return P();
+  }
   static __device__ void dec8(const uint4 &r, int sub, const P &, float o[8]) {
 #pragma unroll
     for (int h = 0; h < 2; h++) {
@@ -229,7 +243,9 @@ struct DecMX8 {
 #pragma unroll
     for (int i = 0; i < 4; i++) o[i] = pack_bf2(f[2 * i], f[2 * i + 1]);
   }
-  static __device__ float epi(float acc, const wargs &, int64_t, int) { return acc; }
+  static __device__ float epi(float acc, const wargs &, int64_t, int) {
+    return acc;
+  }
 };
 
 /* e2m1 nibble -> float: the code's exponent/mantissa bits placed at the top of an fp32 exponent
@@ -333,7 +349,8 @@ __global__ void __launch_bounds__(LIN_WARPS * 32)
           uint4 xv = *(const uint4 *)(x + (int64_t)i * w.k + c * D::EPL + sub * 8);
           float xf[8];
 #pragma unroll
-          for (int j = 0; j < 4; j++) xf[2 * j] = bf_lo(word(xv, j)), xf[2 * j + 1] = bf_hi(word(xv, j));
+          for (int j = 0; j < 4; j++)
+            xf[2 * j] = bf_lo(word(xv, j)), xf[2 * j + 1] = bf_hi(word(xv, j));
 #pragma unroll
           for (int r = 0; r < R; r++)
 #pragma unroll
@@ -372,7 +389,6 @@ static int launch_mr(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_
   return (int)aoq_gpu_get_last_error();
 }
 
-
 #ifdef AOQ_HAVE_MMA_BF16
 /* ---- m = 1..16 on tensor cores: mma.sync m16n8k16, weights as A (16 rows), x as B ----
  * The dot product over k does not care which k a register slot stands for, as long as A and B
@@ -390,8 +406,8 @@ static __device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_
 }
 
 template <class D, int NT, int MW>
-__global__ void __launch_bounds__(MW * 32) k_gemv_mma(wargs w, const uint16_t *__restrict__ x,
-                                                      uint16_t *__restrict__ y, int m) {
+__global__ void __launch_bounds__(MW * 32)
+    k_gemv_mma(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int m) {
   __shared__ float red[MW][16][8 * NT];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
   const int64_t row0 = (int64_t)blockIdx.x * 16;
@@ -404,7 +420,8 @@ __global__ void __launch_bounds__(MW * 32) k_gemv_mma(wargs w, const uint16_t *_
   const uint16_t *xr[NT];
   bool xv[NT];
 #pragma unroll
-  for (int t = 0; t < NT; t++) xv[t] = g + 8 * t < m, xr[t] = x + (int64_t)(xv[t] ? g + 8 * t : 0) * w.k;
+  for (int t = 0; t < NT; t++)
+    xv[t] = g + 8 * t < m, xr[t] = x + (int64_t)(xv[t] ? g + 8 * t : 0) * w.k;
   constexpr int U = D::EPL == 32 ? 2 : 4;
   for (int64_t s0 = (int64_t)warp * 4 + c; s0 < nch; s0 += MW * 4 * U) {
     uint4 wa[U], wb[U];
@@ -425,7 +442,8 @@ __global__ void __launch_bounds__(MW * 32) k_gemv_mma(wargs w, const uint16_t *_
         D::dec8p(wb[u], sub, pb, B);
 #pragma unroll
         for (int t = 0; t < NT; t++) {
-          uint4 v = xv[t] ? *(const uint4 *)(xr[t] + ch * D::EPL + sub * 8) : make_uint4(0, 0, 0, 0);
+          uint4 v =
+              xv[t] ? *(const uint4 *)(xr[t] + ch * D::EPL + sub * 8) : make_uint4(0, 0, 0, 0);
           if (D::PAIR == 0) {
             X[t][0] = v.x, X[t][1] = v.y, X[t][2] = v.z, X[t][3] = v.w;
           } else { /* pairs (j, j + 4) */
@@ -470,13 +488,22 @@ static int launch_nt(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_
   else if (blocks >= 512 || NT >= 4)
     k_gemv_mma<D, NT, 8><<<blocks, 256, 0, st>>>(w, x, y, m);
   else
-    k_gemv_mma<D, NT < 4 ? NT : 2, 16><<<blocks, 512, 0, st>>>(w, x, y, m);
+    k_gemv_mma < D, NT<4 ? NT : 2, 16><<<blocks, 512, 0, st>>>(w, x, y, m);
   return (int)aoq_gpu_get_last_error();
 }
 
-template <class D> struct fma_first { enum { v = 0 }; };
-template <> struct fma_first<DecBF16> { enum { v = 1 }; };
-template <> struct fma_first<DecI8> { enum { v = 1 }; };
+template <class D>
+struct fma_first {
+  enum { v = 0 };
+};
+template <>
+struct fma_first<DecBF16> {
+  enum { v = 1 };
+};
+template <>
+struct fma_first<DecI8> {
+  enum { v = 1 };
+};
 
 template <class D>
 static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
@@ -502,7 +529,6 @@ static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu
 }
 #endif
 
-
 /* ---- m > 16: tiled tensor-core GEMM (64 x 64 output tile, k step 64) ----
  * The weight tile is dequantized by the same decoders into shared memory as bf16 (exact: every
  * decoder's values are bf16 values), the activation tile is copied as is, and wmma 16x16x16 bf16
@@ -514,8 +540,8 @@ static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu
 #define GLD (GB + 8)
 
 template <class D>
-__global__ void __launch_bounds__(128) k_gemm(wargs w, const uint16_t *__restrict__ x,
-                                              uint16_t *__restrict__ y, int64_t m) {
+__global__ void __launch_bounds__(128)
+    k_gemm(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int64_t m) {
   using namespace nvcuda;
   __shared__ __align__(32) uint16_t xs[GB * GLD];
   __shared__ __align__(32) uint16_t ws[GB * GLD];
@@ -556,7 +582,8 @@ __global__ void __launch_bounds__(128) k_gemm(wargs w, const uint16_t *__restric
         }
       } else {
 #pragma unroll
-        for (int sub = 0; sub < D::EPL / 8; sub++) *(uint4 *)(dst + sub * 8) = make_uint4(0, 0, 0, 0);
+        for (int sub = 0; sub < D::EPL / 8; sub++)
+          *(uint4 *)(dst + sub * 8) = make_uint4(0, 0, 0, 0);
       }
     }
     __syncthreads();
@@ -587,7 +614,8 @@ __global__ void __launch_bounds__(128) k_gemm(wargs w, const uint16_t *__restric
   for (int i = tid; i < GB * GB; i += 128) {
     int r = i / GB, c = i % GB;
     if (m0 + r < m && n0 + c < w.n)
-      y[(m0 + r) * w.n + n0 + c] = aoq_f32_to_bf16(D::epi(cs[r * (GB + 4) + c], w, n0 + c, (int)(m0 + r)));
+      y[(m0 + r) * w.n + n0 + c] =
+          aoq_f32_to_bf16(D::epi(cs[r * (GB + 4) + c], w, n0 + c, (int)(m0 + r)));
   }
 }
 
@@ -609,24 +637,28 @@ extern "C" uint64_t aoq_gk_linear_formats(void) {
 }
 
 static bool is_dynamic(aoq_format_kind k) {
-  return k == AOQ_FMT_FP8DQ || k == AOQ_FMT_FP8DQ_ROW || k == AOQ_FMT_MXFP8 ||
-         k == AOQ_FMT_MXFP4 || k == AOQ_FMT_NVFP4;
+  return k == AOQ_FMT_FP8DQ || k == AOQ_FMT_FP8DQ_ROW || k == AOQ_FMT_MXFP8 || k == AOQ_FMT_MXFP4 ||
+         k == AOQ_FMT_NVFP4;
 }
 
 static int epl_of(aoq_format_kind k) {
   switch (k) {
-    case AOQ_FMT_BF16: return 8;
+    case AOQ_FMT_BF16:
+      return 8;
     case AOQ_FMT_INT8WO:
     case AOQ_FMT_FP8WO:
     case AOQ_FMT_FP8DQ:
     case AOQ_FMT_FP8DQ_ROW:
-    case AOQ_FMT_MXFP8: return 16;
+    case AOQ_FMT_MXFP8:
+      return 16;
     case AOQ_FMT_INT4WO:
     case AOQ_FMT_INT4WO_HQQ:
     case AOQ_FMT_MXFP4:
     case AOQ_FMT_NVFP4:
-    case AOQ_FMT_NVFP4WO: return 32;
-    default: return 0;
+    case AOQ_FMT_NVFP4WO:
+      return 32;
+    default:
+      return 0;
   }
 }
 
@@ -638,7 +670,8 @@ extern "C" const char *aoq_gk_linear_check(const aoq_qweight *w) {
   if (!w->qdata || ((uintptr_t)w->qdata & 15)) return "qdata NULL or not 16-byte aligned";
   if (w->kind != AOQ_FMT_BF16 && !w->scale) return "scale NULL";
   if (w->kind == AOQ_FMT_INT4WO || w->kind == AOQ_FMT_INT4WO_HQQ) {
-    if (w->group < 32 || w->group % 32 || w->k % w->group) return "int4 group must be 32*j and divide k";
+    if (w->group < 32 || w->group % 32 || w->k % w->group)
+      return "int4 group must be 32*j and divide k";
     if ((uintptr_t)w->scale & 3) return "int4 scale not 4-byte aligned";
   }
   if ((w->kind == AOQ_FMT_NVFP4 || w->kind == AOQ_FMT_NVFP4WO) && !w->aux)
@@ -676,16 +709,26 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
 #ifdef AOQ_HAVE_GEMM
   if (m > GEMV_SLICE && w->k % GB == 0) {
     switch (w->kind) {
-      case AOQ_FMT_BF16: return launch_gemm<DecBF16>(a, x, y, m, st);
-      case AOQ_FMT_INT8WO: return launch_gemm<DecI8>(a, x, y, m, st);
-      case AOQ_FMT_FP8WO: return launch_gemm<DecFP8>(a, x, y, m, st);
-      case AOQ_FMT_FP8DQ: return launch_gemm<DecF8Tensor>(a, x, y, m, st);
-      case AOQ_FMT_FP8DQ_ROW: return launch_gemm<DecF8Row>(a, x, y, m, st);
-      case AOQ_FMT_MXFP8: return launch_gemm<DecMX8>(a, x, y, m, st);
-      case AOQ_FMT_MXFP4: return launch_gemm<DecFP4<AOQ_FMT_MXFP4>>(a, x, y, m, st);
-      case AOQ_FMT_NVFP4: return launch_gemm<DecFP4<AOQ_FMT_NVFP4>>(a, x, y, m, st);
-      case AOQ_FMT_NVFP4WO: return launch_gemm<DecFP4<AOQ_FMT_NVFP4WO>>(a, x, y, m, st);
-      default: return launch_gemm<DecI4>(a, x, y, m, st);
+      case AOQ_FMT_BF16:
+        return launch_gemm<DecBF16>(a, x, y, m, st);
+      case AOQ_FMT_INT8WO:
+        return launch_gemm<DecI8>(a, x, y, m, st);
+      case AOQ_FMT_FP8WO:
+        return launch_gemm<DecFP8>(a, x, y, m, st);
+      case AOQ_FMT_FP8DQ:
+        return launch_gemm<DecF8Tensor>(a, x, y, m, st);
+      case AOQ_FMT_FP8DQ_ROW:
+        return launch_gemm<DecF8Row>(a, x, y, m, st);
+      case AOQ_FMT_MXFP8:
+        return launch_gemm<DecMX8>(a, x, y, m, st);
+      case AOQ_FMT_MXFP4:
+        return launch_gemm<DecFP4<AOQ_FMT_MXFP4>>(a, x, y, m, st);
+      case AOQ_FMT_NVFP4:
+        return launch_gemm<DecFP4<AOQ_FMT_NVFP4>>(a, x, y, m, st);
+      case AOQ_FMT_NVFP4WO:
+        return launch_gemm<DecFP4<AOQ_FMT_NVFP4WO>>(a, x, y, m, st);
+      default:
+        return launch_gemm<DecI4>(a, x, y, m, st);
     }
   }
 #endif
@@ -697,16 +740,36 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
     wargs as = a;
     if (a.xs) as.xs = a.xs + r0;
     switch (w->kind) {
-      case AOQ_FMT_BF16: rc = launch<DecBF16>(as, xs, ys, mm, st); break;
-      case AOQ_FMT_INT8WO: rc = launch<DecI8>(as, xs, ys, mm, st); break;
-      case AOQ_FMT_FP8WO: rc = launch<DecFP8>(as, xs, ys, mm, st); break;
-      case AOQ_FMT_FP8DQ: rc = launch<DecF8Tensor>(as, xs, ys, mm, st); break;
-      case AOQ_FMT_FP8DQ_ROW: rc = launch<DecF8Row>(as, xs, ys, mm, st); break;
-      case AOQ_FMT_MXFP8: rc = launch<DecMX8>(as, xs, ys, mm, st); break;
-      case AOQ_FMT_MXFP4: rc = launch<DecFP4<AOQ_FMT_MXFP4>>(as, xs, ys, mm, st); break;
-      case AOQ_FMT_NVFP4: rc = launch<DecFP4<AOQ_FMT_NVFP4>>(as, xs, ys, mm, st); break;
-      case AOQ_FMT_NVFP4WO: rc = launch<DecFP4<AOQ_FMT_NVFP4WO>>(as, xs, ys, mm, st); break;
-      default: rc = launch<DecI4>(as, xs, ys, mm, st); break;
+      case AOQ_FMT_BF16:
+        rc = launch<DecBF16>(as, xs, ys, mm, st);
+        break;
+      case AOQ_FMT_INT8WO:
+        rc = launch<DecI8>(as, xs, ys, mm, st);
+        break;
+      case AOQ_FMT_FP8WO:
+        rc = launch<DecFP8>(as, xs, ys, mm, st);
+        break;
+      case AOQ_FMT_FP8DQ:
+        rc = launch<DecF8Tensor>(as, xs, ys, mm, st);
+        break;
+      case AOQ_FMT_FP8DQ_ROW:
+        rc = launch<DecF8Row>(as, xs, ys, mm, st);
+        break;
+      case AOQ_FMT_MXFP8:
+        rc = launch<DecMX8>(as, xs, ys, mm, st);
+        break;
+      case AOQ_FMT_MXFP4:
+        rc = launch<DecFP4<AOQ_FMT_MXFP4>>(as, xs, ys, mm, st);
+        break;
+      case AOQ_FMT_NVFP4:
+        rc = launch<DecFP4<AOQ_FMT_NVFP4>>(as, xs, ys, mm, st);
+        break;
+      case AOQ_FMT_NVFP4WO:
+        rc = launch<DecFP4<AOQ_FMT_NVFP4WO>>(as, xs, ys, mm, st);
+        break;
+      default:
+        rc = launch<DecI4>(as, xs, ys, mm, st);
+        break;
     }
     if (rc) return rc;
   }

@@ -4,10 +4,9 @@
  * for step: fp32 math, bf16 rounding at the same points (aoq_f32_to_bf16 of base/numerics.h), so
  * results agree bit for bit except where a sum is reassociated (rmsnorm's sum of squares).
  */
-#include "kernels/gpu/vendor.h"
-
 #include "base/numerics.h"
 #include "kernels/gpu/gpu_kernels.h"
+#include "kernels/gpu/vendor.h"
 
 #define BF(u) aoq_bf16_to_f32(u)
 #define TB(f) aoq_f32_to_bf16(f)
@@ -115,8 +114,8 @@ __global__ void k_embed(const uint16_t *__restrict__ table, int64_t n_rows,
   }
 }
 
-extern "C" int aoq_gk_embed(const uint16_t *table, int64_t n_rows, const int32_t *ids,
-                            uint16_t *y, int64_t m, int64_t dim, int *err, void *stream) {
+extern "C" int aoq_gk_embed(const uint16_t *table, int64_t n_rows, const int32_t *ids, uint16_t *y,
+                            int64_t m, int64_t dim, int *err, void *stream) {
   if (m == 0 || dim == 0) return 0;
   k_embed<<<(unsigned)m, 256, 0, (aoq_gpu_stream_t)stream>>>(table, n_rows, ids, y, dim, err);
   return (int)aoq_gpu_get_last_error();
@@ -148,7 +147,7 @@ extern "C" int aoq_gk_rope(uint16_t *x, const int32_t *pos, int64_t m, int n_hea
   int work = n_heads * head_dim / 2;
   int t = work >= 1024 ? 512 : work >= 256 ? 256 : 64;
   k_rope<<<(unsigned)m, t, 0, (aoq_gpu_stream_t)stream>>>(x, pos, n_heads, head_dim, row_stride,
-                                                           *f);
+                                                          *f);
   return (int)aoq_gpu_get_last_error();
 }
 

@@ -4,10 +4,9 @@
  * per tensor, MXFP8, MXFP4, NVFP4(WO). Every block of the reference (a row, a 32- or 16-element
  * block) is independent and its amax is a max, so the device writes the same bytes.
  */
-#include "kernels/gpu/vendor.h"
-
 #include "base/numerics.h"
 #include "kernels/gpu/gpu_kernels.h"
+#include "kernels/gpu/vendor.h"
 
 __global__ void k_wamax(const uint16_t *__restrict__ x, int64_t n, unsigned *out) {
   unsigned a = 0;
@@ -54,9 +53,15 @@ __global__ void k_wquant_blocks(const uint16_t *__restrict__ w, int64_t nblocks,
   for (int64_t b = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; b < nblocks;
        b += (int64_t)gridDim.x * blockDim.x) {
     switch (kind) {
-      case AOQ_FMT_MXFP8: aoq_mx_quant_row(w + b * 32, 32, 0, q + b * 32, scale + b); break;
-      case AOQ_FMT_MXFP4: aoq_mx_quant_row(w + b * 32, 32, 1, q + b * 16, scale + b); break;
-      default: aoq_nvfp4_quant_row(w + b * 16, 16, pts, q + b * 8, scale + b); break;
+      case AOQ_FMT_MXFP8:
+        aoq_mx_quant_row(w + b * 32, 32, 0, q + b * 32, scale + b);
+        break;
+      case AOQ_FMT_MXFP4:
+        aoq_mx_quant_row(w + b * 32, 32, 1, q + b * 16, scale + b);
+        break;
+      default:
+        aoq_nvfp4_quant_row(w + b * 16, 16, pts, q + b * 8, scale + b);
+        break;
     }
   }
 }

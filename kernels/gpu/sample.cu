@@ -7,10 +7,9 @@
  * within ~1e-15 of a bucket or token boundary may differ. Parameters travel by value in the
  * launch (no host->device copy), so the op can be captured into a graph.
  */
-#include "kernels/gpu/vendor.h"
-
 #include "base/numerics.h"
 #include "kernels/gpu/gpu_kernels.h"
+#include "kernels/gpu/vendor.h"
 
 #define ST 1024
 #define ROWS_PER_LAUNCH 64
@@ -54,8 +53,8 @@ typedef struct row_view {
 } row_view;
 
 /* Largest key K with weight({key >= K, key >= floor}) >= target (cpu_sample.c select_key). */
-static __device__ uint32_t select_key(const row_view &r, uint32_t floor, int by_mass,
-                                      double target, double *hist) {
+static __device__ uint32_t select_key(const row_view &r, uint32_t floor, int by_mass, double target,
+                                      double *hist) {
   __shared__ uint32_t s_prefix;
   __shared__ double s_above;
   if (threadIdx.x == 0) s_prefix = 0, s_above = 0;
@@ -94,9 +93,9 @@ static __device__ double kept_mass(const row_view &r, uint32_t floor, double *sh
   return block_sum_d(t, sh);
 }
 
-__global__ void __launch_bounds__(ST) k_sample(const uint16_t *__restrict__ logits,
-                                               int32_t *__restrict__ out, int64_t vocab,
-                                               samp_params sp) {
+__global__ void __launch_bounds__(ST)
+    k_sample(const uint16_t *__restrict__ logits, int32_t *__restrict__ out, int64_t vocab,
+             samp_params sp) {
   __shared__ double hist[256];
   __shared__ double sh[ST / AOQ_LWARP];
   __shared__ float sv[ST / AOQ_LWARP];
@@ -117,7 +116,8 @@ __global__ void __launch_bounds__(ST) k_sample(const uint16_t *__restrict__ logi
     int oi = AOQ_SHFL_XOR(bi, o);
     if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
   }
-  if (threadIdx.x % AOQ_LWARP == 0) sv[threadIdx.x / AOQ_LWARP] = bv, si[threadIdx.x / AOQ_LWARP] = bi;
+  if (threadIdx.x % AOQ_LWARP == 0)
+    sv[threadIdx.x / AOQ_LWARP] = bv, si[threadIdx.x / AOQ_LWARP] = bi;
   __syncthreads();
   if (threadIdx.x == 0) {
     for (int i = 1; i < ST / AOQ_LWARP; i++)
@@ -128,8 +128,7 @@ __global__ void __launch_bounds__(ST) k_sample(const uint16_t *__restrict__ logi
   const float top = sv[0];
   const int am = si[0];
   const float inv_t = 1.0f / p.temperature;
-  if (!(p.temperature > 0) || p.top_k == 1 || (isinf(top) && top < 0) ||
-      !isfinite(top * inv_t)) {
+  if (!(p.temperature > 0) || p.top_k == 1 || (isinf(top) && top < 0) || !isfinite(top * inv_t)) {
     if (threadIdx.x == 0) out[blockIdx.x] = am;
     return;
   }
@@ -203,8 +202,8 @@ extern "C" int aoq_gk_sample(const uint16_t *logits, int32_t *out, int64_t m, in
     samp_params sp;
     memset(&sp, 0, sizeof sp);
     memcpy(sp.p, p + r0, (size_t)n * sizeof *p);
-    k_sample<<<(unsigned)n, ST, 0, (aoq_gpu_stream_t)stream>>>(logits + r0 * vocab, out + r0,
-                                                               vocab, sp);
+    k_sample<<<(unsigned)n, ST, 0, (aoq_gpu_stream_t)stream>>>(logits + r0 * vocab, out + r0, vocab,
+                                                               sp);
     int rc = (int)aoq_gpu_get_last_error();
     if (rc) return rc;
   }

@@ -73,11 +73,21 @@ __device__ __forceinline__ aoq_bf162 __hmul2(aoq_bf162 a, aoq_bf162 b) {
                       aoq_bf16_to_f32(a.y) * aoq_bf16_to_f32(b.y));
 }
 /* the _rn forms (no contraction into fma) are the same here: each operation rounds on its own */
-__device__ __forceinline__ aoq_bf162 __hadd2_rn(aoq_bf162 a, aoq_bf162 b) { return __hadd2(a, b); }
-__device__ __forceinline__ aoq_bf162 __hsub2_rn(aoq_bf162 a, aoq_bf162 b) { return __hsub2(a, b); }
-__device__ __forceinline__ aoq_bf162 __hmul2_rn(aoq_bf162 a, aoq_bf162 b) { return __hmul2(a, b); }
-__device__ __forceinline__ float __low2float(aoq_bf162 a) { return aoq_bf16_to_f32(a.x); }
-__device__ __forceinline__ float __high2float(aoq_bf162 a) { return aoq_bf16_to_f32(a.y); }
+__device__ __forceinline__ aoq_bf162 __hadd2_rn(aoq_bf162 a, aoq_bf162 b) {
+  return __hadd2(a, b);
+}
+__device__ __forceinline__ aoq_bf162 __hsub2_rn(aoq_bf162 a, aoq_bf162 b) {
+  return __hsub2(a, b);
+}
+__device__ __forceinline__ aoq_bf162 __hmul2_rn(aoq_bf162 a, aoq_bf162 b) {
+  return __hmul2(a, b);
+}
+__device__ __forceinline__ float __low2float(aoq_bf162 a) {
+  return aoq_bf16_to_f32(a.x);
+}
+__device__ __forceinline__ float __high2float(aoq_bf162 a) {
+  return aoq_bf16_to_f32(a.y);
+}
 #endif
 #if defined(__HIPCC__)
 /* 16-byte read-only load of data used once (weights): no L1 allocation where the ISA has it. */

@@ -54,7 +54,9 @@ static inline uint64_t rnd_u64(void) {
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
   return x ^ (x >> 31);
 }
-static inline float urnd(void) { return (float)((double)(rnd_u64() >> 11) * 0x1.0p-52 - 1.0); }
+static inline float urnd(void) {
+  return (float)((double)(rnd_u64() >> 11) * 0x1.0p-52 - 1.0);
+}
 
 static inline uint16_t *bf16_random(int64_t n, float scale) {
   uint16_t *h = malloc((size_t)(n ? n : 1) * 2);

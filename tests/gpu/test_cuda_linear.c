@@ -6,9 +6,8 @@
  * (one bf16 ulp, plus the post-scale's ulp for int8wo). Shapes cover row tails (n not a multiple
  * of the rows per block), every GEMV width m = 1..16 and m > 16 (sliced).
  */
-#include "tests/gpu/cuda_test_util.h"
-
 #include "core/format.h"
+#include "tests/gpu/cuda_test_util.h"
 
 static float e4m3_ref(uint8_t b) {
   int e = (b >> 3) & 15, mnt = b & 7;
@@ -43,7 +42,7 @@ static void make_weight(const qcase *c, int64_t n, int64_t k, aoq_qweight *w, ui
         q[i] = (uint8_t)rnd_u64();
         if (c->kind == AOQ_FMT_FP8WO && (q[i] & 0x7f) == 0x7f) q[i] ^= 1;
         wref[i] = c->kind == AOQ_FMT_INT8WO ? aoq_f32_to_bf16((float)(int8_t)q[i])
-                                             : aoq_f32_to_bf16(e4m3_ref(q[i]) * s[i / k]);
+                                            : aoq_f32_to_bf16(e4m3_ref(q[i]) * s[i / k]);
       }
       w->qdata = q, w->scale = s;
       break;
@@ -63,7 +62,8 @@ static void make_weight(const qcase *c, int64_t n, int64_t k, aoq_qweight *w, ui
       if (mx)
         for (size_t i = 0; i < w->scale_bytes; i++) sc[i] = (uint8_t)(118 + rnd_u64() % 8);
       else
-        for (size_t i = 0; i < w->scale_bytes / 4; i++) ((float *)sc)[i] = 0.002f + 0.01f * fabsf(urnd());
+        for (size_t i = 0; i < w->scale_bytes / 4; i++)
+          ((float *)sc)[i] = 0.002f + 0.01f * fabsf(urnd());
       w->qdata = q, w->scale = sc;
       break;
     }
@@ -124,13 +124,26 @@ static void run_case(const qcase *c, int64_t n, int64_t k, const int *ms, int nm
   pw.aux = hw.aux ? dev_upload(g_cpu, hw.aux, hw.aux_bytes) : NULL;
   bool has_ref = c->kind == AOQ_FMT_BF16 || c->kind == AOQ_FMT_INT8WO || c->kind == AOQ_FMT_FP8WO ||
                  c->kind == AOQ_FMT_INT4WO || c->kind == AOQ_FMT_INT4WO_HQQ;
-  aoq_qweight cw = {AOQ_FMT_BF16, 16, (int)k, n, k, dev_upload(g_cpu, wref, (size_t)(n * k * 2)),
-                    NULL, NULL, NULL, (size_t)(n * k * 2), 0, 0, 0};
+  aoq_qweight cw = {AOQ_FMT_BF16,
+                    16,
+                    (int)k,
+                    n,
+                    k,
+                    dev_upload(g_cpu, wref, (size_t)(n * k * 2)),
+                    NULL,
+                    NULL,
+                    NULL,
+                    (size_t)(n * k * 2),
+                    0,
+                    0,
+                    0};
   for (int mi = 0; mi < nm; mi++) {
     int64_t m = ms[mi];
     uint16_t *hx = bf16_random(m * k, 1);
-    void *gx = dev_upload(g_gpu, hx, (size_t)(m * k * 2)), *gy = dev_upload(g_gpu, NULL, (size_t)(m * n * 2));
-    void *cx = dev_upload(g_cpu, hx, (size_t)(m * k * 2)), *cy = dev_upload(g_cpu, NULL, (size_t)(m * n * 2));
+    void *gx = dev_upload(g_gpu, hx, (size_t)(m * k * 2)),
+         *gy = dev_upload(g_gpu, NULL, (size_t)(m * n * 2));
+    void *cx = dev_upload(g_cpu, hx, (size_t)(m * k * 2)),
+         *cy = dev_upload(g_cpu, NULL, (size_t)(m * n * 2));
     size_t wsz = aoq_dev_linear_workspace(g_gpu, &dw, m);
     void *ws = wsz ? dev_upload(g_gpu, NULL, wsz) : NULL;
     assert_int_equal(aoq_dev_linear(g_gpu, &dw, gx, gy, m, AOQ_DTYPE_BF16, ws, NULL), AOQ_OK);
@@ -138,7 +151,8 @@ static void run_case(const qcase *c, int64_t n, int64_t k, const int *ms, int nm
     uint16_t *yg = dev_download(g_gpu, gy, (size_t)(m * n * 2));
     {
       size_t pwsz = aoq_dev_linear_workspace(g_cpu, &pw, m);
-      void *pws = pwsz ? dev_upload(g_cpu, NULL, pwsz) : NULL, *py = dev_upload(g_cpu, NULL, (size_t)(m * n * 2));
+      void *pws = pwsz ? dev_upload(g_cpu, NULL, pwsz) : NULL,
+           *py = dev_upload(g_cpu, NULL, (size_t)(m * n * 2));
       assert_int_equal(aoq_dev_linear(g_cpu, &pw, cx, py, m, AOQ_DTYPE_BF16, pws, NULL), AOQ_OK);
       uint16_t *yp = dev_download(g_cpu, py, (size_t)(m * n * 2));
       double am = 0;
@@ -185,13 +199,13 @@ static void run_case(const qcase *c, int64_t n, int64_t k, const int *ms, int nm
 }
 
 static const qcase cases[] = {
-    {AOQ_FMT_BF16, 0, "bf16"},         {AOQ_FMT_INT8WO, 0, "int8wo"},
-    {AOQ_FMT_FP8WO, 0, "fp8wo"},       {AOQ_FMT_INT4WO, 32, "int4wo-32"},
-    {AOQ_FMT_INT4WO, 64, "int4wo-64"}, {AOQ_FMT_INT4WO, 128, "int4wo-128"},
+    {AOQ_FMT_BF16, 0, "bf16"},           {AOQ_FMT_INT8WO, 0, "int8wo"},
+    {AOQ_FMT_FP8WO, 0, "fp8wo"},         {AOQ_FMT_INT4WO, 32, "int4wo-32"},
+    {AOQ_FMT_INT4WO, 64, "int4wo-64"},   {AOQ_FMT_INT4WO, 128, "int4wo-128"},
     {AOQ_FMT_INT4WO, 256, "int4wo-256"}, {AOQ_FMT_INT4WO_HQQ, 64, "int4wo-hqq-64"},
-    {AOQ_FMT_FP8DQ, 0, "fp8dq"},       {AOQ_FMT_FP8DQ_ROW, 0, "fp8dq-row"},
-    {AOQ_FMT_MXFP8, 32, "mxfp8"},      {AOQ_FMT_MXFP4, 32, "mxfp4"},
-    {AOQ_FMT_NVFP4, 16, "nvfp4"},      {AOQ_FMT_NVFP4WO, 16, "nvfp4wo"},
+    {AOQ_FMT_FP8DQ, 0, "fp8dq"},         {AOQ_FMT_FP8DQ_ROW, 0, "fp8dq-row"},
+    {AOQ_FMT_MXFP8, 32, "mxfp8"},        {AOQ_FMT_MXFP4, 32, "mxfp4"},
+    {AOQ_FMT_NVFP4, 16, "nvfp4"},        {AOQ_FMT_NVFP4WO, 16, "nvfp4wo"},
 };
 
 static void test_linear_all_formats(void **state) {
@@ -210,7 +224,8 @@ static void test_linear_rejects(void **state) {
   w.scale = dev_upload(g_gpu, NULL, 1024);
   void *x = dev_upload(g_gpu, NULL, 4096), *y = dev_upload(g_gpu, NULL, 4096);
   /* group 16 is below the kernel's 32-element chunk */
-  assert_int_equal(aoq_dev_linear(g_gpu, &w, x, y, 1, AOQ_DTYPE_BF16, NULL, NULL), AOQ_EUNSUPPORTED);
+  assert_int_equal(aoq_dev_linear(g_gpu, &w, x, y, 1, AOQ_DTYPE_BF16, NULL, NULL),
+                   AOQ_EUNSUPPORTED);
   w.kind = AOQ_FMT_CODEBOOK;
   assert_int_not_equal(aoq_dev_linear(g_gpu, &w, x, y, 1, AOQ_DTYPE_BF16, NULL, NULL), AOQ_OK);
   w.kind = AOQ_FMT_BF16;

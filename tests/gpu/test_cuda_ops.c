@@ -194,10 +194,14 @@ static void run_attention(int nh, int nkv, int hd, int ps, const int *lens, int 
     aoq_device *d = ds[di];
     kv.k = dev_upload(d, hk, slots_total * kvw * 2);
     kv.v = dev_upload(d, hv, slots_total * kvw * 2);
-    aoq_attn_batch b = {dev_upload(d, rs, m * 4), dev_upload(d, rp, m * 4),
-                        dev_upload(d, bt, (size_t)n_seqs * max_blocks * 4), n_seqs, max_blocks,
+    aoq_attn_batch b = {dev_upload(d, rs, m * 4),
+                        dev_upload(d, rp, m * 4),
+                        dev_upload(d, bt, (size_t)n_seqs * max_blocks * 4),
+                        n_seqs,
+                        max_blocks,
                         max_pos};
-    void *q = dev_upload(d, hq, (size_t)m * nh * hd * 2), *o = dev_upload(d, NULL, (size_t)m * nh * hd * 2);
+    void *q = dev_upload(d, hq, (size_t)m * nh * hd * 2),
+         *o = dev_upload(d, NULL, (size_t)m * nh * hd * 2);
     size_t wsz = aoq_dev_attention_workspace(d, &kv, m, nh, max_pos);
     void *ws = wsz ? dev_upload(d, NULL, wsz) : NULL;
     assert_int_equal(aoq_dev_attention(d, &kv, &b, q, o, m, nh, scale, AOQ_DTYPE_BF16, ws, NULL),
@@ -257,7 +261,7 @@ static void test_argmax_sample(void **state) {
   uint16_t *hl = bf16_random(m * vocab, 8);
   hl[3 * vocab + 77] = aoq_f32_to_bf16(40.f); /* ties: first index wins */
   hl[3 * vocab + 99] = aoq_f32_to_bf16(40.f);
-  hl[4 * vocab + 5] = 0x7fc0;                 /* NaN counts as -inf */
+  hl[4 * vocab + 5] = 0x7fc0; /* NaN counts as -inf */
   aoq_sample_params p[12];
   for (int i = 0; i < 12; i++) {
     p[i].temperature = i < 2 ? 0.f : 0.3f + 0.2f * (float)(i % 5);

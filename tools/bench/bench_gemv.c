@@ -22,12 +22,12 @@ typedef struct gcfg {
 } gcfg;
 
 static const gcfg cfgs[] = {
-    {"bf16", AOQ_FMT_BF16, 0},         {"int8wo", AOQ_FMT_INT8WO, 0},
-    {"fp8wo", AOQ_FMT_FP8WO, 0},       {"int4wo-32", AOQ_FMT_INT4WO, 32},
-    {"int4wo-64", AOQ_FMT_INT4WO, 64}, {"int4wo-128", AOQ_FMT_INT4WO, 128},
+    {"bf16", AOQ_FMT_BF16, 0},           {"int8wo", AOQ_FMT_INT8WO, 0},
+    {"fp8wo", AOQ_FMT_FP8WO, 0},         {"int4wo-32", AOQ_FMT_INT4WO, 32},
+    {"int4wo-64", AOQ_FMT_INT4WO, 64},   {"int4wo-128", AOQ_FMT_INT4WO, 128},
     {"int4wo-256", AOQ_FMT_INT4WO, 256}, {"fp8dq", AOQ_FMT_FP8DQ, 0},
     {"fp8dq-row", AOQ_FMT_FP8DQ_ROW, 0}, {"mxfp8", AOQ_FMT_MXFP8, 32},
-    {"mxfp4", AOQ_FMT_MXFP4, 32},      {"nvfp4", AOQ_FMT_NVFP4, 16},
+    {"mxfp4", AOQ_FMT_MXFP4, 32},        {"nvfp4", AOQ_FMT_NVFP4, 16},
     {"nvfp4wo", AOQ_FMT_NVFP4WO, 16},
 };
 
@@ -61,12 +61,20 @@ static void fill_plan(const gcfg *c, int64_t n, int64_t k, aoq_qweight *w) {
   memset(w, 0, sizeof *w);
   w->kind = c->kind, w->n = n, w->k = k, w->group = c->group ? c->group : (int)k;
   switch (c->kind) {
-    case AOQ_FMT_BF16: w->bits = 16, w->qdata_bytes = (size_t)(n * k * 2); break;
+    case AOQ_FMT_BF16:
+      w->bits = 16, w->qdata_bytes = (size_t)(n * k * 2);
+      break;
     case AOQ_FMT_INT8WO:
     case AOQ_FMT_FP8WO:
-    case AOQ_FMT_FP8DQ_ROW: w->bits = 8, w->qdata_bytes = (size_t)(n * k), w->scale_bytes = (size_t)n * 4; break;
-    case AOQ_FMT_FP8DQ: w->bits = 8, w->qdata_bytes = (size_t)(n * k), w->scale_bytes = 4; break;
-    case AOQ_FMT_MXFP8: w->bits = 8, w->qdata_bytes = (size_t)(n * k), w->scale_bytes = (size_t)(n * k / 32); break;
+    case AOQ_FMT_FP8DQ_ROW:
+      w->bits = 8, w->qdata_bytes = (size_t)(n * k), w->scale_bytes = (size_t)n * 4;
+      break;
+    case AOQ_FMT_FP8DQ:
+      w->bits = 8, w->qdata_bytes = (size_t)(n * k), w->scale_bytes = 4;
+      break;
+    case AOQ_FMT_MXFP8:
+      w->bits = 8, w->qdata_bytes = (size_t)(n * k), w->scale_bytes = (size_t)(n * k / 32);
+      break;
     case AOQ_FMT_MXFP4:
     case AOQ_FMT_NVFP4:
     case AOQ_FMT_NVFP4WO:
@@ -232,7 +240,8 @@ int aoq_bench_gemv(int argc, char **argv) {
       if (copies > 16) copies = 16;
       if (!host && copies < 2) copies = 2;
       aoq_qweight w[16];
-      uint8_t *hq = malloc(plan.qdata_bytes), *hs = plan.scale_bytes ? malloc(plan.scale_bytes) : NULL;
+      uint8_t *hq = malloc(plan.qdata_bytes),
+              *hs = plan.scale_bytes ? malloc(plan.scale_bytes) : NULL;
       fill_host(c, hq, plan.qdata_bytes, hs, plan.scale_bytes);
       for (int i = 0; i < copies; i++) {
         w[i] = plan;
