@@ -57,9 +57,8 @@ typedef float v8f __attribute__((vector_size(32)));
 
 typedef struct qjob {
   const aoq_qweight *w;
-  const float *xf;  /* [m,k] the activation operand */
-  const int8_t *xq; /* [m,k] int8dq only */
-  const float *xs;  /* activation scales */
+  const float *xf; /* [m,k] the activation operand */
+  const float *xs; /* activation scales */
   int64_t m, kb;
   float pts; /* nvfp4: bf16(pts_x * pts_w) */
   uint16_t *y;
@@ -106,15 +105,6 @@ static inline __attribute__((always_inline)) void dot_acc4(const float *a0, cons
   acc[0] += s0, acc[1] += s1, acc[2] += s2, acc[3] += s3;
 }
 
-static inline int32_t dot_i8(const int8_t *a, const int8_t *b, int64_t n) {
-  int32_t s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) s[j] += (int32_t)a[i + j] * (int32_t)b[i + j];
-  for (; i < n; i++) s[0] += (int32_t)a[i] * (int32_t)b[i];
-  return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
-}
-
 /* Compiled for x86-64-v4 (AVX-512), v3 (AVX2 + FMA) and baseline x86-64, picked at load time
  * (GCC target_clones); multiply-adds contract to FMA (sums are already in a kernel-specific
  * order, so this changes results only within fp32 rounding, and y is rounded to bf16). */
@@ -142,22 +132,26 @@ AOQ_SIMD_CLONES static void rows_task(void *arg, int64_t begin, int64_t end) {
       int32_t iacc[MT] = {0};
       for (int64_t c0 = 0; c0 < k; c0 += CH) {
         int64_t len = k - c0 < CH ? k - c0 : CH;
-        if (kind == AOQ_FMT_INT8DQ) {
-          const int8_t *wq = (const int8_t *)w->qdata + r * k + c0;
-          /* |sum| <= 128 * 128 * k: no int32 overflow for k < 131072 */
-          for (int64_t i = 0; i < mt; i++) iacc[i] += dot_i8(j->xq + (m0 + i) * k + c0, wq, len);
-          continue;
-        }
         aoq_cpu_quant_deq(w, r, c0, len, lut, wbuf);
-        if (kind == AOQ_FMT_FP8DQ_BLOCK) {
-          float sw = wsc[(r / 128) * j->kb + c0 / 128];
-          for (int64_t i = 0; i < mt; i++) { /* each 128 block is summed, then scaled (§3) */
-            v8f blk = {0};
-            dot_acc(j->xf + (m0 + i) * k + c0, wbuf, len, &blk);
-            acc[i][0] += hsum(&blk) * (j->xs[(m0 + i) * j->kb + c0 / 128] * sw);
+        const float *xc = j->xf + m0 * k + c0;
+        if (kind == AOQ_FMT_FP8DQ_BLOCK || kind == AOQ_FMT_INT8DQ) {
+          /* per-chunk sums: fp8dq-block scales each 128 block (§3); int8dq's int8 products
+           * summed over <= 128 columns stay below 2^21, so the fp32 sum is the exact integer */
+          v8f blk[MT];
+          for (int i = 0; i < MT; i++) blk[i] = (v8f){0};
+          int64_t i = 0;
+          for (; i + 4 <= mt; i += 4)
+            dot_acc4(xc + i * k, xc + (i + 1) * k, xc + (i + 2) * k, xc + (i + 3) * k, wbuf, len,
+                     &blk[i]);
+          for (; i < mt; i++) dot_acc(xc + i * k, wbuf, len, &blk[i]);
+          for (i = 0; i < mt; i++) {
+            if (kind == AOQ_FMT_INT8DQ) /* |sum| < 2^14 * k: int32 for k < 131072 */
+              iacc[i] += (int32_t)hsum(&blk[i]);
+            else
+              acc[i][0] += hsum(&blk[i]) *
+                           (j->xs[(m0 + i) * j->kb + c0 / 128] * wsc[(r / 128) * j->kb + c0 / 128]);
           }
         } else {
-          const float *xc = j->xf + m0 * k + c0;
           int64_t i = 0;
           for (; i + 4 <= mt; i += 4)
             dot_acc4(xc + i * k, xc + (i + 1) * k, xc + (i + 2) * k, xc + (i + 3) * k, wbuf, len,
@@ -203,8 +197,10 @@ static void prepare_x(qjob *j, const uint16_t *x, uint8_t *xq, uint8_t *xsc, flo
   const int64_t m = j->m, k = w->k;
   switch (w->kind) {
     case AOQ_FMT_INT8DQ:
-      for (int64_t r = 0; r < m; r++)
+      for (int64_t r = 0; r < m; r++) {
         xs[r] = aoq_int8_quant_row(x + r * k, k, (int8_t *)xq + r * k);
+        for (int64_t i = 0; i < k; i++) xf[r * k + i] = (float)((const int8_t *)xq)[r * k + i];
+      }
       break;
     case AOQ_FMT_INT8_INTX:
     case AOQ_FMT_INT8_INT4: /* fake quantization (§5): x -> int8 asym per token -> bf16 */
@@ -288,14 +284,7 @@ aoq_status aoq_cpu_linear_quant(aoq_cpu_ctx *c, const aoq_qweight *w, const uint
   char *base = (char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
   size_t o_xs, o_xq, o_xsc;
   ws_parts(m, w->k, &o_xs, &o_xq, &o_xsc);
-  qjob j = {w,
-            (float *)base,
-            (int8_t *)(base + o_xq),
-            (float *)(base + o_xs),
-            m,
-            (w->k + 127) / 128,
-            1.0f,
-            y};
+  qjob j = {w, (float *)base, (float *)(base + o_xs), m, (w->k + 127) / 128, 1.0f, y};
   prepare_x(&j, x, (uint8_t *)(base + o_xq), (uint8_t *)(base + o_xsc), (float *)base,
             (float *)(base + o_xs));
   int64_t grain = 16384 / (w->k * m) + 1;
