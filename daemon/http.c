@@ -36,6 +36,7 @@ struct aoqd_http {
   pthread_mutex_t stop_mu;
   pthread_cond_t stop_cv;
   int stopping;
+  int active; /* requests between their first callback and their completion (stop_mu) */
 };
 
 const double aoqd_http_ttft_le[AOQD_HTTP_TTFT_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -353,6 +354,7 @@ static unsigned http_code(aoq_status s) {
       return 429;
     case AOQ_EBUSY:
     case AOQ_ECONN:
+    case AOQ_ECANCELED:
       return 503;
     case AOQ_ETIMEOUT:
       return 504;
@@ -758,11 +760,14 @@ static void generate(gen_run *r) {
   }
   r->st = aoq_generate_ex(c, r->g.model, r->g.prompt, NULL, 0, &r->g.p, on_token, r, &r->res);
   if (r->st == AOQ_ECANCELED && (r->stopped || r->text.oom)) r->st = AOQ_OK;
-  if (r->text.oom && r->st == AOQ_OK) {
+  if (r->st != AOQ_OK) {
+    snprintf(r->err, sizeof r->err, "%s", aoq_client_last_error(c));
+  } else if (r->text.oom) {
     r->st = AOQ_ENOMEM;
     snprintf(r->err, sizeof r->err, "out of memory collecting the completion");
-  } else if (r->st != AOQ_OK) {
-    snprintf(r->err, sizeof r->err, "%s", aoq_client_last_error(c));
+  } else if (!r->stopped && !strcmp(r->res.finish_reason, "cancel")) {
+    r->st = AOQ_ECANCELED; /* cancelled by the daemon (unload, shutdown): not a normal end */
+    snprintf(r->err, sizeof r->err, "the daemon cancelled the generation");
   }
   aoq_disconnect(c);
 }
@@ -1075,6 +1080,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
   if (!cc) {
     if (!(cc = calloc(1, sizeof *cc))) return MHD_NO;
     *con_cls = cc;
+    pthread_mutex_lock(&h->stop_mu);
+    h->active++;
+    pthread_mutex_unlock(&h->stop_mu);
     return MHD_YES;
   }
   if (*upload_size) {
@@ -1116,11 +1124,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 
 static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-  (void)cls;
   (void)con;
   (void)toe;
+  aoqd_http *h = cls;
   conn_ctx *cc = *con_cls;
   if (!cc) return;
+  pthread_mutex_lock(&h->stop_mu);
+  h->active--;
+  pthread_cond_broadcast(&h->stop_cv);
+  pthread_mutex_unlock(&h->stop_mu);
   free(cc->body.p);
   free(cc);
   *con_cls = NULL;
@@ -1160,7 +1172,7 @@ aoq_status aoqd_http_start(const aoqd_http_opts *o, aoqd_http **out) {
   h->st.step_seen = h->mx->steps;
   pthread_mutex_unlock(&h->mx->mu);
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                   MHD_USE_ERROR_LOG | (sa.sin6_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+                   MHD_USE_ERROR_LOG | MHD_USE_ITC | (sa.sin6_family == AF_INET6 ? MHD_USE_IPv6 : 0);
   h->mhd =
       MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
                        h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED,
@@ -1184,7 +1196,22 @@ aoq_status aoqd_http_start(const aoqd_http_opts *o, aoqd_http **out) {
 
 void aoqd_http_stop(aoqd_http *h) {
   if (!h) return;
-  if (h->mhd) MHD_stop_daemon(h->mhd);
+  if (h->mhd) {
+    /* stop accepting, then let requests in flight (a stream finishing its drain) write their
+     * last bytes before the connections are closed; bounded */
+    MHD_socket ls = MHD_quiesce_daemon(h->mhd);
+    if (ls != MHD_INVALID_SOCKET) close(ls);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 15;
+    pthread_mutex_lock(&h->stop_mu);
+    while (h->active > 0)
+      if (pthread_cond_timedwait(&h->stop_cv, &h->stop_mu, &dl) == ETIMEDOUT) break;
+    int left = h->active;
+    pthread_mutex_unlock(&h->stop_mu);
+    if (left) AOQ_WARN("http stop|requests_in_flight=%d", left);
+    MHD_stop_daemon(h->mhd);
+  }
   if (h->sampler_on) {
     pthread_mutex_lock(&h->stop_mu);
     h->stopping = 1;
