@@ -20,18 +20,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
-
-/* The reference implementation refuses headers above 100 MB; so do we (a real header is KBs). */
-#define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
-#define ST_MAX_INDEX ((size_t)64 * 1024 * 1024)
-/* JSON numbers are doubles: integers above 2^53 are not exact. */
-#define ST_MAX_JSON_INT 9007199254740992.0
-#define ST_NAME_SHOWN 96
-
-typedef struct st_meta {
-  char *key;
-  char *value;
-} st_meta;
+#include "core/safetensors_internal.h"
 
 struct aoq_st_file {
   char *label; /* path or "<memory>", for error details */
@@ -46,20 +35,19 @@ struct aoq_st_file {
   size_t nshards;
 };
 
-/* Allocation goes through the fault-injection hook so that tests can fail the n-th allocation. */
-static void *st_malloc(size_t n) {
+void *aoq_st_malloc(size_t n) {
   if (aoq_fault_hit()) return NULL;
   return malloc(n ? n : 1);
 }
 
-static void *st_calloc(size_t n, size_t size) {
+void *aoq_st_calloc(size_t n, size_t size) {
   if (aoq_fault_hit()) return NULL;
   return calloc(n ? n : 1, size ? size : 1);
 }
 
-static char *st_strdup(const char *s) {
+char *aoq_st_strdup(const char *s) {
   size_t n = strlen(s) + 1;
-  char *p = st_malloc(n);
+  char *p = aoq_st_malloc(n);
   if (p) memcpy(p, s, n);
   return p;
 }
@@ -124,7 +112,7 @@ static int st_cmp_tensor_name(const void *a, const void *b) {
   return strcmp(((const aoq_st_tensor *)a)->name, ((const aoq_st_tensor *)b)->name);
 }
 
-static int st_cmp_meta_key(const void *a, const void *b) {
+int aoq_st_cmp_meta_key(const void *a, const void *b) {
   return strcmp(((const st_meta *)a)->key, ((const st_meta *)b)->key);
 }
 
@@ -144,7 +132,7 @@ static aoq_status st_parse_metadata(aoq_st_file *f, const cJSON *m) {
   const char *L = f->label;
   if (!cJSON_IsObject(m)) return aoq_err(AOQ_EFORMAT, "%s: __metadata__ is not a JSON object", L);
   size_t n = (size_t)cJSON_GetArraySize(m);
-  f->meta = st_calloc(n, sizeof *f->meta);
+  f->meta = aoq_st_calloc(n, sizeof *f->meta);
   if (!f->meta) return st_oom(L);
   for (const cJSON *e = m->child; e; e = e->next) {
     if (!cJSON_IsString(e) || !e->valuestring)
@@ -152,8 +140,8 @@ static aoq_status st_parse_metadata(aoq_st_file *f, const cJSON *m) {
                      e->string ? e->string : "");
     if (!e->string) return aoq_err(AOQ_EFORMAT, "%s: __metadata__ entry without a key", L);
     st_meta *kv = &f->meta[f->nmeta];
-    kv->key = st_strdup(e->string);
-    kv->value = kv->key ? st_strdup(e->valuestring) : NULL;
+    kv->key = aoq_st_strdup(e->string);
+    kv->value = kv->key ? aoq_st_strdup(e->valuestring) : NULL;
     if (!kv->key || !kv->value) {
       free(kv->key);
       kv->key = NULL;
@@ -161,7 +149,7 @@ static aoq_status st_parse_metadata(aoq_st_file *f, const cJSON *m) {
     }
     f->nmeta++;
   }
-  qsort(f->meta, f->nmeta, sizeof *f->meta, st_cmp_meta_key);
+  qsort(f->meta, f->nmeta, sizeof *f->meta, aoq_st_cmp_meta_key);
   for (size_t i = 1; i < f->nmeta; i++) {
     if (strcmp(f->meta[i - 1].key, f->meta[i].key) == 0)
       return aoq_err(AOQ_EFORMAT, "%s: __metadata__ key \"%.*s\" appears twice", L, ST_NAME_SHOWN,
@@ -304,8 +292,8 @@ static aoq_status st_parse(aoq_st_file *f, const uint8_t *buf, size_t len) {
   if (meta && (st = st_parse_metadata(f, meta)) != AOQ_OK) goto out;
   uint64_t data_len = (uint64_t)(len - 8) - hlen;
   const uint8_t *data = buf + 8 + hlen;
-  f->tensors = st_calloc(n, sizeof *f->tensors);
-  spans = st_calloc(n, sizeof *spans);
+  f->tensors = aoq_st_calloc(n, sizeof *f->tensors);
+  spans = aoq_st_calloc(n, sizeof *spans);
   if (!f->tensors || !spans) {
     st = st_oom(L);
     goto out;
@@ -316,7 +304,7 @@ static aoq_status st_parse(aoq_st_file *f, const uint8_t *buf, size_t len) {
     aoq_st_tensor *t = &f->tensors[f->count];
     st_span *sp = &spans[f->count];
     if ((st = st_parse_entry(L, e, data_len, t, &sp->begin, &sp->end)) != AOQ_OK) goto out;
-    t->name = st_strdup(e->string);
+    t->name = aoq_st_strdup(e->string);
     if (!t->name) {
       st = st_oom(L);
       goto out;
@@ -351,9 +339,9 @@ out:
 }
 
 static aoq_status st_new(const char *label, aoq_st_file **out) {
-  aoq_st_file *f = st_calloc(1, sizeof *f);
+  aoq_st_file *f = aoq_st_calloc(1, sizeof *f);
   if (!f) return aoq_err(AOQ_ENOMEM, "%s: out of memory", label);
-  f->label = st_strdup(label);
+  f->label = aoq_st_strdup(label);
   if (!f->label) {
     free(f);
     return aoq_err(AOQ_ENOMEM, "%s: out of memory", label);
@@ -476,7 +464,7 @@ static int st_ends_with(const char *s, const char *suffix) {
 
 static aoq_status st_join(const char *dir, const char *name, char **out) {
   size_t n = strlen(dir) + strlen(name) + 2;
-  char *p = st_malloc(n);
+  char *p = aoq_st_malloc(n);
   if (!p) return aoq_err(AOQ_ENOMEM, "%s: out of memory", dir);
   snprintf(p, n, "%s/%s", dir, name);
   *out = p;
@@ -492,7 +480,7 @@ static int st_cmp_file_label(const void *a, const void *b) {
 static aoq_status st_merge_meta(aoq_st_file *f) {
   size_t total = 0;
   for (size_t s = 0; s < f->nshards; s++) total += f->shards[s]->nmeta;
-  f->meta = st_calloc(total, sizeof *f->meta);
+  f->meta = aoq_st_calloc(total, sizeof *f->meta);
   if (!f->meta) return st_oom(f->label);
   /* shards in file-name order (model-00001-of-... first); all labels share the folder prefix */
   if (f->nshards) qsort(f->shards, f->nshards, sizeof *f->shards, st_cmp_file_label);
@@ -505,8 +493,8 @@ static aoq_status st_merge_meta(aoq_st_file *f) {
         seen = !strcmp(f->meta[j].key, sh->meta[i].key);
       if (seen) continue;
       st_meta *kv = &f->meta[f->nmeta];
-      kv->key = st_strdup(sh->meta[i].key);
-      kv->value = kv->key ? st_strdup(sh->meta[i].value) : NULL;
+      kv->key = aoq_st_strdup(sh->meta[i].key);
+      kv->value = kv->key ? aoq_st_strdup(sh->meta[i].value) : NULL;
       if (!kv->value) {
         free(kv->key);
         kv->key = NULL;
@@ -515,7 +503,7 @@ static aoq_status st_merge_meta(aoq_st_file *f) {
       f->nmeta++;
     }
   }
-  if (f->nmeta) qsort(f->meta, f->nmeta, sizeof *f->meta, st_cmp_meta_key);
+  if (f->nmeta) qsort(f->meta, f->nmeta, sizeof *f->meta, aoq_st_cmp_meta_key);
   return AOQ_OK;
 }
 
@@ -537,9 +525,9 @@ static aoq_status st_open_index(const char *index_path, const char *dir, aoq_st_
   }
   if ((st = st_new(index_path, &f)) != AOQ_OK) goto fail;
   size_t n = (size_t)cJSON_GetArraySize(wm);
-  f->tensors = st_calloc(n, sizeof *f->tensors);
-  shard_names = st_calloc(n, sizeof *shard_names);
-  f->shards = st_calloc(n, sizeof *f->shards);
+  f->tensors = aoq_st_calloc(n, sizeof *f->tensors);
+  shard_names = aoq_st_calloc(n, sizeof *shard_names);
+  f->shards = aoq_st_calloc(n, sizeof *f->shards);
   if (!f->tensors || !shard_names || !f->shards) {
     st = aoq_err(AOQ_ENOMEM, "%s: out of memory", index_path);
     goto fail;
@@ -630,7 +618,7 @@ aoq_status aoq_st_open(const char *path, aoq_st_file **out) {
     return st;
   }
   if (st_ends_with(path, ".json")) {
-    char *dir = st_strdup(path);
+    char *dir = aoq_st_strdup(path);
     if (!dir) return aoq_err(AOQ_ENOMEM, "%s: out of memory", path);
     char *slash = strrchr(dir, '/');
     if (slash == dir) {
@@ -695,317 +683,4 @@ size_t aoq_st_meta_count(const aoq_st_file *f) {
 
 const char *aoq_st_meta_key(const aoq_st_file *f, size_t i) {
   return f && i < f->nmeta ? f->meta[i].key : NULL;
-}
-
-/* ------------------------------------------------------------------------------------------- */
-/* Writer                                                                                      */
-/* ------------------------------------------------------------------------------------------- */
-
-typedef struct st_wentry {
-  char *name;
-  aoq_dtype dtype;
-  int ndim;
-  int64_t shape[AOQ_ST_MAX_DIMS];
-  const void *data;
-  size_t nbytes;
-  uint64_t offset; /* in the data section, set by st_build_header */
-} st_wentry;
-
-struct aoq_st_writer {
-  st_wentry *e;
-  size_t n, cap;
-  st_meta *meta;
-  size_t nmeta, capmeta;
-};
-
-aoq_status aoq_st_writer_new(aoq_st_writer **out) {
-  if (!out) return aoq_err(AOQ_EINVAL, "aoq_st_writer_new: out is NULL");
-  *out = st_calloc(1, sizeof **out);
-  if (!*out) return aoq_err(AOQ_ENOMEM, "safetensors writer: out of memory");
-  return AOQ_OK;
-}
-
-void aoq_st_writer_free(aoq_st_writer *w) {
-  if (!w) return;
-  for (size_t i = 0; i < w->n; i++) free(w->e[i].name);
-  free(w->e);
-  for (size_t i = 0; i < w->nmeta; i++) {
-    free(w->meta[i].key);
-    free(w->meta[i].value);
-  }
-  free(w->meta);
-  free(w);
-}
-
-static aoq_status st_grow(void **p, size_t *cap, size_t need, size_t elem) {
-  if (need <= *cap) return AOQ_OK;
-  size_t nc = *cap ? *cap * 2 : 16;
-  while (nc < need) nc *= 2;
-  void *np = aoq_fault_hit() ? NULL : realloc(*p, nc * elem);
-  if (!np) return aoq_err(AOQ_ENOMEM, "safetensors writer: out of memory");
-  *p = np;
-  *cap = nc;
-  return AOQ_OK;
-}
-
-aoq_status aoq_st_writer_add(aoq_st_writer *w, const char *name, aoq_dtype dt, int ndim,
-                             const int64_t *shape, const void *data, size_t nbytes) {
-  if (!w || !name) return aoq_err(AOQ_EINVAL, "aoq_st_writer_add: NULL argument");
-  if (!*name || strcmp(name, "__metadata__") == 0)
-    return aoq_err(AOQ_EINVAL, "aoq_st_writer_add: invalid tensor name \"%s\"", name);
-  if (aoq_dtype_size(dt) == 0)
-    return aoq_err(AOQ_EINVAL, "aoq_st_writer_add: tensor %.*s: invalid dtype %d", ST_NAME_SHOWN,
-                   name, (int)dt);
-  if (ndim < 0 || ndim > AOQ_ST_MAX_DIMS || (ndim > 0 && !shape))
-    return aoq_err(AOQ_EINVAL, "aoq_st_writer_add: tensor %.*s: ndim %d out of range 0..%d",
-                   ST_NAME_SHOWN, name, ndim, AOQ_ST_MAX_DIMS);
-  uint64_t elems = 1;
-  for (int i = 0; i < ndim; i++) {
-    if (shape[i] < 0 || (double)shape[i] > ST_MAX_JSON_INT / 2 ||
-        __builtin_mul_overflow(elems, (uint64_t)shape[i], &elems))
-      return aoq_err(AOQ_EINVAL, "aoq_st_writer_add: tensor %.*s: bad shape[%d] = %lld",
-                     ST_NAME_SHOWN, name, i, (long long)shape[i]);
-  }
-  uint64_t want;
-  if (__builtin_mul_overflow(elems, (uint64_t)aoq_dtype_size(dt), &want) || want != nbytes)
-    return aoq_err(AOQ_ESHAPE, "aoq_st_writer_add: tensor %.*s: %zu bytes given, shape needs %llu",
-                   ST_NAME_SHOWN, name, nbytes, (unsigned long long)want);
-  if (nbytes && !data)
-    return aoq_err(AOQ_EINVAL, "aoq_st_writer_add: tensor %.*s: data is NULL", ST_NAME_SHOWN, name);
-  for (size_t i = 0; i < w->n; i++) {
-    if (strcmp(w->e[i].name, name) == 0)
-      return aoq_err(AOQ_EINVAL, "aoq_st_writer_add: tensor %.*s added twice", ST_NAME_SHOWN, name);
-  }
-  AOQ_TRY(st_grow((void **)&w->e, &w->cap, w->n + 1, sizeof *w->e));
-  st_wentry *e = &w->e[w->n];
-  memset(e, 0, sizeof *e);
-  e->name = st_strdup(name);
-  if (!e->name) return aoq_err(AOQ_ENOMEM, "safetensors writer: out of memory");
-  e->dtype = dt;
-  e->ndim = ndim;
-  for (int i = 0; i < ndim; i++) e->shape[i] = shape[i];
-  e->data = data;
-  e->nbytes = nbytes;
-  w->n++;
-  return AOQ_OK;
-}
-
-aoq_status aoq_st_writer_meta(aoq_st_writer *w, const char *key, const char *value) {
-  if (!w || !key || !value) return aoq_err(AOQ_EINVAL, "aoq_st_writer_meta: NULL argument");
-  for (size_t i = 0; i < w->nmeta; i++) {
-    if (strcmp(w->meta[i].key, key) == 0) {
-      char *v = st_strdup(value);
-      if (!v) return aoq_err(AOQ_ENOMEM, "safetensors writer: out of memory");
-      free(w->meta[i].value);
-      w->meta[i].value = v;
-      return AOQ_OK;
-    }
-  }
-  AOQ_TRY(st_grow((void **)&w->meta, &w->capmeta, w->nmeta + 1, sizeof *w->meta));
-  char *k = st_strdup(key), *v = k ? st_strdup(value) : NULL;
-  if (!k || !v) {
-    free(k);
-    return aoq_err(AOQ_ENOMEM, "safetensors writer: out of memory");
-  }
-  w->meta[w->nmeta].key = k;
-  w->meta[w->nmeta].value = v;
-  w->nmeta++;
-  return AOQ_OK;
-}
-
-/* Growing text buffer for the JSON header. */
-typedef struct st_buf {
-  char *p;
-  size_t len, cap;
-  int oom;
-} st_buf;
-
-static void st_buf_put(st_buf *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (b->len + n + 1 > b->cap) {
-    size_t nc = b->cap ? b->cap : 4096;
-    while (nc < b->len + n + 1) nc *= 2;
-    char *np = aoq_fault_hit() ? NULL : realloc(b->p, nc);
-    if (!np) {
-      b->oom = 1;
-      return;
-    }
-    b->p = np;
-    b->cap = nc;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = 0;
-}
-
-static void st_buf_str(st_buf *b, const char *s) {
-  st_buf_put(b, s, strlen(s));
-}
-
-static void st_buf_u64(st_buf *b, unsigned long long v) {
-  char tmp[32];
-  int n = snprintf(tmp, sizeof tmp, "%llu", v);
-  st_buf_put(b, tmp, (size_t)n);
-}
-
-/* A JSON string literal: quotes, backslashes and control bytes escaped; other bytes as given. */
-static void st_buf_json_string(st_buf *b, const char *s) {
-  st_buf_put(b, "\"", 1);
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    char tmp[8];
-    if (*p == '"' || *p == '\\') {
-      tmp[0] = '\\';
-      tmp[1] = (char)*p;
-      st_buf_put(b, tmp, 2);
-    } else if (*p < 0x20) {
-      snprintf(tmp, sizeof tmp, "\\u%04x", *p);
-      st_buf_put(b, tmp, 6);
-    } else {
-      st_buf_put(b, (const char *)p, 1);
-    }
-  }
-  st_buf_put(b, "\"", 1);
-}
-
-static int st_cmp_wentry(const void *a, const void *b) {
-  return strcmp(((const st_wentry *)a)->name, ((const st_wentry *)b)->name);
-}
-
-/* Data order: wider elements first, then by name. The data section starts 8-byte aligned and every
- * tensor's size is a multiple of its element size, so each tensor is aligned to its element size
- * (the order Hugging Face's writer uses too). */
-static int st_cmp_wentry_data(const void *a, const void *b) {
-  const st_wentry *x = a, *y = b;
-  size_t sx = aoq_dtype_size(x->dtype), sy = aoq_dtype_size(y->dtype);
-  if (sx != sy) return sx > sy ? -1 : 1;
-  return strcmp(x->name, y->name);
-}
-
-static aoq_status st_write_all(int fd, const void *data, size_t n, const char *path) {
-  const uint8_t *p = data;
-  while (n > 0) {
-    size_t chunk = n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n;
-    ssize_t got = write(fd, p, chunk);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      return aoq_err(AOQ_EIO, "%s: write: %s", path, strerror(errno));
-    }
-    if (got == 0) return aoq_err(AOQ_EIO, "%s: write returned 0", path);
-    p += got;
-    n -= (size_t)got;
-  }
-  return AOQ_OK;
-}
-
-static aoq_status st_build_header(aoq_st_writer *w, st_buf *b) {
-  if (w->n) qsort(w->e, w->n, sizeof *w->e, st_cmp_wentry_data);
-  uint64_t off = 0;
-  for (size_t i = 0; i < w->n; i++) {
-    w->e[i].offset = off;
-    off += w->e[i].nbytes;
-  }
-  /* the header lists tensors by name */
-  if (w->n) qsort(w->e, w->n, sizeof *w->e, st_cmp_wentry);
-  if (w->nmeta) qsort(w->meta, w->nmeta, sizeof *w->meta, st_cmp_meta_key);
-  /* 8 placeholder bytes for the length, patched below */
-  st_buf_put(b, "\0\0\0\0\0\0\0\0{", 9);
-  int first = 1;
-  if (w->nmeta) {
-    st_buf_str(b, "\"__metadata__\":{");
-    for (size_t i = 0; i < w->nmeta; i++) {
-      if (i) st_buf_put(b, ",", 1);
-      st_buf_json_string(b, w->meta[i].key);
-      st_buf_put(b, ":", 1);
-      st_buf_json_string(b, w->meta[i].value);
-    }
-    st_buf_put(b, "}", 1);
-    first = 0;
-  }
-  for (size_t i = 0; i < w->n; i++) {
-    const st_wentry *e = &w->e[i];
-    if (!first) st_buf_put(b, ",", 1);
-    first = 0;
-    st_buf_json_string(b, e->name);
-    /* packed fp4 is written as safetensors' "F4" (last dim in codes) so that other readers
-     * understand it; a 0-dim one has no dim to double and keeps aoq's name */
-    int f4 = e->dtype == AOQ_DTYPE_F4_E2M1X2 && e->ndim > 0;
-    st_buf_str(b, ":{\"dtype\":\"");
-    st_buf_str(b, f4 ? "F4" : aoq_dtype_name(e->dtype));
-    st_buf_str(b, "\",\"shape\":[");
-    for (int d = 0; d < e->ndim; d++) {
-      if (d) st_buf_put(b, ",", 1);
-      uint64_t v = (uint64_t)e->shape[d];
-      st_buf_u64(b, (unsigned long long)(f4 && d == e->ndim - 1 ? 2 * v : v));
-    }
-    st_buf_str(b, "],\"data_offsets\":[");
-    st_buf_u64(b, e->offset);
-    st_buf_put(b, ",", 1);
-    st_buf_u64(b, e->offset + e->nbytes);
-    st_buf_str(b, "]}");
-  }
-  st_buf_put(b, "}", 1);
-  /* Pad with spaces so that the data section starts 8-byte aligned. */
-  while (!b->oom && b->len % 8 != 0) st_buf_put(b, " ", 1);
-  if (b->oom) return aoq_err(AOQ_ENOMEM, "safetensors writer: out of memory for the header");
-  uint64_t hlen = b->len - 8;
-  for (int i = 0; i < 8; i++) b->p[i] = (char)((hlen >> (8 * i)) & 0xff);
-  return AOQ_OK;
-}
-
-aoq_status aoq_st_writer_finish(aoq_st_writer *w, const char *path) {
-  if (!w) return aoq_err(AOQ_EINVAL, "aoq_st_writer_finish: writer is NULL");
-  if (!path || !*path) {
-    aoq_st_writer_free(w);
-    return aoq_err(AOQ_EINVAL, "aoq_st_writer_finish: empty path");
-  }
-  st_buf b = {0};
-  char *tmp = NULL;
-  int fd = -1;
-  aoq_status st = st_build_header(w, &b);
-  if (st != AOQ_OK) goto out;
-  size_t plen = strlen(path) + 16;
-  tmp = st_malloc(plen);
-  if (!tmp) {
-    st = aoq_err(AOQ_ENOMEM, "%s: out of memory", path);
-    goto out;
-  }
-  snprintf(tmp, plen, "%s.tmp.XXXXXX", path);
-  fd = mkstemp(tmp);
-  if (fd < 0) {
-    st = aoq_err(AOQ_EIO, "%s: cannot create temporary file: %s", tmp, strerror(errno));
-    free(tmp);
-    tmp = NULL;
-    goto out;
-  }
-  if ((st = st_write_all(fd, b.p, b.len, tmp)) != AOQ_OK) goto out;
-  if (w->n) qsort(w->e, w->n, sizeof *w->e, st_cmp_wentry_data);
-  for (size_t i = 0; i < w->n; i++) {
-    if ((st = st_write_all(fd, w->e[i].data, w->e[i].nbytes, tmp)) != AOQ_OK) goto out;
-  }
-  /* mkstemp creates 0600; a checkpoint is an ordinary readable file */
-  if (fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
-    st = aoq_err(AOQ_EIO, "%s: fchmod/fsync: %s", tmp, strerror(errno));
-    goto out;
-  }
-  int rc = close(fd);
-  fd = -1;
-  if (rc != 0) {
-    st = aoq_err(AOQ_EIO, "%s: close: %s", tmp, strerror(errno));
-    goto out;
-  }
-  if (rename(tmp, path) != 0) {
-    st = aoq_err(AOQ_EIO, "%s: rename from %s: %s", path, tmp, strerror(errno));
-    goto out;
-  }
-  free(tmp);
-  tmp = NULL;
-out:
-  if (fd >= 0) close(fd);
-  if (tmp) {
-    unlink(tmp);
-    free(tmp);
-  }
-  free(b.p);
-  aoq_st_writer_free(w);
-  return st;
 }
