@@ -11,13 +11,13 @@
 #include <stdio.h>
 
 typedef struct aoqd_progress {
-  FILE *out;        /* where the bar goes (stderr) */
-  int tty;          /* out is a terminal: draw a bar */
-  char what[64];    /* the model's name, shown before the stage */
-  char stage[32];   /* the stage being shown */
+  FILE *out;         /* where the bar goes (stderr) */
+  int tty;           /* out is a terminal: draw a bar */
+  char what[64];     /* the model's name, shown before the stage */
+  char stage[32];    /* the stage being shown */
   double t0, t_last; /* monotonic seconds: start of the stage, last plain line */
-  int last_tenth;   /* last 10 % step printed as a plain line */
-  int open_bar;     /* a bar is drawn and not yet ended with a newline */
+  int last_tenth;    /* last 10 % step printed as a plain line */
+  int open_bar;      /* a bar is drawn and not yet ended with a newline */
 } aoqd_progress;
 
 /* Starts reporting for `what` (copied) on `out`; tty is detected with isatty. */

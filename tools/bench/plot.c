@@ -47,14 +47,17 @@ int aoq_bench_plot_svg(const char *svg, const char *title, const char *xlabel, c
   if (log2x) fprintf(g, "set logscale x 2\n"); /* batch sizes 1,2,4,8... spread evenly */
   fprintf(g, "$data << EOD\n");
   for (int i = 0; i < n; i++) fprintf(g, "%.17g %.17g\n", x[i], y[i]);
-  fprintf(g, "EOD\nplot $data using 1:2 with linespoints pt 7 lw 2, "
-             "$data using 1:2:(sprintf('%%.0f', $2)) with labels offset 0,1 notitle\n");
+  fprintf(g,
+          "EOD\nplot $data using 1:2 with linespoints pt 7 lw 2, "
+          "$data using 1:2:(sprintf('%%.0f', $2)) with labels offset 0,1 notitle\n");
   int st = pclose(g);
   struct stat sb;
   if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0 || stat(svg, &sb) != 0 ||
       sb.st_size == 0) {
     fprintf(stderr, "aoq-bench: --plot: gnuplot failed (status %d); is gnuplot-nox installed?\n",
-            st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128);
+            st == -1        ? -1
+            : WIFEXITED(st) ? WEXITSTATUS(st)
+                            : 128);
     return 1;
   }
   return 0;
@@ -68,8 +71,7 @@ int aoq_bench_plot_wanted(int argc, char **argv) {
 
 /* Runs one point in a child whose stdout comes back through a pipe (and is echoed); *y gets the
  * value of the "<ykey>: " line. */
-static int run_point(int argc, char **argv, int (*run)(int, char **), const char *ykey,
-                     double *y) {
+static int run_point(int argc, char **argv, int (*run)(int, char **), const char *ykey, double *y) {
   int fds[2];
   if (pipe(fds) != 0) return 1;
   fflush(stdout);
