@@ -91,24 +91,31 @@ aoq_status aoqd_http_parse_addr(const char *addr, struct sockaddr *sa, unsigned 
   return AOQ_OK;
 }
 
-void aoqd_http_keys_free(char **keys, char **tenants, int n) {
-  for (int i = 0; i < n; i++) {
-    free(keys[i]);
-    free(tenants[i]);
-  }
+void aoqd_http_keys_free(aoqd_http_key *keys, int n) {
+  for (int i = 0; i < n; i++) free(keys[i].key);
   free(keys);
-  free(tenants);
 }
 
-aoq_status aoqd_http_keys_load(const char *path, char ***keys_out, char ***tenants_out,
-                               int *n_out) {
+/* Parses "name=N" of a quota field into *out if tok names it; 1 if it did, -1 if the value is
+ * bad, 0 if tok is another field. */
+static int quota_field(const char *tok, const char *name, int lo, int hi, int *out) {
+  size_t n = strlen(name);
+  if (strncmp(tok, name, n) || tok[n] != '=') return 0;
+  char *end;
+  long v = strtol(tok + n + 1, &end, 10);
+  if (!tok[n + 1] || *end || v < lo || v > hi) return -1;
+  *out = (int)v;
+  return 1;
+}
+
+aoq_status aoqd_http_keys_load(const char *path, aoqd_http_key **keys_out, int *n_out) {
   FILE *f = fopen(path, "r");
   if (!f) return aoq_err(AOQ_EIO, "--api-keys %s: %s", path, strerror(errno));
   char line[1024];
-  char **keys = NULL, **tenants = NULL;
+  aoqd_http_key *keys = NULL;
   int n = 0, lineno = 0;
   aoq_status st = AOQ_OK;
-  while (fgets(line, sizeof line, f)) {
+  while (st == AOQ_OK && fgets(line, sizeof line, f)) {
     lineno++;
     size_t L = strlen(line);
     if (L == sizeof line - 1 && line[L - 1] != '\n') {
@@ -118,48 +125,81 @@ aoq_status aoqd_http_keys_load(const char *path, char ***keys_out, char ***tenan
     }
     char *h = strchr(line, '#');
     if (h) *h = 0;
-    char k[512], t[512], extra[8];
-    int m = sscanf(line, "%511s %511s %7s", k, t, extra);
-    if (m <= 0) continue;
-    if (m != 2) {
-      st = aoq_err(AOQ_EFORMAT, "--api-keys %s:%d: expected '<key> <tenant>'", path, lineno);
+    char *save, *tok[6];
+    int nt = 0;
+    for (char *t = strtok_r(line, " \t\r\n", &save); t; t = strtok_r(NULL, " \t\r\n", &save))
+      if (nt < 6)
+        tok[nt++] = t;
+      else
+        nt = 6 + 1;
+    if (nt == 0) continue;
+    if (nt < 2 || nt > 5) {
+      st = aoq_err(AOQ_EFORMAT,
+                   "--api-keys %s:%d: expected '<key> <tenant> [kv_pages=N] [max_seqs=N] "
+                   "[priority=N]'",
+                   path, lineno);
       break;
     }
-    if (strlen(t) > 63) {
+    aoqd_http_key k = {.kv_pages = -1, .max_seqs = -1, .priority = -1000};
+    if (strlen(tok[1]) > 63) {
       st = aoq_err(AOQ_EFORMAT, "--api-keys %s:%d: tenant longer than 63 bytes", path, lineno);
       break;
     }
+    snprintf(k.tenant, sizeof k.tenant, "%s", tok[1]);
+    for (int i = 2; i < nt && st == AOQ_OK; i++) {
+      int r = quota_field(tok[i], "kv_pages", 0, 1 << 24, &k.kv_pages);
+      if (!r) r = quota_field(tok[i], "max_seqs", 0, 1 << 20, &k.max_seqs);
+      if (!r) r = quota_field(tok[i], "priority", -100, 100, &k.priority);
+      if (r != 1)
+        st = aoq_err(AOQ_EFORMAT,
+                     "--api-keys %s:%d: '%.40s': expected kv_pages=N, max_seqs=N (N >= 0) or "
+                     "priority=N (-100..100)",
+                     path, lineno, tok[i]);
+    }
     for (int i = 0; i < n && st == AOQ_OK; i++)
-      if (!strcmp(keys[i], k))
+      if (!strcmp(keys[i].key, tok[0]))
         st = aoq_err(AOQ_EFORMAT, "--api-keys %s:%d: key repeated (first on an earlier line)", path,
                      lineno);
     if (st != AOQ_OK) break;
-    char **nk = realloc(keys, (size_t)(n + 1) * sizeof *nk);
-    if (nk) keys = nk;
-    char **nt = realloc(tenants, (size_t)(n + 1) * sizeof *nt);
-    if (nt) tenants = nt;
-    if (!nk || !nt) {
+    aoqd_http_key *nk = realloc(keys, (size_t)(n + 1) * sizeof *nk);
+    if (!nk || !(k.key = strdup(tok[0]))) {
+      if (nk) keys = nk;
       st = aoq_err(AOQ_ENOMEM, "--api-keys: out of memory");
       break;
     }
-    keys[n] = strdup(k);
-    tenants[n] = strdup(t);
-    n++;
-    if (!keys[n - 1] || !tenants[n - 1]) {
-      st = aoq_err(AOQ_ENOMEM, "--api-keys: out of memory");
-      break;
-    }
+    keys = nk;
+    keys[n++] = k;
   }
   fclose(f);
   if (st == AOQ_OK && n == 0) st = aoq_err(AOQ_EFORMAT, "--api-keys %s: no keys", path);
   if (st != AOQ_OK) {
-    aoqd_http_keys_free(keys, tenants, n);
+    aoqd_http_keys_free(keys, n);
     return st;
   }
   *keys_out = keys;
-  *tenants_out = tenants;
   *n_out = n;
   return AOQ_OK;
+}
+
+/* Creates the keys' tenants and sets the quota fields their lines give. */
+static aoq_status apply_key_quotas(aoqd_http *h) {
+  aoq_status st = AOQ_OK;
+  pthread_mutex_lock(&h->mx->mu);
+  for (int i = 0; i < h->n_keys && st == AOQ_OK; i++) {
+    const aoqd_http_key *k = &h->keys[i];
+    int t;
+    st = aoqd_tenant_get_locked(h->mx, k->tenant, &t);
+    if (st != AOQ_OK) break;
+    aoqd_quota *q = &h->mx->tenants[t].quota;
+    if (k->kv_pages >= 0) q->kv_pages = k->kv_pages;
+    if (k->max_seqs >= 0) q->max_seqs = k->max_seqs;
+    if (k->priority >= -100) q->priority = k->priority;
+    if (k->kv_pages >= 0 || k->max_seqs >= 0 || k->priority >= -100)
+      AOQ_INFO("http key quota|tenant=%s kv_pages=%d max_seqs=%d priority=%d", k->tenant,
+               q->kv_pages, q->max_seqs, q->priority);
+  }
+  pthread_mutex_unlock(&h->mx->mu);
+  return st;
 }
 
 /* ---- counters ----------------------------------------------------------------------------- */
@@ -416,13 +456,14 @@ static int authenticate(aoqd_http *h, struct MHD_Connection *con, const char **t
   size_t la = strlen(a);
   int hit = -1;
   for (int i = 0; i < h->n_keys; i++) { /* compare every key fully: no early exit on a prefix */
-    size_t lk = strlen(h->keys[i]);
+    const char *key = h->keys[i].key;
+    size_t lk = strlen(key);
     unsigned char d = la != lk;
-    for (size_t k = 0; k < lk; k++) d |= (unsigned char)(h->keys[i][k] ^ (k < la ? a[k] : 0));
+    for (size_t k = 0; k < lk; k++) d |= (unsigned char)(key[k] ^ (k < la ? a[k] : 0));
     if (!d) hit = i;
   }
   if (hit < 0) return -1;
-  *tenant = h->tenants[hit];
+  *tenant = h->keys[hit].tenant;
   return 0;
 }
 
@@ -522,7 +563,8 @@ aoq_status aoqd_http_start(const aoqd_http_opts *o, aoqd_http **out) {
   h->t_start = o->t_start;
   snprintf(h->endpoint, sizeof h->endpoint, "%s", o->endpoint);
   if (o->keys) {
-    aoq_status st = aoqd_http_keys_load(o->keys, &h->keys, &h->tenants, &h->n_keys);
+    aoq_status st = aoqd_http_keys_load(o->keys, &h->keys, &h->n_keys);
+    if (st == AOQ_OK) st = apply_key_quotas(h);
     if (st != AOQ_OK) {
       aoqd_http_stop(h);
       return st;
@@ -580,7 +622,7 @@ void aoqd_http_stop(aoqd_http *h) {
     pthread_mutex_unlock(&h->stop_mu);
     pthread_join(h->sampler, NULL);
   }
-  aoqd_http_keys_free(h->keys, h->tenants, h->n_keys);
+  aoqd_http_keys_free(h->keys, h->n_keys);
   pthread_mutex_destroy(&h->st.mu);
   pthread_mutex_destroy(&h->stop_mu);
   pthread_cond_destroy(&h->stop_cv);

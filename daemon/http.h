@@ -38,11 +38,20 @@ typedef struct aoqd_http_opts {
 struct sockaddr;
 aoq_status aoqd_http_parse_addr(const char *addr, struct sockaddr *sa, unsigned *salen);
 
-/* Reads the keys file: *n pairs of malloc'ed key and tenant strings in *keys / *tenants (free
- * both arrays and their strings with aoqd_http_keys_free). AOQ_EIO (unreadable), AOQ_EFORMAT
- * (a line that is not "<key> <tenant>", a tenant over 63 bytes, a repeated key). */
-aoq_status aoqd_http_keys_load(const char *path, char ***keys, char ***tenants, int *n);
-void aoqd_http_keys_free(char **keys, char **tenants, int n);
+/* One line of the keys file: "<key> <tenant> [kv_pages=N] [max_seqs=N] [priority=N]". The
+ * optional fields set the tenant's quota when the front end starts (as `aoqctl quota` would;
+ * --conf and aoqctl can change it later). */
+typedef struct aoqd_http_key {
+  char *key; /* malloc'ed */
+  char tenant[64];
+  int kv_pages, max_seqs, priority; /* not given: -1 (priority: below -100) */
+} aoqd_http_key;
+
+/* Reads the keys file into *keys (n entries; free with aoqd_http_keys_free). AOQ_EIO
+ * (unreadable), AOQ_EFORMAT (a malformed line, a tenant over 63 bytes, a bad quota value, a
+ * repeated key, no keys). */
+aoq_status aoqd_http_keys_load(const char *path, aoqd_http_key **keys, int *n);
+void aoqd_http_keys_free(aoqd_http_key *keys, int n);
 
 /* Binds and starts serving; *out is freed by aoqd_http_stop. AOQ_EINVAL (address), AOQ_EIO
  * (bind failed: the detail says why), plus the keys file's errors. */

@@ -15,7 +15,7 @@
 struct aoqd_http {
   struct MHD_Daemon *mhd;
   char endpoint[600];
-  char **keys, **tenants;
+  aoqd_http_key *keys;
   int n_keys;
   aoqd_metrics *mx;
   double t_start;

@@ -89,6 +89,17 @@ static int parse_gen(cJSON *j, endpoint_kind kind, gen_req *g, const char **para
       return *param = "stream", snprintf(msg, msz, "stream must be a boolean"), -1;
     g->stream = cJSON_IsTrue(st);
   }
+  /* vLLM's extension: generate max_tokens tokens, never ending at the model's end tokens */
+  cJSON *ie = cJSON_GetObjectItemCaseSensitive(j, "ignore_eos");
+  if (ie && !cJSON_IsNull(ie)) {
+    if (!cJSON_IsBool(ie))
+      return *param = "ignore_eos", snprintf(msg, msz, "ignore_eos must be a boolean"), -1;
+    if (cJSON_IsTrue(ie)) {
+      static const int32_t none[1] = {-1}; /* a stop list no token matches */
+      g->p.stop_tokens = none;
+      g->p.n_stop_tokens = 1;
+    }
+  }
   cJSON *so = cJSON_GetObjectItemCaseSensitive(j, "stream_options");
   if (so && cJSON_IsObject(so))
     g->include_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));

@@ -14,18 +14,22 @@ rc=0; "$AOQD" --foreground --device cpu --endpoint "$AOQ_ENDPOINT" --admin-endpo
 [ "$rc" = 1 ] && grep -q "key repeated" "$T/e3" || fail "repeated key: rc $rc $(cat "$T/e3")"
 printf 'only-a-key\n' >"$T/bad"
 rc=0; "$AOQD" --foreground --device cpu --endpoint "$AOQ_ENDPOINT" --admin-endpoint "$AOQ_ADMIN_ENDPOINT" --http 127.0.0.1:0 --api-keys "$T/bad" 2>"$T/e4" || rc=$?
-[ "$rc" = 1 ] && grep -q "expected '<key> <tenant>'" "$T/e4" || fail "malformed keys file: rc $rc $(cat "$T/e4")"
+[ "$rc" = 1 ] && grep -q "expected '<key> <tenant> \[kv_pages=N\]" "$T/e4" || fail "malformed keys file: rc $rc $(cat "$T/e4")"
+
+printf 'k1 t1 kv_pages=-3\n' >"$T/badq"
+rc=0; "$AOQD" --foreground --device cpu --endpoint "$AOQ_ENDPOINT" --admin-endpoint "$AOQ_ADMIN_ENDPOINT" --http 127.0.0.1:0 --api-keys "$T/badq" 2>"$T/e5" || rc=$?
+[ "$rc" = 1 ] && grep -q "'kv_pages=-3': expected" "$T/e5" || fail "bad quota in the keys file: rc $rc $(cat "$T/e5")"
 
 start_http_daemon
 # 8 concurrent completions, all served
 pids=()
 for i in $(seq 1 8); do
-  curl -s "$BASE/v1/completions" -d "{\"model\":\"tiny\",\"prompt\":\"p$i\",\"max_tokens\":20,\"seed\":$i}" >"$T/c$i" & pids+=($!)
+  curl -s "$BASE/v1/completions" -d "{\"model\":\"tiny\",\"prompt\":\"p$i\",\"max_tokens\":20,\"seed\":$i,\"ignore_eos\":true}" >"$T/c$i" & pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p" || fail "a concurrent request failed"; done
 for i in $(seq 1 8); do jq -e '.usage.completion_tokens == 20' "$T/c$i" >/dev/null || fail "concurrent $i: $(cat "$T/c$i")"; done
 # hang up mid-stream: the sequence is cancelled, not decoded to the end
-curl -sN --max-time 1 "$BASE/v1/completions" -d '{"model":"tiny","prompt":"x","max_tokens":4000,"stream":true}' >"$T/cut" || true
+curl -sN --max-time 1 "$BASE/v1/completions" -d '{"model":"tiny","prompt":"x","max_tokens":4000,"stream":true,"ignore_eos":true}' >"$T/cut" || true
 grep -q '^data: {' "$T/cut" || fail "the long stream sent nothing in 1 s"
 gone=0
 for _ in $(seq 1 100); do

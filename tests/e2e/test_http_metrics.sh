@@ -35,7 +35,7 @@ jq -e '."aoq_device_memory_bytes{model=\"tiny\",pool=\"weights\"}" > 0 and ."aoq
   fail "model gauges at rest: $(cat "$T/m0")"
 # traffic: two HTTP completions of 5 and 7 tokens, one ZeroMQ generation of 9, one 404
 for n in 5 7; do
-  curl -s "$BASE/v1/completions" -d "{\"model\":\"tiny\",\"prompt\":\"hello\",\"max_tokens\":$n}" | jq -e ".usage.completion_tokens == $n" >/dev/null || fail "completion of $n"
+  curl -s "$BASE/v1/completions" -d "{\"model\":\"tiny\",\"prompt\":\"hello\",\"max_tokens\":$n,\"ignore_eos\":true}" | jq -e ".usage.completion_tokens == $n" >/dev/null || fail "completion of $n"
 done
 "$E2E_CLIENT" gen zmq 1 9 | grep -q "gen length 9" || fail "ZeroMQ generation"
 curl -s -o /dev/null "$BASE/v1/completions" -d '{"model":"none","prompt":"x"}'
@@ -60,7 +60,7 @@ jq -e -n --slurpfile a "$T/m0" --slurpfile b "$T/m1" '
    $a[0]["aoq_kv_pages{model=\"tiny\",state=\"used\"}"] + $a[0]["aoq_kv_pages{model=\"tiny\",state=\"free\"}"])' >/dev/null ||
   fail "counters did not move as expected: $(jq -c -n --slurpfile a "$T/m0" --slurpfile b "$T/m1" '$b[0] | to_entries | map(select(.value != ($a[0][.key] // 0))) | from_entries')"
 # gauges while a sequence is live
-curl -sN "$BASE/v1/completions" -d '{"model":"tiny","prompt":"a","max_tokens":300,"stream":true}' >/dev/null &
+curl -sN "$BASE/v1/completions" -d '{"model":"tiny","prompt":"a","max_tokens":300,"stream":true,"ignore_eos":true}' >/dev/null &
 C=$!
 live=0
 for _ in $(seq 1 200); do

@@ -22,17 +22,17 @@ check(models.data.every((m) => m.object === 'model'), 'every model has object "m
 const one = await client.models.retrieve('tiny');
 check(one.id === 'tiny', 'models.retrieve(tiny)');
 
-const c = await client.completions.create({ model: 'tiny', prompt: 'The capital of France is', max_tokens: 7, temperature: 0, seed: 1 });
+const c = await client.completions.create({ model: 'tiny', prompt: 'The capital of France is', max_tokens: 7, temperature: 0, seed: 1, ignore_eos: true });
 check(c.object === 'text_completion' && c.choices.length === 1, 'completion object');
 check(typeof c.choices[0].text === 'string', 'completion text is a string');
 check(c.usage.completion_tokens === 7 && c.choices[0].finish_reason === 'length', `7 tokens, finish length (${JSON.stringify(c.usage)})`);
 check(c.usage.prompt_tokens > 0 && c.usage.total_tokens === c.usage.prompt_tokens + c.usage.completion_tokens, 'usage adds up');
-const c2 = await client.completions.create({ model: 'tiny', prompt: 'The capital of France is', max_tokens: 7, temperature: 0, seed: 1 });
+const c2 = await client.completions.create({ model: 'tiny', prompt: 'The capital of France is', max_tokens: 7, temperature: 0, seed: 1, ignore_eos: true });
 check(c2.choices[0].text === c.choices[0].text, 'greedy completion is reproducible');
 
 const stream = await client.chat.completions.create({
   model: 'tiny', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Say hello.' }],
-  max_tokens: 9, temperature: 0.8, top_p: 0.9, seed: 42, stream: true, stream_options: { include_usage: true },
+  max_tokens: 9, temperature: 0.8, top_p: 0.9, seed: 42, ignore_eos: true, stream: true, stream_options: { include_usage: true },
 });
 let text = '', chunks = 0, finish = null, usage = null, role = null;
 for await (const ch of stream) {
@@ -51,7 +51,7 @@ check(finish === 'length', `stream finish_reason length (got ${finish})`);
 check(usage && usage.completion_tokens === 9, `stream usage (${JSON.stringify(usage)})`);
 const whole = await client.chat.completions.create({
   model: 'tiny', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Say hello.' }],
-  max_tokens: 9, temperature: 0.8, top_p: 0.9, seed: 42,
+  max_tokens: 9, temperature: 0.8, top_p: 0.9, seed: 42, ignore_eos: true,
 });
 check(whole.choices[0].message.content === text, 'same seed: streamed text equals the non-streamed message');
 check(whole.choices[0].message.role === 'assistant', 'chat message role');
