@@ -87,17 +87,17 @@ static inline int64_t max_ulps(const char *what, const uint16_t *got, const uint
   return worst;
 }
 
+#ifdef AOQ_HAVE_CLHARNESS
+/* cmocka group fixtures: a CPU device and the OpenCL (PoCL) device, compared op by op. */
 static int pair_setup(void **state) {
   pair *p = calloc(1, sizeof *p);
   if (!p) return -1;
   if (aoq_device_open("cpu:2", &p->cpu) != AOQ_OK) return -1;
-#ifdef AOQ_HAVE_CLHARNESS
   aoq_status st = aoq_opencl_device_create(0, &p->cl);
   if (st != AOQ_OK) {
     print_error("opencl:0: %s: %s\n", aoq_strerror(st), aoq_last_error());
     return -1;
   }
-#endif
   *state = p;
   return 0;
 }
@@ -109,5 +109,6 @@ static int pair_teardown(void **state) {
   free(p);
   return 0;
 }
+#endif /* AOQ_HAVE_CLHARNESS */
 
 #endif

@@ -27,6 +27,7 @@ static void usage(FILE *f) {
       "  --m 1 --repeat 5 --cpu cpu --opencl 0\n");
 }
 
+#ifdef AOQ_HAVE_CLHARNESS
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint16_t rbf(float scale) {
   rng = rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -36,7 +37,6 @@ static uint16_t rbf(float scale) {
   return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
-#ifdef AOQ_HAVE_CLHARNESS
 typedef struct side {
   aoq_device *d;
   aoq_qweight w;
