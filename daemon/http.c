@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -111,6 +112,10 @@ static int quota_field(const char *tok, const char *name, int lo, int hi, int *o
 aoq_status aoqd_http_keys_load(const char *path, aoqd_http_key **keys_out, int *n_out) {
   FILE *f = fopen(path, "r");
   if (!f) return aoq_err(AOQ_EIO, "--api-keys %s: %s", path, strerror(errno));
+  struct stat sb;
+  if (fstat(fileno(f), &sb) == 0 && (sb.st_mode & 077))
+    AOQ_WARN("api keys file readable by others|path=%s mode=%03o", path,
+             (unsigned)(sb.st_mode & 0777));
   char line[1024];
   aoqd_http_key *keys = NULL;
   int n = 0, lineno = 0;
