@@ -5,6 +5,8 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,14 @@ aoq_status aoq_model_preset(const char *name, aoq_model_config *cfg) {
   return aoq_err(AOQ_ENOTFOUND, "unknown model preset '%s' (known: tiny, llama3.1-8b)", name);
 }
 
+/* Bounds that keep every size computed from a config inside int / int64 arithmetic; each is far
+ * above any real Llama (vocab 128256, hidden 16384, 126 layers, 131072 positions). */
+enum {
+  AOQ_MODEL_MAX_WIDTH = 1 << 24,
+  AOQ_MODEL_MAX_POSITION = 1 << 24,
+  AOQ_MODEL_MAX_LAYERS = 1024,
+};
+
 aoq_status aoq_model_config_check(const aoq_model_config *c) {
   if (c->vocab_size <= 0 || c->hidden_size <= 0 || c->intermediate_size <= 0 || c->n_layers <= 0 ||
       c->n_heads <= 0 || c->n_kv_heads <= 0 || c->head_dim <= 0)
@@ -64,21 +74,51 @@ aoq_status aoq_model_config_check(const aoq_model_config *c) {
                    "num_key_value_heads %d",
                    c->n_heads, c->n_kv_heads);
   if (c->head_dim % 2) return aoq_err(AOQ_EFORMAT, "model config: head_dim %d is odd", c->head_dim);
-  if (c->max_position <= 0)
-    return aoq_err(AOQ_EFORMAT, "model config: max_position_embeddings %d", c->max_position);
+  if (c->max_position <= 0 || c->max_position > AOQ_MODEL_MAX_POSITION)
+    return aoq_err(AOQ_EFORMAT, "model config: max_position_embeddings %d (1..%d)", c->max_position,
+                   AOQ_MODEL_MAX_POSITION);
+  /* Row widths are int everywhere (device ops, step metadata): the widest must fit with room. */
+  int64_t qkv = ((int64_t)c->n_heads + 2 * (int64_t)c->n_kv_heads) * c->head_dim;
+  if (c->hidden_size > AOQ_MODEL_MAX_WIDTH || 2 * (int64_t)c->intermediate_size > AOQ_MODEL_MAX_WIDTH ||
+      qkv > AOQ_MODEL_MAX_WIDTH || c->vocab_size > AOQ_MODEL_MAX_WIDTH ||
+      c->n_layers > AOQ_MODEL_MAX_LAYERS)
+    return aoq_err(AOQ_EFORMAT,
+                   "model config: dimensions too large (hidden %d, 2*intermediate %lld, "
+                   "(heads+2*kv_heads)*head_dim %lld, vocab %d: at most %d each; layers %d: at "
+                   "most %d)",
+                   c->hidden_size, 2 * (long long)c->intermediate_size, (long long)qkv,
+                   c->vocab_size, AOQ_MODEL_MAX_WIDTH, c->n_layers, AOQ_MODEL_MAX_LAYERS);
+  for (int i = 0; i < c->n_eos; i++)
+    if (c->eos_ids[i] < 0 || c->eos_ids[i] >= c->vocab_size)
+      return aoq_err(AOQ_EFORMAT, "model config: eos_token_id %d outside the vocabulary [0, %d)",
+                     c->eos_ids[i], c->vocab_size);
+  if (c->bos_id < -1 || c->bos_id >= c->vocab_size)
+    return aoq_err(AOQ_EFORMAT, "model config: bos_token_id %d outside the vocabulary [0, %d)",
+                   c->bos_id, c->vocab_size);
   if (!(c->rms_eps > 0) || !(c->rope.theta > 0))
     return aoq_err(AOQ_EFORMAT, "model config: rms_norm_eps and rope_theta must be positive");
   return AOQ_OK;
 }
 
+/* A JSON number that is an integer in int range; the range test comes before the cast (a double
+ * outside int converts with undefined behaviour), and NaN fails it. */
+static bool json_as_int(const cJSON *v, int *out) {
+  if (!cJSON_IsNumber(v)) return false;
+  double d = v->valuedouble;
+  if (!(d >= (double)INT_MIN && d <= (double)INT_MAX) || d != floor(d)) return false;
+  *out = (int)d;
+  return true;
+}
+
 static int json_int(const cJSON *o, const char *key, int dflt, bool *ok) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
   if (!v || cJSON_IsNull(v)) return dflt;
-  if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble) {
+  int r;
+  if (!json_as_int(v, &r)) {
     *ok = false;
     return dflt;
   }
-  return (int)v->valuedouble;
+  return r;
 }
 
 static double json_num(const cJSON *o, const char *key, double dflt, bool *ok) {
@@ -95,16 +135,18 @@ static double json_num(const cJSON *o, const char *key, double dflt, bool *ok) {
 static aoq_status parse_eos(const cJSON *root, aoq_model_config *c) {
   const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id");
   if (!e || cJSON_IsNull(e)) return AOQ_OK;
+  int id;
   if (cJSON_IsNumber(e)) {
-    c->eos_ids[0] = (int32_t)e->valuedouble, c->n_eos = 1;
+    if (!json_as_int(e, &id)) return aoq_err(AOQ_EFORMAT, "eos_token_id: not an integer");
+    c->eos_ids[0] = id, c->n_eos = 1;
     return AOQ_OK;
   }
   if (!cJSON_IsArray(e)) return aoq_err(AOQ_EFORMAT, "eos_token_id: expected a number or a list");
   int n = 0;
   const cJSON *it;
   cJSON_ArrayForEach(it, e) {
-    if (!cJSON_IsNumber(it)) return aoq_err(AOQ_EFORMAT, "eos_token_id: non-numeric entry");
-    if (n < 4) c->eos_ids[n++] = (int32_t)it->valuedouble;
+    if (!json_as_int(it, &id)) return aoq_err(AOQ_EFORMAT, "eos_token_id: non-integer entry");
+    if (n < 4) c->eos_ids[n++] = id;
   }
   c->n_eos = n;
   return AOQ_OK;
@@ -274,5 +316,12 @@ aoq_status aoq_hf_config_load(const char *dir, aoq_model_config *cfg) {
   if (st != AOQ_OK) return st;
   st = aoq_hf_generation_config_parse(text, cfg);
   free(text);
-  return st;
+  /* generation_config.json may change bos/eos: check them against the vocabulary again */
+  if (st == AOQ_OK) st = aoq_model_config_check(cfg);
+  if (st != AOQ_OK) {
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", aoq_last_error());
+    return aoq_err(st, "%s: %s", path, detail);
+  }
+  return AOQ_OK;
 }

@@ -206,6 +206,63 @@ static void test_rope_config_both_transformers_styles(void **state) {
   free(bad);
 }
 
+/* A config.json whose values would overflow size arithmetic or index outside the vocabulary is a
+ * format error, never a model built with wrapped sizes. */
+static void test_config_huge_or_lying_values_are_format_errors(void **state) {
+  (void)state;
+  static const char base[] =
+      "{\"model_type\":\"llama\",\"vocab_size\":512,\"hidden_size\":256,"
+      "\"intermediate_size\":768,\"num_hidden_layers\":2,\"rms_norm_eps\":1e-05,"
+      "\"bos_token_id\":256,%s}";
+  static const struct {
+    const char *fields, *said;
+  } bad[] = {
+      /* (heads + 2 * kv_heads) * head_dim wraps a 32-bit int */
+      {"\"num_attention_heads\":2000000000,\"num_key_value_heads\":1000000000,\"head_dim\":2",
+       "too large"},
+      {"\"num_attention_heads\":8,\"head_dim\":32,\"max_position_embeddings\":2147483647",
+       "max_position_embeddings"},
+      {"\"num_attention_heads\":8,\"head_dim\":32,\"eos_token_id\":1e20", "eos_token_id"},
+      {"\"num_attention_heads\":8,\"head_dim\":32,\"eos_token_id\":[257,2.5]", "eos_token_id"},
+      {"\"num_attention_heads\":8,\"head_dim\":32,\"eos_token_id\":512", "eos_token_id"},
+      {"\"num_attention_heads\":8,\"head_dim\":32,\"eos_token_id\":-3", "eos_token_id"},
+      {"\"num_attention_heads\":8,\"head_dim\":32,\"max_position_embeddings\":1e10", "numeric"},
+      {"\"num_attention_heads\":8,\"num_key_value_heads\":8,\"head_dim\":4000000",
+       "too large"},
+  };
+  char text[1024];
+  aoq_model_config c;
+  snprintf(text, sizeof text, base, "\"num_attention_heads\":8,\"head_dim\":32");
+  assert_int_equal(aoq_hf_config_parse(text, &c), AOQ_OK);
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    snprintf(text, sizeof text, base, bad[i].fields);
+    aoq_status st = aoq_hf_config_parse(text, &c);
+    if (st != AOQ_EFORMAT || !strstr(aoq_last_error(), bad[i].said))
+      fail_msg("case %zu (%s): status %d, detail '%s'", i, bad[i].fields, (int)st,
+               aoq_last_error());
+  }
+  /* generation_config.json may not point bos/eos outside the vocabulary either */
+  char dir[] = "/tmp/aoq_test_gencfg_XXXXXX", path[256];
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  snprintf(text, sizeof text, base, "\"num_attention_heads\":8,\"head_dim\":32");
+  fputs(text, f);
+  fclose(f);
+  char gpath[256];
+  snprintf(gpath, sizeof gpath, "%s/generation_config.json", dir);
+  f = fopen(gpath, "w");
+  assert_non_null(f);
+  fputs("{\"bos_token_id\":100000,\"eos_token_id\":257}", f);
+  fclose(f);
+  assert_int_equal(aoq_hf_config_load(dir, &c), AOQ_EFORMAT);
+  assert_non_null(strstr(aoq_last_error(), "bos_token_id"));
+  unlink(gpath);
+  unlink(path);
+  rmdir(dir);
+}
+
 static void set_tied(cJSON *c) {
   cJSON_ReplaceItemInObject(c, "tie_word_embeddings", cJSON_CreateTrue());
 }
@@ -302,6 +359,7 @@ int main(void) {
       cmocka_unit_test(test_unsupported_architecture_and_model_type),
       cmocka_unit_test(test_missing_config_is_named),
       cmocka_unit_test(test_rope_config_both_transformers_styles),
+      cmocka_unit_test(test_config_huge_or_lying_values_are_format_errors),
       cmocka_unit_test(test_tied_embeddings),
       cmocka_unit_test(test_sharded_checkpoint_matches_single_file),
   };
