@@ -265,8 +265,12 @@ static aoq_status load_kv(aoq_model *m, const aoq_model_opts *o) {
   m->n_pages = want + 1; /* + the pad page 0 */
   int max_pos_blocks = (c->max_position + m->page_size - 1) / m->page_size;
   m->max_blocks = max_pos_blocks < want ? max_pos_blocks : want;
-  size_t per =
-      (size_t)m->n_pages * (size_t)m->page_size * (size_t)c->n_kv_heads * (size_t)c->head_dim * 2;
+  size_t per = 0, total = 0;
+  if (__builtin_mul_overflow((size_t)m->n_pages * (size_t)m->page_size,
+                             (size_t)c->n_kv_heads * (size_t)c->head_dim * 2, &per) ||
+      __builtin_mul_overflow(per, 2 * (size_t)c->n_layers, &total))
+    return aoq_err(AOQ_ENOMEM, "KV pool: %d pages of %d tokens x %d layers overflow the address space",
+                   m->n_pages, m->page_size, c->n_layers);
   m->kv = calloc((size_t)c->n_layers, sizeof *m->kv);
   m->free_pages = malloc((size_t)m->n_pages * sizeof(int32_t));
   m->seqs = calloc((size_t)m->max_seqs, sizeof *m->seqs);
@@ -275,8 +279,8 @@ static aoq_status load_kv(aoq_model *m, const aoq_model_opts *o) {
     m->seqs[i].table = malloc((size_t)m->max_blocks * sizeof(int32_t));
     if (!m->seqs[i].table) return aoq_err(AOQ_ENOMEM, "block tables: out of memory");
   }
-  AOQ_TRY(aoq_dev_alloc(m->dev, per * 2 * (size_t)c->n_layers, &m->kv_mem));
-  AOQ_TRY(aoq_dev_memset(m->dev, m->kv_mem, 0, per * 2 * (size_t)c->n_layers, NULL));
+  AOQ_TRY(aoq_dev_alloc(m->dev, total, &m->kv_mem));
+  AOQ_TRY(aoq_dev_memset(m->dev, m->kv_mem, 0, total, NULL));
   for (int l = 0; l < c->n_layers; l++) {
     m->kv[l] = (aoq_kv_cache){.k = (char *)m->kv_mem + per * 2 * (size_t)l,
                               .v = (char *)m->kv_mem + per * (2 * (size_t)l + 1),
@@ -289,7 +293,7 @@ static aoq_status load_kv(aoq_model *m, const aoq_model_opts *o) {
   /* Free list as a stack handing out low page ids first. */
   m->n_free = 0;
   for (int p = m->n_pages - 1; p >= 1; p--) m->free_pages[m->n_free++] = p;
-  m->info.kv_bytes = per * 2 * (uint64_t)c->n_layers;
+  m->info.kv_bytes = total;
   return AOQ_OK;
 }
 
@@ -325,8 +329,32 @@ static aoq_status load_config(aoq_model *m, const aoq_model_opts *o) {
   return aoq_tokenizer_bytes(&m->tok);
 }
 
+/* Pool sizes come from command lines and admin requests: bound them so that page and slot
+ * arithmetic (int32 KV slots = page * page_size + offset) cannot wrap. 0 or less = default. */
+enum {
+  MODEL_MAX_PAGE_SIZE = 1 << 16,
+  MODEL_MAX_SEQS = 1 << 16,
+  MODEL_MAX_BATCH_TOKENS = 1 << 20,
+};
+
+static aoq_status opts_check(const aoq_model_opts *o) {
+  if (o->page_size > MODEL_MAX_PAGE_SIZE || o->max_seqs > MODEL_MAX_SEQS ||
+      o->max_batch_tokens > MODEL_MAX_BATCH_TOKENS)
+    return aoq_err(AOQ_EINVAL,
+                   "model options: page_size %d (at most %d), max_seqs %d (at most %d), "
+                   "max_batch_tokens %d (at most %d)",
+                   o->page_size, MODEL_MAX_PAGE_SIZE, o->max_seqs, MODEL_MAX_SEQS,
+                   o->max_batch_tokens, MODEL_MAX_BATCH_TOKENS);
+  int64_t ps = o->page_size > 0 ? o->page_size : 16;
+  if (o->kv_pages > 0 && ((int64_t)o->kv_pages + 2) * ps > INT32_MAX)
+    return aoq_err(AOQ_EINVAL, "model options: %d KV pages of %lld tokens exceed 2^31 slots",
+                   o->kv_pages, (long long)ps);
+  return AOQ_OK;
+}
+
 aoq_status aoq_model_load(aoq_device *d, const aoq_model_opts *o, aoq_model **out) {
   if (!d || !o || !o->model || !out) return aoq_err(AOQ_EINVAL, "aoq_model_load: NULL argument");
+  AOQ_TRY(opts_check(o));
   double t0 = now_s();
   aoq_model *m = calloc(1, sizeof *m);
   if (!m) return aoq_err(AOQ_ENOMEM, "model: out of memory");

@@ -5,6 +5,7 @@
  * right), reconfiguration, step validation, and the host sampler.
  */
 #include <dirent.h>
+#include <limits.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -190,6 +191,32 @@ static void test_kv_pages_quota_and_reuse(void **state) {
   assert_int_equal(aoq_model_seq_open(m, &extra), AOQ_EQUOTA);
   for (int j = 0; j < 8; j++) aoq_model_seq_close(m, s[j]);
   aoq_model_free(m);
+}
+
+/* Pool sizes that would wrap the int32 KV slot arithmetic are refused before anything is built. */
+static void test_load_rejects_oversized_pools(void **state) {
+  (void)state;
+  static const struct {
+    int kv_pages, page_size, max_seqs, max_batch_tokens;
+  } bad[] = {
+      {0, INT_MAX, 0, 0},
+      {INT_MAX, 0, 0, 0},
+      {1 << 20, 1 << 16, 0, 0},
+      {0, 0, INT_MAX, 0},
+      {0, 0, 0, INT_MAX},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    aoq_model_opts o = {.model = "tiny",
+                        .synthetic = true,
+                        .kv_pages = bad[i].kv_pages,
+                        .page_size = bad[i].page_size,
+                        .max_seqs = bad[i].max_seqs,
+                        .max_batch_tokens = bad[i].max_batch_tokens};
+    aoq_model *m = NULL;
+    aoq_status st = aoq_model_load(dev, &o, &m);
+    if (st != AOQ_EINVAL || m) fail_msg("case %zu: status %d (%s)", i, (int)st, aoq_last_error());
+    assert_non_null(strstr(aoq_last_error(), "model options"));
+  }
 }
 
 static void test_step_rejects_bad_items(void **state) {
@@ -485,6 +512,7 @@ int main(void) {
       cmocka_unit_test(test_batching_does_not_change_a_sequence),
       cmocka_unit_test(test_kv_pages_quota_and_reuse),
       cmocka_unit_test(test_step_rejects_bad_items),
+      cmocka_unit_test(test_load_rejects_oversized_pools),
       cmocka_unit_test(test_single_linears_slice_fused_weights),
       cmocka_unit_test(test_reconfigure_keeps_sequences),
       cmocka_unit_test(test_overrides_pick_formats_per_layer),
