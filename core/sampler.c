@@ -15,11 +15,20 @@ static uint64_t mix(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+/* First index of the largest value; NaN never wins (all NaN: 0). */
 static int32_t argmax_f32(const float *x, int64_t n) {
   int64_t best = 0;
-  for (int64_t i = 1; i < n; i++)
+  while (best < n - 1 && x[best] != x[best]) best++;
+  for (int64_t i = best + 1; i < n; i++)
     if (x[i] > x[best]) best = i;
   return (int32_t)best;
+}
+
+/* Unnormalised softmax weight of logit v against the largest logit top; NaN (a NaN logit, or
+ * -inf * 0 at an infinite temperature) weighs nothing. */
+static double weight(float v, double top, double inv_t) {
+  double w = exp((v - top) * inv_t);
+  return w == w ? w : 0.0;
 }
 
 /* Keeps the K largest (value, index) pairs in a min-heap of size k. */
@@ -55,18 +64,22 @@ int32_t aoq_sample_host(const float *logits, int64_t vocab, aoq_sample_params *p
   p->seed += 0x9e3779b97f4a7c15ull;
   double u = (double)(mix(p->seed) >> 11) * (1.0 / 9007199254740992.0); /* [0, 1) */
   double inv_t = 1.0 / p->temperature;
+  int32_t best = argmax_f32(logits, vocab);
+  double top = logits[best];
+  /* A denormal temperature (1/T = inf) or a +inf logit leaves all the mass on the argmax; all
+   * -inf or NaN has no mass at all: both are greedy, not NaN sums. */
+  if (!isfinite(inv_t) || !isfinite(top)) return best;
   bool top_p = p->top_p > 0 && p->top_p < 1;
   if (p->top_k <= 0 && !top_p) { /* plain temperature over the whole vocabulary */
-    float top = logits[argmax_f32(logits, vocab)];
     double sum = 0;
-    for (int64_t i = 0; i < vocab; i++)
-      if (logits[i] == logits[i]) sum += exp((logits[i] - top) * inv_t);
+    for (int64_t i = 0; i < vocab; i++) sum += weight(logits[i], top, inv_t);
     double target = u * sum, acc = 0;
-    int32_t last = 0;
+    int32_t last = best;
     for (int64_t i = 0; i < vocab; i++) {
-      if (logits[i] != logits[i]) continue;
+      double w = weight(logits[i], top, inv_t);
+      if (w == 0) continue;
       last = (int32_t)i;
-      acc += exp((logits[i] - top) * inv_t);
+      acc += w;
       if (acc > target) return (int32_t)i;
     }
     return last;
@@ -87,27 +100,31 @@ int32_t aoq_sample_host(const float *logits, int64_t vocab, aoq_sample_params *p
       heap_down(c, k, 0);
     }
   }
-  if (n == 0) return 0;
+  if (n == 0) return best;
   qsort(c, (size_t)n, sizeof *c, cmp_desc);
-  double top = c[0].v, sum = 0;
-  for (int j = 0; j < n; j++) sum += exp((c[j].v - top) * inv_t);
+  double sum = 0;
+  for (int j = 0; j < n; j++) sum += weight(c[j].v, top, inv_t);
   int keep = n; /* top-p: the smallest prefix whose mass reaches top_p (at least one token) */
   if (top_p) {
     double acc = 0;
     for (int j = 0; j < n; j++) {
-      acc += exp((c[j].v - top) * inv_t) / sum;
+      acc += weight(c[j].v, top, inv_t) / sum;
       if (acc >= p->top_p) {
         keep = j + 1;
         break;
       }
     }
     sum = 0;
-    for (int j = 0; j < keep; j++) sum += exp((c[j].v - top) * inv_t);
+    for (int j = 0; j < keep; j++) sum += weight(c[j].v, top, inv_t);
   }
   double target = u * sum, acc = 0;
+  int32_t last = best;
   for (int j = 0; j < keep; j++) {
-    acc += exp((c[j].v - top) * inv_t);
+    double w = weight(c[j].v, top, inv_t);
+    if (w == 0) continue;
+    last = c[j].i;
+    acc += w;
     if (acc > target) return c[j].i;
   }
-  return c[keep - 1].i;
+  return last;
 }

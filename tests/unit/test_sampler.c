@@ -106,6 +106,40 @@ static void test_large_vocab_top_p(void **state) {
   free(l);
 }
 
+/* Logit and temperature edge cases still give the token the math says: NaN first never wins,
+ * +inf wins, a denormal temperature is greedy, an infinite one never picks a masked (-inf) token,
+ * all -inf returns a valid index. Every path (plain temperature, top-k, top-p) is covered. */
+static void test_nonfinite_logits_and_extreme_temperatures(void **state) {
+  (void)state;
+  float nan_first[8] = {NAN, 0, 0, 0, 0, 9.0f, 0, 0};
+  float pinf[8] = {0, 1, 2, INFINITY, 0, 0, 0, 0};
+  float masked[8] = {-INFINITY, 1, -INFINITY, 1, -INFINITY, 1, -INFINITY, 1};
+  float all_ninf[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  const struct {
+    int top_k;
+    float top_p;
+  } modes[] = {{0, 0}, {3, 0}, {0, 0.9f}, {100, 0.5f}};
+  aoq_sample_params g = {0};
+  assert_int_equal(aoq_sample_host(nan_first, 8, &g), 5);
+  for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+    for (uint64_t seed = 0; seed < 20; seed++) {
+      aoq_sample_params p = {.temperature = 1e-45f, .top_k = modes[m].top_k,
+                             .top_p = modes[m].top_p, .seed = seed};
+      if (aoq_sample_host(nan_first, 8, &p) != 5) fail_msg("mode %zu: nan_first", m);
+      p.temperature = 1.0f;
+      if (aoq_sample_host(pinf, 8, &p) != 3) fail_msg("mode %zu: +inf", m);
+      p.temperature = 1e-45f;
+      if (aoq_sample_host(pinf, 8, &p) != 3) fail_msg("mode %zu: +inf, tiny T", m);
+      p.temperature = INFINITY;
+      int32_t t = aoq_sample_host(masked, 8, &p);
+      if (t < 0 || t >= 8 || t % 2 == 0) fail_msg("mode %zu: masked token %d at T=inf", m, t);
+      p.temperature = 1.0f;
+      t = aoq_sample_host(all_ninf, 4, &p);
+      if (t < 0 || t >= 4) fail_msg("mode %zu: all -inf gave %d", m, t);
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_greedy),
@@ -113,6 +147,7 @@ int main(void) {
       cmocka_unit_test(test_temperature_matches_softmax),
       cmocka_unit_test(test_top_k_and_top_p_restrict_support),
       cmocka_unit_test(test_large_vocab_top_p),
+      cmocka_unit_test(test_nonfinite_logits_and_extreme_temperatures),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
