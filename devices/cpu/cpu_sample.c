@@ -86,8 +86,11 @@ typedef struct row_ctx {
   float inv_t, zmax;
 } row_ctx;
 
+/* z = logit / T; a masked (-inf) logit stays -inf even at T = inf, where -inf * 0 is NaN (a NaN
+ * z would take the top key and a NaN weight). */
 static float zval(const row_ctx *r, int64_t i) {
-  return ld_logit(r->lg, r->off + i, r->dt) * r->inv_t;
+  float z = ld_logit(r->lg, r->off + i, r->dt) * r->inv_t;
+  return isnan(z) ? -INFINITY : z;
 }
 
 /* The largest key K such that weight({i : key(z_i) >= K, key(z_i) >= floor}) >= target, where

@@ -154,11 +154,29 @@ static void test_sample_distribution_top_k_top_p(void **state) {
   aoq_device_close(d);
 }
 
+/* An infinite temperature flattens the kept tokens but never revives a masked (-inf or NaN)
+ * one: -inf * (1/inf) is NaN, which must still weigh nothing. */
+static void test_infinite_temperature_keeps_masked_tokens_out(void **state) {
+  (void)state;
+  aoq_device *d = open_cpu(0, 2);
+  int seen[8] = {0};
+  float lg[8] = {1, -INFINITY, 1, NAN, 1, -INFINITY, 1, -INFINITY};
+  for (uint64_t s = 0; s < 200; s++) {
+    int32_t t = sample1(d, lg, 8, INFINITY, 0, 1.0f, s);
+    if (t < 0 || t >= 8 || t % 2) fail_msg("seed %llu: token %d", (unsigned long long)s, t);
+    seen[t] = 1;
+  }
+  /* uniform over the four kept tokens: 200 draws see every one */
+  assert_true(seen[0] && seen[2] && seen[4] && seen[6]);
+  aoq_device_close(d);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_argmax_first_max_wins),
       cmocka_unit_test(test_sample_is_deterministic_and_greedy_at_zero),
       cmocka_unit_test(test_sample_distribution_top_k_top_p),
+      cmocka_unit_test(test_infinite_temperature_keeps_masked_tokens_out),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
