@@ -183,7 +183,8 @@ aoq_status aoq_hf_config_parse(const char *json, aoq_model_config *c) {
   c->n_layers = json_int(root, "num_hidden_layers", 0, &ok);
   c->n_heads = json_int(root, "num_attention_heads", 0, &ok);
   c->n_kv_heads = json_int(root, "num_key_value_heads", c->n_heads, &ok);
-  c->head_dim = json_int(root, "head_dim", c->n_heads ? c->hidden_size / c->n_heads : 0, &ok);
+  /* n_heads > 0: INT_MIN / -1 overflows (the check below refuses non-positive heads anyway) */
+  c->head_dim = json_int(root, "head_dim", c->n_heads > 0 ? c->hidden_size / c->n_heads : 0, &ok);
   c->max_position = json_int(root, "max_position_embeddings", 2048, &ok);
   c->rms_eps = (float)json_num(root, "rms_norm_eps", 1e-6, &ok);
   c->bos_id = json_int(root, "bos_token_id", -1, &ok);
