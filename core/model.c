@@ -523,9 +523,18 @@ static aoq_status find_linear(aoq_model *m, const char *name, aoq_qweight **w, i
     *w = &m->w->lm_head, *r0 = 0, *n = m->cfg.vocab_size;
     return AOQ_OK;
   }
-  int layer, used = 0;
-  if (sscanf(p, "layers.%d.%n", &layer, &used) == 1 && used > 0 && layer >= 0 &&
-      layer < m->cfg.n_layers) {
+  /* "layers.<i>." with i written as the checkpoint writes it: plain decimal digits, no sign, no
+   * leading zero, below n_layers (sscanf's %d would accept " +1" and wrap 2^32 to 0). */
+  int layer = -1, used = 0;
+  if (!strncmp(p, "layers.", 7)) {
+    const char *q = p + 7;
+    int64_t v = 0;
+    int digits = 0;
+    for (; *q >= '0' && *q <= '9' && digits < 10; q++, digits++) v = v * 10 + (*q - '0');
+    if (digits > 0 && *q == '.' && !(digits > 1 && p[7] == '0') && v < m->cfg.n_layers)
+      layer = (int)v, used = (int)(q + 1 - p);
+  }
+  if (layer >= 0) {
     for (int kind = 0; kind < AOQ_LIN_PER_LAYER; kind++) {
       const char *parts[3];
       int64_t rows[3], k, off = 0;

@@ -305,6 +305,15 @@ static void test_single_linears_slice_fused_weights(void **state) {
                    AOQ_ENOTFOUND);
   assert_int_equal(aoq_model_linear_shape(m, "model.layers.0.mlp.foo", &n, &k), AOQ_ENOTFOUND);
   assert_non_null(strstr(aoq_last_error(), "model.layers.0.mlp.foo"));
+  /* A client names layers: a number that wraps int, or one written loosely, names no layer
+   * (2^32 used to wrap to layer 0). */
+  static const char *no_layer[] = {"model.layers.4294967296.mlp.down_proj",
+                                   "model.layers.-0.mlp.down_proj", "model.layers.+1.mlp.down_proj",
+                                   "model.layers. 1.mlp.down_proj", "model.layers.01.mlp.down_proj",
+                                   "model.layers.99999999999999999999.mlp.down_proj"};
+  for (size_t i = 0; i < sizeof no_layer / sizeof no_layer[0]; i++)
+    if (aoq_model_linear_shape(m, no_layer[i], &n, &k) != AOQ_ENOTFOUND)
+      fail_msg("'%s' resolved to a layer", no_layer[i]);
   aoq_model_free(m);
 }
 
