@@ -3,20 +3,23 @@
  * libFuzzer (gcc): a seeded mutation loop over a seed corpus, run for a time limit, meant to be
  * built with ASan+UBSan so that a memory error or undefined behaviour aborts the run.
  *
- *   fuzz_safetensors_driver [--seconds S] [--seed N] [--iterations N] [--max-len BYTES]
- *                           [--crash-dir DIR] [--replay] [--quiet] [--verbose] PATH...
+ *   fuzz_<target>_driver [--seconds S] [--seed N] [--iterations N] [--max-len BYTES]
+ *                        [--crash-dir DIR] [--replay] [--quiet] [--verbose] PATH...
  *
  * PATHs are seed files or folders of seed files (not recursive). Mutations: bit flips, byte sets,
- * dictionary token inserts, range deletes and copies, number rewrites, truncations, header-length
- * edits, splices of two seeds (prefix/suffix and header/data). Most mutations land in the header
- * (that is where the parser looks), and a header edit is usually followed by a fix-up of the
- * length prefix so that mutants get past the first check. Feedback without coverage
+ * dictionary token inserts, range deletes and copies, number rewrites, truncations, splices of
+ * two seeds. What the target declares (all optional, weak symbols below) shapes them:
+ * fuzz_dict (its tokens), fuzz_length_prefixed (the input starts with a little-endian u64 header
+ * length, as safetensors does: then most mutations land in the header, header-length edits and
+ * header/data splices join in, and a header edit is usually followed by a fix-up of the length
+ * prefix so that mutants get past the first check), fuzz_builtin_seeds (well-formed inputs that
+ * need no seed folder). Feedback without coverage
  * instrumentation: an input whose outcome (the error detail with names and numbers blanked, or
  * "accepted") was not seen before joins the pool, and so does one accepted mutant in 64.
  *
- * On a crash the input is written to DIR/crash-<seed>.bin (default: the current folder) before
- * the process dies; `--replay FILE` runs saved inputs once each. Exit status 0 when the time is
- * up, 2 on bad usage or no seeds.
+ * On a crash the input is written to DIR/crash-<target>-<seed>.bin (default: the current folder)
+ * before the process dies; `--replay FILE` runs saved inputs once each. Exit status 0 when the time
+ * is up, 2 on bad usage or no seeds.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -39,6 +42,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * With them an outcome is the set of phrases in the error detail; without them, the detail with
  * quoted text and digits blanked. */
 extern const char *const fuzz_outcome_words[] __attribute__((weak));
+/* Optional, from the target: a summary of what the last run saw (message type, format kind...),
+ * mixed into its outcome so that accepted inputs of different kinds count as different. */
+extern uint64_t fuzz_outcome_extra(void) __attribute__((weak));
+/* Optional, from the target: NULL-terminated tokens that mutations insert (else a JSON set). */
+extern const char *const fuzz_dict[] __attribute__((weak));
+/* Optional, from the target: nonzero when inputs start with a u64 LE header length. */
+extern const int fuzz_length_prefixed __attribute__((weak));
+/* Optional, from the target: adds well-formed inputs through add(). */
+extern void fuzz_builtin_seeds(int (*add)(const uint8_t *p, size_t len)) __attribute__((weak));
 
 /* Provided by ASan/UBSan builds; absent (NULL) otherwise. */
 extern void __sanitizer_set_death_callback(void (*cb)(void)) __attribute__((weak));
@@ -154,29 +166,6 @@ static int load_path(const char *path, size_t max_len) {
   return count;
 }
 
-/* A few well-formed images, so that the driver has valid inputs even with no seed folders. */
-static void add_builtin_seeds(void) {
-  static const char *const hdrs[] = {
-      "{}",
-      "{\"__metadata__\":{\"format\":\"pt\"},"
-      "\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]},"
-      "\"b\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[16,22]}}",
-      "{\"q.scale\":{\"dtype\":\"U8\",\"shape\":[2,4],\"data_offsets\":[0,8]},"
-      "\"__metadata__\":{\"q.scale.dtype\":\"torch.float8_e8m0fnu\"},"
-      "\"s\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[8,16]},"
-      "\"z\":{\"dtype\":\"I64\",\"shape\":[0,5],\"data_offsets\":[16,16]}}",
-  };
-  for (size_t i = 0; i < sizeof hdrs / sizeof hdrs[0]; i++) {
-    uint8_t buf[512];
-    size_t h = strlen(hdrs[i]), hp = (h + 7) & ~(size_t)7, len = 8 + hp + 24;
-    for (int k = 0; k < 8; k++) buf[k] = (uint8_t)(((uint64_t)hp >> (8 * k)) & 0xff);
-    memcpy(buf + 8, hdrs[i], h);
-    memset(buf + 8 + h, ' ', hp - h);
-    for (size_t k = 8 + hp; k < len; k++) buf[k] = (uint8_t)(k * 37);
-    pool_add(buf, len);
-  }
-}
-
 static uint64_t hash_bytes(const void *p, size_t n, uint64_t h) {
   const uint8_t *b = p;
   for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
@@ -197,11 +186,16 @@ static int seen_add(uint64_t h) {
   }
 }
 
-/* The outcome of a run: the error detail with quoted text and digits blanked, so that "tensor
+/* The outcome of a run: the error detail with quoted text ("..." or '...') and digits blanked, so
+ * that "tensor
  * "x": shape[2] ..." and "tensor "y": shape[0] ..." count as one. The target's calls leave the
  * detail empty when the input is accepted (run_one clears it before). */
 static uint64_t outcome_hash(int accepted) {
   uint64_t h = 0xcbf29ce484222325ull;
+  if (fuzz_outcome_extra) {
+    uint64_t x = fuzz_outcome_extra();
+    h = hash_bytes(&x, sizeof x, h);
+  }
   if (accepted) return h ^ 0x5a5a5a5a;
   if (fuzz_outcome_words) {
     const char *detail = aoq_last_error();
@@ -210,13 +204,23 @@ static uint64_t outcome_hash(int accepted) {
     }
     return h;
   }
-  int quoted = 0;
+  char quote = 0; /* the quote character of the quoted text we are in, or 0 */
   for (const char *s = aoq_last_error(); *s; s++) {
-    if (*s == '"') {
-      quoted = !quoted;
+    if (quote) {
+      if (*s == quote) quote = 0;
       continue;
     }
-    if (quoted || (*s >= '0' && *s <= '9')) continue;
+    if (*s == '"' || *s == '\'') {
+      quote = *s;
+      continue;
+    }
+    if (*s >= '0' && *s <= '9') { /* a number, hex ones included: 0xF9 */
+      while ((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f') || (*s >= 'A' && *s <= 'F') ||
+             *s == 'x')
+        s++;
+      s--;
+      continue;
+    }
     h = hash_bytes(s, 1, h);
   }
   return h;
@@ -271,7 +275,8 @@ static void set_hlen(buf *b, uint64_t h) {
   for (int i = 0; i < 8; i++) b->p[i] = (uint8_t)((h >> (8 * i)) & 0xff);
 }
 
-static const char *const dict[] = {
+/* Tokens of JSON and of the safetensors header, for targets without their own fuzz_dict. */
+static const char *const json_dict[] = {
     "{",
     "}",
     "[",
@@ -312,7 +317,11 @@ static const char *const dict[] = {
     "[0,0]",
     "[1,1,1,1,1,1,1,1,1]",
     "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},",
+    NULL,
 };
+static const char *const *dict = json_dict;
+static size_t ndict;
+static int prefixed; /* fuzz_length_prefixed */
 
 static const char *const numbers[] = {"0",
                                       "1",
@@ -333,45 +342,50 @@ static const char *const numbers[] = {"0",
                                       "1e3",
                                       "0.0"};
 
-/* Position for a mutation: mostly inside the claimed header, where the parser looks. */
+/* Position for a mutation: with a length prefix mostly inside the claimed header, where the
+ * parser looks; anywhere otherwise. */
 static size_t pick_pos(const buf *b, size_t extra) {
   size_t limit = b->len + extra;
   uint64_t h = get_hlen(b);
-  if (b->len > 8 && rnd_below(10) < 8) {
+  if (prefixed && b->len > 8 && rnd_below(10) < 8) {
     size_t hdr_end = h <= b->len - 8 ? (size_t)h + 8 : b->len;
     if (hdr_end + extra < limit) limit = hdr_end + extra;
   }
   return rnd_below(limit);
 }
 
-/* One mutation; returns the change in length that happened inside the header (for the fix-up). */
+/* One mutation; returns the change in length that happened inside the header (for the fix-up).
+ * Without a length prefix the whole input is the "header" [hs, hdr_end). */
 static long mutate_once(buf *b) {
   uint64_t h = get_hlen(b);
-  size_t hdr_end = b->len >= 8 && h <= b->len - 8 ? (size_t)h + 8 : 0;
-  switch (rnd_below(12)) {
+  size_t hs = prefixed ? 8 : 0;
+  size_t hdr_end = !prefixed ? b->len : b->len >= 8 && h <= b->len - 8 ? (size_t)h + 8 : 0;
+  size_t r = rnd_below(12);
+  if (!prefixed && (r == 8 || r == 11)) r = r == 8 ? 1 : 10; /* no length, no data section */
+  switch (r) {
     case 0: /* bit flip */
       if (b->len) b->p[pick_pos(b, 0) % b->len] ^= (uint8_t)(1u << rnd_below(8));
       return 0;
     case 1: { /* interesting byte */
-      static const uint8_t v[] = {0,   0xff, 0x7f, 0x80, '"', '{', '}', '[',  ']',  ',',
-                                  ':', '-',  '0',  '9',  'e', '.', ' ', '\\', 0xc3, 0xa9};
+      static const uint8_t v[] = {0,   0xff, 0x7f, 0x80, '"', '{', '}',  '[',  ']',  ',', ':',
+                                  '-', '0',  '9',  'e',  '.', ' ', '\\', 0xc3, 0xa9, 1,   2};
       if (b->len) b->p[pick_pos(b, 0) % b->len] = v[rnd_below(sizeof v)];
       return 0;
     }
     case 2:
     case 3: { /* dictionary token */
-      const char *t = dict[rnd_below(sizeof dict / sizeof dict[0])];
+      const char *t = dict[rnd_below(ndict)];
       size_t at = pick_pos(b, 1), n = strlen(t);
       if (at > b->len) at = b->len;
       buf_insert(b, at, t, n);
-      return at >= 8 && at < hdr_end ? (long)n : 0;
+      return at >= hs && at < hdr_end ? (long)n : 0;
     }
     case 4: { /* delete a range */
       if (!b->len) return 0;
       size_t at = pick_pos(b, 0) % b->len, n = 1 + rnd_below(16);
       if (n > b->len - at) n = b->len - at;
       buf_erase(b, at, n);
-      return at >= 8 && at + n <= hdr_end ? -(long)n : 0;
+      return at >= hs && at + n <= hdr_end ? -(long)n : 0;
     }
     case 5: { /* copy a range elsewhere (repeats entries, keys, numbers) */
       if (b->len < 2) return 0;
@@ -382,12 +396,12 @@ static long mutate_once(buf *b) {
       size_t at = pick_pos(b, 1);
       if (at > b->len) at = b->len;
       buf_insert(b, at, tmp, n);
-      return at >= 8 && at < hdr_end ? (long)n : 0;
+      return at >= hs && at < hdr_end ? (long)n : 0;
     }
     case 6:
     case 7: { /* rewrite a number of the header: dims and offsets */
-      if (hdr_end <= 8) return 0;
-      size_t at = 8 + rnd_below(hdr_end - 8), tries = 0;
+      if (hdr_end <= hs) return 0;
+      size_t at = hs + rnd_below(hdr_end - hs), tries = 0;
       while (at < hdr_end && !(b->p[at] >= '0' && b->p[at] <= '9') && tries++ < 256) at++;
       if (at >= hdr_end || !(b->p[at] >= '0' && b->p[at] <= '9')) return 0;
       size_t end = at;
@@ -485,14 +499,14 @@ static double now_s(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void usage(FILE *to) {
+static void usage(FILE *to, const char *prog) {
   fprintf(to,
-          "usage: fuzz_safetensors_driver [--seconds S] [--seed N] [--iterations N]\n"
-          "                               [--max-len BYTES] [--crash-dir DIR] [--replay]\n"
-          "                               [--quiet] [--verbose] PATH...\n"
+          "usage: %s [--seconds S] [--seed N] [--iterations N]\n"
+          "         [--max-len BYTES] [--crash-dir DIR] [--replay] [--quiet] [--verbose] PATH...\n"
           "Mutates the seed files (or folders of them) in PATH and runs the target for S\n"
           "seconds (default 10). --replay runs each file once and exits; --verbose prints\n"
-          "each new outcome.\n");
+          "each new outcome.\n",
+          prog);
 }
 
 int main(int argc, char **argv) {
@@ -508,7 +522,7 @@ int main(int argc, char **argv) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage(stdout);
+      usage(stdout, argv[0]);
       return 0;
     } else if (!strcmp(a, "--replay")) {
       replay = 1;
@@ -528,7 +542,7 @@ int main(int argc, char **argv) {
       crash_dir = v, i++;
     } else if (a[0] == '-') {
       fprintf(stderr, "fuzz: unknown or incomplete option %s\n", a);
-      usage(stderr);
+      usage(stderr, argv[0]);
       return 2;
     } else if (npaths < 256) {
       paths[npaths++] = a;
@@ -538,13 +552,23 @@ int main(int argc, char **argv) {
     fprintf(stderr, "fuzz: --seconds must be > 0 and --max-len >= 8\n");
     return 2;
   }
-  snprintf(crash_path, sizeof crash_path, "%s/crash-%llu.bin", crash_dir, (unsigned long long)seed);
+  /* crash-<target>-<seed>.bin: fuzz_config_driver -> crash-config-1.bin */
+  const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+  size_t plen = strlen(prog);
+  if (!strncmp(prog, "fuzz_", 5)) prog += 5, plen -= 5;
+  if (plen > 7 && !strcmp(prog + plen - 7, "_driver")) plen -= 7;
+  snprintf(crash_path, sizeof crash_path, "%s/crash-%.*s-%llu.bin", crash_dir, (int)plen, prog,
+           (unsigned long long)seed);
   if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(save_crash);
   signal(SIGSEGV, on_signal);
   signal(SIGBUS, on_signal);
   signal(SIGILL, on_signal);
   signal(SIGFPE, on_signal);
   signal(SIGABRT, on_signal);
+  if (fuzz_dict) dict = fuzz_dict;
+  for (ndict = 0; dict[ndict]; ndict++) {
+  }
+  prefixed = &fuzz_length_prefixed != NULL && fuzz_length_prefixed;
   rng = seed * 0x9e3779b97f4a7c15ull + 0x1234567;
   if (!rng) rng = 1;
 
@@ -562,7 +586,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < npaths; i++) {
     if (load_path(paths[i], max_len) < 0) return 2;
   }
-  add_builtin_seeds();
+  if (fuzz_builtin_seeds) fuzz_builtin_seeds(pool_add);
   nseeds = npool;
   /* Run every seed once and record its outcome. */
   unsigned long long runs = 0, accepted = 0, added = 0;
@@ -591,7 +615,7 @@ int main(int argc, char **argv) {
     if (alt->len < src->len && rnd_below(4) != 0) src = alt;
     buf_set(&b, src->p, src->len);
     uint64_t h0 = get_hlen(&b);
-    int consistent = b.len >= 8 && h0 <= b.len - 8;
+    int consistent = prefixed && b.len >= 8 && h0 <= b.len - 8;
     long delta = 0;
     size_t nmut = 1 + rnd_below(rnd_below(2) ? 2 : 8);
     for (size_t k = 0; k < nmut; k++) delta += mutate_once(&b);

@@ -55,6 +55,35 @@ const char *const fuzz_outcome_words[] = {
     NULL,
 };
 
+/* For fuzz_main.c: inputs start with the u64 header length. */
+extern const int fuzz_length_prefixed;
+const int fuzz_length_prefixed = 1;
+
+/* For fuzz_main.c: a few well-formed images, so that the driver has valid inputs even with no
+ * seed folders. */
+void fuzz_builtin_seeds(int (*add)(const uint8_t *p, size_t len));
+void fuzz_builtin_seeds(int (*add)(const uint8_t *p, size_t len)) {
+  static const char *const hdrs[] = {
+      "{}",
+      "{\"__metadata__\":{\"format\":\"pt\"},"
+      "\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]},"
+      "\"b\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[16,22]}}",
+      "{\"q.scale\":{\"dtype\":\"U8\",\"shape\":[2,4],\"data_offsets\":[0,8]},"
+      "\"__metadata__\":{\"q.scale.dtype\":\"torch.float8_e8m0fnu\"},"
+      "\"s\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[8,16]},"
+      "\"z\":{\"dtype\":\"I64\",\"shape\":[0,5],\"data_offsets\":[16,16]}}",
+  };
+  for (size_t i = 0; i < sizeof hdrs / sizeof hdrs[0]; i++) {
+    uint8_t buf[512];
+    size_t h = strlen(hdrs[i]), hp = (h + 7) & ~(size_t)7, len = 8 + hp + 24;
+    for (int k = 0; k < 8; k++) buf[k] = (uint8_t)(((uint64_t)hp >> (8 * k)) & 0xff);
+    memcpy(buf + 8, hdrs[i], h);
+    memset(buf + 8 + h, ' ', hp - h);
+    for (size_t k = 8 + hp; k < len; k++) buf[k] = (uint8_t)(k * 37);
+    add(buf, len);
+  }
+}
+
 /* volatile so that the reads of tensor bytes are not optimised away */
 static volatile uint8_t fuzz_sink;
 
