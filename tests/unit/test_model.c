@@ -19,6 +19,7 @@
 #include <cmocka.h>
 // clang-format on
 
+#include "base/error.h"
 #include "base/numerics.h"
 #include "core/llama_internal.h"
 #include "core/model.h"
@@ -216,6 +217,35 @@ static void test_load_rejects_oversized_pools(void **state) {
     aoq_status st = aoq_model_load(dev, &o, &m);
     if (st != AOQ_EINVAL || m) fail_msg("case %zu: status %d (%s)", i, (int)st, aoq_last_error());
     assert_non_null(strstr(aoq_last_error(), "model options"));
+  }
+}
+
+/* Every allocation that can fail during a load (device buffers, quantization scratch) fails
+ * cleanly: an error status, no model, and nothing leaked (LeakSanitizer checks at exit). */
+static void test_load_survives_every_allocation_failure(void **state) {
+  (void)state;
+  const char *configs[] = {"bf16", "int4wo-128"};
+  for (size_t c = 0; c < sizeof configs / sizeof configs[0]; c++) {
+    long n = 1;
+    for (;; n++) {
+      aoq_model_opts o = {.model = "tiny",
+                          .synthetic = true,
+                          .config = configs[c],
+                          .max_seqs = 2,
+                          .max_batch_tokens = 16};
+      aoq_model *m = NULL;
+      aoq_fault_arm(n);
+      aoq_status st = aoq_model_load(dev, &o, &m);
+      aoq_fault_arm(0);
+      if (st == AOQ_OK) {
+        assert_non_null(m);
+        aoq_model_free(m);
+        break;
+      }
+      if (m) fail_msg("%s, fault %ld: status %d but a model", configs[c], n, (int)st);
+      assert_true(n < 10000);
+    }
+    assert_true(n > 10); /* the sweep did reach the allocations */
   }
 }
 
@@ -522,6 +552,7 @@ int main(void) {
       cmocka_unit_test(test_kv_pages_quota_and_reuse),
       cmocka_unit_test(test_step_rejects_bad_items),
       cmocka_unit_test(test_load_rejects_oversized_pools),
+      cmocka_unit_test(test_load_survives_every_allocation_failure),
       cmocka_unit_test(test_single_linears_slice_fused_weights),
       cmocka_unit_test(test_reconfigure_keeps_sequences),
       cmocka_unit_test(test_overrides_pick_formats_per_layer),
