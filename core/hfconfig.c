@@ -5,6 +5,7 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -121,10 +122,12 @@ static int json_int(const cJSON *o, const char *key, int dflt, bool *ok) {
   return r;
 }
 
+/* A JSON number that fits a float (every caller stores one: a double outside float range
+ * converts with undefined behaviour). */
 static double json_num(const cJSON *o, const char *key, double dflt, bool *ok) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
   if (!v || cJSON_IsNull(v)) return dflt;
-  if (!cJSON_IsNumber(v)) {
+  if (!cJSON_IsNumber(v) || !(fabs(v->valuedouble) <= FLT_MAX)) {
     *ok = false;
     return dflt;
   }

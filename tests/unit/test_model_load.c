@@ -229,6 +229,11 @@ static void test_config_huge_or_lying_values_are_format_errors(void **state) {
       {"\"num_attention_heads\":8,\"head_dim\":32,\"max_position_embeddings\":1e10", "numeric"},
       {"\"num_attention_heads\":8,\"num_key_value_heads\":8,\"head_dim\":4000000",
        "too large"},
+      /* beyond float range: would convert to float with undefined behaviour */
+      {"\"num_attention_heads\":8,\"head_dim\":32,\"rope_theta\":1e300", "numeric"},
+      {"\"num_attention_heads\":8,\"head_dim\":32,\"rope_scaling\":{\"rope_type\":\"llama3\","
+       "\"factor\":1e39,\"original_max_position_embeddings\":64}",
+       "factor"},
   };
   char text[1024];
   aoq_model_config c;
