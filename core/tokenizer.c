@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/error.h"
 #include "core/utf8.h"
@@ -501,18 +502,28 @@ aoq_status aoq_tokenizer_load_text(const char *json, size_t len, aoq_tokenizer *
   return s;
 }
 
+/* Llama 3's tokenizer.json is 9 MB; the largest in common use are a few tens of MB. */
+#define TOKENIZER_MAX_FILE (256 << 20)
+
 aoq_status aoq_tokenizer_load(const char *path, aoq_tokenizer **out) {
   if (!path || !out) return aoq_err(AOQ_EINVAL, "aoq_tokenizer_load: NULL argument");
   *out = NULL;
   FILE *f = fopen(path, "rb");
   if (!f) return aoq_err(AOQ_EIO, "%s: cannot open", path);
   char *data = NULL;
-  long size = -1;
-  if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-  if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
+  /* A regular file of a bounded size: a directory's "size" (ftell after SEEK_END) can be
+   * LONG_MAX, and a huge file would be read whole before the parser could say no. */
+  struct stat sb;
+  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
     fclose(f);
-    return aoq_err(AOQ_EIO, "%s: cannot determine the size", path);
+    return aoq_err(AOQ_EIO, "%s: not a regular file", path);
   }
+  if (sb.st_size > TOKENIZER_MAX_FILE) {
+    fclose(f);
+    return aoq_err(AOQ_EFORMAT, "%s: %lld bytes, larger than the %d MiB a tokenizer.json may have",
+                   path, (long long)sb.st_size, TOKENIZER_MAX_FILE >> 20);
+  }
+  long size = (long)sb.st_size;
   data = tk_malloc((size_t)size + 1);
   if (!data) {
     fclose(f);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 // clang-format off: cmocka.h needs setjmp.h, stdarg.h and stddef.h before it
 #include <cmocka.h>
@@ -583,6 +584,28 @@ static void test_mutated_json_never_crashes(void **state) {
   assert_true(bad > 0);
 }
 
+/* tokenizer.json must be a regular file of a sane size: a directory or a 257 MiB (sparse) file
+ * is refused up front, without reading it whole. */
+static void test_load_refuses_directories_and_huge_files(void **state) {
+  (void)state;
+  char dir[] = "/tmp/aoq_test_tokdir_XXXXXX", path[128];
+  assert_non_null(mkdtemp(dir));
+  aoq_tokenizer *t = NULL;
+  assert_int_equal(aoq_tokenizer_load(dir, &t), AOQ_EIO);
+  assert_null(t);
+  assert_non_null(strstr(aoq_last_error(), "regular file"));
+  snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(ftruncate(fileno(f), (off_t)257 << 20), 0);
+  fclose(f);
+  assert_int_equal(aoq_tokenizer_load(path, &t), AOQ_EFORMAT);
+  assert_null(t);
+  assert_non_null(strstr(aoq_last_error(), "larger than"));
+  unlink(path);
+  rmdir(dir);
+}
+
 int main(void) {
   const struct CMUnitTest llama[] = {
       cmocka_unit_test(test_llama_specials_and_sizes),
@@ -599,6 +622,7 @@ int main(void) {
       cmocka_unit_test(test_malformed_json_is_eformat),
       cmocka_unit_test(test_allocation_failures_are_enomem),
       cmocka_unit_test(test_mutated_json_never_crashes),
+      cmocka_unit_test(test_load_refuses_directories_and_huge_files),
   };
   int fails = cmocka_run_group_tests_name("tokenizer_llama31", llama, setup_llama, teardown_llama);
   fails += cmocka_run_group_tests_name("tokenizer", other, NULL, NULL);
