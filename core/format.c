@@ -622,6 +622,55 @@ void aoq_format_overrides_free(aoq_format_overrides *o) {
   free(o);
 }
 
+/* Upper bound of the nodes glibc's regcomp builds for an ERE: it copies a repeated atom once per
+ * count (a{3,5} -> 5 copies, a+ -> a a*), so nested and stacked counts multiply ("a++++..." or
+ * "((a{999}){999})" take gigabytes). Overrides patterns above the bound are refused. */
+#define AOQ_REGEX_MAX_NODES 65536.0
+static double regex_nodes(const char *p) {
+  double outer[32], cur = 0, last = 0; /* nodes so far in each open group; of the last atom */
+  int depth = 0;
+  for (; *p && cur <= AOQ_REGEX_MAX_NODES; p++) {
+    if (*p == '(' || *p == ')') {
+      if (*p == '(' && depth == 32) return 2 * AOQ_REGEX_MAX_NODES;
+      if (*p == '(')
+        outer[depth++] = cur, cur = last = 0;
+      else if (depth > 0)
+        last = cur, cur = outer[--depth] + last;
+    } else if (*p == '*' || *p == '+' || *p == '?' || *p == '{') {
+      double k = 2;
+      if (*p == '{') {
+        char *e;
+        unsigned long lo = strtoul(p + 1, &e, 10), hi = lo;
+        if (*e == ',') { /* {n,m}, or {n,}: n copies and a star */
+          hi = lo + 1;
+          if (isdigit((unsigned char)e[1]))
+            hi = strtoul(e + 1, &e, 10);
+          else
+            e++;
+        }
+        k = (double)(hi > lo ? hi : lo) + 1;
+        p = *e == '}' ? e : p;
+      }
+      cur += last * (k - 1), last *= k;
+    } else {
+      if (*p == '\\' && p[1]) {
+        p++;
+      } else if (*p == '[') { /* one atom: []a], [^]a], [[:alpha:]] */
+        p += p[1] == '^' ? 2 : 1;
+        if (*p == ']') p++;
+        while (*p && *p != ']') {
+          char *end = (*p == '[' && strchr(":.=", p[1]) && p[1]) ? strstr(p + 2, "]") : NULL;
+          p = end ? end + 1 : p + 1;
+        }
+        if (!*p) break;
+      }
+      cur += 1, last = 1;
+    }
+  }
+  while (depth > 0) cur += outer[--depth];
+  return cur;
+}
+
 /* Splits the next whitespace-separated token of the line at *p; NULL at end or at a comment. */
 static char *next_token(char **p) {
   char *s = *p;
@@ -662,6 +711,9 @@ static aoq_status overrides_add_line(aoq_format_overrides *o, char *line, int li
   } else if (strncmp(pat, "re:", 3) == 0) {
     r.kind = RULE_REGEX;
     if (!pat[3]) return aoq_err(AOQ_EFORMAT, "overrides line %d: empty regex", lineno);
+    if (regex_nodes(pat + 3) > AOQ_REGEX_MAX_NODES)
+      return aoq_err(AOQ_EFORMAT, "overrides line %d: regex '%s' repeats too much (> %.0f nodes)",
+                     lineno, pat + 3, AOQ_REGEX_MAX_NODES);
     int rc = regcomp(&r.re, pat + 3, REG_EXTENDED | REG_NOSUB);
     if (rc != 0) {
       char msg[128];
