@@ -4,6 +4,7 @@
  * The text goes to stdout as it is generated; prefill and decode speed to stderr.
  * Exit codes: 0 ok, 1 runtime error, 2 usage error.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -50,6 +51,18 @@ static bool parse_num(const char *s, double lo, double hi, double *out) {
   return true;
 }
 
+/* A decimal integer in [0, hi]: every uint64 seed (a double would round seeds past 2^53 and
+ * could not reach 2^64 - 1), and counts without fractions. */
+static bool parse_uint(const char *s, uint64_t hi, uint64_t *out) {
+  if (!s || !isdigit((unsigned char)s[0])) return false; /* strtoull would take "-1" */
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || *end || v > hi) return false;
+  *out = v;
+  return true;
+}
+
 static int fail(const char *what, aoq_status s) {
   fprintf(stderr, "aoq-run: %s: %s: %s\n", what, aoq_strerror(s), aoq_last_error());
   return 1;
@@ -59,7 +72,8 @@ int main(int argc, char **argv) {
   const char *model = NULL, *config = "bf16", *overrides = NULL, *prompt = "Once upon a time";
   const char *device = "auto", *cache_dir = NULL;
   bool synthetic = false, stop = true;
-  double max_tokens = 32, seed = 0, temperature = 0, top_p = 1, top_k = 0;
+  double temperature = 0, top_p = 1;
+  uint64_t max_tokens = 32, seed = 0, top_k = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -93,15 +107,15 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--device"))
       device = v;
     else if (!strcmp(a, "--max-tokens"))
-      ok = ok && parse_num(v, 0, 1e7, &max_tokens);
+      ok = ok && parse_uint(v, 10000000, &max_tokens);
     else if (!strcmp(a, "--seed"))
-      ok = ok && parse_num(v, 0, 1.8e19, &seed);
+      ok = ok && parse_uint(v, UINT64_MAX, &seed);
     else if (!strcmp(a, "--temperature"))
       ok = ok && parse_num(v, 0, 100, &temperature);
     else if (!strcmp(a, "--top-p"))
       ok = ok && parse_num(v, 0, 1, &top_p);
     else if (!strcmp(a, "--top-k"))
-      ok = ok && parse_num(v, 0, 1e9, &top_k);
+      ok = ok && parse_uint(v, 1000000000, &top_k);
     else {
       fprintf(stderr, "aoq-run: unknown option '%s'\n", a);
       usage(stderr);
@@ -124,7 +138,7 @@ int main(int argc, char **argv) {
   if (s) return fail("device", s);
   aoq_model_opts o = {.model = model,
                       .synthetic = synthetic,
-                      .seed = (uint64_t)seed,
+                      .seed = seed,
                       .config = config,
                       .cache_dir = cache_dir,
                       .overrides = overrides,
@@ -181,7 +195,7 @@ int main(int argc, char **argv) {
   aoq_sample_params sp = {.temperature = (float)temperature,
                           .top_p = (float)top_p,
                           .top_k = (int)top_k,
-                          .seed = (uint64_t)seed};
+                          .seed = seed};
   int n_out = 0;
   size_t printed = 0;
   /* Ids past the tokenizer's vocabulary (the tiny model has 512 rows, the bytes tokenizer 259)
