@@ -44,6 +44,7 @@ const char *const fuzz_outcome_words[] = {
     "is not a number",
     "already has a rule",
     "bad regex",
+    "repeats too much",
     "empty regex",
     "got only",
     "must be a multiple of 16 in",

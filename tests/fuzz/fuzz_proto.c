@@ -241,8 +241,28 @@ static void check_reply_fields(const Aoq__Reply *r) {
  * not survive a re-pack. aoqd and libaoq never re-pack a received message; the quirk is the
  * library's (tests/fuzz/README.md). */
 static int has_field_zero(const ProtobufCMessage *m) {
+  if (!m) return 0;
   for (unsigned i = 0; i < m->n_unknown_fields; i++)
     if (m->unknown_fields[i].tag == 0) return 1;
+  /* and in every submessage that is set (a oneof member only when its case is chosen) */
+  const ProtobufCMessageDescriptor *d = m->descriptor;
+  const char *base = (const char *)m;
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &d->fields[i];
+    if (f->type != PROTOBUF_C_TYPE_MESSAGE) continue;
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+      size_t n = *(const size_t *)(const void *)(base + f->quantifier_offset);
+      ProtobufCMessage *const *arr =
+          *(ProtobufCMessage *const *const *)(const void *)(base + f->offset);
+      for (size_t k = 0; k < n; k++)
+        if (has_field_zero(arr[k])) return 1;
+      continue;
+    }
+    if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+        *(const uint32_t *)(const void *)(base + f->quantifier_offset) != f->id)
+      continue;
+    if (has_field_zero(*(ProtobufCMessage *const *)(const void *)(base + f->offset))) return 1;
+  }
   return 0;
 }
 

@@ -25,6 +25,44 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* For fuzz_main.c's feedback: the phrases of the loader's details that name which check refused
+ * an input (the details quote tokens and names, which vary too much to compare whole). */
+extern const char *const fuzz_outcome_words[];
+const char *const fuzz_outcome_words[] = {
+    "dropout",
+    "JSON syntax error",
+    "Split pattern",
+    "added token",
+    "added_tokens",
+    "byte_fallback",
+    "has a bad token",
+    "is neither",
+    "is not \"a b\"",
+    "not in the vocab",
+    "is not supported",
+    "model.merges",
+    "model.type",
+    "model.vocab",
+    "no Llama 3 Split",
+    "normalizers",
+    "not a JSON object",
+    "pre_tokenizer",
+    "must be a Sequence",
+    "without type",
+    "vocab entry",
+    "has a bad id",
+    "tokens (< 256)",
+    "appears twice",
+    "is empty",
+    "duplicates another token",
+    "vocabulary too large",
+    "byte-level alphabet",
+    "has no token",
+    "out of memory",
+    "\"model\" missing",
+    NULL,
+};
+
 /* For fuzz_main.c: tokens of a tokenizer.json. */
 extern const char *const fuzz_dict[];
 const char *const fuzz_dict[] = {
