@@ -405,8 +405,66 @@ static __device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+template <class D, int NT, int U, bool FULL>
+static __device__ __forceinline__ void mma_step(const wargs &w, const uint8_t *qa,
+                                                const uint8_t *qb, int64_t ra, int64_t rb,
+                                                const uint16_t *const xr[NT], const bool xv[NT],
+                                                int64_t s0, int64_t step, int64_t nch,
+                                                float acc[NT][4]) {
+  uint4 wa[U], wb[U];
+  typename D::P pa[U], pb[U];
+#pragma unroll
+  for (int u = 0; u < U; u++) {
+    const int64_t ch = s0 + u * step;
+    if (FULL || ch < nch) wa[u] = aoq_ld_stream16(qa + ch * 16), wb[u] = aoq_ld_stream16(qb + ch * 16);
+  }
+#pragma unroll
+  for (int u = 0; u < U; u++) {
+    const int64_t ch = s0 + u * step;
+    if (FULL || ch < nch) pa[u] = D::prm(w, ra, ch), pb[u] = D::prm(w, rb, ch);
+  }
+#pragma unroll
+  for (int u = 0; u < U; u++) {
+    const int64_t ch = s0 + u * step;
+    if (!FULL && ch >= nch) break;
+#pragma unroll
+    for (int sub = 0; sub < D::EPL / 8; sub++) {
+      uint32_t A[4], B[4], X[NT][4];
+      D::dec8p(wa[u], sub, pa[u], A);
+      D::dec8p(wb[u], sub, pb[u], B);
+#pragma unroll
+      for (int t = 0; t < NT; t++) {
+        uint4 v = xv[t] ? *(const uint4 *)(xr[t] + ch * D::EPL + sub * 8) : make_uint4(0, 0, 0, 0);
+        if (D::PAIR == 0) {
+          X[t][0] = v.x, X[t][1] = v.y, X[t][2] = v.z, X[t][3] = v.w;
+        } else { /* pairs (j, j + 4) */
+          X[t][0] = __byte_perm(v.x, v.z, 0x5410), X[t][1] = __byte_perm(v.x, v.z, 0x7632);
+          X[t][2] = __byte_perm(v.y, v.w, 0x5410), X[t][3] = __byte_perm(v.y, v.w, 0x7632);
+        }
+      }
+#pragma unroll
+      for (int t = 0; t < NT; t++) {
+        mma16816(acc[t], A[0], B[0], A[1], B[1], X[t][0], X[t][1]);
+        mma16816(acc[t], A[2], B[2], A[3], B[3], X[t][2], X[t][3]);
+      }
+    }
+  }
+}
+
+/* chunks in flight per lane: 4, except where 4 would not fit 64 registers (mxfp8 spilled 36 B) */
+template <class D>
+struct mma_u2 {
+  enum { v = 0 };
+};
+template <>
+struct mma_u2<DecMX8> {
+  enum { v = 1 };
+};
+
+/* One n-tile (m <= 8, decode): at most 64 registers, so 32 warps fit an SM whatever the block
+ * size (v6 measured 76-98 registers for the int4/fp4 decoders: one 512-thread block per SM). */
 template <class D, int NT, int MW>
-__global__ void __launch_bounds__(MW * 32)
+__global__ void __launch_bounds__(MW * 32, NT == 1 ? 32 / MW : 1)
     k_gemv_mma(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int m) {
   __shared__ float red[MW][16][8 * NT];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
@@ -422,43 +480,15 @@ __global__ void __launch_bounds__(MW * 32)
 #pragma unroll
   for (int t = 0; t < NT; t++)
     xv[t] = g + 8 * t < m, xr[t] = x + (int64_t)(xv[t] ? g + 8 * t : 0) * w.k;
-  constexpr int U = D::EPL == 32 ? 2 : 4;
-  for (int64_t s0 = (int64_t)warp * 4 + c; s0 < nch; s0 += MW * 4 * U) {
-    uint4 wa[U], wb[U];
-#pragma unroll
-    for (int u = 0; u < U; u++) {
-      int64_t ch = s0 + (int64_t)u * MW * 4;
-      if (ch < nch) wa[u] = aoq_ld_stream16(qa + ch * 16), wb[u] = aoq_ld_stream16(qb + ch * 16);
-    }
-#pragma unroll
-    for (int u = 0; u < U; u++) {
-      int64_t ch = s0 + (int64_t)u * MW * 4;
-      if (ch >= nch) break;
-      typename D::P pa = D::prm(w, ra, ch), pb = D::prm(w, rb, ch);
-#pragma unroll
-      for (int sub = 0; sub < D::EPL / 8; sub++) {
-        uint32_t A[4], B[4], X[NT][4];
-        D::dec8p(wa[u], sub, pa, A);
-        D::dec8p(wb[u], sub, pb, B);
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-          uint4 v =
-              xv[t] ? *(const uint4 *)(xr[t] + ch * D::EPL + sub * 8) : make_uint4(0, 0, 0, 0);
-          if (D::PAIR == 0) {
-            X[t][0] = v.x, X[t][1] = v.y, X[t][2] = v.z, X[t][3] = v.w;
-          } else { /* pairs (j, j + 4) */
-            X[t][0] = __byte_perm(v.x, v.z, 0x5410), X[t][1] = __byte_perm(v.x, v.z, 0x7632);
-            X[t][2] = __byte_perm(v.y, v.w, 0x5410), X[t][3] = __byte_perm(v.y, v.w, 0x7632);
-          }
-        }
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-          mma16816(acc[t], A[0], B[0], A[1], B[1], X[t][0], X[t][1]);
-          mma16816(acc[t], A[2], B[2], A[3], B[3], X[t][2], X[t][3]);
-        }
-      }
-    }
-  }
+  /* U chunks per lane in flight (U x 2 x 16 bytes); their format parameters (scales: per chunk for int4 / fp4 /
+   * mxfp8, usually an L2/DRAM miss) are loaded together with the weights, before any decoding, so
+   * a step waits for one memory latency instead of one per chunk. Full steps have no guards. */
+  constexpr int U = D::EPL == 32 || mma_u2<D>::v ? 2 : 4;
+  const int64_t step = (int64_t)MW * 4;
+  int64_t s0 = (int64_t)warp * 4 + c;
+  for (; s0 + (U - 1) * step < nch; s0 += step * U)
+    mma_step<D, NT, U, true>(w, qa, qb, ra, rb, xr, xv, s0, step, nch, acc);
+  if (s0 < nch) mma_step<D, NT, U, false>(w, qa, qb, ra, rb, xr, xv, s0, step, nch, acc);
 #pragma unroll
   for (int t = 0; t < NT; t++) {
     red[warp][g][8 * t + 2 * c] = acc[t][0];
