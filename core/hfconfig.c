@@ -80,9 +80,9 @@ aoq_status aoq_model_config_check(const aoq_model_config *c) {
                    AOQ_MODEL_MAX_POSITION);
   /* Row widths are int everywhere (device ops, step metadata): the widest must fit with room. */
   int64_t qkv = ((int64_t)c->n_heads + 2 * (int64_t)c->n_kv_heads) * c->head_dim;
-  if (c->hidden_size > AOQ_MODEL_MAX_WIDTH || 2 * (int64_t)c->intermediate_size > AOQ_MODEL_MAX_WIDTH ||
-      qkv > AOQ_MODEL_MAX_WIDTH || c->vocab_size > AOQ_MODEL_MAX_WIDTH ||
-      c->n_layers > AOQ_MODEL_MAX_LAYERS)
+  if (c->hidden_size > AOQ_MODEL_MAX_WIDTH ||
+      2 * (int64_t)c->intermediate_size > AOQ_MODEL_MAX_WIDTH || qkv > AOQ_MODEL_MAX_WIDTH ||
+      c->vocab_size > AOQ_MODEL_MAX_WIDTH || c->n_layers > AOQ_MODEL_MAX_LAYERS)
     return aoq_err(AOQ_EFORMAT,
                    "model config: dimensions too large (hidden %d, 2*intermediate %lld, "
                    "(heads+2*kv_heads)*head_dim %lld, vocab %d: at most %d each; layers %d: at "

@@ -269,7 +269,8 @@ static aoq_status load_kv(aoq_model *m, const aoq_model_opts *o) {
   if (__builtin_mul_overflow((size_t)m->n_pages * (size_t)m->page_size,
                              (size_t)c->n_kv_heads * (size_t)c->head_dim * 2, &per) ||
       __builtin_mul_overflow(per, 2 * (size_t)c->n_layers, &total))
-    return aoq_err(AOQ_ENOMEM, "KV pool: %d pages of %d tokens x %d layers overflow the address space",
+    return aoq_err(AOQ_ENOMEM,
+                   "KV pool: %d pages of %d tokens x %d layers overflow the address space",
                    m->n_pages, m->page_size, c->n_layers);
   m->kv = calloc((size_t)c->n_layers, sizeof *m->kv);
   m->free_pages = malloc((size_t)m->n_pages * sizeof(int32_t));

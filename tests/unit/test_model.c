@@ -200,11 +200,8 @@ static void test_load_rejects_oversized_pools(void **state) {
   static const struct {
     int kv_pages, page_size, max_seqs, max_batch_tokens;
   } bad[] = {
-      {0, INT_MAX, 0, 0},
-      {INT_MAX, 0, 0, 0},
-      {1 << 20, 1 << 16, 0, 0},
-      {0, 0, INT_MAX, 0},
-      {0, 0, 0, INT_MAX},
+      {0, INT_MAX, 0, 0}, {INT_MAX, 0, 0, 0}, {1 << 20, 1 << 16, 0, 0},
+      {0, 0, INT_MAX, 0}, {0, 0, 0, INT_MAX},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     aoq_model_opts o = {.model = "tiny",
@@ -337,10 +334,10 @@ static void test_single_linears_slice_fused_weights(void **state) {
   assert_non_null(strstr(aoq_last_error(), "model.layers.0.mlp.foo"));
   /* A client names layers: a number that wraps int, or one written loosely, names no layer
    * (2^32 used to wrap to layer 0). */
-  static const char *no_layer[] = {"model.layers.4294967296.mlp.down_proj",
-                                   "model.layers.-0.mlp.down_proj", "model.layers.+1.mlp.down_proj",
-                                   "model.layers. 1.mlp.down_proj", "model.layers.01.mlp.down_proj",
-                                   "model.layers.99999999999999999999.mlp.down_proj"};
+  static const char *no_layer[] = {
+      "model.layers.4294967296.mlp.down_proj", "model.layers.-0.mlp.down_proj",
+      "model.layers.+1.mlp.down_proj",         "model.layers. 1.mlp.down_proj",
+      "model.layers.01.mlp.down_proj",         "model.layers.99999999999999999999.mlp.down_proj"};
   for (size_t i = 0; i < sizeof no_layer / sizeof no_layer[0]; i++)
     if (aoq_model_linear_shape(m, no_layer[i], &n, &k) != AOQ_ENOTFOUND)
       fail_msg("'%s' resolved to a layer", no_layer[i]);

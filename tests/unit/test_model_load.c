@@ -227,8 +227,7 @@ static void test_config_huge_or_lying_values_are_format_errors(void **state) {
       {"\"num_attention_heads\":8,\"head_dim\":32,\"eos_token_id\":512", "eos_token_id"},
       {"\"num_attention_heads\":8,\"head_dim\":32,\"eos_token_id\":-3", "eos_token_id"},
       {"\"num_attention_heads\":8,\"head_dim\":32,\"max_position_embeddings\":1e10", "numeric"},
-      {"\"num_attention_heads\":8,\"num_key_value_heads\":8,\"head_dim\":4000000",
-       "too large"},
+      {"\"num_attention_heads\":8,\"num_key_value_heads\":8,\"head_dim\":4000000", "too large"},
       /* beyond float range: would convert to float with undefined behaviour */
       {"\"num_attention_heads\":8,\"head_dim\":32,\"rope_theta\":1e300", "numeric"},
       {"\"num_attention_heads\":8,\"head_dim\":32,\"rope_scaling\":{\"rope_type\":\"llama3\","

@@ -123,8 +123,8 @@ static void test_nonfinite_logits_and_extreme_temperatures(void **state) {
   assert_int_equal(aoq_sample_host(nan_first, 8, &g), 5);
   for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
     for (uint64_t seed = 0; seed < 20; seed++) {
-      aoq_sample_params p = {.temperature = 1e-45f, .top_k = modes[m].top_k,
-                             .top_p = modes[m].top_p, .seed = seed};
+      aoq_sample_params p = {
+          .temperature = 1e-45f, .top_k = modes[m].top_k, .top_p = modes[m].top_p, .seed = seed};
       if (aoq_sample_host(nan_first, 8, &p) != 5) fail_msg("mode %zu: nan_first", m);
       p.temperature = 1.0f;
       if (aoq_sample_host(pinf, 8, &p) != 3) fail_msg("mode %zu: +inf", m);

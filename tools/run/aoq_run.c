@@ -192,10 +192,8 @@ int main(int argc, char **argv) {
     done += (size_t)c;
   }
   double t1 = now_s();
-  aoq_sample_params sp = {.temperature = (float)temperature,
-                          .top_p = (float)top_p,
-                          .top_k = (int)top_k,
-                          .seed = seed};
+  aoq_sample_params sp = {
+      .temperature = (float)temperature, .top_p = (float)top_p, .top_k = (int)top_k, .seed = seed};
   int n_out = 0;
   size_t printed = 0;
   /* Ids past the tokenizer's vocabulary (the tiny model has 512 rows, the bytes tokenizer 259)
