@@ -122,9 +122,13 @@ AOQ_SIMD_CLONES static void rows_task(void *arg, int64_t begin, int64_t end) {
   const int64_t k = w->k, N = w->n, m = j->m;
   const aoq_format_kind kind = w->kind;
   const float *wsc = w->scale;
-  float wbuf[CH] __attribute__((aligned(64))), lut[16]; /* lut: E2M1 values (fp4 kinds) */
+  /* lut: the element table of the format (aoq_cpu_quant_lut, aoq_cpu_quant_rowlut) */
+  float wbuf[CH] __attribute__((aligned(64))), lut[512] __attribute__((aligned(64)));
+  aoq_cpu_quant_lut(w, lut);
+  const uintptr_t qb = (uintptr_t)w->qdata; /* packed bytes per row, for the prefetch */
+  const int64_t qrow = (int64_t)(w->qdata_bytes / (size_t)N);
   for (int64_t r = begin; r < end; r++) {
-    if (r == begin) aoq_cpu_quant_lut(w, lut);
+    aoq_cpu_quant_rowlut(w, r, lut);
     for (int64_t m0 = 0; m0 < m; m0 += MT) {
       int64_t mt = m - m0 < MT ? m - m0 : MT;
       v8f acc[MT];
@@ -132,6 +136,10 @@ AOQ_SIMD_CLONES static void rows_task(void *arg, int64_t begin, int64_t end) {
       int32_t iacc[MT] = {0};
       for (int64_t c0 = 0; c0 < k; c0 += CH) {
         int64_t len = k - c0 < CH ? k - c0 : CH;
+        /* the packed bytes ~2 KiB ahead (rows are a page or less: the hardware prefetcher
+         * stops at page ends); prefetches are hints, so past the end of qdata is harmless */
+        const uintptr_t pf = qb + (uintptr_t)(r * qrow + c0 * qrow / k) + 2048;
+        __builtin_prefetch((const void *)pf), __builtin_prefetch((const void *)(pf + 64));
         aoq_cpu_quant_deq(w, r, c0, len, lut, wbuf);
         const float *xc = j->xf + m0 * k + c0;
         if (kind == AOQ_FMT_FP8DQ_BLOCK || kind == AOQ_FMT_INT8DQ) {

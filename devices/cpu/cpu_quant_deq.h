@@ -33,8 +33,10 @@ static inline float aoq_cpu_rbf16(float f) {
   return aoq_bits_f32((u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u);
 }
 
-/* The element table of a row: the 16 E2M1 values for the fp4 kinds (fp8 decodes arithmetically,
- * which vectorizes; a look-up per byte does not). */
+/* The tables of a task, lut[512]: lut[0..255] the table the decode reads, lut[256..511] the
+ * unscaled element values that aoq_cpu_quant_rowlut scales per row. fp4 kinds: the 16 E2M1
+ * values; mxfp8: the 256 e4m3 values (measured: a gather per byte beats the arithmetic decode
+ * there, not for fp8wo/fp8dq, whose arithmetic decode stays); fp6: the 64 element values. */
 static inline void aoq_cpu_quant_lut(const aoq_qweight *w, float *lut) {
   switch (w->kind) {
     case AOQ_FMT_MXFP4:
@@ -42,9 +44,28 @@ static inline void aoq_cpu_quant_lut(const aoq_qweight *w, float *lut) {
     case AOQ_FMT_NVFP4WO:
       for (int b = 0; b < 16; b++) lut[b] = aoq_e2m1_to_f32((uint8_t)b);
       break;
+    case AOQ_FMT_MXFP8:
+      for (int b = 0; b < 256; b++) lut[b] = aoq_e4m3_to_f32((uint8_t)b);
+      break;
+    case AOQ_FMT_FP6_E3M2:
+      for (int c = 0; c < 64; c++) lut[256 + c] = aoq_e3m2_to_f32((uint8_t)c);
+      break;
+    case AOQ_FMT_FP6_E2M3:
+      for (int c = 0; c < 64; c++) lut[256 + c] = aoq_e2m3_to_f32((uint8_t)c);
+      break;
     default:
       break;
   }
+}
+
+/* fp6's table for weight row r, once per row (4 vectors of work, not 64 scalar decodes per
+ * 128-column chunk): every code's bf16(fp6 * s), so that the decode is one look-up per element.
+ * Other kinds: nothing. */
+static inline __attribute__((always_inline)) void aoq_cpu_quant_rowlut(const aoq_qweight *w,
+                                                                       int64_t r, float *lut) {
+  if (w->kind != AOQ_FMT_FP6_E3M2 && w->kind != AOQ_FMT_FP6_E2M3) return;
+  const float s = aoq_bf16_to_f32(((const uint16_t *)w->scale)[r]);
+  for (int c = 0; c < 64; c++) lut[c] = aoq_cpu_rbf16(lut[256 + c] * s);
 }
 
 static inline int aoq_cpu_sext(uint32_t v, int bits) {
@@ -91,6 +112,40 @@ static inline __attribute__((always_inline)) void aoq_cpu_crumb16(const uint8_t 
     aoq_cpu_v16u src = {u, u, u, u, u, u, u, u, u, u, u, u, u, u, u, u};
     aoq_cpu_v16f o = __builtin_shuffle(t, (aoq_cpu_v16i)((src >> sh) & 3u));
     memcpy(out + i, &o, 64);
+  }
+#endif
+}
+
+/* n 6-bit codes (16 codes = 12 bytes from p, LSB-first; the caller guarantees 16 readable bytes
+ * per group of 16) through a 64-entry table: the three 32-bit words of a group are spread to the
+ * lanes (one permute each for the word holding a code's low bits and the next word), shifted into
+ * place, and looked up by two two-table permutes and a select (vpermd, vpsrlvd, vpermt2ps). */
+static inline __attribute__((always_inline)) void aoq_cpu_fp6x16(const uint8_t *p,
+                                                                 const float *tab, float *out,
+                                                                 int64_t n) {
+#if defined(__clang__)
+  for (int64_t i = 0; i < n; i++) out[i] = tab[aoq_cpu_bits_get(p, i, 6)];
+#else
+  aoq_cpu_v16f t0, t1, t2, t3;
+  memcpy(&t0, tab, 64), memcpy(&t1, tab + 16, 64), memcpy(&t2, tab + 32, 64),
+      memcpy(&t3, tab + 48, 64);
+  /* code e starts at bit 6e: word 6e / 32, shift 6e % 32 */
+  const aoq_cpu_v16i wlo = {0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2};
+  const aoq_cpu_v16i whi = {1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3};
+  const aoq_cpu_v16u sh = {0, 6, 12, 18, 24, 30, 4, 10, 16, 22, 28, 2, 8, 14, 20, 26};
+  for (int64_t i = 0; i < n; i += 16) {
+    uint32_t w4[4];
+    memcpy(w4, p + i / 16 * 12, 16);
+    aoq_cpu_v16u wd = {w4[0], w4[1], w4[2], w4[3]}; /* built in registers: no store forward */
+    aoq_cpu_v16u lo = __builtin_shuffle(wd, wlo), hi = __builtin_shuffle(wd, whi);
+    /* hi << (32 - sh) without a 32-bit shift; its bits reach the code only where sh > 26 */
+    aoq_cpu_v16u c = ((lo >> sh) | ((hi << 1u) << (31u - sh))) & 63u;
+    aoq_cpu_v16i ci = (aoq_cpu_v16i)c;
+    aoq_cpu_v16f a = __builtin_shuffle(t0, t1, ci), b = __builtin_shuffle(t2, t3, ci);
+    aoq_cpu_v16i m = (aoq_cpu_v16i)(c & 32u) != 0, ab, bb;
+    memcpy(&ab, &a, 64), memcpy(&bb, &b, 64);
+    ab = (bb & m) | (ab & ~m);
+    memcpy(out + i, &ab, 64);
   }
 #endif
 }
@@ -164,7 +219,7 @@ static inline __attribute__((always_inline)) void aoq_cpu_quant_deq(const aoq_qw
       const uint8_t *q = qd + r * k + c0, *s = (const uint8_t *)w->scale + r * (k / 32) + c0 / 32;
       for (int64_t b = 0; b < len / 32; b++) {
         const float sc = aoq_e8m0_to_f32(s[b]);
-        for (int i = 0; i < 32; i++) out[b * 32 + i] = aoq_e4m3_to_f32(q[b * 32 + i]) * sc;
+        for (int i = 0; i < 32; i++) out[b * 32 + i] = lut[q[b * 32 + i]] * sc;
       }
       break;
     }
@@ -197,14 +252,10 @@ static inline __attribute__((always_inline)) void aoq_cpu_quant_deq(const aoq_qw
     case AOQ_FMT_FP6_E3M2:
     case AOQ_FMT_FP6_E2M3: {
       const uint8_t *q = qd + r * (int64_t)aoq_cpu_bitrow(k, 6);
-      const float s = aoq_bf16_to_f32(((const uint16_t *)w->scale)[r]);
-      float tab[64];
-      for (int c = 0; c < 64; c++)
-        tab[c] = aoq_round_bf16((w->kind == AOQ_FMT_FP6_E3M2 ? aoq_e3m2_to_f32((uint8_t)c)
-                                                             : aoq_e2m3_to_f32((uint8_t)c)) *
-                                s);
-      int64_t i = 0;
-      const uint8_t *p = q + c0 / 4 * 3; /* c0 % 4 == 0: 4 elements in 3 bytes */
+      const float *tab = lut; /* the row's bf16(fp6 * s) per code */
+      int64_t i = (len - 8) / 16 * 16; /* groups of 16 whose 16-byte load stays in the row */
+      if (i > 0) aoq_cpu_fp6x16(q + c0 / 4 * 3, tab, out, i);
+      const uint8_t *p = q + (c0 + i) / 4 * 3; /* c0 % 16 == 0: 4 elements in 3 bytes */
       for (; i + 4 <= len; i += 4, p += 3) {
         uint32_t v = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16);
         out[i] = tab[v & 63u], out[i + 1] = tab[(v >> 6) & 63u];
