@@ -120,9 +120,8 @@ static inline __attribute__((always_inline)) void aoq_cpu_crumb16(const uint8_t 
  * per group of 16) through a 64-entry table: the three 32-bit words of a group are spread to the
  * lanes (one permute each for the word holding a code's low bits and the next word), shifted into
  * place, and looked up by two two-table permutes and a select (vpermd, vpsrlvd, vpermt2ps). */
-static inline __attribute__((always_inline)) void aoq_cpu_fp6x16(const uint8_t *p,
-                                                                 const float *tab, float *out,
-                                                                 int64_t n) {
+static inline __attribute__((always_inline)) void aoq_cpu_fp6x16(const uint8_t *p, const float *tab,
+                                                                 float *out, int64_t n) {
 #if defined(__clang__)
   for (int64_t i = 0; i < n; i++) out[i] = tab[aoq_cpu_bits_get(p, i, 6)];
 #else
@@ -252,7 +251,7 @@ static inline __attribute__((always_inline)) void aoq_cpu_quant_deq(const aoq_qw
     case AOQ_FMT_FP6_E3M2:
     case AOQ_FMT_FP6_E2M3: {
       const uint8_t *q = qd + r * (int64_t)aoq_cpu_bitrow(k, 6);
-      const float *tab = lut; /* the row's bf16(fp6 * s) per code */
+      const float *tab = lut;          /* the row's bf16(fp6 * s) per code */
       int64_t i = (len - 8) / 16 * 16; /* groups of 16 whose 16-byte load stays in the row */
       if (i > 0) aoq_cpu_fp6x16(q + c0 / 4 * 3, tab, out, i);
       const uint8_t *p = q + (c0 + i) / 4 * 3; /* c0 % 16 == 0: 4 elements in 3 bytes */
