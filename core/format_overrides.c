@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "core/format.h"
 
 /* --------------------------------------------------------------------------------------------
@@ -200,42 +201,18 @@ aoq_status aoq_format_overrides_parse(const char *text, aoq_format_overrides **o
 
 aoq_status aoq_format_overrides_load(const char *path, aoq_format_overrides **out) {
   if (!path || !out) return aoq_err(AOQ_EINVAL, "aoq_format_overrides_load: NULL argument");
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return aoq_err(AOQ_EIO, "overrides %s: %s", path, strerror(errno));
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
-  aoq_status s = AOQ_OK;
-  for (;;) {
-    if (len + 4096 + 1 > cap) {
-      cap = cap ? cap * 2 : 8192;
-      if (cap > ((size_t)64 << 20)) {
-        s = aoq_err(AOQ_EFORMAT, "overrides %s: file larger than 64 MiB", path);
-        break;
-      }
-      char *nb = realloc(buf, cap);
-      if (!nb) {
-        s = aoq_err(AOQ_ENOMEM, "overrides %s: out of memory", path);
-        break;
-      }
-      buf = nb;
-    }
-    size_t r = fread(buf + len, 1, 4096, fp);
-    len += r;
-    if (r < 4096) {
-      if (ferror(fp)) s = aoq_err(AOQ_EIO, "overrides %s: read error", path);
-      break;
-    }
+  char *buf;
+  size_t len;
+  aoq_status s = aoq_file_read(path, (size_t)64 << 20, &buf, &len);
+  if (s != AOQ_OK) {
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", aoq_last_error());
+    return aoq_err(s == AOQ_ENOTFOUND ? AOQ_EIO : s, "overrides %s", detail);
   }
-  fclose(fp);
-  if (s == AOQ_OK && buf) {
-    buf[len] = '\0';
-    if (memchr(buf, '\0', len))
-      s = aoq_err(AOQ_EFORMAT, "overrides %s: contains a NUL byte", path);
-    else
-      s = aoq_format_overrides_parse(buf, out);
-  } else if (s == AOQ_OK) {
-    s = aoq_format_overrides_parse("", out);
-  }
+  if (memchr(buf, '\0', len))
+    s = aoq_err(AOQ_EFORMAT, "overrides %s: contains a NUL byte", path);
+  else
+    s = aoq_format_overrides_parse(buf, out);
   free(buf);
   return s;
 }

@@ -4,7 +4,6 @@
  * `rope_scaling` or 5.x `rope_parameters`, GQA, head_dim, tie_word_embeddings).
  */
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <float.h>
 #include <limits.h>
 #include <math.h>
@@ -13,6 +12,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "core/llama_internal.h"
 
 static void cfg_llama3_defaults(aoq_model_config *c) {
@@ -260,49 +260,12 @@ aoq_status aoq_hf_generation_config_parse(const char *json, aoq_model_config *c)
   return st;
 }
 
-/* Whole file into a NUL-terminated malloc'ed string; AOQ_ENOTFOUND if absent. */
-static aoq_status slurp(const char *path, char **out) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    if (errno == ENOENT) return aoq_err(AOQ_ENOTFOUND, "%s: no such file", path);
-    return aoq_err(AOQ_EIO, "%s: %s", path, strerror(errno));
-  }
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
-  for (;;) {
-    if (len + 4096 + 1 > cap) {
-      cap = cap ? cap * 2 : 8192;
-      if (cap > (64u << 20)) {
-        free(buf), fclose(f);
-        return aoq_err(AOQ_EFORMAT, "%s: larger than 64 MiB", path);
-      }
-      char *nb = realloc(buf, cap);
-      if (!nb) {
-        free(buf), fclose(f);
-        return aoq_err(AOQ_ENOMEM, "%s: out of memory", path);
-      }
-      buf = nb;
-    }
-    size_t r = fread(buf + len, 1, cap - len - 1, f);
-    len += r;
-    if (r == 0) break;
-  }
-  int bad = ferror(f);
-  fclose(f);
-  if (bad) {
-    free(buf);
-    return aoq_err(AOQ_EIO, "%s: read error", path);
-  }
-  buf[len] = 0;
-  *out = buf;
-  return AOQ_OK;
-}
 
 aoq_status aoq_hf_config_load(const char *dir, aoq_model_config *cfg) {
   char path[4096];
   char *text = NULL;
   snprintf(path, sizeof path, "%s/config.json", dir);
-  aoq_status st = slurp(path, &text);
+  aoq_status st = aoq_file_read(path, (size_t)64 << 20, &text, NULL);
   if (st != AOQ_OK) return st;
   st = aoq_hf_config_parse(text, cfg);
   free(text);
@@ -312,7 +275,7 @@ aoq_status aoq_hf_config_load(const char *dir, aoq_model_config *cfg) {
     return aoq_err(st, "%s: %s", path, detail);
   }
   snprintf(path, sizeof path, "%s/generation_config.json", dir);
-  st = slurp(path, &text);
+  st = aoq_file_read(path, (size_t)64 << 20, &text, NULL);
   if (st == AOQ_ENOTFOUND) {
     aoq_err_clear();
     return AOQ_OK; /* optional: eos ids from config.json */

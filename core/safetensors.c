@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "core/safetensors_internal.h"
 
 struct aoq_st_file {
@@ -410,42 +411,6 @@ static aoq_status st_open_single(const char *path, aoq_st_file **out) {
   return AOQ_OK;
 }
 
-static aoq_status st_read_small_file(const char *path, size_t limit, char **out) {
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return aoq_err(AOQ_EIO, "%s: open: %s", path, strerror(errno));
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
-  aoq_status st = AOQ_OK;
-  for (;;) {
-    if (len + 4096 + 1 > cap) {
-      cap = cap ? cap * 2 : 65536;
-      char *nb = aoq_fault_hit() ? NULL : realloc(buf, cap);
-      if (!nb) {
-        st = aoq_err(AOQ_ENOMEM, "%s: out of memory", path);
-        break;
-      }
-      buf = nb;
-    }
-    size_t got = fread(buf + len, 1, cap - len - 1, fp);
-    len += got;
-    if (len > limit) {
-      st = aoq_err(AOQ_EFORMAT, "%s: larger than %zu bytes", path, limit);
-      break;
-    }
-    if (got == 0) {
-      if (ferror(fp)) st = aoq_err(AOQ_EIO, "%s: read: %s", path, strerror(errno));
-      break;
-    }
-  }
-  fclose(fp);
-  if (st != AOQ_OK) {
-    free(buf);
-    return st;
-  }
-  buf[len] = 0;
-  *out = buf;
-  return AOQ_OK;
-}
 
 static int st_is_dir(const char *path) {
   struct stat sb;
@@ -510,7 +475,9 @@ static aoq_status st_merge_meta(aoq_st_file *f) {
 /* Opens a sharded checkpoint from its index.json; dir is the folder that holds the shards. */
 static aoq_status st_open_index(const char *index_path, const char *dir, aoq_st_file **out) {
   char *text = NULL;
-  AOQ_TRY(st_read_small_file(index_path, ST_MAX_INDEX, &text));
+  aoq_status rs = aoq_file_read(index_path, ST_MAX_INDEX, &text, NULL);
+  if (rs == AOQ_ENOTFOUND) rs = AOQ_EIO; /* this module's contract: open failures are EIO */
+  if (rs != AOQ_OK) return rs;
   cJSON *root = cJSON_Parse(text);
   free(text);
   if (!root) return aoq_err(AOQ_EFORMAT, "%s: not valid JSON", index_path);

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "core/utf8.h"
 
 #define TOK_SPECIAL 1 /* an added token marked special: skipped by decode(skip_special) */
@@ -508,35 +509,11 @@ aoq_status aoq_tokenizer_load_text(const char *json, size_t len, aoq_tokenizer *
 aoq_status aoq_tokenizer_load(const char *path, aoq_tokenizer **out) {
   if (!path || !out) return aoq_err(AOQ_EINVAL, "aoq_tokenizer_load: NULL argument");
   *out = NULL;
-  FILE *f = fopen(path, "rb");
-  if (!f) return aoq_err(AOQ_EIO, "%s: cannot open", path);
-  char *data = NULL;
-  /* A regular file of a bounded size: a directory's "size" (ftell after SEEK_END) can be
-   * LONG_MAX, and a huge file would be read whole before the parser could say no. */
-  struct stat sb;
-  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    fclose(f);
-    return aoq_err(AOQ_EIO, "%s: not a regular file", path);
-  }
-  if (sb.st_size > TOKENIZER_MAX_FILE) {
-    fclose(f);
-    return aoq_err(AOQ_EFORMAT, "%s: %lld bytes, larger than the %d MiB a tokenizer.json may have",
-                   path, (long long)sb.st_size, TOKENIZER_MAX_FILE >> 20);
-  }
-  long size = (long)sb.st_size;
-  data = tk_malloc((size_t)size + 1);
-  if (!data) {
-    fclose(f);
-    return aoq_err(AOQ_ENOMEM, "%s: out of memory for %ld bytes", path, size);
-  }
-  size_t got = fread(data, 1, (size_t)size, f);
-  fclose(f);
-  if (got != (size_t)size) {
-    free(data);
-    return aoq_err(AOQ_EIO, "%s: short read (%zu of %ld bytes)", path, got, size);
-  }
-  data[size] = 0;
-  aoq_status s = aoq_tokenizer_load_text(data, (size_t)size, out);
+  char *data;
+  size_t size;
+  aoq_status rs = aoq_file_read(path, TOKENIZER_MAX_FILE, &data, &size);
+  if (rs != AOQ_OK) return rs == AOQ_ENOTFOUND ? aoq_err(AOQ_EIO, "%s: cannot open", path) : rs;
+  aoq_status s = aoq_tokenizer_load_text(data, size, out);
   free(data);
   if (s == AOQ_EFORMAT || s == AOQ_EUNSUPPORTED) {
     /* Prefix the path to the detail. */
