@@ -694,7 +694,7 @@ static int epl_of(aoq_format_kind k) {
 
 extern "C" const char *aoq_gk_linear_check(const aoq_qweight *w) {
   int epl = epl_of(w->kind);
-  if (!epl) return "format not implemented by the GPU kernels";
+  if (!epl) return "no GPU kernel for this format";
   if (w->n <= 0 || w->k <= 0) return "empty weight";
   if (w->k % epl) return "k is not a multiple of the kernel's 16-byte chunk";
   if (!w->qdata || ((uintptr_t)w->qdata & 15)) return "qdata NULL or not 16-byte aligned";
