@@ -98,8 +98,36 @@ static int int_opt(const char *v, int *out) {
   return 0;
 }
 
+enum { EP = 256, JSON, HELP, VERSION, CONFIG, SYN, KVP, MSEQ, PRIO };
+
+/* Takes one of the options that may stand before or after the command: 0 when taken, -1 for a bad
+ * value or an option not of this set (--help/--version are only read before the command). */
+static int take_opt(int c, const char *v, const char **endpoint, int *json, aoq_admin_args *a) {
+  switch (c) {
+    case EP:
+      *endpoint = v;
+      return 0;
+    case JSON:
+      *json = 1;
+      return 0;
+    case CONFIG:
+      a->config = v;
+      return 0;
+    case SYN:
+      a->synthetic = 1;
+      return 0;
+    case KVP:
+      return int_opt(v, &a->kv_pages);
+    case MSEQ:
+      return int_opt(v, &a->max_seqs);
+    case PRIO:
+      return int_opt(v, &a->priority);
+    default:
+      return -1;
+  }
+}
+
 int main(int argc, char **argv) {
-  enum { EP = 256, JSON, HELP, VERSION, CONFIG, SYN, KVP, MSEQ, PRIO };
   static const struct option opts[] = {
       {"endpoint", required_argument, 0, EP},   {"json", no_argument, 0, JSON},
       {"help", no_argument, 0, HELP},           {"version", no_argument, 0, VERSION},
@@ -112,35 +140,14 @@ int main(int argc, char **argv) {
   while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1 || optind < argc) {
     if (c == -1) break;
     switch (c) {
-      case EP:
-        endpoint = optarg;
-        break;
-      case JSON:
-        json = 1;
-        break;
       case HELP:
         fputs(usage, stdout);
         return 0;
       case VERSION:
         printf("aoqctl %s\n", aoq_version());
         return 0;
-      case CONFIG:
-        a.config = optarg;
-        break;
-      case SYN:
-        a.synthetic = 1;
-        break;
-      case KVP:
-        if (int_opt(optarg, &a.kv_pages)) goto bad;
-        break;
-      case MSEQ:
-        if (int_opt(optarg, &a.max_seqs)) goto bad;
-        break;
-      case PRIO:
-        if (int_opt(optarg, &a.priority)) goto bad;
-        break;
       default:
-        goto bad;
+        if (take_opt(c, optarg, &endpoint, &json, &a)) goto bad;
     }
   }
   if (optind >= argc) goto bad;
@@ -158,33 +165,8 @@ int main(int argc, char **argv) {
   /* options may also follow the command and its argument */
   const char *arg = NULL;
   if (optind < argc && argv[optind][0] != '-') arg = argv[optind++];
-  while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-    switch (c) {
-      case EP:
-        endpoint = optarg;
-        break;
-      case JSON:
-        json = 1;
-        break;
-      case CONFIG:
-        a.config = optarg;
-        break;
-      case SYN:
-        a.synthetic = 1;
-        break;
-      case KVP:
-        if (int_opt(optarg, &a.kv_pages)) goto bad;
-        break;
-      case MSEQ:
-        if (int_opt(optarg, &a.max_seqs)) goto bad;
-        break;
-      case PRIO:
-        if (int_opt(optarg, &a.priority)) goto bad;
-        break;
-      default:
-        goto bad;
-    }
-  }
+  while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
+    if (take_opt(c, optarg, &endpoint, &json, &a)) goto bad;
   if (optind < argc) goto bad;
   static const struct {
     const char *name;
