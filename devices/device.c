@@ -1,6 +1,7 @@
 /* device.c — device handles, backend discovery, and the checked wrappers around the iface. */
 #include "devices/device.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,39 @@ aoq_status aoq_device_info_get(aoq_device *d, aoq_device_info *out) {
 bool aoq_device_has(const aoq_device *d, uint32_t cap) { return d && (d->caps & cap) == cap; }
 
 const char *aoq_device_name(const aoq_device *d) { return d ? d->name : "(none)"; }
+
+aoq_status aoq_rope_check(const aoq_rope *r, int n_heads, int head_dim, int max_head_dim,
+                          int64_t row_stride, const char *who) {
+  if (!r) return aoq_err(AOQ_EINVAL, "%s rope: NULL rope parameters", who);
+  if (n_heads <= 0 || head_dim <= 0 || head_dim % 2 || head_dim > max_head_dim)
+    return aoq_err(AOQ_EINVAL, "%s rope: n_heads %d, head_dim %d (expected > 0, even, <= %d)", who,
+                   n_heads, head_dim, max_head_dim);
+  if ((int64_t)n_heads * head_dim > row_stride)
+    return aoq_err(AOQ_ESHAPE, "%s rope: %d heads x %d exceed the row stride %lld", who, n_heads,
+                   head_dim, (long long)row_stride);
+  if (!(r->theta > 0) || isinf(r->theta))
+    return aoq_err(AOQ_EINVAL, "%s rope: theta %g", who, (double)r->theta);
+  if (r->factor > 0 && (!(r->low_freq_factor > 0) || !(r->high_freq_factor > r->low_freq_factor) ||
+                        r->original_max_position <= 0))
+    return aoq_err(AOQ_EINVAL,
+                   "%s rope: llama3 scaling needs 0 < low_freq_factor (%g) < high_freq_factor "
+                   "(%g) and original_max_position > 0 (%d)",
+                   who, (double)r->low_freq_factor, (double)r->high_freq_factor,
+                   r->original_max_position);
+  return AOQ_OK;
+}
+
+aoq_status aoq_kv_cache_check(const aoq_kv_cache *kv, const char *who, const char *op) {
+  if (!kv || !kv->k || !kv->v) return aoq_err(AOQ_EINVAL, "%s %s: NULL kv cache or k/v", who, op);
+  if (kv->n_pages <= 0 || kv->page_size <= 0 || kv->n_kv_heads <= 0 || kv->head_dim <= 0)
+    return aoq_err(AOQ_EINVAL, "%s %s: kv cache shape pages %d x %d, %d heads x %d", who, op,
+                   kv->n_pages, kv->page_size, kv->n_kv_heads, kv->head_dim);
+  /* slot ids are int32 (aoq_attn_batch, kv_store's slots) */
+  if ((int64_t)kv->n_pages * kv->page_size > INT32_MAX)
+    return aoq_err(AOQ_EINVAL, "%s %s: %d pages x %d slots overflow int32 slot ids", who, op,
+                   kv->n_pages, kv->page_size);
+  return AOQ_OK;
+}
 
 /* ---- wrappers (one per iface entry) ---- */
 

@@ -254,6 +254,12 @@ aoq_status aoq_xpu_device_create(int index, aoq_device **out);
 aoq_status aoq_device_wrap(const struct aoq_device_iface *iface, void *ctx, const char *name,
                            aoq_device **out);
 
+/* Backend-independent argument checks that every backend's rope / kv ops share (who = "cpu",
+ * "cuda", ... names the backend in the detail). Dtype support stays each backend's own check. */
+aoq_status aoq_rope_check(const aoq_rope *r, int n_heads, int head_dim, int max_head_dim,
+                          int64_t row_stride, const char *who);
+aoq_status aoq_kv_cache_check(const aoq_kv_cache *kv, const char *who, const char *op);
+
 /* Wrappers: each checks its arguments, then dispatches. Same semantics as the iface entries. */
 aoq_status aoq_dev_alloc(aoq_device *d, size_t bytes, void **ptr);
 void aoq_dev_free(aoq_device *d, void *ptr);

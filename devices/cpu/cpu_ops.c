@@ -227,22 +227,7 @@ aoq_status aoq_cpu_rope(void *ctx, void *x, const int32_t *pos, int64_t m, int n
   (void)s;
   AOQ_TRY(aoq_cpu_check_dt(dt, "rope"));
   AOQ_TRY(check_rows("rope", m, row_stride));
-  if (!r) return aoq_err(AOQ_EINVAL, "cpu rope: NULL rope parameters");
-  if (n_heads <= 0 || head_dim <= 0 || head_dim % 2 || head_dim > MAX_HEAD_DIM)
-    return aoq_err(AOQ_EINVAL, "cpu rope: n_heads %d, head_dim %d (expected > 0, even, <= %d)",
-                   n_heads, head_dim, MAX_HEAD_DIM);
-  if ((int64_t)n_heads * head_dim > row_stride)
-    return aoq_err(AOQ_ESHAPE, "cpu rope: %d heads x %d exceed the row stride %lld", n_heads,
-                   head_dim, (long long)row_stride);
-  if (!(r->theta > 0) || isinf(r->theta))
-    return aoq_err(AOQ_EINVAL, "cpu rope: theta %g", (double)r->theta);
-  if (r->factor > 0 && (!(r->low_freq_factor > 0) || !(r->high_freq_factor > r->low_freq_factor) ||
-                        r->original_max_position <= 0))
-    return aoq_err(AOQ_EINVAL,
-                   "cpu rope: llama3 scaling needs 0 < low_freq_factor (%g) < high_freq_factor "
-                   "(%g) and original_max_position > 0 (%d)",
-                   (double)r->low_freq_factor, (double)r->high_freq_factor,
-                   r->original_max_position);
+  AOQ_TRY(aoq_rope_check(r, n_heads, head_dim, MAX_HEAD_DIM, row_stride, "cpu"));
   if (m == 0) return AOQ_OK;
   if (!x || !pos) return aoq_err(AOQ_EINVAL, "cpu rope: NULL x or pos");
   for (int64_t i = 0; i < m; i++)
@@ -259,10 +244,7 @@ aoq_status aoq_cpu_rope(void *ctx, void *x, const int32_t *pos, int64_t m, int n
 /* ---- kv_store ---- */
 
 static aoq_status check_kv(const aoq_kv_cache *kv, const char *op) {
-  if (!kv || !kv->k || !kv->v) return aoq_err(AOQ_EINVAL, "cpu %s: NULL kv cache or k/v", op);
-  if (kv->n_pages <= 0 || kv->page_size <= 0 || kv->n_kv_heads <= 0 || kv->head_dim <= 0)
-    return aoq_err(AOQ_EINVAL, "cpu %s: kv cache shape pages %d x %d, %d heads x %d", op,
-                   kv->n_pages, kv->page_size, kv->n_kv_heads, kv->head_dim);
+  AOQ_TRY(aoq_kv_cache_check(kv, "cpu", op));
   if (kv->dtype != AOQ_DTYPE_BF16 && kv->dtype != AOQ_DTYPE_F32)
     return aoq_err(AOQ_EUNSUPPORTED, "cpu %s: kv cache dtype %d (BF16 or F32)", op, (int)kv->dtype);
   return AOQ_OK;

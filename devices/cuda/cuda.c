@@ -460,21 +460,7 @@ static aoq_status cuda_rope(void *ctx, void *x, const int32_t *pos, int64_t m, i
   cuda_ctx *c = ctx;
   AOQ_TRY(need_bf16(dt, "rope"));
   AOQ_TRY(rows_ok("rope", m, row_stride));
-  if (!r) return aoq_err(AOQ_EINVAL, "cuda rope: NULL rope parameters");
-  if (n_heads <= 0 || head_dim <= 0 || head_dim % 2 || head_dim > 1024)
-    return aoq_err(AOQ_EINVAL, "cuda rope: n_heads %d, head_dim %d (expected > 0, even, <= 1024)",
-                   n_heads, head_dim);
-  if ((int64_t)n_heads * head_dim > row_stride)
-    return aoq_err(AOQ_ESHAPE, "cuda rope: %d heads x %d exceed the row stride %lld", n_heads,
-                   head_dim, (long long)row_stride);
-  if (!(r->theta > 0)) return aoq_err(AOQ_EINVAL, "cuda rope: theta %g", (double)r->theta);
-  if (r->factor > 0 && !(r->low_freq_factor > 0 && r->low_freq_factor < r->high_freq_factor &&
-                         r->original_max_position > 0))
-    return aoq_err(AOQ_EINVAL,
-                   "cuda rope: llama3 scaling needs 0 < low_freq_factor (%g) < high_freq_factor "
-                   "(%g) and original_max_position > 0 (%d)",
-                   (double)r->low_freq_factor, (double)r->high_freq_factor,
-                   r->original_max_position);
+  AOQ_TRY(aoq_rope_check(r, n_heads, head_dim, 1024, row_stride, "cuda"));
   if (m == 0) return AOQ_OK;
   if (!x || !pos) return aoq_err(AOQ_EINVAL, "cuda rope: NULL x or pos");
   aoq_gk_rope_freqs f;
@@ -484,10 +470,7 @@ static aoq_status cuda_rope(void *ctx, void *x, const int32_t *pos, int64_t m, i
 }
 
 static aoq_status check_kv(const aoq_kv_cache *kv, const char *op) {
-  if (!kv || !kv->k || !kv->v) return aoq_err(AOQ_EINVAL, "cuda %s: NULL kv cache or k/v", op);
-  if (kv->n_pages <= 0 || kv->page_size <= 0 || kv->n_kv_heads <= 0 || kv->head_dim <= 0)
-    return aoq_err(AOQ_EINVAL, "cuda %s: kv cache shape pages %d x %d, %d heads x %d", op,
-                   kv->n_pages, kv->page_size, kv->n_kv_heads, kv->head_dim);
+  AOQ_TRY(aoq_kv_cache_check(kv, "cuda", op));
   if (kv->dtype != AOQ_DTYPE_BF16)
     return aoq_err(AOQ_EUNSUPPORTED, "cuda %s: kv cache dtype %d (BF16)", op, (int)kv->dtype);
   return AOQ_OK;

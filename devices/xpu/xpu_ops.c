@@ -446,22 +446,7 @@ aoq_status aoq_xk_rope(void *ctx, void *x, const int32_t *pos, int64_t m, int n_
                        int64_t row_stride, const aoq_rope *r, aoq_dtype dt, aoq_stream *s) {
   AOQ_TRY(check_bf16(dt, "rope"));
   AOQ_TRY(check_rows("rope", m, row_stride));
-  if (!r) return aoq_err(AOQ_EINVAL, "xpu rope: NULL rope parameters");
-  if (n_heads <= 0 || head_dim <= 0 || head_dim % 2 || head_dim > 2 * AOQ_XK_ROPE_MAX_HALF)
-    return aoq_err(AOQ_EINVAL, "xpu rope: n_heads %d, head_dim %d (expected > 0, even, <= %d)",
-                   n_heads, head_dim, 2 * AOQ_XK_ROPE_MAX_HALF);
-  if ((int64_t)n_heads * head_dim > row_stride)
-    return aoq_err(AOQ_ESHAPE, "xpu rope: %d heads x %d exceed the row stride %lld", n_heads,
-                   head_dim, (long long)row_stride);
-  if (!(r->theta > 0) || isinf(r->theta))
-    return aoq_err(AOQ_EINVAL, "xpu rope: theta %g", (double)r->theta);
-  if (r->factor > 0 && (!(r->low_freq_factor > 0) || !(r->high_freq_factor > r->low_freq_factor) ||
-                        r->original_max_position <= 0))
-    return aoq_err(AOQ_EINVAL,
-                   "xpu rope: llama3 scaling needs 0 < low_freq_factor (%g) < high_freq_factor "
-                   "(%g) and original_max_position > 0 (%d)",
-                   (double)r->low_freq_factor, (double)r->high_freq_factor,
-                   r->original_max_position);
+  AOQ_TRY(aoq_rope_check(r, n_heads, head_dim, 2 * AOQ_XK_ROPE_MAX_HALF, row_stride, "xpu"));
   if (m == 0) return AOQ_OK;
   if (!x || !pos) return aoq_err(AOQ_EINVAL, "xpu rope: NULL x or pos");
   const float *tab;
@@ -473,16 +458,10 @@ aoq_status aoq_xk_rope(void *ctx, void *x, const int32_t *pos, int64_t m, int n_
 /* ---- KV cache and attention ---- */
 
 static aoq_status check_kv(const aoq_kv_cache *kv, const char *op) {
-  if (!kv || !kv->k || !kv->v) return aoq_err(AOQ_EINVAL, "xpu %s: NULL kv cache or k/v", op);
-  if (kv->n_pages <= 0 || kv->page_size <= 0 || kv->n_kv_heads <= 0 || kv->head_dim <= 0)
-    return aoq_err(AOQ_EINVAL, "xpu %s: kv cache shape pages %d x %d, %d heads x %d", op,
-                   kv->n_pages, kv->page_size, kv->n_kv_heads, kv->head_dim);
+  AOQ_TRY(aoq_kv_cache_check(kv, "xpu", op));
   if (kv->dtype != AOQ_DTYPE_BF16)
     return aoq_err(AOQ_EUNSUPPORTED, "xpu %s: kv cache dtype %d (this backend keeps BF16)", op,
                    (int)kv->dtype);
-  if ((int64_t)kv->n_pages * kv->page_size > INT32_MAX)
-    return aoq_err(AOQ_EINVAL, "xpu %s: %d pages x %d slots overflow int32 slot ids", op,
-                   kv->n_pages, kv->page_size);
   return AOQ_OK;
 }
 
