@@ -1,21 +1,22 @@
 #!/bin/bash
-# tools/gpu/run_all.sh [gemv configs...] — the one command of a device call (run tool): runs the
-# gpu-labelled tests with ctest and the GEMV benchmark from .ship/ (tools/gpu/ship.sh), writing
+# tools/gpu/run_all.sh — the one command of a device call (run tool): runs the gpu-labelled tests
+# with ctest and the GEMV benchmark from .ship/ (or $AOQ_SHIP, tools/gpu/ship.sh), writing
 # logs to $OUT (or ./gpu-out). AOQ_DECODE=1 also runs `aoq-bench decode` if it was shipped.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${OUT:-$root/gpu-out}
 mkdir -p "$out"
-[ -d "$root/.ship/bin" ] || tar -C "$root/.ship" -xzf "$root/.ship/bin.tar.gz"
-export LD_LIBRARY_PATH=$root/.ship/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+ship=$root/${AOQ_SHIP:-.ship}
+[ -d "$ship/bin" ] || tar -C "$ship" -xzf "$ship/bin.tar.gz"
+export LD_LIBRARY_PATH=$ship/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv \
   > "$out/gpu.txt" 2>&1
 cat "$out/gpu.txt"
 if [ "${AOQ_SKIP_TESTS:-0}" != 1 ]; then
-  (cd "$root/.ship/ctest" && ctest -L gpu --output-on-failure --timeout 300) 2>&1 \
+  (cd "$ship/ctest" && ctest -L gpu --output-on-failure --timeout 300) 2>&1 \
     | tee "$out/ctest.log" | tail -40
 fi
-bench=$root/.ship/bin/aoq-bench
+bench=$ship/bin/aoq-bench
 if [ "${AOQ_SKIP_GEMV:-0}" != 1 ]; then
   "$bench" gemv --device cuda:0 --config "${AOQ_GEMV_CONFIG:-all}" --m "${AOQ_GEMV_M:-1}" 2>&1 \
     | tee "$out/gemv.log"

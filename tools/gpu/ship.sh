@@ -1,15 +1,16 @@
 #!/bin/sh
-# tools/gpu/ship.sh BUILD_DIR — collects what the device run needs into .ship/ (git-ignored):
+# tools/gpu/ship.sh BUILD_DIR [NAME] — collects what the device run needs into .ship/ (or .ship-NAME/,
+# so several engineers can ship at once; both git-ignored):
 # the GPU test executables and aoq-bench from BUILD_DIR (a Release build with -DAOQ_CUDA=ON),
 # a CTestTestfile.cmake that registers the tests with label gpu, and the shared libraries the
 # binaries need that the H100 machine lacks (TOOLCHAIN.md). Name .ship in run's `carry`.
 set -eu
-build=${1:?usage: tools/gpu/ship.sh BUILD_DIR}
+build=${1:?usage: tools/gpu/ship.sh BUILD_DIR [NAME]}
 root=$(cd "$(dirname "$0")/../.." && pwd)
-ship=$root/.ship
+ship=$root/.ship${2:+-$2}
 rm -rf "$ship"
 mkdir -p "$ship/bin" "$ship/lib" "$ship/ctest"
-for t in "$build"/test_cuda_* "$build"/aoq-bench; do
+for t in "$build"/test_cuda_* "$build"/aoq-bench ${AOQ_SHIP_EXTRA:-}; do
   [ -x "$t" ] && cp "$t" "$ship/bin/" && strip "$ship/bin/$(basename "$t")"
 done
 {
