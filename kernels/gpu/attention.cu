@@ -11,23 +11,11 @@
  * and a second kernel merges them.
  */
 #include "base/numerics.h"
-#include "kernels/gpu/gpu_kernels.h"
-#include "kernels/gpu/vendor.h"
+#include "kernels/gpu/attention_impl.h"
 
 #define TILE 128
 #define THREADS 128
 #define MAX_HD 256
-#define MAX_SPLITS 64
-
-typedef struct attn_args {
-  const uint16_t *k, *v, *q;
-  uint16_t *out;
-  float *ws; /* [m, n_heads, splits] x (hd + 2) */
-  const int32_t *row_seq, *row_pos, *bt;
-  int n_seqs, max_blocks, n_pages, page_size, nkv, hd, n_heads, group, hchunks, splits;
-  float scale;
-  int *err;
-} attn_args;
 
 template <int G>
 __global__ void __launch_bounds__(THREADS) k_attn(attn_args a) {
@@ -39,6 +27,12 @@ __global__ void __launch_bounds__(THREADS) k_attn(attn_args a) {
   const int h0 = kvh * a.group + (blockIdx.y % a.hchunks) * G;
   const int gn = min(G, kvh * a.group + a.group - h0);
   const int tid = threadIdx.x, warp = tid / AOQ_LWARP, lane = tid % AOQ_LWARP, hd = a.hd;
+#ifdef AOQ_HAVE_MMA_BF16
+  if (a.fsplits > 0) { /* runs of rows belong to the tensor-core kernel */
+    __shared__ unsigned sh2[2];
+    if (attn_row_in_run(a, row, sh2)) return;
+  }
+#endif
   const int seq = a.row_seq[row], pos = a.row_pos[row];
   bool bad = seq < 0 || seq >= a.n_seqs || pos < 0 || pos >= a.max_blocks * a.page_size;
   const int32_t *bt = a.bt + (int64_t)(bad ? 0 : seq) * a.max_blocks;
@@ -137,7 +131,7 @@ __global__ void __launch_bounds__(THREADS) k_attn(attn_args a) {
         float inv = lsum[g] > 0 ? 1.0f / lsum[g] : 0.0f;
         a.out[oh * hd + d] = aoq_f32_to_bf16(acc[g][j] * inv);
       } else {
-        float *p = a.ws + (oh * a.splits + split) * (hd + 2);
+        float *p = a.ws + (oh * a.ws_splits + split) * (hd + 2);
         p[2 + d] = acc[g][j];
         if (d == 0) p[0] = mx[g], p[1] = lsum[g];
       }
@@ -145,11 +139,20 @@ __global__ void __launch_bounds__(THREADS) k_attn(attn_args a) {
   }
 }
 
-/* grid (m, n_heads), hd threads: merges the splits of one head */
-__global__ void k_attn_merge(const float *__restrict__ ws, uint16_t *__restrict__ out, int hd,
-                             int splits) {
-  int64_t oh = (int64_t)blockIdx.x * gridDim.y + blockIdx.y;
-  const float *base = ws + oh * splits * (hd + 2);
+/* grid (m, n_heads), 128 threads: merges the splits of one head of one row (the row's kernel's
+ * split count; a kernel that ran unsplit wrote the row itself) */
+__global__ void k_attn_merge(attn_args a) {
+  const int64_t row = blockIdx.x, oh = row * gridDim.y + blockIdx.y;
+  const int hd = a.hd;
+  int splits = a.splits;
+#ifdef AOQ_HAVE_MMA_BF16
+  if (a.fsplits > 0) {
+    __shared__ unsigned sh2[2];
+    if (attn_row_in_run(a, row, sh2)) splits = a.fsplits;
+  }
+#endif
+  if (splits <= 1) return;
+  const float *base = a.ws + oh * a.ws_splits * (hd + 2);
   float m = -INFINITY;
   for (int s = 0; s < splits; s++) {
     const float *p = base + s * (hd + 2);
@@ -164,7 +167,7 @@ __global__ void k_attn_merge(const float *__restrict__ ws, uint16_t *__restrict_
       l += p[1] * c;
       o += p[2 + d] * c;
     }
-    out[oh * hd + d] = aoq_f32_to_bf16(o * (l > 0 ? 1.0f / l : 0.0f));
+    a.out[oh * hd + d] = aoq_f32_to_bf16(o * (l > 0 ? 1.0f / l : 0.0f));
   }
 }
 
@@ -172,21 +175,36 @@ static int pick_g(int group) {
   return group >= 8 ? 8 : group >= 4 ? 4 : group >= 2 ? 2 : 1;
 }
 
-static int plan_splits(const aoq_kv_cache *kv, int64_t m, int n_heads, int max_pos, int num_sms) {
+/* The launch plan of m rows up to max_pos: splits of the per-row kernel, of the tensor-core
+ * kernel (0 when it is not launched: fewer than MIN_RUN rows, a head_dim it lacks, or HIP), and
+ * the workspace slots per (row, head). */
+typedef struct attn_plan {
+  int splits, fsplits, ws_splits;
+} attn_plan;
+
+static attn_plan plan(const aoq_kv_cache *kv, int64_t m, int n_heads, int max_pos, int num_sms) {
+  attn_plan p;
   int group = n_heads / kv->n_kv_heads, g = pick_g(group);
   int64_t base = m * kv->n_kv_heads * ((group + g - 1) / g);
   int tiles = max_pos / TILE + 1;
   int64_t want = (2 * (int64_t)(num_sms > 0 ? num_sms : 1) + base - 1) / base;
   int s = (int)(want < tiles ? want : tiles);
-  return s < 1 ? 1 : s > MAX_SPLITS ? MAX_SPLITS : s;
+  p.splits = s < 1 ? 1 : s > MAX_SPLITS ? MAX_SPLITS : s;
+  p.fsplits = 0;
+#ifdef AOQ_HAVE_MMA_BF16
+  if (m >= MIN_RUN && attn_prefill_supported(kv->head_dim))
+    p.fsplits = attn_prefill_splits(m, kv->n_kv_heads, group, max_pos, num_sms);
+#endif
+  int w = p.splits > p.fsplits ? p.splits : p.fsplits;
+  p.ws_splits = w > 1 ? w : 0;
+  return p;
 }
 
 extern "C" size_t aoq_gk_attention_workspace(const aoq_kv_cache *kv, int64_t m, int n_heads,
                                              int max_pos, int num_sms) {
   if (!kv || m <= 0 || n_heads <= 0 || kv->n_kv_heads <= 0 || max_pos < 0) return 0;
-  int s = plan_splits(kv, m, n_heads, max_pos, num_sms);
-  if (s == 1) return 0;
-  return (size_t)m * n_heads * s * (kv->head_dim + 2) * sizeof(float);
+  attn_plan p = plan(kv, m, n_heads, max_pos, num_sms);
+  return (size_t)m * n_heads * p.ws_splits * (kv->head_dim + 2) * sizeof(float);
 }
 
 extern "C" int aoq_gk_attention(const aoq_kv_cache *kv, const aoq_attn_batch *b, const uint16_t *q,
@@ -195,16 +213,22 @@ extern "C" int aoq_gk_attention(const aoq_kv_cache *kv, const aoq_attn_batch *b,
   if (m == 0) return 0;
   aoq_gpu_stream_t st = (aoq_gpu_stream_t)stream;
   int group = n_heads / kv->n_kv_heads, g = pick_g(group);
+  attn_plan p = plan(kv, m, n_heads, b->max_pos, num_sms);
+  if (p.ws_splits > 0 && !ws) { /* no workspace: every kernel unsplit */
+    p.splits = 1;
+    p.fsplits = p.fsplits ? 1 : 0;
+    p.ws_splits = 0;
+  }
   attn_args a;
   a.k = (const uint16_t *)kv->k, a.v = (const uint16_t *)kv->v, a.q = q, a.out = out;
   a.ws = (float *)ws;
   a.row_seq = b->row_seq, a.row_pos = b->row_pos, a.bt = b->block_tables;
+  a.m = m;
   a.n_seqs = b->n_seqs, a.max_blocks = b->max_blocks, a.n_pages = kv->n_pages;
   a.page_size = kv->page_size, a.nkv = kv->n_kv_heads, a.hd = kv->head_dim;
   a.n_heads = n_heads, a.group = group, a.hchunks = (group + g - 1) / g;
-  a.splits = plan_splits(kv, m, n_heads, b->max_pos, num_sms);
+  a.splits = p.splits, a.fsplits = p.fsplits, a.ws_splits = p.ws_splits;
   a.scale = scale, a.err = err;
-  if (a.splits > 1 && !ws) a.splits = 1;
   dim3 grid((unsigned)m, (unsigned)(kv->n_kv_heads * a.hchunks), (unsigned)a.splits);
   switch (g) {
     case 8:
@@ -220,9 +244,14 @@ extern "C" int aoq_gk_attention(const aoq_kv_cache *kv, const aoq_attn_batch *b,
       k_attn<1><<<grid, THREADS, 0, st>>>(a);
       break;
   }
-  if (a.splits > 1) {
+  int e = (int)aoq_gpu_get_last_error();
+  if (e) return e;
+#ifdef AOQ_HAVE_MMA_BF16
+  if (a.fsplits > 0 && (e = attn_prefill_launch(a, st)) != 0) return e;
+#endif
+  if (a.splits > 1 || a.fsplits > 1) {
     dim3 g2((unsigned)m, (unsigned)n_heads);
-    k_attn_merge<<<g2, 128, 0, st>>>(a.ws, out, kv->head_dim, a.splits);
+    k_attn_merge<<<g2, 128, 0, st>>>(a);
   }
   return (int)aoq_gpu_get_last_error();
 }
