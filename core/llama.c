@@ -71,6 +71,7 @@ aoq_status aoq_llama_alloc_state(aoq_model *m) {
     return aoq_err(AOQ_ENOMEM, "step metadata: out of memory");
   AOQ_TRY(aoq_dev_alloc(d, m->meta_count * 4, (void **)&m->d_meta));
   AOQ_TRY(aoq_dev_alloc(d, (size_t)T * 4, (void **)&m->d_gather));
+  AOQ_TRY(aoq_dev_alloc(d, (size_t)L * 4, (void **)&m->d_ids));
   int max_pos = m->max_blocks * m->page_size;
   /* The attention scratch need not grow with the rows (a backend may split long contexts only
    * when there are few rows): size it for the largest need over every row count and position. */
@@ -98,7 +99,7 @@ void aoq_llama_free_state(aoq_model *m) {
   aoq_llama_graphs_drop(m);
   void *bufs[] = {m->x,          m->tmp,    m->xn,       m->act,    m->gu,
                   m->qkv,        m->qkvg,   m->attn,     m->xl,     m->logits_bf16,
-                  m->logits_f32, m->d_meta, m->d_gather, m->ws_attn};
+                  m->logits_f32, m->d_meta, m->d_gather, m->ws_attn, m->d_ids};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) aoq_dev_free(d, bufs[i]);
   if (m->stream) aoq_dev_stream_destroy(d, m->stream);
   m->stream = NULL;
@@ -167,7 +168,8 @@ static aoq_status forward(aoq_model *m, const meta_view *dv, int64_t T, int n, i
   AOQ_TRY(aoq_dev_embed(d, m->x, T, dv->lrows, m->xl, L, H, bf, s));
   AOQ_TRY(aoq_dev_rmsnorm(d, m->xl, m->norm_final, m->xn, L, H, c->rms_eps, bf, s));
   AOQ_TRY(aoq_dev_linear(d, &w->lm_head, m->xn, m->logits_bf16, L, bf, w->ws, s));
-  return aoq_dev_convert(d, m->logits_bf16, bf, m->logits_f32, AOQ_DTYPE_F32, L * c->vocab_size, s);
+  /* greedy next tokens, in the graph: a step that wants only tokens moves L int32s to the host */
+  return aoq_dev_argmax(d, m->logits_bf16, m->d_ids, L, c->vocab_size, bf, s);
 }
 
 /* Fills the host metadata for the items (already validated and grown), padded to T rows and n
@@ -245,12 +247,15 @@ static aoq_status validate(aoq_model *m, const aoq_step_item *items, int n, int6
   return s;
 }
 
-aoq_status aoq_llama_step(aoq_model *m, const aoq_step_item *items, int n, float *logits) {
+aoq_status aoq_llama_step(aoq_model *m, const aoq_step_item *items, int n,
+                           aoq_sample_params *sp, int32_t *tokens, float *logits) {
   int64_t T = 0, L = 0;
   bool decode = false;
   AOQ_TRY(validate(m, items, n, &T, &L, &decode));
-  if (L > 0 && !logits) return aoq_err(AOQ_EINVAL, "step: logits wanted but no output buffer");
+  if (L > 0 && !logits && !tokens)
+    return aoq_err(AOQ_EINVAL, "step: logits wanted but no output buffer");
   aoq_device *d = m->dev;
+  const aoq_dtype bf16 = AOQ_DTYPE_BF16;
   int bucket = -1;
   if (m->use_graphs && decode)
     for (int b = 0; b < AOQ_GRAPH_BUCKETS; b++)
@@ -287,10 +292,22 @@ aoq_status aoq_llama_step(aoq_model *m, const aoq_step_item *items, int n, float
   } else {
     AOQ_TRY(forward(m, &dv, T, n, L, max_pos));
   }
-  if (L > 0)
-    AOQ_TRY(
-        aoq_dev_copy_d2h(d, logits, m->logits_f32, (size_t)(L * m->cfg.vocab_size) * 4, m->stream));
+  int64_t V = m->cfg.vocab_size;
+  bool sampled = false;
+  if (L > 0 && tokens && sp) { /* rows with a temperature replace their argmax by a sample */
+    for (int64_t j = 0; j < L; j++) sampled = sampled || sp[j].temperature > 0;
+    if (sampled) AOQ_TRY(aoq_dev_sample(d, m->logits_bf16, m->d_ids, L, V, sp, bf16, m->stream));
+  }
+  if (L > 0 && logits) {
+    AOQ_TRY(aoq_dev_convert(d, m->logits_bf16, bf16, m->logits_f32, AOQ_DTYPE_F32, L * V,
+                            m->stream));
+    AOQ_TRY(aoq_dev_copy_d2h(d, logits, m->logits_f32, (size_t)(L * V) * 4, m->stream));
+  }
+  if (L > 0 && tokens) AOQ_TRY(aoq_dev_copy_d2h(d, tokens, m->d_ids, (size_t)L * 4, m->stream));
   AOQ_TRY(aoq_dev_stream_sync(d, m->stream));
+  /* a sampled row used one draw of its RNG state, as aoq_sample_host does */
+  for (int64_t j = 0; sampled && j < L; j++)
+    if (sp[j].temperature > 0) sp[j].seed += 0x9e3779b97f4a7c15ull;
   for (int j = 0; j < n; j++) m->seqs[items[j].seq].len += items[j].n_tokens;
   return AOQ_OK;
 }

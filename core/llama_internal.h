@@ -89,6 +89,7 @@ struct aoq_model {
   int32_t *d_meta, *h_meta;
   size_t meta_count;            /* int32 entries allocated */
   int32_t *h_gather, *d_gather; /* aoq_model_linear's row gather (own region) */
+  int32_t *d_ids;               /* [max_seqs] next tokens picked on the device */
   int *h_mark;                  /* [max_seqs] duplicate check */
   aoq_stream *stream;
 
@@ -112,7 +113,8 @@ void aoq_synth_fill(uint64_t seed, const char *name, uint16_t *out, int64_t n, i
 int64_t aoq_llama_wide(const aoq_model_config *c);
 aoq_status aoq_llama_alloc_state(aoq_model *m);
 void aoq_llama_free_state(aoq_model *m);
-aoq_status aoq_llama_step(aoq_model *m, const aoq_step_item *items, int n, float *logits);
+aoq_status aoq_llama_step(aoq_model *m, const aoq_step_item *items, int n,
+                           aoq_sample_params *sp, int32_t *tokens, float *logits);
 void aoq_llama_graphs_drop(aoq_model *m);
 
 /* model_quant.c: quantizes bf16 host rows src[n,k] into w on d (device buffers allocated here;

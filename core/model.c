@@ -495,7 +495,14 @@ void aoq_model_seq_close(aoq_model *m, int seq) {
 
 aoq_status aoq_model_step(aoq_model *m, const aoq_step_item *items, int n, float *logits) {
   if (!m || (n > 0 && !items)) return aoq_err(AOQ_EINVAL, "aoq_model_step: NULL argument");
-  return aoq_llama_step(m, items, n, logits);
+  return aoq_llama_step(m, items, n, NULL, NULL, logits);
+}
+
+aoq_status aoq_model_step_sample(aoq_model *m, const aoq_step_item *items, int n,
+                                 aoq_sample_params *sp, int32_t *tokens, float *logits) {
+  if (!m || (n > 0 && !items) || !tokens)
+    return aoq_err(AOQ_EINVAL, "aoq_model_step_sample: NULL argument");
+  return aoq_llama_step(m, items, n, sp, tokens, logits);
 }
 
 /* ------------------------------------------------------------------------------------------

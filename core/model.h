@@ -86,6 +86,15 @@ typedef struct aoq_step_item {
  * Errors: AOQ_ENOTFOUND (sequence not open), AOQ_EINVAL (token outside the vocabulary, more than
  * max_batch_tokens tokens or max_seqs items, logits wanted with NULL output). */
 aoq_status aoq_model_step(aoq_model *m, const aoq_step_item *items, int n, float *logits);
+/* The same step, with the next token of every row that wants logits picked on the device:
+ * tokens[j] (host) = greedy argmax of row j's logits (as aoq_sample_host's greedy pick), or, when
+ * sp is non-NULL and sp[j].temperature > 0, the device `sample` op's draw with sp[j] (its seed is
+ * then advanced one draw, as aoq_sample_host advances it; the device sampler walks the kept tokens
+ * in index order, so a draw may pick another token than aoq_sample_host would). logits may be
+ * NULL: then no logits cross to the host (a decode step moves L int32s instead of L*vocab floats).
+ * Runs the same forward pass (and graph) as aoq_model_step. */
+aoq_status aoq_model_step_sample(aoq_model *m, const aoq_step_item *items, int n,
+                                 aoq_sample_params *sp, int32_t *tokens, float *logits);
 
 /* Applies one resident linear layer, named as in the checkpoint ("model.layers.3.mlp.down_proj"
  * or with ".weight"), to x[rows, k] bf16 host -> y[rows, n] bf16 host. AOQ_ENOTFOUND/AOQ_ESHAPE.

@@ -149,6 +149,55 @@ static void test_batching_does_not_change_a_sequence(void **state) {
   aoq_model_free(m);
 }
 
+/* aoq_model_step_sample picks on the device what the host would pick from the logits: the greedy
+ * argmax of aoq_sample_host, and with a temperature the device sampler's draw on the same logits
+ * (the seed advanced one draw per token, as aoq_sample_host advances it). */
+static void test_step_sample_matches_host_picks(void **state) {
+  (void)state;
+  aoq_model *a = load_tiny(3, NULL, 0), *b = load_tiny(3, NULL, 0);
+  int vocab = aoq_model_info_get(a)->cfg.vocab_size;
+  const int32_t p0[] = {256, 7, 8, 9}, p1[] = {256, 40, 41};
+  float *lg = malloc(sizeof(float) * 2 * (size_t)vocab), *lg2 = malloc(sizeof(float) * 2 * (size_t)vocab);
+  int sa[2], sb[2];
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(aoq_model_seq_open(a, &sa[i]), AOQ_OK);
+    assert_int_equal(aoq_model_seq_open(b, &sb[i]), AOQ_OK);
+  }
+  aoq_step_item ia[2] = {{.seq = sa[0], .tokens = p0, .n_tokens = 4, .want_logits = true},
+                         {.seq = sa[1], .tokens = p1, .n_tokens = 3, .want_logits = true}};
+  aoq_step_item ib[2] = {{.seq = sb[0], .tokens = p0, .n_tokens = 4, .want_logits = true},
+                         {.seq = sb[1], .tokens = p1, .n_tokens = 3, .want_logits = true}};
+  aoq_sample_params host[2] = {{.temperature = 0}, {.temperature = 0.9f, .top_k = 20, .seed = 77}};
+  aoq_sample_params dev_p[2] = {host[0], host[1]};
+  int32_t ta[2], tb[2];
+  uint16_t *row_bf16 = malloc(sizeof(uint16_t) * (size_t)vocab);
+  for (int step = 0; step < 6; step++) {
+    assert_int_equal(aoq_model_step(a, ia, 2, lg), AOQ_OK);
+    /* row 0: the host's greedy pick; row 1: the device sampler on the same (bf16-exact) logits */
+    ta[0] = aoq_sample_host(lg, vocab, &host[0]);
+    for (int i = 0; i < vocab; i++) row_bf16[i] = aoq_f32_to_bf16(lg[(size_t)vocab + i]);
+    assert_int_equal(aoq_dev_sample(dev, row_bf16, &ta[1], 1, vocab, &host[1], AOQ_DTYPE_BF16, NULL),
+                     AOQ_OK);
+    host[1].seed += 0x9e3779b97f4a7c15ull;
+    /* with logits as well: they must equal the plain step's */
+    assert_int_equal(aoq_model_step_sample(b, ib, 2, dev_p, tb, step % 2 ? lg2 : NULL), AOQ_OK);
+    if (step % 2) assert_memory_equal(lg, lg2, sizeof(float) * 2 * (size_t)vocab);
+    for (int j = 0; j < 2; j++) {
+      assert_int_equal(ta[j], tb[j]);
+      assert_true(ta[j] >= 0 && ta[j] < vocab);
+    }
+    assert_true(dev_p[1].seed == host[1].seed);
+    for (int j = 0; j < 2; j++) {
+      ia[j] = (aoq_step_item){.seq = sa[j], .tokens = &ta[j], .n_tokens = 1, .want_logits = true};
+      ib[j] = (aoq_step_item){.seq = sb[j], .tokens = &tb[j], .n_tokens = 1, .want_logits = true};
+    }
+  }
+  assert_int_equal(aoq_model_step_sample(b, ib, 2, NULL, NULL, NULL), AOQ_EINVAL);
+  free(lg), free(lg2), free(row_bf16);
+  aoq_model_free(a);
+  aoq_model_free(b);
+}
+
 static void test_kv_pages_quota_and_reuse(void **state) {
   (void)state;
   aoq_model *m =
@@ -546,6 +595,7 @@ int main(void) {
       cmocka_unit_test(test_presets),
       cmocka_unit_test(test_synthetic_weights_are_deterministic),
       cmocka_unit_test(test_batching_does_not_change_a_sequence),
+      cmocka_unit_test(test_step_sample_matches_host_picks),
       cmocka_unit_test(test_kv_pages_quota_and_reuse),
       cmocka_unit_test(test_step_rejects_bad_items),
       cmocka_unit_test(test_load_rejects_oversized_pools),

@@ -1,8 +1,9 @@
 /*
  * bench_decode.c — `aoq-bench decode`: decode throughput of a whole model on one device.
  * Loads the model (synthetic weights or a checkpoint) in a format, prefills `batch` sequences,
- * then times `tokens` decode steps of the batch (each step: upload metadata, forward, logits to
- * the host, greedy pick on the host — what a server step costs). Reports tokens/s, the weight
+ * then times `tokens` decode steps of the batch (each step: upload metadata, forward, greedy pick
+ * on the device, the tokens to the host — what a server step costs; --host-logits instead copies
+ * every row's fp32 logits to the host and picks there, as a client asking for logits would). Reports tokens/s, the weight
  * and KV bytes read per step and per token, the achieved GB/s and that as a fraction of a
  * device-to-device copy timed with events in the same run, peak device memory (from the
  * device's free-memory deltas) and the load time.
@@ -20,7 +21,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: aoq-bench decode --model tiny|llama3.1-8b|DIR [--synthetic] [--config CFG]\n"
           "                        [--batch B] [--tokens T] [--prompt P] [--device D]\n"
-          "                        [--no-graph] [--seed S]\n"
+          "                        [--no-graph] [--host-logits] [--seed S]\n"
           "  Defaults: --config bf16 --batch 1 --tokens 64 --prompt 16 --device auto.\n"
           "  --plot FILE.svg with --batch 1,2,4,8: one run per batch size, decode tok/s vs batch\n"
           "  drawn by gnuplot.\n");
@@ -66,8 +67,9 @@ static int argmax(const float *x, int n) {
 }
 
 int aoq_bench_decode(int argc, char **argv) {
-  static const char *const flags[] = {"model",  "synthetic", "config", "batch", "tokens", "prompt",
-                                      "device", "no-graph",  "seed",   "help",  NULL};
+  static const char *const flags[] = {"model",  "synthetic", "config", "batch",
+                                      "tokens", "prompt",    "device", "no-graph",
+                                      "seed",   "help",      "host-logits", NULL};
   static const char *const with_value[] = {"model",  "config", "batch", "tokens",
                                            "prompt", "device", "seed",  NULL};
   if (aoq_bench_opt_flag(argc, argv, "help")) {
@@ -99,6 +101,7 @@ int aoq_bench_decode(int argc, char **argv) {
   }
   bool synthetic = aoq_bench_opt_flag(argc, argv, "synthetic");
   bool no_graph = aoq_bench_opt_flag(argc, argv, "no-graph");
+  bool host_logits = aoq_bench_opt_flag(argc, argv, "host-logits");
 
   aoq_device *d = NULL;
   aoq_status s = aoq_device_open(device, &d);
@@ -158,8 +161,15 @@ int aoq_bench_decode(int argc, char **argv) {
   if (!s) s = aoq_model_step(m, it, (int)batch, logits);
   t0 = aoq_bench_now();
   for (int64_t t = 0; !s && t < tokens; t++) {
-    for (int64_t b = 0; b < batch; b++) cur[b] = argmax(logits + b * vocab, vocab);
-    s = aoq_model_step(m, it, (int)batch, logits);
+    if (host_logits) {
+      for (int64_t b = 0; b < batch; b++) cur[b] = argmax(logits + b * vocab, vocab);
+      s = aoq_model_step(m, it, (int)batch, logits);
+    } else {
+      if (t == 0)
+        for (int64_t b = 0; b < batch; b++) cur[b] = argmax(logits + b * vocab, vocab);
+      /* items read cur when the step starts; the picked tokens overwrite it when it ends */
+      s = aoq_model_step_sample(m, it, (int)batch, NULL, cur, NULL);
+    }
   }
   double t_decode = aoq_bench_now() - t0;
   free(it);
@@ -188,6 +198,7 @@ int aoq_bench_decode(int argc, char **argv) {
          no_graph                            ? "off (--no-graph)"
          : aoq_device_has(d, AOQ_CAP_GRAPHS) ? "on"
                                              : "unsupported");
+  printf("next_token: %s\n", host_logits ? "host (fp32 logits copied)" : "device argmax");
   printf("load_seconds: %.2f\n", info->load_seconds);
   printf("prefill_tokens_per_s: %.1f\n", (double)(batch * prompt) / t_prefill);
   printf("decode_tokens_per_s: %.1f\n", (double)(batch * tokens) / t_decode);
