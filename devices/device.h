@@ -56,6 +56,7 @@ typedef struct aoq_device_info {
   uint64_t linear_formats;   /* bit (1 << aoq_format_kind) per format `linear` supports */
   uint64_t quantize_formats; /* bit per format `quantize` supports (needs AOQ_CAP_QUANTIZE) */
   int threads;               /* CPU worker threads / GPU multiprocessors */
+  char linear_engine[128];   /* what runs the large-m linear, e.g. "cublas ..."; "" = own */
 } aoq_device_info;
 
 typedef struct aoq_stream aoq_stream; /* backend-defined */

@@ -18,6 +18,8 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/log.h"
+#include "devices/cuda/cublas.h"
 #include "devices/device.h"
 #include "kernels/gpu/gpu_kernels.h"
 
@@ -29,6 +31,7 @@ typedef struct cuda_ctx {
   volatile int *err_h; /* mapped pinned flag written by kernels */
   int *err_d;
   void *scratch; /* 256 device bytes: the amax of quantize (one quantize at a time) */
+  aoq_cublas *blas; /* the large-m linear engine (cublas.h), NULL: own kernels only */
 } cuda_ctx;
 
 struct aoq_graph_cuda {
@@ -83,6 +86,7 @@ static void cuda_destroy(void *ctx) {
   }
   if (c->err_h) cudaFreeHost((void *)c->err_h);
   if (c->scratch) cudaFree(c->scratch);
+  aoq_cublas_close(c->blas);
   free(c);
 }
 
@@ -102,6 +106,7 @@ static aoq_status cuda_info(void *ctx, aoq_device_info *out) {
   out->linear_formats = aoq_gk_linear_formats();
   out->quantize_formats = aoq_gk_quantize_formats();
   out->threads = c->num_sms;
+  snprintf(out->linear_engine, sizeof out->linear_engine, "%s", aoq_cublas_describe(c->blas));
   return AOQ_OK;
 }
 
@@ -335,7 +340,9 @@ static aoq_status need_bf16(aoq_dtype dt, const char *op) {
 }
 
 static size_t cuda_linear_workspace(void *ctx, const aoq_qweight *w, int64_t m) {
-  (void)ctx;
+  cuda_ctx *c = ctx;
+  if (w && aoq_cublas_linear_wants(c->blas, w, m))
+    return aoq_cublas_linear_workspace(c->blas, w, m);
   return w ? aoq_gk_linear_workspace(w, m) : 0;
 }
 
@@ -352,6 +359,8 @@ static aoq_status cuda_linear(void *ctx, const aoq_qweight *w, const void *x, vo
   if (m == 0) return AOQ_OK;
   if (!x || !y || ((uintptr_t)x & 15))
     return aoq_err(AOQ_EINVAL, "cuda linear: x NULL or not 16-byte aligned, or y NULL");
+  if (aoq_cublas_linear_wants(c->blas, w, m)) /* large m: cuBLAS (+ decoded weight chunks) */
+    return aoq_cublas_linear(c->blas, w, x, y, m, ws, strm(c, s));
   if (!ws && aoq_gk_linear_workspace(w, m) > 0)
     return aoq_err(AOQ_EINVAL, "cuda linear: format %d needs a workspace of %zu bytes",
                    (int)w->kind, aoq_gk_linear_workspace(w, m));
@@ -651,6 +660,11 @@ aoq_status aoq_cuda_device_create(int index, aoq_device **out) {
   *c->err_h = 0;
   c->num_sms = prop.multiProcessorCount;
   memcpy(c->name, prop.name, sizeof c->name - 1);
+  if (aoq_cublas_open(&c->blas) == AOQ_OK)
+    AOQ_INFO("cuda linear engine|device=%d engine=\"%s\"", index, aoq_cublas_describe(c->blas));
+  else
+    AOQ_INFO("cuda linear engine|device=%d engine=\"own kernels\" why=\"%s\"", index,
+             aoq_last_error());
   char name[32];
   snprintf(name, sizeof name, "cuda:%d", index);
   st = aoq_device_wrap(&cuda_iface, c, name, out);

@@ -42,6 +42,17 @@ int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *y, int64_t 
 size_t aoq_gk_act_layout(int64_t m, int64_t k, size_t *off_xs);
 int aoq_gk_act_quant(const aoq_qweight *w, const uint16_t *x, int64_t m, void *ws, void *stream);
 
+/* The large-m linear through a BLAS GEMM (dequant.cu, used by devices/cuda/cublas.c).
+ * dequant_rows: weight rows [r0, r0 + rows) decoded to out bf16 [rows, k], the operand the
+ * format's GEMM multiplies (bit-exact with devices/cpu/cpu_quant_deq.h rounded to bf16).
+ * gemm_epilogue: the format's scales after the GEMM: fp8dq(-row) from c, the fp32 sums in
+ * column-major [rows, m], into columns [r0, r0 + rows) of y[m, n]; int8wo / nvfp4 in place on
+ * all of y (c NULL, r0 = 0, rows = n); other formats nothing. xs/xt: act_quant's scales. */
+int aoq_gk_dequant_rows(const aoq_qweight *w, int64_t r0, int64_t rows, uint16_t *out,
+                        void *stream);
+int aoq_gk_gemm_epilogue(const aoq_qweight *w, const float *c, int64_t m, int64_t r0, int64_t rows,
+                         uint16_t *y, const float *xs, const float *xt, void *stream);
+
 /* Device weight quantization (quantize.cu): formats, and bf16 src[n,k] -> w's device buffers,
  * bit-exact with core/quant_fp.c. scratch: 4 device bytes (one call at a time per scratch). */
 uint64_t aoq_gk_quantize_formats(void);

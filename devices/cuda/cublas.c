@@ -1,0 +1,306 @@
+/*
+ * cublas.c — cuBLAS through dlopen, and the CUDA backend's large-m linear on it (cublas.h).
+ */
+#include "devices/cuda/cublas.h"
+
+#include <cuda_runtime_api.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "kernels/gpu/gpu_kernels.h"
+
+/* The cuBLAS v2 API subset aoq calls, declared from cublas_api.h / library_types.h (CUDA 13):
+ * enums are C ints, the handle is an opaque pointer. */
+typedef int blas_status;
+typedef void *blas_handle;
+enum {
+  BLAS_OP_N = 0,
+  BLAS_OP_T = 1,
+  BLAS_R_32F = 0,                /* cudaDataType CUDA_R_32F */
+  BLAS_R_16BF = 14,              /* CUDA_R_16BF */
+  BLAS_COMPUTE_32F = 68,         /* cublasComputeType_t CUBLAS_COMPUTE_32F */
+  BLAS_GEMM_DEFAULT = -1,        /* cublasGemmAlgo_t */
+  BLAS_MATH_DEFAULT = 0,         /* cublasMath_t */
+  BLAS_MATH_NO_REDUCED_RED = 16, /* CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION */
+};
+typedef blas_status (*fn_create)(blas_handle *);
+typedef blas_status (*fn_destroy)(blas_handle);
+typedef blas_status (*fn_set_stream)(blas_handle, cudaStream_t);
+typedef blas_status (*fn_set_workspace)(blas_handle, void *, size_t);
+typedef blas_status (*fn_set_math)(blas_handle, int);
+typedef blas_status (*fn_version)(blas_handle, int *);
+typedef blas_status (*fn_gemm_ex)(blas_handle, int, int, int, int, int, const void *, const void *,
+                                  int, int, const void *, int, int, const void *, void *, int, int,
+                                  int, int);
+
+#define WS_BYTES ((size_t)32 << 20) /* cuBLAS's recommended workspace on Hopper */
+
+struct aoq_cublas {
+  void *lib;
+  blas_handle h;
+  void *ws;
+  fn_create create;
+  fn_destroy destroy;
+  fn_set_stream set_stream;
+  fn_set_workspace set_workspace;
+  fn_set_math set_math;
+  fn_version version;
+  fn_gemm_ex gemm_ex;
+  int min_m_bf16, min_m_packed; /* the linear runs here from these row counts on */
+  size_t budget;                /* bytes of decoded chunk (+ fp32 sums) per call */
+  char desc[256];
+};
+
+static const char *status_name(blas_status s) {
+  switch (s) {
+    case 0:
+      return "success";
+    case 1:
+      return "not initialized";
+    case 3:
+      return "alloc failed";
+    case 7:
+      return "invalid value";
+    case 8:
+      return "arch mismatch";
+    case 11:
+      return "mapping error";
+    case 13:
+      return "execution failed";
+    case 14:
+      return "internal error";
+    case 15:
+      return "not supported";
+    default:
+      return "error";
+  }
+}
+
+static aoq_status blas_err(blas_status s, const char *what) {
+  return aoq_err(AOQ_EDEVICE, "cublas %s: %s (%d)", what, status_name(s), s);
+}
+
+static long env_long(const char *name, long dflt, long lo, long hi) {
+  const char *v = getenv(name);
+  if (!v || !*v) return dflt;
+  char *end;
+  long x = strtol(v, &end, 10);
+  return *end || x < lo || x > hi ? dflt : x;
+}
+
+void aoq_cublas_close(aoq_cublas *h) {
+  if (!h) return;
+  if (h->h) h->destroy(h->h);
+  if (h->ws) cudaFree(h->ws);
+  if (h->lib) dlclose(h->lib);
+  free(h);
+}
+
+aoq_status aoq_cublas_open(aoq_cublas **out) {
+  if (!out) return aoq_err(AOQ_EINVAL, "aoq_cublas_open: NULL output");
+  *out = NULL;
+  const char *env = getenv("AOQ_CUBLAS");
+  if (env && (!strcmp(env, "off") || !strcmp(env, "0") || !strcmp(env, "none")))
+    return aoq_err(AOQ_ENOTFOUND, "cublas disabled (AOQ_CUBLAS=%s)", env);
+  aoq_cublas *h = calloc(1, sizeof *h);
+  if (!h) return aoq_err(AOQ_ENOMEM, "cublas context");
+  const char *names[2] = {env && *env ? env : NULL, "libcublas.so.13"}, *name = NULL;
+  for (int i = 0; i < 2 && !h->lib; i++)
+    if (names[i]) h->lib = dlopen(name = names[i], RTLD_NOW | RTLD_LOCAL);
+  if (!h->lib) {
+    aoq_status s = aoq_err(AOQ_ENOTFOUND, "cublas not loaded: %s", dlerror());
+    free(h);
+    return s;
+  }
+  struct {
+    void **fn;
+    const char *sym;
+  } syms[] = {
+      {(void **)&h->create, "cublasCreate_v2"},
+      {(void **)&h->destroy, "cublasDestroy_v2"},
+      {(void **)&h->set_stream, "cublasSetStream_v2"},
+      {(void **)&h->set_workspace, "cublasSetWorkspace_v2"},
+      {(void **)&h->set_math, "cublasSetMathMode"},
+      {(void **)&h->version, "cublasGetVersion_v2"},
+      {(void **)&h->gemm_ex, "cublasGemmEx"},
+  };
+  for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
+    void *p = dlsym(h->lib, syms[i].sym);
+    if (!p) {
+      aoq_status s = aoq_err(AOQ_ENOTFOUND, "cublas %s: no symbol %s", name, syms[i].sym);
+      aoq_cublas_close(h);
+      return s;
+    }
+    memcpy(syms[i].fn, &p, sizeof p); /* object -> function pointer, as POSIX dlsym allows */
+  }
+  blas_status bs = h->create(&h->h);
+  if (bs) {
+    h->h = NULL;
+    aoq_status s = blas_err(bs, "create");
+    aoq_cublas_close(h);
+    return s;
+  }
+  cudaError_t e = cudaMalloc(&h->ws, WS_BYTES);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    h->ws = NULL;
+    aoq_cublas_close(h);
+    return aoq_err(AOQ_ENOMEM, "cublas workspace: %s", cudaGetErrorString(e));
+  }
+  /* reductions in fp32 (the compute type), never in the bf16 output type */
+  if ((bs = h->set_workspace(h->h, h->ws, WS_BYTES)) ||
+      (bs = h->set_math(h->h, BLAS_MATH_DEFAULT | BLAS_MATH_NO_REDUCED_RED))) {
+    aoq_status s = blas_err(bs, "setup");
+    aoq_cublas_close(h);
+    return s;
+  }
+  int ver = 0;
+  h->version(h->h, &ver);
+  h->min_m_bf16 = (int)env_long("AOQ_CUBLAS_MIN_M", 65, 1, 1L << 30);
+  h->min_m_packed = (int)env_long("AOQ_CUBLAS_MIN_M", 128, 1, 1L << 30);
+  h->budget = (size_t)env_long("AOQ_CUBLAS_CHUNK_MB", 256, 1, 1L << 20) << 20;
+  snprintf(h->desc, sizeof h->desc, "cublas %d (%s), m >= %d (bf16) / %d (packed), chunk %zu MiB",
+           ver, name, h->min_m_bf16, h->min_m_packed, h->budget >> 20);
+  *out = h;
+  return AOQ_OK;
+}
+
+const char *aoq_cublas_describe(const aoq_cublas *h) {
+  return h ? h->desc : "own kernels";
+}
+
+aoq_status aoq_cublas_gemm_bf16(aoq_cublas *h, const void *w, const void *x, void *y, int64_t rows,
+                                int64_t m, int64_t k, int64_t ldy, bool y_f32, void *stream) {
+  if (!h || !w || !x || !y) return aoq_err(AOQ_EINVAL, "cublas gemm: NULL argument");
+  if (rows <= 0 || m <= 0 || k <= 0 || rows > INT32_MAX || m > INT32_MAX || k > INT32_MAX ||
+      ldy < rows || ldy > INT32_MAX)
+    return aoq_err(AOQ_EINVAL, "cublas gemm: %lld x %lld x %lld (ld %lld)", (long long)m,
+                   (long long)rows, (long long)k, (long long)ldy);
+  const float one = 1.0f, zero = 0.0f;
+  blas_status s = h->set_stream(h->h, (cudaStream_t)stream);
+  if (s) return blas_err(s, "set stream");
+  /* column-major: Y^T[rows, m] = W[rows, k] (W^T stored k x rows) @ X^T[k, m] */
+  s = h->gemm_ex(h->h, BLAS_OP_T, BLAS_OP_N, (int)rows, (int)m, (int)k, &one, w, BLAS_R_16BF,
+                 (int)k, x, BLAS_R_16BF, (int)k, &zero, y, y_f32 ? BLAS_R_32F : BLAS_R_16BF,
+                 (int)ldy, BLAS_COMPUTE_32F, BLAS_GEMM_DEFAULT);
+  if (s) return blas_err(s, "gemm");
+  return AOQ_OK;
+}
+
+/* ---- the linear ---- */
+
+static bool is_dynamic(aoq_format_kind k) {
+  return k == AOQ_FMT_FP8DQ || k == AOQ_FMT_FP8DQ_ROW || k == AOQ_FMT_MXFP8 || k == AOQ_FMT_MXFP4 ||
+         k == AOQ_FMT_NVFP4;
+}
+
+static bool sums_f32(aoq_format_kind k) { /* scales applied to the fp32 sums */
+  return k == AOQ_FMT_FP8DQ || k == AOQ_FMT_FP8DQ_ROW;
+}
+
+static size_t al256(size_t b) {
+  return (b + 255) & ~(size_t)255;
+}
+
+/* Workspace: [activations, dynamic formats: act_quant's layout] [decoded chunk bf16 rows x k]
+ * [fp32 sums m x rows (fp8dq)]. The decoded part is given the whole budget unless the whole
+ * weight needs less, so the size only grows with m; chunk rows then follow from that size. */
+typedef struct plan {
+  size_t act, part; /* act_quant bytes; decoded + sums bytes reserved */
+  int64_t chunk;    /* weight rows per GEMM */
+} plan;
+
+static void plan_of(const aoq_cublas *h, const aoq_qweight *w, int64_t m, plan *p) {
+  size_t off;
+  p->act = is_dynamic(w->kind) ? al256(aoq_gk_act_layout(m, w->k, &off)) : 0;
+  if (w->kind == AOQ_FMT_BF16) {
+    p->part = 0, p->chunk = w->n;
+    return;
+  }
+  const size_t per_row = (size_t)w->k * 2 + (sums_f32(w->kind) ? (size_t)m * 4 : 0);
+  const int64_t min_rows = w->n < 64 ? w->n : 64;
+  size_t part = (size_t)w->n * per_row;
+  if (part > h->budget) part = h->budget;
+  if (part < (size_t)min_rows * per_row) part = (size_t)min_rows * per_row;
+  int64_t chunk = (int64_t)(part / per_row);
+  if (chunk < w->n) chunk &= ~(int64_t)63; /* whole 64-row tiles per GEMM */
+  if (chunk < min_rows) chunk = min_rows;
+  if (chunk > w->n) chunk = w->n;
+  p->part = part + 512; /* the two regions' 256-byte alignment */
+  p->chunk = chunk;
+}
+
+bool aoq_cublas_linear_wants(const aoq_cublas *h, const aoq_qweight *w, int64_t m) {
+  if (!h || !w || m > INT32_MAX || w->n > INT32_MAX || w->k > INT32_MAX || w->k % 32) return false;
+  switch (w->kind) {
+    case AOQ_FMT_BF16:
+      return m >= h->min_m_bf16;
+    case AOQ_FMT_INT8WO:
+    case AOQ_FMT_FP8WO:
+    case AOQ_FMT_FP8DQ:
+    case AOQ_FMT_FP8DQ_ROW:
+    case AOQ_FMT_MXFP8:
+    case AOQ_FMT_INT4WO:
+    case AOQ_FMT_INT4WO_HQQ:
+    case AOQ_FMT_MXFP4:
+    case AOQ_FMT_NVFP4:
+    case AOQ_FMT_NVFP4WO:
+      return m >= h->min_m_packed;
+    default:
+      return false;
+  }
+}
+
+size_t aoq_cublas_linear_workspace(const aoq_cublas *h, const aoq_qweight *w, int64_t m) {
+  plan p;
+  plan_of(h, w, m, &p);
+  return p.act + p.part;
+}
+
+#define KL(call, what)                                                                           \
+  do {                                                                                           \
+    int e_ = (call);                                                                             \
+    if (e_) {                                                                                    \
+      cudaGetLastError();                                                                        \
+      return aoq_err(AOQ_EDEVICE, "cuda %s: %s (%d)", what, cudaGetErrorString((cudaError_t)e_), \
+                     e_);                                                                        \
+    }                                                                                            \
+  } while (0)
+
+aoq_status aoq_cublas_linear(aoq_cublas *h, const aoq_qweight *w, const void *x, void *y, int64_t m,
+                             void *ws, void *stream) {
+  plan p;
+  plan_of(h, w, m, &p);
+  if (w->kind == AOQ_FMT_BF16)
+    return aoq_cublas_gemm_bf16(h, w->qdata, x, y, w->n, m, w->k, w->n, false, stream);
+  if (!ws) return aoq_err(AOQ_EINVAL, "cublas linear: NULL workspace");
+  const float *xs = NULL, *xt = NULL;
+  if (is_dynamic(w->kind)) {
+    KL(aoq_gk_act_quant(w, x, m, ws, stream), "act_quant");
+    size_t off;
+    aoq_gk_act_layout(m, w->k, &off);
+    xs = (const float *)((const char *)ws + off);
+    xt = xs + m;
+    x = ws;
+  }
+  uint16_t *deq = (uint16_t *)((char *)ws + p.act);
+  float *sums = (float *)((char *)deq + al256((size_t)(p.chunk * w->k) * 2));
+  const bool f32 = sums_f32(w->kind);
+  for (int64_t r0 = 0; r0 < w->n; r0 += p.chunk) {
+    int64_t rows = w->n - r0 < p.chunk ? w->n - r0 : p.chunk;
+    KL(aoq_gk_dequant_rows(w, r0, rows, deq, stream), "dequant");
+    if (f32) {
+      AOQ_TRY(aoq_cublas_gemm_bf16(h, deq, x, sums, rows, m, w->k, rows, true, stream));
+      KL(aoq_gk_gemm_epilogue(w, sums, m, r0, rows, y, xs, xt, stream), "epilogue");
+    } else {
+      AOQ_TRY(
+          aoq_cublas_gemm_bf16(h, deq, x, (uint16_t *)y + r0, rows, m, w->k, w->n, false, stream));
+    }
+  }
+  if (w->kind == AOQ_FMT_INT8WO || w->kind == AOQ_FMT_NVFP4)
+    KL(aoq_gk_gemm_epilogue(w, NULL, m, 0, w->n, y, xs, xt, stream), "epilogue");
+  return AOQ_OK;
+}

@@ -1,0 +1,218 @@
+/*
+ * test_cuda_gemm.c — the CUDA backend's large-m linear (prefill): cuBLAS on bf16 weights, decoded
+ * weight chunks + cuBLAS for the packed formats (devices/cuda/cublas.c, kernels/gpu/dequant.cu),
+ * against the CPU backend on the same packed bytes, with the tolerance of test_cuda_linear.c
+ * (fp32 reassociation: one bf16 ulp, two for the post-scaled int8wo / nvfp4). Weights come from
+ * the reference quantizer (core/format.h), as the model loader makes them.
+ *  - the decode of every format is bit-exact with the CPU backend's decoders and, for the
+ *    weight-only formats, with the reference dequantization;
+ *  - m = 128, 300, 2048 through cuBLAS, with one chunk and with many (AOQ_CUBLAS_CHUNK_MB=1);
+ *  - the same with cuBLAS disabled (AOQ_CUBLAS=off): the own kernels' path still agrees;
+ *  - the workspace never shrinks as m grows (the model sizes it once, for the largest m).
+ */
+#define _POSIX_C_SOURCE 200809L /* setenv */
+#include "core/format.h"
+#include "devices/cpu/cpu_quant_deq.h"
+#include "kernels/gpu/gpu_kernels.h"
+#include "tests/gpu/cuda_test_util.h"
+
+static const char *const fmts[] = {"bf16",      "int8wo", "fp8wo",     "int4wo-128",
+                                   "int4wo-32", "fp8dq",  "fp8dq-row", "mxfp8",
+                                   "mxfp4",     "nvfp4",  "nvfp4wo",   "int4wo-64-hqq"};
+#define NFMT (sizeof fmts / sizeof fmts[0])
+
+/* host weight quantized by the reference quantizer; false if this build lacks the format */
+static bool make_weight(const char *name, int64_t n, int64_t k, aoq_qweight *w) {
+  aoq_format f;
+  if (aoq_format_parse(name, &f) != AOQ_OK) return false;
+  assert_int_equal(aoq_format_plan(&f, n, k, w), AOQ_OK);
+  assert_int_equal(aoq_qweight_host_alloc(w), AOQ_OK);
+  uint16_t *src = bf16_random(n * k, 0.05f);
+  src[7] = aoq_f32_to_bf16(0.4f); /* an outlier for the per-tensor scales */
+  assert_int_equal(aoq_quantize_ref(src, w), AOQ_OK);
+  free(src);
+  return true;
+}
+
+static aoq_qweight upload_weight(aoq_device *d, const aoq_qweight *h) {
+  aoq_qweight o = *h;
+  o.qdata = dev_upload(d, h->qdata, h->qdata_bytes);
+  o.scale = h->scale_bytes ? dev_upload(d, h->scale, h->scale_bytes) : NULL;
+  o.zero = h->zero_bytes ? dev_upload(d, h->zero, h->zero_bytes) : NULL;
+  o.aux = h->aux_bytes ? dev_upload(d, h->aux, h->aux_bytes) : NULL;
+  return o;
+}
+
+static void free_weight(aoq_device *d, aoq_qweight *w) {
+  aoq_dev_free(d, w->qdata), aoq_dev_free(d, w->scale), aoq_dev_free(d, w->zero);
+  aoq_dev_free(d, w->aux);
+}
+
+static aoq_device *open_gpu_with(const char *cublas, const char *chunk_mb) {
+  if (cublas)
+    setenv("AOQ_CUBLAS", cublas, 1);
+  else
+    unsetenv("AOQ_CUBLAS");
+  if (chunk_mb)
+    setenv("AOQ_CUBLAS_CHUNK_MB", chunk_mb, 1);
+  else
+    unsetenv("AOQ_CUBLAS_CHUNK_MB");
+  aoq_device *d = NULL;
+  assert_int_equal(aoq_device_open("cuda:0", &d), AOQ_OK);
+  unsetenv("AOQ_CUBLAS");
+  unsetenv("AOQ_CUBLAS_CHUNK_MB");
+  return d;
+}
+
+static bool uses_cublas(aoq_device *d) {
+  aoq_device_info i;
+  assert_int_equal(aoq_device_info_get(d, &i), AOQ_OK);
+  print_message("  engine: %s\n", i.linear_engine[0] ? i.linear_engine : "own kernels");
+  return !strncmp(i.linear_engine, "cublas", 6);
+}
+
+/* Every row's decode on the GPU (rows [r0, n)) equals the CPU backend's operand in bf16. */
+static void test_dequant_bit_exact(void **state) {
+  (void)state;
+  const int64_t n = 200, k = 1024, r0 = 72;
+  aoq_stream *st = NULL;
+  assert_int_equal(aoq_dev_stream_create(g_gpu, &st), AOQ_OK);
+  for (size_t f = 1; f < NFMT; f++) { /* bf16 is a copy */
+    aoq_qweight hw;
+    if (!make_weight(fmts[f], n, k, &hw)) continue;
+    aoq_qweight dw = upload_weight(g_gpu, &hw);
+    uint16_t *out_d = NULL;
+    assert_int_equal(aoq_dev_alloc(g_gpu, (size_t)((n - r0) * k) * 2, (void **)&out_d), AOQ_OK);
+    assert_int_equal(aoq_dev_memset(g_gpu, out_d, 0xff, (size_t)((n - r0) * k) * 2, st), AOQ_OK);
+    assert_int_equal(aoq_gk_dequant_rows(&dw, r0, n - r0, out_d, st), 0);
+    assert_int_equal(aoq_dev_stream_sync(g_gpu, st), AOQ_OK);
+    uint16_t *got = dev_download(g_gpu, out_d, (size_t)((n - r0) * k) * 2);
+    float lut[512], row[1024];
+    aoq_cpu_quant_lut(&hw, lut);
+    int64_t bad = 0;
+    for (int64_t r = r0; r < n; r++) {
+      aoq_cpu_quant_rowlut(&hw, r, lut);
+      for (int64_t c0 = 0; c0 < k; c0 += 128) aoq_cpu_quant_deq(&hw, r, c0, 128, lut, row + c0);
+      for (int64_t c = 0; c < k; c++)
+        if (got[(r - r0) * k + c] != aoq_f32_to_bf16(row[c]) && bad++ < 3)
+          print_message("%s: row %lld col %lld: gpu %04x cpu %04x\n", fmts[f], (long long)r,
+                        (long long)c, got[(r - r0) * k + c], aoq_f32_to_bf16(row[c]));
+    }
+    if (bad)
+      fail_msg("%s: %lld decoded elements differ from the CPU backend's", fmts[f], (long long)bad);
+    /* weight-only formats: the operand is the reference dequantization itself */
+    if (hw.kind == AOQ_FMT_FP8WO || hw.kind == AOQ_FMT_INT4WO || hw.kind == AOQ_FMT_INT4WO_HQQ ||
+        hw.kind == AOQ_FMT_NVFP4WO) {
+      uint16_t *ref = malloc((size_t)(n * k) * 2);
+      assert_int_equal(aoq_dequantize_ref(&hw, ref), AOQ_OK);
+      if (memcmp(ref + r0 * k, got, (size_t)((n - r0) * k) * 2))
+        fail_msg("%s: decode differs from aoq_dequantize_ref", fmts[f]);
+      free(ref);
+    }
+    free(got);
+    aoq_dev_free(g_gpu, out_d);
+    free_weight(g_gpu, &dw);
+    aoq_qweight_host_free(&hw);
+  }
+  aoq_dev_stream_destroy(g_gpu, st);
+}
+
+/* GPU linear (device d) vs the CPU backend on the same packed weight, m rows each. */
+static void linear_vs_cpu(aoq_device *d, const char *tag, int64_t n, int64_t k, const int *ms,
+                          int nm) {
+  for (size_t f = 0; f < NFMT; f++) {
+    aoq_qweight hw;
+    if (!make_weight(fmts[f], n, k, &hw)) continue;
+    aoq_qweight dw = upload_weight(d, &hw), cw = upload_weight(g_cpu, &hw);
+    for (int mi = 0; mi < nm; mi++) {
+      int64_t m = ms[mi];
+      uint16_t *hx = bf16_random(m * k, 1);
+      void *gx = dev_upload(d, hx, (size_t)(m * k * 2)), *gy = NULL;
+      void *cx = dev_upload(g_cpu, hx, (size_t)(m * k * 2)),
+           *cy = dev_upload(g_cpu, NULL, (size_t)(m * n * 2));
+      assert_int_equal(aoq_dev_alloc(d, (size_t)(m * n * 2), &gy), AOQ_OK);
+      assert_int_equal(aoq_dev_memset(d, gy, 0xff, (size_t)(m * n * 2), NULL), AOQ_OK); /* NaN */
+      size_t wsz = aoq_dev_linear_workspace(d, &dw, m),
+             csz = aoq_dev_linear_workspace(g_cpu, &cw, m);
+      void *ws = wsz ? dev_upload(d, NULL, wsz) : NULL,
+           *cws = csz ? dev_upload(g_cpu, NULL, csz) : NULL;
+      assert_int_equal(aoq_dev_linear(d, &dw, gx, gy, m, AOQ_DTYPE_BF16, ws, NULL), AOQ_OK);
+      assert_int_equal(aoq_dev_linear(g_cpu, &cw, cx, cy, m, AOQ_DTYPE_BF16, cws, NULL), AOQ_OK);
+      uint16_t *yg = dev_download(d, gy, (size_t)(m * n * 2));
+      uint16_t *yc = dev_download(g_cpu, cy, (size_t)(m * n * 2));
+      double am = 0;
+      for (int64_t i = 0; i < m * n; i++) am = fmax(am, fabs(aoq_bf16_to_f32(yc[i])));
+      char what[128];
+      snprintf(what, sizeof what, "%s: %s [%lld x %lld] m=%lld", tag, fmts[f], (long long)n,
+               (long long)k, (long long)m);
+      double rt = hw.kind == AOQ_FMT_INT8WO || hw.kind == AOQ_FMT_NVFP4 ? 2.0 / 128 : 1.0 / 128;
+      check_close(what, yg, yc, m * n, am * 1e-3, rt);
+      int64_t diff = count_diff(yg, yc, m * n);
+      if (diff > m * n / 4)
+        fail_msg("%s: %lld of %lld elements differ", what, (long long)diff, (long long)(m * n));
+      free(hx), free(yg), free(yc);
+      aoq_dev_free(d, gx), aoq_dev_free(d, gy), aoq_dev_free(d, ws);
+      aoq_dev_free(g_cpu, cx), aoq_dev_free(g_cpu, cy), aoq_dev_free(g_cpu, cws);
+    }
+    free_weight(d, &dw), free_weight(g_cpu, &cw);
+    aoq_qweight_host_free(&hw);
+  }
+}
+
+static const int k_ms[] = {128, 300, 2048};
+
+static void test_linear_cublas_one_chunk(void **state) {
+  (void)state;
+  aoq_device *d = open_gpu_with(NULL, NULL);
+  if (!uses_cublas(d)) print_message("  cuBLAS not loaded: this runs the own kernels\n");
+  linear_vs_cpu(d, "cublas", 300, 1024, k_ms, 3);
+  aoq_device_close(d);
+}
+
+/* 1 MiB of decoded rows per GEMM: [1000 x 1024] takes 2 chunks, fp8dq at m = 2048 sixteen */
+static void test_linear_cublas_chunks(void **state) {
+  (void)state;
+  aoq_device *d = open_gpu_with(NULL, "1");
+  uses_cublas(d);
+  linear_vs_cpu(d, "cublas, 1 MiB chunks", 1000, 1024, k_ms, 3);
+  aoq_device_close(d);
+}
+
+static void test_linear_cublas_off(void **state) {
+  (void)state;
+  aoq_device *d = open_gpu_with("off", NULL);
+  assert_false(uses_cublas(d));
+  linear_vs_cpu(d, "AOQ_CUBLAS=off", 300, 1024, k_ms, 3);
+  aoq_device_close(d);
+}
+
+static void test_workspace_grows_with_m(void **state) {
+  (void)state;
+  aoq_device *d = open_gpu_with(NULL, "8");
+  for (size_t f = 0; f < NFMT; f++) {
+    aoq_format fm;
+    aoq_qweight w;
+    if (aoq_format_parse(fmts[f], &fm) != AOQ_OK) continue;
+    assert_int_equal(aoq_format_plan(&fm, 28672, 4096, &w), AOQ_OK);
+    size_t prev = 0;
+    for (int64_t m = 1; m <= 4096; m++) {
+      size_t b = aoq_dev_linear_workspace(d, &w, m);
+      if (b < prev)
+        fail_msg("%s: workspace %zu at m=%lld < %zu at m-1", fmts[f], b, (long long)m, prev);
+      prev = b;
+    }
+  }
+  aoq_device_close(d);
+}
+
+int main(void) {
+  open_devices_or_skip();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_dequant_bit_exact),      cmocka_unit_test(test_linear_cublas_one_chunk),
+      cmocka_unit_test(test_linear_cublas_chunks),   cmocka_unit_test(test_linear_cublas_off),
+      cmocka_unit_test(test_workspace_grows_with_m),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  close_devices();
+  return rc;
+}

@@ -1,0 +1,379 @@
+/*
+ * bench_prefill.c — `aoq-bench prefill`: time to first token of one long prompt, against the
+ * throughput cuBLAS bf16 GEMMs of the same shapes reach in the same run.
+ *
+ * Loads the model (synthetic weights or a checkpoint) in a format with max_batch_tokens = the
+ * prompt, runs one untimed prefill (cuBLAS heuristics, first-touch), then times `reps` prefill
+ * steps of a fresh sequence (the step that returns the first logits: upload, forward, logits to
+ * the host) and takes the median: TTFT and prompt tokens/s. On CUDA it then times, on its own
+ * stream with events, cublasGemmEx on bf16 operands of every linear of the forward pass at
+ * m = the prompt (per layer qkv, o, gate+up, down; x layers) plus lm_head for one row: the GEMM
+ * time the prompt cannot go below with bf16 weights, and the tokens/s that allows. The ratio
+ * printed is prefill tokens/s over that (issue 7's target: >= 0.70 for bf16).
+ *
+ * --sweep: instead, the device linear of the config's format on the four layer shapes at several
+ * m, on cuBLAS (AOQ_CUBLAS_MIN_M=1) and on the own kernels (AOQ_CUBLAS=off) side by side, to pick
+ * the row count from which the backend switches to cuBLAS.
+ */
+#define _POSIX_C_SOURCE 200809L /* setenv */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aoq/aoq.h"
+#include "base/error.h"
+#include "base/numerics.h"
+#include "core/format.h"
+#include "core/model.h"
+#include "devices/device.h"
+#include "tools/bench/bench_util.h"
+#ifdef AOQ_HAVE_CUDA
+#include "devices/cuda/cublas.h"
+#endif
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: aoq-bench prefill --model tiny|llama3.1-8b|DIR [--synthetic] [--config CFG]\n"
+          "                         [--tokens T] [--reps R] [--device D] [--engine own]\n"
+          "                         [--seed S] [--sweep [--m LIST]]\n"
+          "  Defaults: --config bf16 --tokens 2048 --reps 3 --device auto.\n"
+          "  --engine own: the device's own linear kernels (AOQ_CUBLAS=off) instead of cuBLAS.\n"
+          "  --sweep: time the config's linear on the layer shapes at each m of --m\n"
+          "  (default 64,65,96,128,192,256,512,1024,2048), cuBLAS vs own kernels; no model.\n");
+}
+
+static uint64_t free_mem(aoq_device *d) {
+  aoq_device_info i;
+  return aoq_device_info_get(d, &i) == AOQ_OK ? i.free_memory : 0;
+}
+
+static uint64_t rng = 0x2545f4914f6cdd1dull;
+static uint16_t rnd_bf16(float scale) {
+  rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+  return aoq_f32_to_bf16((float)((double)(rng >> 11) * 0x1.0p-53 * 2.0 - 1.0) * scale);
+}
+
+/* bytes of random bf16 values in [-scale, scale] on the device (never zeros: METHOD.md) */
+static aoq_status dev_random(aoq_device *d, int64_t n, float scale, void **out) {
+  *out = NULL;
+  const int64_t blk = (int64_t)1 << 22;
+  uint16_t *h = malloc((size_t)blk * 2);
+  if (!h) return aoq_err(AOQ_ENOMEM, "host buffer");
+  aoq_status s = aoq_dev_alloc(d, (size_t)n * 2, out);
+  for (int64_t i = 0; !s && i < n; i += blk) {
+    int64_t c = n - i < blk ? n - i : blk;
+    for (int64_t j = 0; j < c; j++) h[j] = rnd_bf16(scale);
+    s = aoq_dev_copy_h2d(d, (uint16_t *)*out + i, h, (size_t)c * 2, NULL);
+  }
+  free(h);
+  return s;
+}
+
+static const struct {
+  const char *name;
+  int kind; /* index into the model config's shapes below */
+} k_shapes[] = {{"qkv", 0}, {"o", 1}, {"gate+up", 2}, {"down", 3}};
+
+static void shape_of(const aoq_model_config *c, int kind, int64_t *n, int64_t *k) {
+  int64_t H = c->hidden_size, D = c->head_dim, I = c->intermediate_size;
+  switch (kind) {
+    case 0:
+      *n = (int64_t)(c->n_heads + 2 * c->n_kv_heads) * D, *k = H;
+      break;
+    case 1:
+      *n = H, *k = (int64_t)c->n_heads * D;
+      break;
+    case 2:
+      *n = 2 * I, *k = H;
+      break;
+    default:
+      *n = H, *k = I;
+      break;
+  }
+}
+
+#ifdef AOQ_HAVE_CUDA
+/* Median ms of `reps` passes of every linear of the forward pass as cuBLAS bf16 GEMMs at m rows
+ * (+ lm_head for one row), timed with events on a stream of d. */
+static int cublas_reference(aoq_device *d, const aoq_model_config *c, int64_t m, int reps,
+                            double *ms_out, double *flops_out) {
+  aoq_cublas *h = NULL;
+  aoq_stream *st = NULL;
+  aoq_event *e0 = NULL, *e1 = NULL;
+  void *w[5] = {0}, *x = NULL, *y = NULL;
+  int64_t n[5], k[5];
+  int rc = 1;
+  for (int i = 0; i < 4; i++) shape_of(c, i, &n[i], &k[i]);
+  n[4] = c->vocab_size, k[4] = c->hidden_size;
+  int64_t max_k = 0, max_y = n[4]; /* lm_head: one row */
+  for (int i = 0; i < 4; i++) {
+    if (k[i] > max_k) max_k = k[i];
+    if (m * n[i] > max_y) max_y = m * n[i];
+  }
+  if (aoq_cublas_open(&h)) {
+    fprintf(stderr, "aoq-bench prefill: no cuBLAS reference: %s\n", aoq_last_error());
+    goto out;
+  }
+  for (int i = 0; i < 5; i++)
+    if (dev_random(d, n[i] * k[i], 0.05f, &w[i])) goto fail;
+  if (dev_random(d, m * max_k, 1.0f, &x) || aoq_dev_alloc(d, (size_t)max_y * 2, &y) ||
+      aoq_dev_stream_create(d, &st) || aoq_dev_event_create(d, &e0) || aoq_dev_event_create(d, &e1))
+    goto fail;
+  double t[16];
+  if (reps > 16) reps = 16;
+  *flops_out = 2.0 * (double)m * c->n_layers *
+                   (double)(n[0] * k[0] + n[1] * k[1] + n[2] * k[2] + n[3] * k[3]) +
+               2.0 * (double)(n[4] * k[4]);
+  for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
+    if (aoq_dev_event_record(d, e0, st)) goto fail;
+    for (int l = 0; l < c->n_layers; l++)
+      for (int i = 0; i < 4; i++)
+        if (aoq_cublas_gemm_bf16(h, w[i], x, y, n[i], m, k[i], n[i], false, st)) goto fail;
+    if (aoq_cublas_gemm_bf16(h, w[4], x, y, n[4], 1, k[4], n[4], false, st)) goto fail;
+    float ms = 0;
+    if (aoq_dev_event_record(d, e1, st) || aoq_dev_event_sync(d, e1) ||
+        aoq_dev_event_elapsed_ms(d, e0, e1, &ms))
+      goto fail;
+    if (r >= 0) t[r] = ms;
+  }
+  *ms_out = aoq_bench_median(t, reps);
+  rc = 0;
+  goto out;
+fail:
+  fprintf(stderr, "aoq-bench prefill: cuBLAS reference: %s\n", aoq_last_error());
+out:
+  if (e0) aoq_dev_event_destroy(d, e0);
+  if (e1) aoq_dev_event_destroy(d, e1);
+  if (st) aoq_dev_stream_destroy(d, st);
+  for (int i = 0; i < 5; i++) aoq_dev_free(d, w[i]);
+  aoq_dev_free(d, x);
+  aoq_dev_free(d, y);
+  aoq_cublas_close(h);
+  return rc;
+}
+#endif
+
+static aoq_device *open_with(const char *device, const char *cublas, const char *min_m) {
+  if (cublas) setenv("AOQ_CUBLAS", cublas, 1);
+  if (min_m) setenv("AOQ_CUBLAS_MIN_M", min_m, 1);
+  aoq_device *d = NULL;
+  if (aoq_device_open(device, &d)) {
+    fprintf(stderr, "aoq-bench prefill: device %s: %s\n", device, aoq_last_error());
+    d = NULL;
+  }
+  if (cublas) unsetenv("AOQ_CUBLAS");
+  if (min_m) unsetenv("AOQ_CUBLAS_MIN_M");
+  return d;
+}
+
+/* ms per call of the device linear (events, median of 5 batches of 3 after a warm-up) */
+static double time_linear(aoq_device *d, const aoq_qweight *w, const void *x, void *y, int64_t m,
+                          void *ws) {
+  aoq_event *e0 = NULL, *e1 = NULL;
+  double t[5], res = -1;
+  if (aoq_dev_event_create(d, &e0) || aoq_dev_event_create(d, &e1)) goto out;
+  if (aoq_dev_linear(d, w, x, y, m, AOQ_DTYPE_BF16, ws, NULL)) goto out;
+  for (int b = 0; b < 5; b++) {
+    float ms = 0;
+    if (aoq_dev_event_record(d, e0, NULL)) goto out;
+    for (int i = 0; i < 3; i++)
+      if (aoq_dev_linear(d, w, x, y, m, AOQ_DTYPE_BF16, ws, NULL)) goto out;
+    if (aoq_dev_event_record(d, e1, NULL) || aoq_dev_event_sync(d, e1) ||
+        aoq_dev_event_elapsed_ms(d, e0, e1, &ms))
+      goto out;
+    t[b] = ms / 3;
+  }
+  res = aoq_bench_median(t, 5);
+out:
+  if (res < 0) fprintf(stderr, "aoq-bench prefill: linear: %s\n", aoq_last_error());
+  if (e0) aoq_dev_event_destroy(d, e0);
+  if (e1) aoq_dev_event_destroy(d, e1);
+  return res;
+}
+
+/* The config's linear on the layer shapes of llama3.1-8b at each m: cuBLAS vs own kernels. */
+static int sweep(const char *device, const char *config, const char *mlist) {
+  aoq_format f;
+  if (aoq_format_parse(config, &f)) {
+    fprintf(stderr, "aoq-bench prefill: --config %s: %s\n", config, aoq_last_error());
+    return 2;
+  }
+  aoq_device *dv[2] = {open_with(device, NULL, "1"), open_with(device, "off", NULL)};
+  int rc = 1;
+  if (!dv[0] || !dv[1]) goto out;
+  aoq_device_info info;
+  aoq_device_info_get(dv[0], &info);
+  printf("# linear sweep %s on %s, engine: %s\n", config, aoq_device_name(dv[0]),
+         info.linear_engine[0] ? info.linear_engine : "own kernels");
+  printf("%-8s %6s %10s %10s %9s %9s\n", "shape", "m", "cublas_ms", "own_ms", "cublas_tf",
+         "own_tf");
+  const aoq_model_config c = {.hidden_size = 4096,
+                              .intermediate_size = 14336,
+                              .n_heads = 32,
+                              .n_kv_heads = 8,
+                              .head_dim = 128};
+  for (int si = 0; si < 4; si++) {
+    int64_t n, k;
+    shape_of(&c, k_shapes[si].kind, &n, &k);
+    aoq_qweight hw, w[2];
+    if (aoq_format_plan(&f, n, k, &hw) || aoq_qweight_host_alloc(&hw)) goto out;
+    uint16_t *src = malloc((size_t)(n * k) * 2);
+    if (!src) goto out;
+    for (int64_t i = 0; i < n * k; i++) src[i] = rnd_bf16(0.05f);
+    aoq_status s = aoq_quantize_ref(src, &hw);
+    free(src);
+    if (s) goto out;
+    for (int e = 0; e < 2; e++) {
+      w[e] = hw;
+      w[e].qdata = w[e].scale = w[e].zero = w[e].aux = NULL;
+      if (aoq_dev_alloc(dv[e], hw.qdata_bytes, &w[e].qdata) ||
+          aoq_dev_copy_h2d(dv[e], w[e].qdata, hw.qdata, hw.qdata_bytes, NULL) ||
+          (hw.scale_bytes &&
+           (aoq_dev_alloc(dv[e], hw.scale_bytes, &w[e].scale) ||
+            aoq_dev_copy_h2d(dv[e], w[e].scale, hw.scale, hw.scale_bytes, NULL))) ||
+          (hw.zero_bytes && (aoq_dev_alloc(dv[e], hw.zero_bytes, &w[e].zero) ||
+                             aoq_dev_copy_h2d(dv[e], w[e].zero, hw.zero, hw.zero_bytes, NULL))) ||
+          (hw.aux_bytes && (aoq_dev_alloc(dv[e], hw.aux_bytes, &w[e].aux) ||
+                            aoq_dev_copy_h2d(dv[e], w[e].aux, hw.aux, hw.aux_bytes, NULL))))
+        goto out;
+    }
+    aoq_qweight_host_free(&hw);
+    for (const char *p = mlist; p && *p;) {
+      int64_t m = strtoll(p, NULL, 10);
+      p = strchr(p, ',');
+      if (p) p++;
+      if (m <= 0) continue;
+      double ms[2];
+      for (int e = 0; e < 2; e++) {
+        void *x = NULL, *y = NULL, *ws = NULL;
+        size_t wsb = aoq_dev_linear_workspace(dv[e], &w[e], m);
+        ms[e] = -1;
+        if (!dev_random(dv[e], m * k, 1.0f, &x) && !aoq_dev_alloc(dv[e], (size_t)(m * n) * 2, &y) &&
+            !(wsb && aoq_dev_alloc(dv[e], wsb, &ws)))
+          ms[e] = time_linear(dv[e], &w[e], x, y, m, ws);
+        aoq_dev_free(dv[e], x), aoq_dev_free(dv[e], y), aoq_dev_free(dv[e], ws);
+      }
+      double fl = 2.0 * (double)m * (double)n * (double)k;
+      printf("%-8s %6lld %10.4f %10.4f %9.1f %9.1f\n", k_shapes[si].name, (long long)m, ms[0],
+             ms[1], fl / (ms[0] * 1e-3) / 1e12, fl / (ms[1] * 1e-3) / 1e12);
+    }
+    for (int e = 0; e < 2; e++) {
+      aoq_dev_free(dv[e], w[e].qdata), aoq_dev_free(dv[e], w[e].scale);
+      aoq_dev_free(dv[e], w[e].zero), aoq_dev_free(dv[e], w[e].aux);
+    }
+  }
+  rc = 0;
+out:
+  if (rc) fprintf(stderr, "aoq-bench prefill: sweep: %s\n", aoq_last_error());
+  aoq_device_close(dv[0]);
+  aoq_device_close(dv[1]);
+  return rc;
+}
+
+int aoq_bench_prefill(int argc, char **argv) {
+  static const char *const flags[] = {"model",  "synthetic", "config", "tokens", "reps", "device",
+                                      "engine", "seed",      "sweep",  "m",      "help", NULL};
+  static const char *const with_value[] = {"model",  "config", "tokens", "reps", "device",
+                                           "engine", "seed",   "m",      NULL};
+  if (aoq_bench_opt_flag(argc, argv, "help")) {
+    usage(stdout);
+    return 0;
+  }
+  if (aoq_bench_opts_check(argc, argv, flags, with_value)) {
+    usage(stderr);
+    return 2;
+  }
+  const char *model = NULL, *config = "bf16", *device = "auto", *engine = NULL;
+  const char *mlist = "64,65,96,128,192,256,512,1024,2048";
+  int64_t tokens = 2048, reps = 3, seed = 0;
+  if (aoq_bench_opt_str(argc, argv, "model", &model) < 0 ||
+      aoq_bench_opt_str(argc, argv, "config", &config) < 0 ||
+      aoq_bench_opt_str(argc, argv, "device", &device) < 0 ||
+      aoq_bench_opt_str(argc, argv, "engine", &engine) < 0 ||
+      aoq_bench_opt_str(argc, argv, "m", &mlist) < 0 ||
+      aoq_bench_opt_i64(argc, argv, "tokens", &tokens) < 0 ||
+      aoq_bench_opt_i64(argc, argv, "reps", &reps) < 0 ||
+      aoq_bench_opt_i64(argc, argv, "seed", &seed) < 0)
+    return 2;
+  if (aoq_bench_opt_flag(argc, argv, "sweep")) return sweep(device, config, mlist);
+  if (!model || tokens < 1 || tokens > 65536 || reps < 1 || reps > 16 ||
+      (engine && strcmp(engine, "own"))) {
+    fprintf(stderr,
+            "aoq-bench prefill: --model is required; 1 <= tokens <= 65536, 1 <= reps <= 16, "
+            "--engine own\n");
+    return 2;
+  }
+  aoq_device *d = open_with(device, engine ? "off" : NULL, NULL);
+  if (!d) return 1;
+  uint64_t free0 = free_mem(d), free_min = free0;
+  int rc = 1, seq = -1;
+  aoq_model *m = NULL;
+  float *logits = NULL;
+  int32_t *prompt = malloc(sizeof(int32_t) * (size_t)tokens);
+  aoq_model_opts o = {.model = model,
+                      .synthetic = aoq_bench_opt_flag(argc, argv, "synthetic"),
+                      .seed = (uint64_t)seed,
+                      .config = config,
+                      .max_seqs = 1,
+                      .max_batch_tokens = (int)tokens,
+                      .kv_pages = (int)((tokens + 1 + 15) / 16 + 1)};
+  aoq_status s = aoq_model_load(d, &o, &m);
+  if (s) {
+    fprintf(stderr, "aoq-bench prefill: load: %s: %s\n", aoq_strerror(s), aoq_last_error());
+    goto out;
+  }
+  uint64_t f = free_mem(d);
+  if (f < free_min) free_min = f;
+  const aoq_model_info *info = aoq_model_info_get(m);
+  const aoq_model_config *c = &info->cfg;
+  logits = malloc(sizeof(float) * (size_t)c->vocab_size);
+  if (!logits || !prompt) {
+    fprintf(stderr, "aoq-bench prefill: out of memory\n");
+    goto out;
+  }
+  for (int64_t i = 0; i < tokens; i++) prompt[i] = (int32_t)((i * 7919 + 13) % c->vocab_size);
+  double t[17];
+  for (int64_t r = -1; r < reps && !s; r++) { /* r = -1: the untimed first prefill */
+    if ((s = aoq_model_seq_open(m, &seq))) break;
+    aoq_step_item it = {.seq = seq, .tokens = prompt, .n_tokens = (int)tokens, .want_logits = true};
+    double t0 = aoq_bench_now();
+    s = aoq_model_step(m, &it, 1, logits);
+    if (r >= 0) t[r] = aoq_bench_now() - t0;
+    f = free_mem(d);
+    if (f < free_min) free_min = f;
+    aoq_model_seq_close(m, seq);
+    seq = -1;
+  }
+  if (s) {
+    fprintf(stderr, "aoq-bench prefill: step: %s: %s\n", aoq_strerror(s), aoq_last_error());
+    goto out;
+  }
+  double ttft = aoq_bench_median(t, (int)reps);
+  aoq_device_info di;
+  aoq_device_info_get(d, &di);
+  printf("# prefill %s (%s) on %s\n", model, info->format, aoq_device_name(d));
+  printf("linear_engine: %s\n", di.linear_engine[0] ? di.linear_engine : "own kernels");
+  printf("prompt_tokens: %lld\nreps: %lld\n", (long long)tokens, (long long)reps);
+  printf("load_seconds: %.2f\n", info->load_seconds);
+  printf("ttft_ms: %.2f\n", ttft * 1e3);
+  printf("prefill_tokens_per_s: %.1f\n", (double)tokens / ttft);
+  printf("peak_device_memory_mib: %.1f\nweight_mib: %.1f\n", (double)(free0 - free_min) / 1048576.0,
+         (double)info->weight_bytes / 1048576.0);
+#ifdef AOQ_HAVE_CUDA
+  double ref_ms = 0, flops = 0;
+  if (di.kind == AOQ_DEVICE_CUDA && !cublas_reference(d, c, tokens, 5, &ref_ms, &flops)) {
+    printf("cublas_gemm_ms: %.2f\n", ref_ms);
+    printf("cublas_gemm_tflops: %.1f\n", flops / (ref_ms * 1e-3) / 1e12);
+    printf("cublas_gemm_tokens_per_s: %.1f\n", (double)tokens / (ref_ms * 1e-3));
+    printf("prefill_linear_tflops_equiv: %.1f\n", flops / ttft / 1e12);
+    printf("ratio_prefill_to_cublas: %.3f\n", ref_ms * 1e-3 / ttft);
+  }
+#endif
+  rc = 0;
+out:
+  free(logits);
+  free(prompt);
+  aoq_model_free(m);
+  aoq_device_close(d);
+  return rc;
+}
