@@ -145,24 +145,42 @@ static aoq_status forward(aoq_model *m, const meta_view *dv, int64_t T, int n, i
   float scale = 1.0f / sqrtf((float)hd);
 
   AOQ_TRY(aoq_dev_embed(d, m->embed, c->vocab_size, dv->ids, m->x, T, H, bf, s));
+  /* With fused ops a layer is 9 kernels instead of 14: the residual add of the o and down
+   * projections is folded into the next rmsnorm, and the q|k|v split, both ropes and the
+   * kv_store into one kernel (same bits either way). */
+  const bool fused = aoq_device_has(d, AOQ_CAP_FUSED);
+  if (fused) AOQ_TRY(aoq_dev_add_rmsnorm(d, m->x, NULL, m->norm_attn[0], m->xn, T, H, c->rms_eps, bf, s));
   for (int l = 0; l < c->n_layers; l++) {
     const aoq_qweight *lw = &w->lin[l * AOQ_LIN_PER_LAYER];
-    AOQ_TRY(aoq_dev_rmsnorm(d, m->x, m->norm_attn[l], m->xn, T, H, c->rms_eps, bf, s));
+    if (!fused) AOQ_TRY(aoq_dev_rmsnorm(d, m->x, m->norm_attn[l], m->xn, T, H, c->rms_eps, bf, s));
     AOQ_TRY(aoq_dev_linear(d, &lw[AOQ_LIN_QKV], m->xn, m->qkv, T, bf, w->ws, s));
-    /* qkv rows are [q heads | k heads | v heads]: gather them into dense q, k, v (head_dim-wide
-     * rows of a [T * N / hd, hd] view), as kv_store and attention take dense rows. */
-    AOQ_TRY(aoq_dev_embed(d, m->qkv, T * (N / hd), dv->gather, m->qkvg, T * (N / hd), hd, bf, s));
-    AOQ_TRY(aoq_dev_rope(d, q, dv->pos, T, (int)nh, (int)hd, nh * hd, &c->rope, bf, s));
-    AOQ_TRY(aoq_dev_rope(d, k, dv->pos, T, (int)nkv, (int)hd, nkv * hd, &c->rope, bf, s));
-    AOQ_TRY(aoq_dev_kv_store(d, &m->kv[l], k, v, dv->slots, T, bf, s));
+    if (fused) {
+      AOQ_TRY(aoq_dev_qkv_rope_store(d, &m->kv[l], m->qkv, q, dv->pos, dv->slots, T, (int)nh,
+                                     &c->rope, bf, s));
+    } else {
+      /* qkv rows are [q heads | k heads | v heads]: gather them into dense q, k, v (head_dim-wide
+       * rows of a [T * N / hd, hd] view), as kv_store and attention take dense rows. */
+      AOQ_TRY(aoq_dev_embed(d, m->qkv, T * (N / hd), dv->gather, m->qkvg, T * (N / hd), hd, bf, s));
+      AOQ_TRY(aoq_dev_rope(d, q, dv->pos, T, (int)nh, (int)hd, nh * hd, &c->rope, bf, s));
+      AOQ_TRY(aoq_dev_rope(d, k, dv->pos, T, (int)nkv, (int)hd, nkv * hd, &c->rope, bf, s));
+      AOQ_TRY(aoq_dev_kv_store(d, &m->kv[l], k, v, dv->slots, T, bf, s));
+    }
     AOQ_TRY(aoq_dev_attention(d, &m->kv[l], &ab, q, m->attn, T, (int)nh, scale, bf, m->ws_attn, s));
     AOQ_TRY(aoq_dev_linear(d, &lw[AOQ_LIN_O], m->attn, m->tmp, T, bf, w->ws, s));
-    AOQ_TRY(aoq_dev_add(d, m->x, m->tmp, m->x, T * H, bf, s));
-    AOQ_TRY(aoq_dev_rmsnorm(d, m->x, m->norm_mlp[l], m->xn, T, H, c->rms_eps, bf, s));
+    if (fused) {
+      AOQ_TRY(aoq_dev_add_rmsnorm(d, m->x, m->tmp, m->norm_mlp[l], m->xn, T, H, c->rms_eps, bf, s));
+    } else {
+      AOQ_TRY(aoq_dev_add(d, m->x, m->tmp, m->x, T * H, bf, s));
+      AOQ_TRY(aoq_dev_rmsnorm(d, m->x, m->norm_mlp[l], m->xn, T, H, c->rms_eps, bf, s));
+    }
     AOQ_TRY(aoq_dev_linear(d, &lw[AOQ_LIN_GATE_UP], m->xn, m->gu, T, bf, w->ws, s));
     AOQ_TRY(aoq_dev_silu_mul(d, m->gu, m->act, T, I, bf, s));
     AOQ_TRY(aoq_dev_linear(d, &lw[AOQ_LIN_DOWN], m->act, m->tmp, T, bf, w->ws, s));
-    AOQ_TRY(aoq_dev_add(d, m->x, m->tmp, m->x, T * H, bf, s));
+    if (fused && l + 1 < c->n_layers)
+      AOQ_TRY(aoq_dev_add_rmsnorm(d, m->x, m->tmp, m->norm_attn[l + 1], m->xn, T, H, c->rms_eps,
+                                  bf, s));
+    else
+      AOQ_TRY(aoq_dev_add(d, m->x, m->tmp, m->x, T * H, bf, s));
   }
   if (L == 0) return AOQ_OK;
   AOQ_TRY(aoq_dev_embed(d, m->x, T, dv->lrows, m->xl, L, H, bf, s));

@@ -362,6 +362,25 @@ aoq_status aoq_dev_kv_store(aoq_device *d, const aoq_kv_cache *kv, const void *k
   return d->iface->kv_store(d->ctx, kv, k, v, slots, m, dt, s);
 }
 
+aoq_status aoq_dev_add_rmsnorm(aoq_device *d, void *x, const void *t, const void *w, void *y,
+                               int64_t m, int64_t n, float eps, aoq_dtype dt, aoq_stream *s) {
+  if (!d) return aoq_err(AOQ_EINVAL, "%s: NULL device", __func__);
+  if (d->iface->add_rmsnorm) return d->iface->add_rmsnorm(d->ctx, x, t, w, y, m, n, eps, dt, s);
+  if (t && m > 0 && n > 0) {
+    if (m > INT64_MAX / n) return aoq_err(AOQ_EINVAL, "%s: %lld x %lld", __func__, (long long)m, (long long)n);
+    AOQ_TRY(aoq_dev_add(d, x, t, x, m * n, dt, s));
+  }
+  return aoq_dev_rmsnorm(d, x, w, y, m, n, eps, dt, s);
+}
+
+aoq_status aoq_dev_qkv_rope_store(aoq_device *d, const aoq_kv_cache *kv, const void *qkv,
+                                  void *q_out, const int32_t *pos, const int32_t *slots, int64_t m,
+                                  int n_heads, const aoq_rope *r, aoq_dtype dt, aoq_stream *s) {
+  if (!d) return aoq_err(AOQ_EINVAL, "%s: NULL device", __func__);
+  if (!d->iface->qkv_rope_store) return aoq_err(AOQ_EUNSUPPORTED, "%s: not offered by %s", __func__, d->name);
+  return d->iface->qkv_rope_store(d->ctx, kv, qkv, q_out, pos, slots, m, n_heads, r, dt, s);
+}
+
 size_t aoq_dev_attention_workspace(aoq_device *d, const aoq_kv_cache *kv, int64_t m, int n_heads, int max_pos) {
   if (!d || !d->iface->attention_workspace) return 0;
   return d->iface->attention_workspace(d->ctx, kv, m, n_heads, max_pos);

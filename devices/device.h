@@ -44,6 +44,7 @@ enum {
   AOQ_CAP_QUANTIZE = 1u << 3,      /* quantize op for the formats in quantize_formats */
   AOQ_CAP_F32 = 1u << 4,           /* ops accept AOQ_DTYPE_F32 activations (bf16 is mandatory) */
   AOQ_CAP_HOST_MEMORY = 1u << 5,   /* device pointers are host pointers (CPU backend) */
+  AOQ_CAP_FUSED = 1u << 6,         /* add_rmsnorm and qkv_rope_store (fewer, larger kernels) */
 };
 
 typedef struct aoq_device_info {
@@ -227,6 +228,19 @@ struct aoq_device_iface {
   /* dst = src converted between BF16 and F32 (either direction, or same-type copy), n elements */
   aoq_status (*convert)(void *ctx, const void *src, aoq_dtype sdt, void *dst, aoq_dtype ddt,
                         int64_t n, aoq_stream *s);
+
+  /* --- fused ops (optional, AOQ_CAP_FUSED): the results of the plain ops they replace, bit for
+   * bit on the same backend, in one kernel each (decode is launch-bound between the GEMVs) --- */
+  /* x[m,n] = x + t (add's rounding; t NULL: x unchanged), then y = rmsnorm(x) * w (rmsnorm's
+   * numerics). */
+  aoq_status (*add_rmsnorm)(void *ctx, void *x, const void *t, const void *w, void *y, int64_t m,
+                            int64_t n, float eps, aoq_dtype dt, aoq_stream *s);
+  /* qkv[m, (n_heads + 2 n_kv_heads) head_dim]: q heads | k heads | v heads (the fused qkv
+   * linear's output, head_dim = kv->head_dim). q_out[m, n_heads head_dim] = rope(q heads); the
+   * roped k heads and the v heads go to the cache at slots[m] (rope + kv_store's numerics). */
+  aoq_status (*qkv_rope_store)(void *ctx, const aoq_kv_cache *kv, const void *qkv, void *q_out,
+                               const int32_t *pos, const int32_t *slots, int64_t m, int n_heads,
+                               const aoq_rope *r, aoq_dtype dt, aoq_stream *s);
 };
 
 /* A device handle: interface + backend context. Opaque to everything above devices/. */
@@ -315,6 +329,12 @@ aoq_status aoq_dev_sample(aoq_device *d, const void *logits, int32_t *out, int64
                           int64_t vocab, const aoq_sample_params *p, aoq_dtype dt, aoq_stream *s);
 aoq_status aoq_dev_convert(aoq_device *d, const void *src, aoq_dtype sdt, void *dst,
                            aoq_dtype ddt, int64_t n, aoq_stream *s);
+/* Without AOQ_CAP_FUSED, add_rmsnorm runs add then rmsnorm; qkv_rope_store is AOQ_EUNSUPPORTED. */
+aoq_status aoq_dev_add_rmsnorm(aoq_device *d, void *x, const void *t, const void *w, void *y,
+                               int64_t m, int64_t n, float eps, aoq_dtype dt, aoq_stream *s);
+aoq_status aoq_dev_qkv_rope_store(aoq_device *d, const aoq_kv_cache *kv, const void *qkv,
+                                  void *q_out, const int32_t *pos, const int32_t *slots, int64_t m,
+                                  int n_heads, const aoq_rope *r, aoq_dtype dt, aoq_stream *s);
 
 #ifdef __cplusplus
 }

@@ -102,7 +102,7 @@ static aoq_status cuda_info(void *ctx, aoq_device_info *out) {
   CU(cudaMemGetInfo(&fr, &tot), "memory info");
   out->total_memory = tot;
   out->free_memory = fr;
-  out->caps = AOQ_CAP_GRAPHS | AOQ_CAP_IPC | AOQ_CAP_HOST_REGISTER | AOQ_CAP_QUANTIZE;
+  out->caps = AOQ_CAP_GRAPHS | AOQ_CAP_IPC | AOQ_CAP_HOST_REGISTER | AOQ_CAP_QUANTIZE | AOQ_CAP_FUSED;
   out->linear_formats = aoq_gk_linear_formats();
   out->quantize_formats = aoq_gk_quantize_formats();
   out->threads = c->num_sms;
@@ -406,6 +406,19 @@ static aoq_status cuda_rmsnorm(void *ctx, const void *x, const void *w, void *y,
   return AOQ_OK;
 }
 
+static aoq_status cuda_add_rmsnorm(void *ctx, void *x, const void *t, const void *w, void *y,
+                                   int64_t m, int64_t n, float eps, aoq_dtype dt, aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  AOQ_TRY(need_bf16(dt, "add_rmsnorm"));
+  AOQ_TRY(rows_ok("add_rmsnorm", m, n));
+  if (!isfinite(eps) || eps < 0)
+    return aoq_err(AOQ_EINVAL, "cuda add_rmsnorm: eps %g", (double)eps);
+  if (m == 0 || n == 0) return AOQ_OK;
+  if (!x || !w || !y) return aoq_err(AOQ_EINVAL, "cuda add_rmsnorm: NULL x, w or y");
+  KL(aoq_gk_add_rmsnorm(x, t, w, y, m, n, eps, strm(c, s)), "add_rmsnorm");
+  return AOQ_OK;
+}
+
 static aoq_status cuda_add(void *ctx, const void *a, const void *b, void *y, int64_t n,
                            aoq_dtype dt, aoq_stream *s) {
   cuda_ctx *c = ctx;
@@ -494,6 +507,30 @@ static aoq_status cuda_kv_store(void *ctx, const aoq_kv_cache *kv, const void *k
   if (m == 0) return AOQ_OK;
   if (!k || !v || !slots) return aoq_err(AOQ_EINVAL, "cuda kv_store: NULL k, v or slots");
   KL(aoq_gk_kv_store(kv, k, v, slots, m, c->err_d, strm(c, s)), "kv_store");
+  return AOQ_OK;
+}
+
+static aoq_status cuda_qkv_rope_store(void *ctx, const aoq_kv_cache *kv, const void *qkv,
+                                      void *q_out, const int32_t *pos, const int32_t *slots,
+                                      int64_t m, int n_heads, const aoq_rope *r, aoq_dtype dt,
+                                      aoq_stream *s) {
+  cuda_ctx *c = ctx;
+  AOQ_TRY(need_bf16(dt, "qkv_rope_store"));
+  AOQ_TRY(check_kv(kv, "qkv_rope_store"));
+  AOQ_TRY(rows_ok("qkv_rope_store", m, 0));
+  int hd = kv->head_dim;
+  if (n_heads < 1 || n_heads % kv->n_kv_heads)
+    return aoq_err(AOQ_EINVAL, "cuda qkv_rope_store: %d heads over %d kv heads", n_heads,
+                   kv->n_kv_heads);
+  AOQ_TRY(aoq_rope_check(r, n_heads + kv->n_kv_heads, hd, 1024,
+                         (int64_t)(n_heads + 2 * kv->n_kv_heads) * hd, "cuda"));
+  if (m == 0) return AOQ_OK;
+  if (!qkv || !q_out || !pos || !slots)
+    return aoq_err(AOQ_EINVAL, "cuda qkv_rope_store: NULL qkv, q_out, pos or slots");
+  aoq_gk_rope_freqs f;
+  rope_freqs(r, hd, &f);
+  KL(aoq_gk_qkv_rope_store(kv, qkv, q_out, pos, slots, m, n_heads, &f, c->err_d, strm(c, s)),
+     "qkv_rope_store");
   return AOQ_OK;
 }
 
@@ -626,6 +663,8 @@ static const struct aoq_device_iface cuda_iface = {
     .argmax = cuda_argmax,
     .sample = cuda_sample,
     .convert = cuda_convert,
+    .add_rmsnorm = cuda_add_rmsnorm,
+    .qkv_rope_store = cuda_qkv_rope_store,
 };
 
 aoq_status aoq_cuda_device_create(int index, aoq_device **out) {

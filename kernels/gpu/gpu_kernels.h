@@ -60,6 +60,9 @@ int aoq_gk_quantize(const uint16_t *src, aoq_qweight *w, void *scratch, void *st
 
 int aoq_gk_rmsnorm(const uint16_t *x, const uint16_t *w, uint16_t *y, int64_t m, int64_t n,
                    float eps, void *stream);
+/* x += t (t may be NULL), then y = rmsnorm(x) * w: one kernel, aoq_gk_add + aoq_gk_rmsnorm's bits. */
+int aoq_gk_add_rmsnorm(uint16_t *x, const uint16_t *t, const uint16_t *w, uint16_t *y, int64_t m,
+                       int64_t n, float eps, void *stream);
 int aoq_gk_add(const uint16_t *a, const uint16_t *b, uint16_t *y, int64_t n, void *stream);
 int aoq_gk_silu_mul(const uint16_t *gu, uint16_t *y, int64_t m, int64_t n, void *stream);
 int aoq_gk_embed(const uint16_t *table, int64_t n_rows, const int32_t *ids, uint16_t *y, int64_t m,
@@ -72,6 +75,11 @@ int aoq_gk_rope(uint16_t *x, const int32_t *pos, int64_t m, int n_heads, int hea
                 int64_t row_stride, const aoq_gk_rope_freqs *f, void *stream);
 int aoq_gk_kv_store(const aoq_kv_cache *kv, const uint16_t *k, const uint16_t *v,
                     const int32_t *slots, int64_t m, int *err, void *stream);
+/* rope of the q and k heads of qkv[m, (n_heads + 2 nkv) hd] (q -> q_out, k -> cache) and v ->
+ * cache at slots: aoq_gk_rope + aoq_gk_kv_store's bits in one kernel. */
+int aoq_gk_qkv_rope_store(const aoq_kv_cache *kv, const uint16_t *qkv, uint16_t *q_out,
+                          const int32_t *pos, const int32_t *slots, int64_t m, int n_heads,
+                          const aoq_gk_rope_freqs *f, int *err, void *stream);
 /* Split-K planning uses max_pos (host bound) and num_sms; ws must be sized with the same values.
  * Keys are dealt to splits tile by tile (128 keys, strided), so a graph captured with one max_pos
  * stays correct when replayed at longer positions (only less parallel). */

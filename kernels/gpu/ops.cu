@@ -1,6 +1,6 @@
 /*
  * ops.cu — the element-wise and row-wise ops of the GPU backends: rmsnorm, add, silu_mul, embed,
- * rope, kv_store, argmax, convert. Numerics follow the CPU backend (devices/cpu/cpu_ops.c) step
+ * rope, kv_store, argmax, convert, and the fused add_rmsnorm and qkv_rope_store. Numerics follow the CPU backend (devices/cpu/cpu_ops.c) step
  * for step: fp32 math, bf16 rounding at the same points (aoq_f32_to_bf16 of base/numerics.h), so
  * results agree bit for bit except where a sum is reassociated (rmsnorm's sum of squares).
  */
@@ -22,16 +22,23 @@ static __device__ __forceinline__ float block_sum(float v, float *sh) {
   return t;
 }
 
-/* ---- rmsnorm: one block per row ---- */
+/* ---- rmsnorm: one block per row; with t, the residual add first (x += t, stored) ---- */
 
-__global__ void k_rmsnorm(const uint16_t *__restrict__ x, const uint16_t *__restrict__ w,
-                          uint16_t *__restrict__ y, int64_t n, float eps) {
+__global__ void k_rmsnorm(uint16_t *__restrict__ x, const uint16_t *__restrict__ t,
+                          const uint16_t *__restrict__ w, uint16_t *__restrict__ y, int64_t n,
+                          float eps) {
   __shared__ float sh[32];
-  const uint16_t *xr = x + blockIdx.x * n;
+  uint16_t *xr = x + blockIdx.x * n;
+  const uint16_t *tr = t ? t + blockIdx.x * n : NULL;
   uint16_t *yr = y + blockIdx.x * n;
   float s = 0;
   for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
     float a = BF(xr[c]);
+    if (tr) { /* add's rounding; each thread reads back only what it wrote */
+      uint16_t r = TB(a + BF(tr[c]));
+      xr[c] = r;
+      a = BF(r);
+    }
     s += a * a;
   }
   s = block_sum(s, sh);
@@ -42,11 +49,22 @@ __global__ void k_rmsnorm(const uint16_t *__restrict__ x, const uint16_t *__rest
   }
 }
 
+static int rmsnorm_threads(int64_t n) {
+  return n >= 4096 ? 1024 : n >= 1024 ? 256 : 128;
+}
+
 extern "C" int aoq_gk_rmsnorm(const uint16_t *x, const uint16_t *w, uint16_t *y, int64_t m,
                               int64_t n, float eps, void *stream) {
   if (m == 0 || n == 0) return 0;
-  int t = n >= 4096 ? 1024 : n >= 1024 ? 256 : 128;
-  k_rmsnorm<<<(unsigned)m, t, 0, (aoq_gpu_stream_t)stream>>>(x, w, y, n, eps);
+  k_rmsnorm<<<(unsigned)m, rmsnorm_threads(n), 0, (aoq_gpu_stream_t)stream>>>(
+      (uint16_t *)x, NULL, w, y, n, eps); /* x is only read without t */
+  return (int)aoq_gpu_get_last_error();
+}
+
+extern "C" int aoq_gk_add_rmsnorm(uint16_t *x, const uint16_t *t, const uint16_t *w, uint16_t *y,
+                                  int64_t m, int64_t n, float eps, void *stream) {
+  if (m == 0 || n == 0) return 0;
+  k_rmsnorm<<<(unsigned)m, rmsnorm_threads(n), 0, (aoq_gpu_stream_t)stream>>>(x, t, w, y, n, eps);
   return (int)aoq_gpu_get_last_error();
 }
 
@@ -123,6 +141,18 @@ extern "C" int aoq_gk_embed(const uint16_t *table, int64_t n_rows, const int32_t
 
 /* ---- rope: HF rotate_half, cos/sin rounded to bf16, each product and sum rounded ---- */
 
+/* Rotates the pair (d, d + half) of one head: src -> dst (may alias). */
+static __device__ __forceinline__ void rope_pair(const uint16_t *src, uint16_t *dst, int d,
+                                                 int half, float p, const aoq_gk_rope_freqs &f) {
+  float ang = p * f.inv[d];
+  float c = aoq_round_bf16(cosf(ang)), sn = aoq_round_bf16(sinf(ang));
+  float x1 = BF(src[d]), x2 = BF(src[d + half]);
+  float a = aoq_round_bf16(x1 * c) - aoq_round_bf16(x2 * sn);
+  float b = aoq_round_bf16(x2 * c) + aoq_round_bf16(x1 * sn);
+  dst[d] = TB(a);
+  dst[d + half] = TB(b);
+}
+
 __global__ void k_rope(uint16_t *__restrict__ x, const int32_t *__restrict__ pos, int n_heads,
                        int head_dim, int64_t stride, aoq_gk_rope_freqs f) {
   int half = head_dim / 2;
@@ -130,14 +160,8 @@ __global__ void k_rope(uint16_t *__restrict__ x, const int32_t *__restrict__ pos
   float p = (float)pos[r];
   for (int i = threadIdx.x; i < n_heads * half; i += blockDim.x) {
     int h = i / half, d = i % half;
-    float ang = p * f.inv[d];
-    float c = aoq_round_bf16(cosf(ang)), sn = aoq_round_bf16(sinf(ang));
-    int64_t i1 = r * stride + (int64_t)h * head_dim + d, i2 = i1 + half;
-    float x1 = BF(x[i1]), x2 = BF(x[i2]);
-    float a = aoq_round_bf16(x1 * c) - aoq_round_bf16(x2 * sn);
-    float b = aoq_round_bf16(x2 * c) + aoq_round_bf16(x1 * sn);
-    x[i1] = TB(a);
-    x[i2] = TB(b);
+    uint16_t *hp = x + r * stride + (int64_t)h * head_dim;
+    rope_pair(hp, hp, d, half, p, f);
   }
 }
 
@@ -148,6 +172,48 @@ extern "C" int aoq_gk_rope(uint16_t *x, const int32_t *pos, int64_t m, int n_hea
   int t = work >= 1024 ? 512 : work >= 256 ? 256 : 64;
   k_rope<<<(unsigned)m, t, 0, (aoq_gpu_stream_t)stream>>>(x, pos, n_heads, head_dim, row_stride,
                                                           *f);
+  return (int)aoq_gpu_get_last_error();
+}
+
+/* ---- qkv_rope_store: one block per row: rope(q) -> q_out, rope(k) and v -> the cache ---- */
+
+__global__ void k_qkv_rope_store(const uint16_t *__restrict__ qkv, uint16_t *__restrict__ q_out,
+                                 uint16_t *__restrict__ kc, uint16_t *__restrict__ vc,
+                                 const int32_t *__restrict__ pos, const int32_t *__restrict__ slots,
+                                 int64_t n_slots, int n_heads, int nkv, int head_dim,
+                                 aoq_gk_rope_freqs f, int *err) {
+  const int half = head_dim / 2;
+  const int64_t r = blockIdx.x, kvw = (int64_t)nkv * head_dim;
+  const uint16_t *row = qkv + r * ((int64_t)(n_heads + 2 * nkv) * head_dim);
+  const float p = (float)pos[r];
+  const int32_t slot = slots[r];
+  const bool ok = slot >= 0 && slot < n_slots;
+  if (!ok && threadIdx.x == 0) atomicCAS(err, 0, AOQ_GK_ERR_KV_SLOT);
+  /* q heads then k heads: (n_heads + nkv) * half rotated pairs */
+  for (int i = threadIdx.x; i < (n_heads + nkv) * half; i += blockDim.x) {
+    int h = i / half, d = i % half;
+    const uint16_t *src = row + (int64_t)h * head_dim;
+    if (h < n_heads)
+      rope_pair(src, q_out + r * ((int64_t)n_heads * head_dim) + (int64_t)h * head_dim, d, half, p,
+                f);
+    else if (ok)
+      rope_pair(src, kc + (int64_t)slot * kvw + (int64_t)(h - n_heads) * head_dim, d, half, p, f);
+  }
+  if (!ok) return;
+  const uint16_t *v = row + (int64_t)(n_heads + nkv) * head_dim;
+  for (int64_t c = threadIdx.x; c < kvw; c += blockDim.x) vc[(int64_t)slot * kvw + c] = v[c];
+}
+
+extern "C" int aoq_gk_qkv_rope_store(const aoq_kv_cache *kv, const uint16_t *qkv, uint16_t *q_out,
+                                     const int32_t *pos, const int32_t *slots, int64_t m,
+                                     int n_heads, const aoq_gk_rope_freqs *f, int *err,
+                                     void *stream) {
+  if (m == 0) return 0;
+  int work = (n_heads + kv->n_kv_heads) * kv->head_dim / 2;
+  int t = work >= 1024 ? 512 : work >= 256 ? 256 : 64;
+  k_qkv_rope_store<<<(unsigned)m, t, 0, (aoq_gpu_stream_t)stream>>>(
+      qkv, q_out, (uint16_t *)kv->k, (uint16_t *)kv->v, pos, slots,
+      (int64_t)kv->n_pages * kv->page_size, n_heads, kv->n_kv_heads, kv->head_dim, *f, err);
   return (int)aoq_gpu_get_last_error();
 }
 

@@ -24,9 +24,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_daemon [extra aoqd options...]: starts aoqd with tiny (synthetic, CPU) and waits for it.
+# start_daemon [extra aoqd options...]: starts aoqd with tiny (synthetic) on $AOQ_E2E_DEVICE
+# (default cpu; tools/gpu/e2e.sh runs the daemon suite with cuda:0) and waits for it.
 start_daemon() {
-  "$AOQD" --foreground --device cpu --model tiny --synthetic --pidfile "$T/aoqd.pid" \
+  "$AOQD" --foreground --device "${AOQ_E2E_DEVICE:-cpu}" --model tiny --synthetic --pidfile "$T/aoqd.pid" \
     --endpoint "$AOQ_ENDPOINT" --admin-endpoint "$AOQ_ADMIN_ENDPOINT" --heartbeat-ms 200 "$@" \
     2>"$T/aoqd.log" &
   DAEMON_PID=$!

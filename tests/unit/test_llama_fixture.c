@@ -1,6 +1,7 @@
 /*
- * test_llama_fixture.c — aoq's CPU forward pass (bf16) against HF transformers (the oracle of
- * tests/fixture/make_fixture.py, run on an H100 with transformers 5.17 / torch 2.11 in bf16).
+ * test_llama_fixture.c — aoq's forward pass (bf16; CPU here, CUDA in tests/gpu) against HF
+ * transformers (the oracle of tests/fixture/make_fixture.py, run on an H100 with transformers
+ * 5.17 / torch 2.11 in bf16).
  *
  * Proves: the HF checkpoint loads (config, generation_config, safetensors); logits of every
  * position (one token per step, three sequences batched) and of whole-prompt prefill match within
@@ -28,6 +29,10 @@
 #include "core/safetensors.h"
 
 #define FIXTURE AOQ_TEST_DATA "/fixture"
+/* tests/gpu/test_cuda_llama_fixture.c runs this file on "cuda:0" */
+#ifndef AOQ_FIXTURE_DEVICE
+#define AOQ_FIXTURE_DEVICE "cpu"
+#endif
 #define N_PROMPTS 3
 #define GEN 20
 /* Logit tolerance: max |aoq - HF| <= TOL * max|HF logit| per position. Measured on this fixture:
@@ -44,7 +49,12 @@ typedef struct fx {
 
 static int setup(void **state) {
   fx *f = calloc(1, sizeof *f);
-  if (aoq_device_open("cpu", &f->dev) != AOQ_OK) return -1;
+  aoq_status ds = aoq_device_open(AOQ_FIXTURE_DEVICE, &f->dev);
+  if (ds == AOQ_ENODEV && strcmp(AOQ_FIXTURE_DEVICE, "cpu") != 0) {
+    fprintf(stderr, "no %s device: %s -- skipping\n", AOQ_FIXTURE_DEVICE, aoq_last_error());
+    exit(77);
+  }
+  if (ds != AOQ_OK) return -1;
   aoq_model_opts o = {.model = FIXTURE, .config = "bf16", .max_seqs = 8, .max_batch_tokens = 128};
   aoq_status s = aoq_model_load(f->dev, &o, &f->m);
   if (s != AOQ_OK) {

@@ -8,7 +8,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${OUT:-$root/gpu-out}
 ship=$root/${AOQ_SHIP:-.ship}
 mkdir -p "$out"
-[ -d "$ship/bin" ] || tar -C "$ship" -xzf "$ship/bin.tar.gz"
+[ -d "$ship/bin" ] || tar -C "$ship" -xf "$ship"/bin.tar.*
 export LD_LIBRARY_PATH=$ship/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 bench=$ship/bin/aoq-bench
 for cb in ${AOQ_PROFILE_RUNS:-bf16:1 bf16:64 int4wo-128:1 int4wo-128:64}; do

@@ -7,7 +7,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${OUT:-$root/gpu-out}
 mkdir -p "$out"
 ship=$root/${AOQ_SHIP:-.ship}
-[ -d "$ship/bin" ] || tar -C "$ship" -xzf "$ship/bin.tar.gz"
+[ -d "$ship/bin" ] || tar -C "$ship" -xf "$ship"/bin.tar.*
 export LD_LIBRARY_PATH=$ship/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv \
   > "$out/gpu.txt" 2>&1

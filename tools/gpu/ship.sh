@@ -10,7 +10,11 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 ship=$root/.ship${2:+-$2}
 rm -rf "$ship"
 mkdir -p "$ship/bin" "$ship/lib" "$ship/ctest"
-for t in "$build"/test_cuda_* "$build"/aoq-bench ${AOQ_SHIP_EXTRA:-}; do
+# AOQ_SHIP_TESTS: the test names to ship (default: every test_cuda_*); AOQ_SHIP_EXTRA: more files
+tests=""
+for n in ${AOQ_SHIP_TESTS:-}; do tests="$tests $build/$n"; done
+[ -n "$tests" ] || tests=$(ls "$build"/test_cuda_* 2>/dev/null || true)
+for t in $tests "$build"/aoq-bench ${AOQ_SHIP_EXTRA:-}; do
   [ -x "$t" ] && cp "$t" "$ship/bin/" && strip "$ship/bin/$(basename "$t")"
 done
 {
@@ -22,9 +26,15 @@ done
   done
 } > "$ship/ctest/CTestTestfile.cmake"
 for l in libzmq.so.5 libsodium.so.23 libpgm-5.3.so.0 libnorm.so.1 libprotobuf-c.so.1 \
-         libcjson.so.1 libmd.so.0 libcmocka.so.0; do
+         libcjson.so.1 libmd.so.0 libcmocka.so.0 libmicrohttpd.so.12 libjq.so.1 libonig.so.5; do
   [ -e "/lib/x86_64-linux-gnu/$l" ] && cp -L "/lib/x86_64-linux-gnu/$l" "$ship/lib/"
 done
 # the binaries carry every kernel (fatbins): compressed they fit the device call's size limit
-tar -C "$ship" -czf "$ship/bin.tar.gz" bin && rm -rf "$ship/bin"
+# AOQ_SHIP_XZ=1: xz with a 64 MiB window, which stores the fatbin that every binary repeats once
+if [ "${AOQ_SHIP_XZ:-0}" = 1 ]; then
+  tar -C "$ship" -cf - bin | xz -9 -T2 > "$ship/bin.tar.xz"
+else
+  tar -C "$ship" -czf "$ship/bin.tar.gz" bin
+fi
+rm -rf "$ship/bin"
 du -sh "$ship"
