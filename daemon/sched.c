@@ -315,8 +315,21 @@ static long step_model(aoqd_sched *s, aoqd_model *dm) {
     }
     s->idx[m++] = s->idx[j]; /* m <= j: compacting in place is safe */
   }
+  /* The next tokens are picked on the device (greedy in the decode graph, sampled after it):
+   * only forward requests, which return raw logits, need the fp32 logits on the host. */
+  aoq_sample_params sp[MAX_SEQS];
+  int32_t picked[MAX_SEQS];
+  int n_lg = 0;
+  bool need_logits = false;
+  for (int j = 0; j < m; j++) {
+    if (!s->items[j].want_logits) continue;
+    seq *q = s->seqs[s->idx[j]];
+    need_logits = need_logits || q->forward;
+    sp[n_lg++] = q->forward ? (aoq_sample_params){.temperature = 0, .top_p = 1} : q->sp;
+  }
   double t0 = aoqd_now();
-  aoq_status st = aoq_model_step(dm->m, s->items, m, dm->logits);
+  aoq_status st =
+      aoq_model_step_sample(dm->m, s->items, m, sp, picked, need_logits ? dm->logits : NULL);
   if (st != AOQ_OK) {
     char msg[300];
     snprintf(msg, sizeof msg, "model step failed: %s", aoq_last_error());
@@ -335,7 +348,9 @@ static long step_model(aoqd_sched *s, aoqd_model *dm) {
     aoq_step_item *it = &s->items[j];
     if (it->tokens != &q->cur) q->prefilled += it->n_tokens;
     if (!it->want_logits) continue;
-    const float *lg = dm->logits + (size_t)lj++ * (size_t)dm->vocab;
+    const float *lg = dm->logits + (size_t)lj * (size_t)dm->vocab;
+    int32_t t = picked[lj];
+    q->sp.seed = sp[lj++].seed; /* one draw used where the row sampled */
     if (q->forward) {
       memcpy((uint8_t *)q->out_buf->shm.base + q->out_off, lg, (size_t)dm->vocab * sizeof(float));
       Aoq__Reply r = AOQ__REPLY__INIT;
@@ -348,7 +363,6 @@ static long step_model(aoqd_sched *s, aoqd_model *dm) {
       done[nd++] = s->idx[j];
       continue;
     }
-    int32_t t = aoq_sample_host(lg, dm->vocab, &q->sp);
     q->out[q->n_out++] = t;
     q->cur = t;
     produced++;
