@@ -26,7 +26,7 @@ done
   done
 } > "$ship/ctest/CTestTestfile.cmake"
 for l in libzmq.so.5 libsodium.so.23 libpgm-5.3.so.0 libnorm.so.1 libprotobuf-c.so.1 \
-         libcjson.so.1 libmd.so.0 libcmocka.so.0 libmicrohttpd.so.12 libjq.so.1 libonig.so.5; do
+         libcjson.so.1 libmd.so.0 libcmocka.so.0 libmicrohttpd.so.12; do
   [ -e "/lib/x86_64-linux-gnu/$l" ] && cp -L "/lib/x86_64-linux-gnu/$l" "$ship/lib/"
 done
 # the binaries carry every kernel (fatbins): compressed they fit the device call's size limit
