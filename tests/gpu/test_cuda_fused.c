@@ -38,7 +38,8 @@ static void test_add_rmsnorm(void **state) {
   (void)state;
   assert_true(aoq_device_has(g_gpu, AOQ_CAP_FUSED));
   add_rmsnorm_case(g_gpu, 5, 4096);
-  add_rmsnorm_case(g_gpu, 3, 1000); /* a width no thread count divides */
+  add_rmsnorm_case(g_gpu, 3, 1000); /* 125 chunks of 8: a partly filled warp */
+  add_rmsnorm_case(g_gpu, 3, 1001); /* odd width: the scalar kernel */
   add_rmsnorm_case(g_gpu, 64, 4096);
   add_rmsnorm_case(g_cpu, 5, 4096); /* no AOQ_CAP_FUSED: the wrapper's add + rmsnorm */
   /* bad arguments are refused, not launched */
