@@ -35,12 +35,13 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: aoq-bench prefill --model tiny|llama3.1-8b|DIR [--synthetic] [--config CFG]\n"
           "                         [--tokens T] [--reps R] [--device D] [--engine own]\n"
-          "                         [--seed S] [--no-ref] [--sweep [--m LIST]]\n"
+          "                         [--seed S] [--no-ref] [--sweep [--m LIST] [--chunk-mb LIST]]\n"
           "  Defaults: --config bf16 --tokens 2048 --reps 3 --device auto.\n"
           "  --engine own: the device's own linear kernels (AOQ_CUBLAS=off) instead of cuBLAS.\n"
           "  --no-ref: skip the cuBLAS bf16 GEMM reference.\n"
           "  --sweep: time the config's linear on the layer shapes at each m of --m\n"
-          "  (default 64,65,96,128,192,256,512,1024,2048), cuBLAS vs own kernels; no model.\n");
+          "  (default 64,65,96,128,192,256,512,1024,2048), own kernels vs cuBLAS with each\n"
+          "  decoded-chunk budget of --chunk-mb (MiB; default: the backend's); no model.\n");
 }
 
 static uint64_t free_mem(aoq_device *d) {
@@ -196,22 +197,63 @@ out:
   return res;
 }
 
-/* The config's linear on the layer shapes of llama3.1-8b at each m: cuBLAS vs own kernels. */
-static int sweep(const char *device, const char *config, const char *mlist) {
+#define SWEEP_MAX 6 /* own kernels + up to 5 chunk budgets */
+
+static aoq_status upload_q(aoq_device *d, const aoq_qweight *h, aoq_qweight *w) {
+  *w = *h;
+  w->qdata = w->scale = w->zero = w->aux = NULL;
+  void **dst[4] = {&w->qdata, &w->scale, &w->zero, &w->aux};
+  const void *src[4] = {h->qdata, h->scale, h->zero, h->aux};
+  size_t len[4] = {h->qdata_bytes, h->scale_bytes, h->zero_bytes, h->aux_bytes};
+  for (int i = 0; i < 4; i++)
+    if (len[i]) {
+      AOQ_TRY(aoq_dev_alloc(d, len[i], dst[i]));
+      AOQ_TRY(aoq_dev_copy_h2d(d, *dst[i], src[i], len[i], NULL));
+    }
+  return AOQ_OK;
+}
+
+static void free_q(aoq_device *d, aoq_qweight *w) {
+  aoq_dev_free(d, w->qdata), aoq_dev_free(d, w->scale), aoq_dev_free(d, w->zero);
+  aoq_dev_free(d, w->aux);
+}
+
+/* The config's linear on the layer shapes of llama3.1-8b at each m: the own kernels
+ * (AOQ_CUBLAS=off) and cuBLAS at every row count (AOQ_CUBLAS_MIN_M=1) with each chunk budget of
+ * chunks (MiB, comma-separated; "" = the default). */
+static int sweep(const char *device, const char *config, const char *mlist, const char *chunks) {
   aoq_format f;
   if (aoq_format_parse(config, &f)) {
     fprintf(stderr, "aoq-bench prefill: --config %s: %s\n", config, aoq_last_error());
     return 2;
   }
-  aoq_device *dv[2] = {open_with(device, NULL, "1"), open_with(device, "off", NULL)};
-  int rc = 1;
-  if (!dv[0] || !dv[1]) goto out;
+  aoq_device *dv[SWEEP_MAX] = {0};
+  const char *label[SWEEP_MAX] = {"own"};
+  char lab[SWEEP_MAX][32];
+  int nd = 1, rc = 1;
+  dv[0] = open_with(device, "off", NULL);
+  for (const char *p = chunks; nd < SWEEP_MAX;) {
+    char mb[16] = "";
+    size_t len = p ? strcspn(p, ",") : 0;
+    if (len && len < sizeof mb) memcpy(mb, p, len), mb[len] = 0;
+    if (mb[0]) setenv("AOQ_CUBLAS_CHUNK_MB", mb, 1);
+    dv[nd] = open_with(device, NULL, "1");
+    unsetenv("AOQ_CUBLAS_CHUNK_MB");
+    snprintf(lab[nd], sizeof lab[nd], "cublas/%s", mb[0] ? mb : "dflt");
+    label[nd] = lab[nd];
+    nd++;
+    if (!p || !p[len]) break;
+    p += len + 1;
+  }
+  for (int e = 0; e < nd; e++)
+    if (!dv[e]) goto out;
   aoq_device_info info;
-  aoq_device_info_get(dv[0], &info);
-  printf("# linear sweep %s on %s, engine: %s\n", config, aoq_device_name(dv[0]),
-         info.linear_engine[0] ? info.linear_engine : "own kernels");
-  printf("%-8s %6s %10s %10s %9s %9s\n", "shape", "m", "cublas_ms", "own_ms", "cublas_tf",
-         "own_tf");
+  aoq_device_info_get(dv[1], &info);
+  printf("# linear sweep %s on %s, engine: %s (chunk budgets in MiB)\n", config,
+         aoq_device_name(dv[1]), info.linear_engine[0] ? info.linear_engine : "own kernels");
+  printf("%-8s %6s", "shape", "m");
+  for (int e = 0; e < nd; e++) printf(" %12s", label[e]);
+  printf("   (ms per call; TFLOP/s of the best)\n");
   const aoq_model_config c = {.hidden_size = 4096,
                               .intermediate_size = 14336,
                               .n_heads = 32,
@@ -220,67 +262,52 @@ static int sweep(const char *device, const char *config, const char *mlist) {
   for (int si = 0; si < 4; si++) {
     int64_t n, k;
     shape_of(&c, k_shapes[si].kind, &n, &k);
-    aoq_qweight hw, w[2];
+    aoq_qweight hw, w[SWEEP_MAX];
+    memset(w, 0, sizeof w);
     if (aoq_format_plan(&f, n, k, &hw) || aoq_qweight_host_alloc(&hw)) goto out;
     uint16_t *src = malloc((size_t)(n * k) * 2);
     if (!src) goto out;
     for (int64_t i = 0; i < n * k; i++) src[i] = rnd_bf16(0.05f);
     aoq_status s = aoq_quantize_ref(src, &hw);
     free(src);
-    if (s) goto out;
-    for (int e = 0; e < 2; e++) {
-      w[e] = hw;
-      w[e].qdata = w[e].scale = w[e].zero = w[e].aux = NULL;
-      if (aoq_dev_alloc(dv[e], hw.qdata_bytes, &w[e].qdata) ||
-          aoq_dev_copy_h2d(dv[e], w[e].qdata, hw.qdata, hw.qdata_bytes, NULL) ||
-          (hw.scale_bytes &&
-           (aoq_dev_alloc(dv[e], hw.scale_bytes, &w[e].scale) ||
-            aoq_dev_copy_h2d(dv[e], w[e].scale, hw.scale, hw.scale_bytes, NULL))) ||
-          (hw.zero_bytes && (aoq_dev_alloc(dv[e], hw.zero_bytes, &w[e].zero) ||
-                             aoq_dev_copy_h2d(dv[e], w[e].zero, hw.zero, hw.zero_bytes, NULL))) ||
-          (hw.aux_bytes && (aoq_dev_alloc(dv[e], hw.aux_bytes, &w[e].aux) ||
-                            aoq_dev_copy_h2d(dv[e], w[e].aux, hw.aux, hw.aux_bytes, NULL))))
-        goto out;
-    }
+    for (int e = 0; !s && e < nd; e++) s = upload_q(dv[e], &hw, &w[e]);
     aoq_qweight_host_free(&hw);
+    if (s) goto out;
     for (const char *p = mlist; p && *p;) {
       int64_t m = strtoll(p, NULL, 10);
       p = strchr(p, ',');
       if (p) p++;
       if (m <= 0) continue;
-      double ms[2];
-      for (int e = 0; e < 2; e++) {
+      double best = 1e30;
+      printf("%-8s %6lld", k_shapes[si].name, (long long)m);
+      for (int e = 0; e < nd; e++) {
         void *x = NULL, *y = NULL, *ws = NULL;
         size_t wsb = aoq_dev_linear_workspace(dv[e], &w[e], m);
-        ms[e] = -1;
+        double ms = -1;
         if (!dev_random(dv[e], m * k, 1.0f, &x) && !aoq_dev_alloc(dv[e], (size_t)(m * n) * 2, &y) &&
             !(wsb && aoq_dev_alloc(dv[e], wsb, &ws)))
-          ms[e] = time_linear(dv[e], &w[e], x, y, m, ws);
+          ms = time_linear(dv[e], &w[e], x, y, m, ws);
         aoq_dev_free(dv[e], x), aoq_dev_free(dv[e], y), aoq_dev_free(dv[e], ws);
+        printf(" %12.4f", ms);
+        if (ms > 0 && ms < best) best = ms;
       }
-      double fl = 2.0 * (double)m * (double)n * (double)k;
-      printf("%-8s %6lld %10.4f %10.4f %9.1f %9.1f\n", k_shapes[si].name, (long long)m, ms[0],
-             ms[1], fl / (ms[0] * 1e-3) / 1e12, fl / (ms[1] * 1e-3) / 1e12);
+      printf("   %.1f\n", 2.0 * (double)m * (double)n * (double)k / (best * 1e-3) / 1e12);
     }
-    for (int e = 0; e < 2; e++) {
-      aoq_dev_free(dv[e], w[e].qdata), aoq_dev_free(dv[e], w[e].scale);
-      aoq_dev_free(dv[e], w[e].zero), aoq_dev_free(dv[e], w[e].aux);
-    }
+    for (int e = 0; e < nd; e++) free_q(dv[e], &w[e]);
   }
   rc = 0;
 out:
   if (rc) fprintf(stderr, "aoq-bench prefill: sweep: %s\n", aoq_last_error());
-  aoq_device_close(dv[0]);
-  aoq_device_close(dv[1]);
+  for (int e = 0; e < nd; e++) aoq_device_close(dv[e]);
   return rc;
 }
 
 int aoq_bench_prefill(int argc, char **argv) {
   static const char *const flags[] = {"model",  "synthetic", "config", "tokens", "reps",
                                       "device", "engine",    "seed",   "sweep",  "m",
-                                      "no-ref", "help",      NULL};
-  static const char *const with_value[] = {"model",  "config", "tokens", "reps", "device",
-                                           "engine", "seed",   "m",      NULL};
+                                      "no-ref", "chunk-mb",  "help",   NULL};
+  static const char *const with_value[] = {"model",  "config", "tokens", "reps",     "device",
+                                           "engine", "seed",   "m",      "chunk-mb", NULL};
   if (aoq_bench_opt_flag(argc, argv, "help")) {
     usage(stdout);
     return 0;
@@ -290,18 +317,19 @@ int aoq_bench_prefill(int argc, char **argv) {
     return 2;
   }
   const char *model = NULL, *config = "bf16", *device = "auto", *engine = NULL;
-  const char *mlist = "64,65,96,128,192,256,512,1024,2048";
+  const char *mlist = "64,65,96,128,192,256,512,1024,2048", *chunks = NULL;
   int64_t tokens = 2048, reps = 3, seed = 0;
   if (aoq_bench_opt_str(argc, argv, "model", &model) < 0 ||
       aoq_bench_opt_str(argc, argv, "config", &config) < 0 ||
       aoq_bench_opt_str(argc, argv, "device", &device) < 0 ||
       aoq_bench_opt_str(argc, argv, "engine", &engine) < 0 ||
       aoq_bench_opt_str(argc, argv, "m", &mlist) < 0 ||
+      aoq_bench_opt_str(argc, argv, "chunk-mb", &chunks) < 0 ||
       aoq_bench_opt_i64(argc, argv, "tokens", &tokens) < 0 ||
       aoq_bench_opt_i64(argc, argv, "reps", &reps) < 0 ||
       aoq_bench_opt_i64(argc, argv, "seed", &seed) < 0)
     return 2;
-  if (aoq_bench_opt_flag(argc, argv, "sweep")) return sweep(device, config, mlist);
+  if (aoq_bench_opt_flag(argc, argv, "sweep")) return sweep(device, config, mlist, chunks);
   if (!model || tokens < 1 || tokens > 65536 || reps < 1 || reps > 16 ||
       (engine && strcmp(engine, "own"))) {
     fprintf(stderr,
@@ -328,7 +356,7 @@ int aoq_bench_prefill(int argc, char **argv) {
     fprintf(stderr, "aoq-bench prefill: load: %s: %s\n", aoq_strerror(s), aoq_last_error());
     goto out;
   }
-  uint64_t f = free_mem(d);
+  uint64_t f = free_mem(d), free_load = f;
   if (f < free_min) free_min = f;
   const aoq_model_info *info = aoq_model_info_get(m);
   const aoq_model_config *c = &info->cfg;
@@ -363,8 +391,10 @@ int aoq_bench_prefill(int argc, char **argv) {
   printf("load_seconds: %.2f\n", info->load_seconds);
   printf("ttft_ms: %.2f\n", ttft * 1e3);
   printf("prefill_tokens_per_s: %.1f\n", (double)tokens / ttft);
-  printf("peak_device_memory_mib: %.1f\nweight_mib: %.1f\n", (double)(free0 - free_min) / 1048576.0,
+  printf("peak_device_memory_mib: %.1f\nafter_load_mib: %.1f\nweight_mib: %.1f\n",
+         (double)(free0 - free_min) / 1048576.0, (double)(free0 - free_load) / 1048576.0,
          (double)info->weight_bytes / 1048576.0);
+  printf("kv_pool_mib: %.1f\n", (double)info->kv_bytes / 1048576.0);
 #ifdef AOQ_HAVE_CUDA
   double ref_ms = 0, flops = 0;
   if (di.kind == AOQ_DEVICE_CUDA && !aoq_bench_opt_flag(argc, argv, "no-ref") &&
