@@ -17,12 +17,41 @@
 #define THREADS 128
 #define MAX_HD 256
 
-template <int G>
-__global__ void __launch_bounds__(THREADS) k_attn(attn_args a) {
+#define KB 8 /* loads in flight per thread: chunks of a key row, then value rows */
+
+/* VW bf16 values loaded with one access (16 bytes when head_dim % 8 == 0), kept raw until used. */
+template <int VW>
+struct vload;
+template <>
+struct vload<8> {
+  uint32_t w[4];
+  __device__ __forceinline__ void ld(const uint16_t *p) {
+    uint4 u = *(const uint4 *)p;
+    w[0] = u.x, w[1] = u.y, w[2] = u.z, w[3] = u.w;
+  }
+  __device__ __forceinline__ float f(int e) const {
+    return __uint_as_float(e & 1 ? w[e >> 1] & 0xffff0000u : w[e >> 1] << 16);
+  }
+};
+template <>
+struct vload<1> {
+  uint32_t w;
+  __device__ __forceinline__ void ld(const uint16_t *p) {
+    w = *p;
+  }
+  __device__ __forceinline__ float f(int) const {
+    return __uint_as_float(w << 16);
+  }
+};
+
+template <int G, int VW>
+__global__ void __launch_bounds__(THREADS, G >= 4 ? 3 : 4) k_attn(attn_args a) {
+  constexpr int NCH = VW == 1 ? 2 : 1; /* value chunks per thread (VW 1: head_dim up to 256) */
   __shared__ float qs[G][MAX_HD];
   __shared__ float sc[G][TILE];
   __shared__ int64_t sl[TILE];
   __shared__ float mx[G], lsum[G], corr[G];
+  __shared__ float red[TILE * 8]; /* the key groups' P.V partials of one head */
   const int row = blockIdx.x, kvh = blockIdx.y / a.hchunks, split = blockIdx.z;
   const int h0 = kvh * a.group + (blockIdx.y % a.hchunks) * G;
   const int gn = min(G, kvh * a.group + a.group - h0);
@@ -47,9 +76,15 @@ __global__ void __launch_bounds__(THREADS) k_attn(attn_args a) {
     qs[g][d] = g < gn ? aoq_bf16_to_f32(a.q[((int64_t)row * a.n_heads + h0 + g) * hd + d]) : 0.f;
   }
   if (tid < G) mx[tid] = -INFINITY, lsum[tid] = 0;
-  float acc[G][2];
+  /* P.V: thread = (key group kg, chunk ci of VW values); key groups take keys kg, kg + n_kg, .. */
+  const int ch = hd / VW, n_kg = ch >= THREADS ? 1 : THREADS / ch;
+  const int kg = ch >= THREADS ? 0 : tid / ch, ci = ch >= THREADS ? tid : tid % ch;
+  const bool pv = kg < n_kg;
+  float acc[G][NCH * VW];
 #pragma unroll
-  for (int g = 0; g < G; g++) acc[g][0] = acc[g][1] = 0;
+  for (int g = 0; g < G; g++)
+#pragma unroll
+    for (int j = 0; j < NCH * VW; j++) acc[g][j] = 0;
   __syncthreads();
 
   const int n_tiles = bad ? 0 : pos / TILE + 1;
@@ -61,22 +96,30 @@ __global__ void __launch_bounds__(THREADS) k_attn(attn_args a) {
       sl[t] = ((int64_t)bt[p / a.page_size] * a.page_size + p % a.page_size) * kvw + kvh * hd;
     }
     __syncthreads();
-    for (int t = warp; t < nt; t += THREADS / AOQ_LWARP) {
-      const uint16_t *kp = a.k + sl[t];
+    /* scores: thread t reads key row t whole, KB chunks in flight */
+    if (tid < nt) {
+      const uint16_t *kp = a.k + sl[tid];
       float part[G];
 #pragma unroll
       for (int g = 0; g < G; g++) part[g] = 0;
-      for (int d = lane; d < hd; d += AOQ_LWARP) {
-        float kv = aoq_bf16_to_f32(kp[d]);
+      for (int c0 = 0; c0 < ch; c0 += KB) {
+        vload<VW> kv[KB];
 #pragma unroll
-        for (int g = 0; g < G; g++) part[g] += qs[g][d] * kv;
+        for (int i = 0; i < KB; i++)
+          if (c0 + i < ch) kv[i].ld(kp + (c0 + i) * VW);
+#pragma unroll
+        for (int i = 0; i < KB; i++)
+          if (c0 + i < ch)
+#pragma unroll
+            for (int e = 0; e < VW; e++) {
+              float k = kv[i].f(e);
+              int d = (c0 + i) * VW + e;
+#pragma unroll
+              for (int g = 0; g < G; g++) part[g] += qs[g][d] * k;
+            }
       }
 #pragma unroll
-      for (int g = 0; g < G; g++) {
-        float v = part[g];
-        for (int o = 16; o > 0; o >>= 1) v += AOQ_SHFL_XOR(v, o);
-        if (lane == 0) sc[g][t] = v * a.scale;
-      }
+      for (int g = 0; g < G; g++) sc[g][tid] = part[g] * a.scale;
     }
     __syncthreads();
     /* warp w owns heads g = w, w + 4, ...: tile max, rescale factor, weights and their sum */
@@ -102,19 +145,59 @@ __global__ void __launch_bounds__(THREADS) k_attn(attn_args a) {
     }
     __syncthreads();
 #pragma unroll
+    for (int g = 0; g < G; g++)
+#pragma unroll
+      for (int j = 0; j < NCH * VW; j++) acc[g][j] *= corr[g];
+    if (pv)
+      for (int k0 = kg; k0 < nt; k0 += n_kg * KB) {
+        vload<VW> vv[KB][NCH];
+#pragma unroll
+        for (int i = 0; i < KB; i++) {
+          int t = k0 + i * n_kg;
+#pragma unroll
+          for (int n = 0; n < NCH; n++)
+            if (t < nt && ci + n * THREADS < ch) vv[i][n].ld(a.v + sl[t] + (ci + n * THREADS) * VW);
+        }
+#pragma unroll
+        for (int i = 0; i < KB; i++) {
+          int t = k0 + i * n_kg;
+          if (t >= nt) break;
+          float w[G];
+#pragma unroll
+          for (int g = 0; g < G; g++) w[g] = sc[g][t];
+#pragma unroll
+          for (int n = 0; n < NCH; n++)
+            if (ci + n * THREADS < ch)
+#pragma unroll
+              for (int e = 0; e < VW; e++) {
+                float v = vv[i][n].f(e);
+#pragma unroll
+                for (int g = 0; g < G; g++) acc[g][n * VW + e] += w[g] * v;
+              }
+        }
+      }
+    __syncthreads();
+  }
+
+  /* sum the key groups' partials: thread tid ends with dims tid, tid + 128 of every head */
+  float fin[G][2];
+#pragma unroll
+  for (int g = 0; g < G; g++) {
+    if (pv)
+#pragma unroll
+      for (int n = 0; n < NCH; n++)
+        if (ci + n * THREADS < ch)
+#pragma unroll
+          for (int e = 0; e < VW; e++)
+            red[kg * hd + (ci + n * THREADS) * VW + e] = acc[g][n * VW + e];
+    __syncthreads();
+#pragma unroll
     for (int j = 0; j < 2; j++) {
       int d = tid + j * THREADS;
-      if (d >= hd) break;
-      float cg[G];
-#pragma unroll
-      for (int g = 0; g < G; g++) cg[g] = acc[g][j] * corr[g];
-      for (int t = 0; t < nt; t++) {
-        float vv = aoq_bf16_to_f32(a.v[sl[t] + d]);
-#pragma unroll
-        for (int g = 0; g < G; g++) cg[g] += sc[g][t] * vv;
-      }
-#pragma unroll
-      for (int g = 0; g < G; g++) acc[g][j] = cg[g];
+      float s = 0;
+      if (d < hd)
+        for (int k = 0; k < n_kg; k++) s += red[k * hd + d];
+      fin[g][j] = s;
     }
     __syncthreads();
   }
@@ -129,10 +212,10 @@ __global__ void __launch_bounds__(THREADS) k_attn(attn_args a) {
       int64_t oh = (int64_t)row * a.n_heads + h0 + g;
       if (a.splits == 1) {
         float inv = lsum[g] > 0 ? 1.0f / lsum[g] : 0.0f;
-        a.out[oh * hd + d] = aoq_f32_to_bf16(acc[g][j] * inv);
+        a.out[oh * hd + d] = aoq_f32_to_bf16(fin[g][j] * inv);
       } else {
         float *p = a.ws + (oh * a.ws_splits + split) * (hd + 2);
-        p[2 + d] = acc[g][j];
+        p[2 + d] = fin[g][j];
         if (d == 0) p[0] = mx[g], p[1] = lsum[g];
       }
     }
@@ -171,6 +254,24 @@ __global__ void k_attn_merge(attn_args a) {
   }
 }
 
+template <int VW>
+static void launch_rows(const attn_args &a, int g, dim3 grid, aoq_gpu_stream_t st) {
+  switch (g) {
+    case 8:
+      k_attn<8, VW><<<grid, THREADS, 0, st>>>(a);
+      break;
+    case 4:
+      k_attn<4, VW><<<grid, THREADS, 0, st>>>(a);
+      break;
+    case 2:
+      k_attn<2, VW><<<grid, THREADS, 0, st>>>(a);
+      break;
+    default:
+      k_attn<1, VW><<<grid, THREADS, 0, st>>>(a);
+      break;
+  }
+}
+
 static int pick_g(int group) {
   return group >= 8 ? 8 : group >= 4 ? 4 : group >= 2 ? 2 : 1;
 }
@@ -187,7 +288,8 @@ static attn_plan plan(const aoq_kv_cache *kv, int64_t m, int n_heads, int max_po
   int group = n_heads / kv->n_kv_heads, g = pick_g(group);
   int64_t base = m * kv->n_kv_heads * ((group + g - 1) / g);
   int tiles = max_pos / TILE + 1;
-  int64_t want = (2 * (int64_t)(num_sms > 0 ? num_sms : 1) + base - 1) / base;
+  /* ~3 blocks fit per SM: split until the grid is ~8 blocks per SM (short tail wave) */
+  int64_t want = (8 * (int64_t)(num_sms > 0 ? num_sms : 1) + base - 1) / base;
   int s = (int)(want < tiles ? want : tiles);
   p.splits = s < 1 ? 1 : s > MAX_SPLITS ? MAX_SPLITS : s;
   p.fsplits = 0;
@@ -230,20 +332,10 @@ extern "C" int aoq_gk_attention(const aoq_kv_cache *kv, const aoq_attn_batch *b,
   a.splits = p.splits, a.fsplits = p.fsplits, a.ws_splits = p.ws_splits;
   a.scale = scale, a.err = err;
   dim3 grid((unsigned)m, (unsigned)(kv->n_kv_heads * a.hchunks), (unsigned)a.splits);
-  switch (g) {
-    case 8:
-      k_attn<8><<<grid, THREADS, 0, st>>>(a);
-      break;
-    case 4:
-      k_attn<4><<<grid, THREADS, 0, st>>>(a);
-      break;
-    case 2:
-      k_attn<2><<<grid, THREADS, 0, st>>>(a);
-      break;
-    default:
-      k_attn<1><<<grid, THREADS, 0, st>>>(a);
-      break;
-  }
+  if (kv->head_dim % 8 == 0)
+    launch_rows<8>(a, g, grid, st);
+  else
+    launch_rows<1>(a, g, grid, st);
   int e = (int)aoq_gpu_get_last_error();
   if (e) return e;
 #ifdef AOQ_HAVE_MMA_BF16

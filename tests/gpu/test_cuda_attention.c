@@ -2,8 +2,9 @@
  * test_cuda_attention.c — the CUDA backend's paged causal GQA attention against the CPU backend
  * on the same inputs: prefill runs of 1..2048 rows (tensor-core kernel), chunked prefill over an
  * existing cache (split over the keys), decode rows (per-row kernel), mixed batches whose runs
- * straddle the 64-row routing chunks, GQA groups 1/3/4/8, head_dim 64 and 128, pages out of
- * order; a graph captured on decode rows and replayed on a prefill run; a bad page in a run.
+ * straddle the 64-row routing chunks, GQA groups 1/3/4/8, head_dim 64 and 128 (36, 200, 250 on
+ * the per-row kernel alone), pages out of order; a graph captured on decode rows and replayed on a
+ * prefill run; a bad page in a run.
  */
 #include "tests/gpu/cuda_test_util.h"
 
@@ -136,6 +137,10 @@ static void test_prefill_rows(void **state) {
   prefill(12, 4, 128, 300); /* group 3: one head per block */
   prefill(8, 8, 64, 300);
   prefill(32, 8, 128, 2048); /* Llama-3.1-8B */
+  /* head_dims without a tensor-core kernel: every row on the per-row kernel */
+  prefill(4, 2, 36, 40);  /* 2-byte loads */
+  prefill(4, 2, 200, 70); /* 16-byte loads, 5 key groups */
+  prefill(4, 1, 250, 20); /* 2-byte loads, two value chunks per thread */
 }
 
 static void test_chunked_prefill(void **state) {
