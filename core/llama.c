@@ -86,6 +86,13 @@ aoq_status aoq_llama_alloc_state(aoq_model *m) {
   return AOQ_OK;
 }
 
+bool aoq_model_use_graphs(aoq_model *m, bool on) {
+  if (!m) return false;
+  if (!on) aoq_llama_graphs_drop(m);
+  m->use_graphs = on && aoq_device_has(m->dev, AOQ_CAP_GRAPHS);
+  return m->use_graphs;
+}
+
 void aoq_llama_graphs_drop(aoq_model *m) {
   for (int i = 0; i < AOQ_GRAPH_BUCKETS; i++)
     if (m->graphs[i].g) {

@@ -86,6 +86,9 @@ typedef struct aoq_step_item {
  * Errors: AOQ_ENOTFOUND (sequence not open), AOQ_EINVAL (token outside the vocabulary, more than
  * max_batch_tokens tokens or max_seqs items, logits wanted with NULL output). */
 aoq_status aoq_model_step(aoq_model *m, const aoq_step_item *items, int n, float *logits);
+/* Turns decode-graph capture on or off (off drops the captured graphs; on needs AOQ_CAP_GRAPHS).
+ * Benchmarks compare both in one load. Returns whether graphs are now in use. */
+bool aoq_model_use_graphs(aoq_model *m, bool on);
 /* The same step, with the next token of every row that wants logits picked on the device:
  * tokens[j] (host) = greedy argmax of row j's logits (as aoq_sample_host's greedy pick), or, when
  * sp is non-NULL and sp[j].temperature > 0, the device `sample` op's draw with sp[j] (its seed is

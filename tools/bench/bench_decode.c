@@ -1,12 +1,14 @@
 /*
  * bench_decode.c — `aoq-bench decode`: decode throughput of a whole model on one device.
- * Loads the model (synthetic weights or a checkpoint) in a format, prefills `batch` sequences,
- * then times `tokens` decode steps of the batch (each step: upload metadata, forward, greedy pick
+ * Loads the model (synthetic weights or a checkpoint) in a format once; then, for every batch
+ * size of --batch (a list) and graph mode of --graph, prefills `batch` sequences and times
+ * `tokens` decode steps of the batch (each step: upload metadata, forward, greedy pick
  * on the device, the tokens to the host — what a server step costs; --host-logits instead copies
  * every row's fp32 logits to the host and picks there, as a client asking for logits would). Reports tokens/s, the weight
  * and KV bytes read per step and per token, the achieved GB/s and that as a fraction of a
  * device-to-device copy timed with events in the same run, peak device memory (from the
- * device's free-memory deltas) and the load time.
+ * device's free-memory deltas) and the load time. One line per run starting with `row:` sums
+ * them up for tables (tools/gpu/final_table.sh).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,9 +22,10 @@
 static void usage(FILE *f) {
   fprintf(f,
           "usage: aoq-bench decode --model tiny|llama3.1-8b|DIR [--synthetic] [--config CFG]\n"
-          "                        [--batch B] [--tokens T] [--prompt P] [--device D]\n"
-          "                        [--no-graph] [--host-logits] [--seed S]\n"
-          "  Defaults: --config bf16 --batch 1 --tokens 64 --prompt 16 --device auto.\n"
+          "                        [--batch B[,B...]] [--tokens T] [--prompt P] [--device D]\n"
+          "                        [--graph on|off|both] [--no-graph] [--host-logits] [--seed S]\n"
+          "  Defaults: --config bf16 --batch 1 --tokens 64 --prompt 16 --device auto --graph on.\n"
+          "  One load serves every batch size and graph mode listed.\n"
           "  --plot FILE.svg with --batch 1,2,4,8: one run per batch size, decode tok/s vs batch\n"
           "  drawn by gnuplot.\n");
 }
@@ -66,12 +69,74 @@ static int argmax(const float *x, int n) {
   return b;
 }
 
+/* "1,8,64" -> up to max values in [1, 256]; returns the count, 0 on a malformed list. */
+static int parse_batches(const char *s, int64_t *out, int max) {
+  int n = 0;
+  while (*s && n < max) {
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    if (end == s || v < 1 || v > 256 || (*end && *end != ',')) return 0;
+    out[n++] = v;
+    s = *end ? end + 1 : end;
+  }
+  return *s ? 0 : n;
+}
+
+typedef struct run_result {
+  double tok_s, step_ms, prefill_tok_s, gbps;
+} run_result;
+
+/* Prefills `batch` sequences of `prompt` tokens, takes one untimed decode step (it captures the
+ * graph where there is one), then times `tokens` steps. */
+static aoq_status run_batch(aoq_model *m, int64_t batch, int64_t prompt, int64_t tokens,
+                            bool host_logits, float *logits, int32_t *cur, int32_t *prompts,
+                            int *seq, aoq_step_item *it, run_result *r) {
+  const aoq_model_info *info = aoq_model_info_get(m);
+  int vocab = info->cfg.vocab_size;
+  aoq_status s = AOQ_OK;
+  int64_t opened = 0;
+  for (int64_t b = 0; b < batch && !s; b++, opened++)
+    if (!(s = aoq_model_seq_open(m, &seq[b])))
+      it[b] = (aoq_step_item){
+          .seq = seq[b], .tokens = prompts + b * prompt, .n_tokens = (int)prompt, .want_logits = true};
+  if (s) opened--;
+  double t0 = aoq_bench_now();
+  if (!s) s = aoq_model_step(m, it, (int)batch, logits);
+  double t_prefill = aoq_bench_now() - t0;
+  for (int64_t b = 0; !s && b < batch; b++) {
+    cur[b] = argmax(logits + b * vocab, vocab);
+    it[b] = (aoq_step_item){.seq = seq[b], .tokens = &cur[b], .n_tokens = 1, .want_logits = true};
+  }
+  if (!s) s = aoq_model_step(m, it, (int)batch, logits);
+  for (int64_t b = 0; !s && b < batch; b++) cur[b] = argmax(logits + b * vocab, vocab);
+  t0 = aoq_bench_now();
+  for (int64_t t = 0; !s && t < tokens; t++) {
+    if (host_logits) {
+      s = aoq_model_step(m, it, (int)batch, logits);
+      for (int64_t b = 0; !s && b < batch; b++) cur[b] = argmax(logits + b * vocab, vocab);
+    } else { /* items read cur when the step starts; the picked tokens overwrite it at its end */
+      s = aoq_model_step_sample(m, it, (int)batch, NULL, cur, NULL);
+    }
+  }
+  double t_decode = aoq_bench_now() - t0;
+  for (int64_t b = 0; b < opened; b++) aoq_model_seq_close(m, seq[b]);
+  if (s) return s;
+  const aoq_model_config *c = &info->cfg;
+  double ctx = (double)prompt + 1 + (double)(tokens + 1) / 2;
+  double kv_step = (double)batch * ctx * c->n_layers * 2.0 * c->n_kv_heads * c->head_dim * 2;
+  r->step_ms = t_decode / (double)tokens * 1e3;
+  r->tok_s = (double)(batch * tokens) / t_decode;
+  r->prefill_tok_s = (double)(batch * prompt) / t_prefill;
+  r->gbps = ((double)info->weight_bytes + kv_step) / (r->step_ms * 1e-3) / 1e9;
+  return AOQ_OK;
+}
+
 int aoq_bench_decode(int argc, char **argv) {
-  static const char *const flags[] = {"model",  "synthetic", "config", "batch",
-                                      "tokens", "prompt",    "device", "no-graph",
-                                      "seed",   "help",      "host-logits", NULL};
-  static const char *const with_value[] = {"model",  "config", "batch", "tokens",
-                                           "prompt", "device", "seed",  NULL};
+  static const char *const flags[] = {"model",  "synthetic", "config", "batch",       "tokens",
+                                      "prompt", "device",    "graph",  "no-graph",    "seed",
+                                      "help",   "host-logits", NULL};
+  static const char *const with_value[] = {"model",  "config", "batch", "tokens", "prompt",
+                                           "device", "seed",   "graph", NULL};
   if (aoq_bench_opt_flag(argc, argv, "help")) {
     usage(stdout);
     return 0;
@@ -83,24 +148,31 @@ int aoq_bench_decode(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  const char *model = NULL, *config = "bf16", *device = "auto";
-  int64_t batch = 1, tokens = 64, prompt = 16, seed = 0;
+  const char *model = NULL, *config = "bf16", *device = "auto", *batch_s = "1", *graph = "on";
+  int64_t tokens = 64, prompt = 16, seed = 0, batches[16];
   if (aoq_bench_opt_str(argc, argv, "model", &model) < 0 ||
       aoq_bench_opt_str(argc, argv, "config", &config) < 0 ||
       aoq_bench_opt_str(argc, argv, "device", &device) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "batch", &batch) < 0 ||
+      aoq_bench_opt_str(argc, argv, "batch", &batch_s) < 0 ||
+      aoq_bench_opt_str(argc, argv, "graph", &graph) < 0 ||
       aoq_bench_opt_i64(argc, argv, "tokens", &tokens) < 0 ||
       aoq_bench_opt_i64(argc, argv, "prompt", &prompt) < 0 ||
       aoq_bench_opt_i64(argc, argv, "seed", &seed) < 0)
     return 2;
-  if (!model || batch < 1 || batch > 256 || tokens < 1 || prompt < 1 || prompt > 512) {
+  int nb = parse_batches(batch_s, batches, 16);
+  if (aoq_bench_opt_flag(argc, argv, "no-graph")) graph = "off";
+  bool g_on = !strcmp(graph, "on") || !strcmp(graph, "both");
+  bool g_off = !strcmp(graph, "off") || !strcmp(graph, "both");
+  if (!model || !nb || tokens < 1 || prompt < 1 || prompt > 512 || !(g_on || g_off)) {
     fprintf(stderr,
-            "aoq-bench decode: --model is required; 1 <= batch <= 256, tokens >= 1, "
-            "1 <= prompt <= 512\n");
+            "aoq-bench decode: --model is required; --batch 1..256 (a comma list), tokens >= 1, "
+            "1 <= prompt <= 512, --graph on|off|both\n");
     return 2;
   }
+  int64_t batch = 1;
+  for (int i = 0; i < nb; i++)
+    if (batches[i] > batch) batch = batches[i];
   bool synthetic = aoq_bench_opt_flag(argc, argv, "synthetic");
-  bool no_graph = aoq_bench_opt_flag(argc, argv, "no-graph");
   bool host_logits = aoq_bench_opt_flag(argc, argv, "host-logits");
 
   aoq_device *d = NULL;
@@ -115,7 +187,8 @@ int aoq_bench_decode(int argc, char **argv) {
   float *logits = NULL;
   int32_t *cur = NULL, *prompts = NULL;
   int *seq = NULL;
-  int64_t total = prompt + tokens + 1;
+  aoq_step_item *it = NULL;
+  int64_t total = prompt + tokens + 2;
   aoq_model_opts o = {.model = model,
                       .synthetic = synthetic,
                       .seed = (uint64_t)seed,
@@ -123,7 +196,7 @@ int aoq_bench_decode(int argc, char **argv) {
                       .max_seqs = (int)batch,
                       .max_batch_tokens = (int)(batch * prompt > 512 ? batch * prompt : 512),
                       .kv_pages = (int)(batch * ((total + 15) / 16)),
-                      .no_graphs = no_graph};
+                      .no_graphs = !g_on};
   if ((s = aoq_model_load(d, &o, &m))) {
     fprintf(stderr, "aoq-bench decode: load: %s: %s\n", aoq_strerror(s), aoq_last_error());
     goto out;
@@ -136,84 +209,64 @@ int aoq_bench_decode(int argc, char **argv) {
   cur = malloc(sizeof(int32_t) * (size_t)batch);
   prompts = malloc(sizeof(int32_t) * (size_t)(batch * prompt));
   seq = malloc(sizeof(int) * (size_t)batch);
-  aoq_step_item *it = malloc(sizeof *it * (size_t)batch);
+  it = malloc(sizeof *it * (size_t)batch);
   if (!logits || !cur || !prompts || !seq || !it) {
-    free(it);
     fprintf(stderr, "aoq-bench decode: out of memory\n");
     goto out;
   }
   for (int64_t i = 0; i < batch * prompt; i++) prompts[i] = (int32_t)((i * 7919 + 13) % 256);
-  for (int64_t b = 0; b < batch; b++) {
-    if ((s = aoq_model_seq_open(m, &seq[b]))) break;
-    it[b] = (aoq_step_item){.seq = seq[b],
-                            .tokens = prompts + b * prompt,
-                            .n_tokens = (int)prompt,
-                            .want_logits = true};
-  }
-  double t0 = aoq_bench_now();
-  if (!s) s = aoq_model_step(m, it, (int)batch, logits);
-  double t_prefill = aoq_bench_now() - t0;
-  /* first decode step (captures the graph where there is one) is not timed */
-  for (int64_t b = 0; !s && b < batch; b++) {
-    cur[b] = argmax(logits + b * vocab, vocab);
-    it[b] = (aoq_step_item){.seq = seq[b], .tokens = &cur[b], .n_tokens = 1, .want_logits = true};
-  }
-  if (!s) s = aoq_model_step(m, it, (int)batch, logits);
-  t0 = aoq_bench_now();
-  for (int64_t t = 0; !s && t < tokens; t++) {
-    if (host_logits) {
-      for (int64_t b = 0; b < batch; b++) cur[b] = argmax(logits + b * vocab, vocab);
-      s = aoq_model_step(m, it, (int)batch, logits);
-    } else {
-      if (t == 0)
-        for (int64_t b = 0; b < batch; b++) cur[b] = argmax(logits + b * vocab, vocab);
-      /* items read cur when the step starts; the picked tokens overwrite it when it ends */
-      s = aoq_model_step_sample(m, it, (int)batch, NULL, cur, NULL);
-    }
-  }
-  double t_decode = aoq_bench_now() - t0;
-  free(it);
-  if (s) {
-    fprintf(stderr, "aoq-bench decode: step: %s: %s\n", aoq_strerror(s), aoq_last_error());
-    goto out;
-  }
-  f = free_mem(d);
-  if (f < free_min) free_min = f;
-  /* Bytes a decode step reads: every weight once for the batch, plus each sequence's K and V
-   * (average context over the timed steps). */
-  const aoq_model_config *c = &info->cfg;
-  double ctx = (double)prompt + 1 + (double)(tokens + 1) / 2;
-  double kv_step = (double)batch * ctx * c->n_layers * 2.0 * c->n_kv_heads * c->head_dim * 2;
-  double w_step = (double)info->weight_bytes;
-  double step_s = t_decode / (double)tokens;
-  double gbps = (w_step + kv_step) / step_s / 1e9;
   size_t copy_bytes = (size_t)256 << 20;
   aoq_device_info di;
   aoq_device_info_get(d, &di);
   if (di.kind == AOQ_DEVICE_CPU) copy_bytes = (size_t)64 << 20;
   double copy = d2d_gbps(d, copy_bytes);
-  printf("# decode %s (%s) on %s\n", model, info->format, aoq_device_name(d));
-  printf("batch: %lld\nprompt_tokens: %lld\ndecode_steps: %lld\ngraphs: %s\n", (long long)batch,
-         (long long)prompt, (long long)tokens,
-         no_graph                            ? "off (--no-graph)"
-         : aoq_device_has(d, AOQ_CAP_GRAPHS) ? "on"
-                                             : "unsupported");
-  printf("next_token: %s\n", host_logits ? "host (fp32 logits copied)" : "device argmax");
-  printf("load_seconds: %.2f\n", info->load_seconds);
-  printf("prefill_tokens_per_s: %.1f\n", (double)(batch * prompt) / t_prefill);
-  printf("decode_tokens_per_s: %.1f\n", (double)(batch * tokens) / t_decode);
-  printf("step_ms: %.3f\n", step_s * 1e3);
-  printf("weight_bytes_per_step: %.0f\nweight_bytes_per_token: %.0f\n", w_step,
-         w_step / (double)batch);
-  printf("kv_bytes_per_step: %.0f\n", kv_step);
-  printf("achieved_gbps: %.1f\n", gbps);
-  printf("d2d_copy_gbps: %.1f\n", copy);
-  if (copy > 0) printf("fraction_of_copy: %.3f\n", gbps / copy);
-  printf("peak_device_memory_mib: %.1f\n", (double)(free0 - free_min) / 1048576.0);
-  printf("weight_mib: %.1f\nkv_pool_mib: %.1f\n", (double)info->weight_bytes / 1048576.0,
-         (double)info->kv_bytes / 1048576.0);
+  const aoq_model_config *c = &info->cfg;
+  double w_step = (double)info->weight_bytes;
+  for (int mode = 0; mode < 2; mode++) {
+    bool on = mode == 0;
+    if ((on && !g_on) || (!on && !g_off)) continue;
+    bool used = aoq_model_use_graphs(m, on);
+    for (int bi = 0; bi < nb; bi++) {
+      int64_t b = batches[bi];
+      run_result r;
+      if ((s = run_batch(m, b, prompt, tokens, host_logits, logits, cur, prompts, seq, it, &r))) {
+        fprintf(stderr, "aoq-bench decode: batch %lld: %s: %s\n", (long long)b, aoq_strerror(s),
+                aoq_last_error());
+        goto out;
+      }
+      f = free_mem(d);
+      if (f < free_min) free_min = f;
+      double ctx = (double)prompt + 1 + (double)(tokens + 1) / 2;
+      double kv_step = (double)b * ctx * c->n_layers * 2.0 * c->n_kv_heads * c->head_dim * 2;
+      printf("# decode %s (%s) on %s\n", model, info->format, aoq_device_name(d));
+      printf("batch: %lld\nprompt_tokens: %lld\ndecode_steps: %lld\n", (long long)b,
+             (long long)prompt, (long long)tokens);
+      printf("graphs: %s\n", used ? "on" : on ? "unsupported" : "off");
+      printf("next_token: %s\n", host_logits ? "host (fp32 logits copied)" : "device argmax");
+      printf("load_seconds: %.2f\n", info->load_seconds);
+      printf("prefill_tokens_per_s: %.1f\n", r.prefill_tok_s);
+      printf("decode_tokens_per_s: %.1f\n", r.tok_s);
+      printf("step_ms: %.3f\n", r.step_ms);
+      printf("weight_bytes_per_step: %.0f\nweight_bytes_per_token: %.0f\n", w_step,
+             w_step / (double)b);
+      printf("kv_bytes_per_step: %.0f\n", kv_step);
+      printf("achieved_gbps: %.1f\n", r.gbps);
+      printf("d2d_copy_gbps: %.1f\n", copy);
+      if (copy > 0) printf("fraction_of_copy: %.3f\n", r.gbps / copy);
+      printf("peak_device_memory_mib: %.1f\n", (double)(free0 - free_min) / 1048576.0);
+      printf("weight_mib: %.1f\nkv_pool_mib: %.1f\n", (double)info->weight_bytes / 1048576.0,
+             (double)info->kv_bytes / 1048576.0);
+      printf("row: %s batch=%lld graph=%s tok_s=%.1f step_ms=%.3f gbps=%.1f of_copy=%.3f "
+             "peak_mib=%.0f weight_mib=%.0f load_s=%.2f prefill_tok_s=%.1f\n",
+             info->format, (long long)b, used ? "on" : on ? "unsupported" : "off", r.tok_s, r.step_ms, r.gbps,
+             copy > 0 ? r.gbps / copy : 0, (double)(free0 - free_min) / 1048576.0,
+             (double)info->weight_bytes / 1048576.0, info->load_seconds, r.prefill_tok_s);
+      fflush(stdout);
+    }
+  }
   rc = 0;
 out:
+  free(it);
   free(logits);
   free(cur);
   free(prompts);

@@ -1,18 +1,27 @@
 #!/bin/bash
-# tools/gpu/final_table.sh — one device call: ctest -L gpu, the GEMV table at m=1, and aoq-bench
-# decode for the 8B shape: every CUDA format at batch 1 and 64, bf16 and int4wo-128 also at 8 and
-# 32 and with graphs off at batch 1. Logs to $OUT. Run tools/gpu/ship.sh BUILD first (carry .ship).
+# tools/gpu/final_table.sh — one device call for the closing table of the CUDA issue: ctest -L gpu,
+# the GEMV table, and `aoq-bench decode` of the 8B shape for every format at batch 1, 8, 16, 32
+# and 64 with graphs on and off (one load per format), then `aoq-bench prefill` (2048-token TTFT
+# against cuBLAS GEMMs) if shipped. Logs to $OUT; `row:` lines of decode.log are the table.
+# Ship first: tools/gpu/ship.sh BUILD NAME, and set AOQ_SHIP=.ship-NAME.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${OUT:-$root/gpu-out}
-AOQ_SKIP_TESTS=${AOQ_SKIP_TESTS:-0} AOQ_DECODE=0 OUT=$out "$root/tools/gpu/run_all.sh"
-bench=$root/.ship/bin/aoq-bench
-export LD_LIBRARY_PATH=$root/.ship/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-dec() { "$bench" decode --device cuda:0 --model llama3.1-8b --synthetic --tokens 32 "$@" 2>&1 \
-          | tr '\n' ' ' | sed 's/$/\n/' | tee -a "$out/decode.log"; }
-for b in 1 8 32 64; do dec --config bf16 --batch $b; dec --config int4wo-128 --batch $b; done
-dec --config bf16 --batch 1 --no-graph
-dec --config int4wo-128 --batch 1 --no-graph
-for c in int8wo fp8wo fp8dq-row mxfp8 nvfp4 mxfp4; do
-  for b in 1 64; do dec --config $c --batch $b; done
+ship=$root/${AOQ_SHIP:-.ship}
+[ -d "$ship/bin" ] || tar -C "$ship" -xf "$ship"/bin.tar.*
+export LD_LIBRARY_PATH=$ship/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+AOQ_DECODE=0 OUT=$out "$root/tools/gpu/run_all.sh"
+bench=$ship/bin/aoq-bench
+for c in ${AOQ_TABLE_CONFIGS:-bf16 int8wo fp8wo int4wo-128 fp8dq-row mxfp8 nvfp4 mxfp4}; do
+  "$bench" decode --device cuda:0 --model llama3.1-8b --synthetic --tokens 32 --config "$c" \
+    --batch "${AOQ_TABLE_BATCHES:-1,8,16,32,64}" --graph "${AOQ_TABLE_GRAPH:-both}" \
+    >>"$out/decode.log" 2>&1
+  grep "^row: $c " "$out/decode.log" || tail -3 "$out/decode.log"
 done
+if "$bench" 2>&1 | grep -q prefill; then
+  for c in ${AOQ_PREFILL_CONFIGS:-bf16 int8wo fp8wo int4wo-128 fp8dq-row mxfp8 nvfp4 mxfp4}; do
+    "$bench" prefill --device cuda:0 --model llama3.1-8b --synthetic --config "$c" \
+      ${AOQ_PREFILL_ARGS:-} >>"$out/prefill.log" 2>&1
+  done
+  grep -iE "config|ttft|ratio|tok" "$out/prefill.log" | head -80
+fi
