@@ -135,6 +135,18 @@ static uint64_t qweight_bytes(const aoq_qweight *w) {
 }
 
 /* Builds a full weight set for `config` from the kept source weights, one layer at a time. */
+/* The workspace a linear needs for any row count up to max_rows: a backend's need is not
+ * monotonic in the rows (split-k partials at small m, GEMM chunks at large m), so every count up
+ * to 128 (where kernels switch) and max_rows itself are asked. */
+static size_t linear_ws_need(aoq_device *d, const aoq_qweight *w, int64_t max_rows) {
+  size_t need = aoq_dev_linear_workspace(d, w, max_rows);
+  for (int64_t r = 1; r <= max_rows && r <= 128; r++) {
+    size_t b = aoq_dev_linear_workspace(d, w, r);
+    if (b > need) need = b;
+  }
+  return need;
+}
+
 static aoq_status build_weights(aoq_model *m, const char *config, aoq_model_weights **out) {
   const aoq_model_config *c = &m->cfg;
   aoq_format dflt, bf16 = {.kind = AOQ_FMT_BF16, .bits = 16, .group = 0};
@@ -195,7 +207,7 @@ static aoq_status build_weights(aoq_model *m, const char *config, aoq_model_weig
     if (m->progress) m->progress(m->progress_ctx, "quantize", l + 1, c->n_layers + 1);
   }
   for (int i = 0; i < c->n_layers * AOQ_LIN_PER_LAYER; i++) {
-    size_t b = aoq_dev_linear_workspace(m->dev, &w->lin[i], m->max_tokens);
+    size_t b = linear_ws_need(m->dev, &w->lin[i], m->max_tokens);
     if (b > ws) ws = b;
   }
   {
@@ -205,7 +217,7 @@ static aoq_status build_weights(aoq_model *m, const char *config, aoq_model_weig
     if ((s = build_linear(m, &f, "lm_head", host, c->vocab_size, c->hidden_size, &w->lm_head)))
       goto fail;
     w->bytes += qweight_bytes(&w->lm_head);
-    size_t b = aoq_dev_linear_workspace(m->dev, &w->lm_head, m->max_seqs);
+    size_t b = linear_ws_need(m->dev, &w->lm_head, m->max_seqs);
     if (b > ws) ws = b;
     if (m->progress) m->progress(m->progress_ctx, "quantize", c->n_layers + 1, c->n_layers + 1);
   }
