@@ -14,7 +14,7 @@
  * in the workspace, each chunk multiplied by cublasGemmEx; the dynamic formats quantize their
  * activations first (act_quant.cu, bit-exact with the CPU), so every format keeps its reference
  * numerics (spec/formats.md) up to the fp32 summation order. Thresholds and the chunk budget:
- * AOQ_CUBLAS_MIN_M (rows, both kinds), AOQ_CUBLAS_CHUNK_MB (default 256), read at open.
+ * AOQ_CUBLAS_MIN_M (rows, both kinds), AOQ_CUBLAS_CHUNK_MB (default 128), read at open.
  *
  * Thread safety: an aoq_cublas is used by one thread at a time (the device's op rule: ops on one
  * stream from one thread); it sets its stream before each call.
