@@ -58,6 +58,14 @@ static __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;" ::"n"(N));
 }
 
+/* 2^x, flushing subnormal results to 0 (a weight below 2^-126 is nothing next to the row max's 1)
+ */
+static __device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 static __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *(uint32_t *)&v;
@@ -195,7 +203,7 @@ __global__ void __launch_bounds__(GB * 128, 1) k_attn_prefill(attn_args a) {
           tmax[h] = fmaxf(tmax[h], __shfl_xor_sync(0xffffffffu, tmax[h], 2));
           float mn = fmaxf(mrow[h], tmax[h]);
           base[h] = mn == -INFINITY ? 0.f : mn;
-          corr[h] = exp2f(mrow[h] - base[h]);
+          corr[h] = ex2(mrow[h] - base[h]);
           mrow[h] = mn;
           lrow[h] *= corr[h];
         }
@@ -213,7 +221,7 @@ __global__ void __launch_bounds__(GB * 128, 1) k_attn_prefill(attn_args a) {
           for (int t = 0; t < 2; t++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-              p[t][e] = exp2f(s[2 * ks16 + t][e] - base[e >> 1]);
+              p[t][e] = ex2(s[2 * ks16 + t][e] - base[e >> 1]);
               lrow[e >> 1] += p[t][e];
             }
           pa[0] = pack_bf16(p[0][0], p[0][1]);
