@@ -6,12 +6,7 @@
 # BUILD NAME` (jq is used only where the machine lacks one). Logs to $OUT/e2e.log (one file: the
 # device call brings back at most 8).
 set -uo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-out=${OUT:-$root/gpu-out}
-ship=$root/${AOQ_SHIP:-.ship}
-mkdir -p "$out"
-[ -d "$ship/bin" ] || tar -C "$ship" -xf "$ship"/bin.tar.*
-export LD_LIBRARY_PATH=$ship/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+. "$(dirname "$0")/lib.sh"
 # jq: the machine's own if it has one; else the shipped binary with its libraries (shipped in bin/,
 # kept out of LD_LIBRARY_PATH so that they never shadow the machine's)
 if ! command -v jq >/dev/null; then

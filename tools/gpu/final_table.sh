@@ -5,11 +5,7 @@
 # against cuBLAS GEMMs) if shipped. Logs to $OUT; `row:` lines of decode.log are the table.
 # Ship first: tools/gpu/ship.sh BUILD NAME, and set AOQ_SHIP=.ship-NAME.
 set -uo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-out=${OUT:-$root/gpu-out}
-ship=$root/${AOQ_SHIP:-.ship}
-[ -d "$ship/bin" ] || tar -C "$ship" -xf "$ship"/bin.tar.*
-export LD_LIBRARY_PATH=$ship/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+. "$(dirname "$0")/lib.sh"
 AOQ_DECODE=0 OUT=$out "$root/tools/gpu/run_all.sh"
 bench=$ship/bin/aoq-bench
 for c in ${AOQ_TABLE_CONFIGS:-bf16 int8wo fp8wo int4wo-128 fp8dq-row mxfp8 nvfp4 mxfp4}; do

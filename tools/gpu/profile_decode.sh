@@ -4,12 +4,7 @@
 # plain timed runs (graphs on) for comparison. Ship first: tools/gpu/ship.sh BUILD NAME, and set
 # AOQ_SHIP=.ship-NAME. Analyse here with tools/gpu/ncu_summary.py.
 set -uo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-out=${OUT:-$root/gpu-out}
-ship=$root/${AOQ_SHIP:-.ship}
-mkdir -p "$out"
-[ -d "$ship/bin" ] || tar -C "$ship" -xf "$ship"/bin.tar.*
-export LD_LIBRARY_PATH=$ship/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+. "$(dirname "$0")/lib.sh"
 bench=$ship/bin/aoq-bench
 for cb in ${AOQ_PROFILE_RUNS:-bf16:1 bf16:64 int4wo-128:1 int4wo-128:64}; do
   cfg=${cb%%:*} b=${cb##*:}

@@ -3,12 +3,7 @@
 # with ctest and the GEMV benchmark from .ship/ (or $AOQ_SHIP, tools/gpu/ship.sh), writing
 # logs to $OUT (or ./gpu-out). AOQ_DECODE=1 also runs `aoq-bench decode` if it was shipped.
 set -uo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-out=${OUT:-$root/gpu-out}
-mkdir -p "$out"
-ship=$root/${AOQ_SHIP:-.ship}
-[ -d "$ship/bin" ] || tar -C "$ship" -xf "$ship"/bin.tar.*
-export LD_LIBRARY_PATH=$ship/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+. "$(dirname "$0")/lib.sh"
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv \
   > "$out/gpu.txt" 2>&1
 cat "$out/gpu.txt"
