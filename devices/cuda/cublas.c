@@ -281,7 +281,7 @@ aoq_status aoq_cublas_linear(aoq_cublas *h, const aoq_qweight *w, const void *x,
   if (!ws) return aoq_err(AOQ_EINVAL, "cublas linear: NULL workspace");
   const float *xs = NULL, *xt = NULL;
   if (is_dynamic(w->kind)) {
-    KL(aoq_gk_act_quant(w, x, m, ws, stream), "act_quant");
+    KL(aoq_gk_act_quant_rows(w, x, m, ws, stream), "act_quant");
     size_t off;
     aoq_gk_act_layout(m, w->k, &off);
     xs = (const float *)((const char *)ws + off);

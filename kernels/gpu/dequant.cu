@@ -248,3 +248,164 @@ extern "C" int aoq_gk_gemm_epilogue(const aoq_qweight *w, const float *c, int64_
   }
   return (int)aoq_gpu_get_last_error();
 }
+
+/* ---- activation quantization for many rows (the BLAS path) ----
+ * The bytes of act_quant.cu (the same codecs of base/numerics.h, max reductions only, so
+ * bit-exact with core/act_quant.c) and its workspace layout, organized for wide inputs: each
+ * thread owns 8 elements (one 16-byte load, one 16-byte store) and the 4 (MX) or 2 (NVFP4) lanes
+ * of a block reduce its amax with shuffles; fp8 rows are one thread block each. */
+#define AQ_THREADS 256
+
+static __device__ __forceinline__ unsigned bmax8(const uint4 &v) {
+  unsigned a =
+      max(max(v.x & 0x7fffu, v.x >> 16 & 0x7fffu), max(v.y & 0x7fffu, v.y >> 16 & 0x7fffu));
+  return max(a,
+             max(max(v.z & 0x7fffu, v.z >> 16 & 0x7fffu), max(v.w & 0x7fffu, v.w >> 16 & 0x7fffu)));
+}
+
+static __device__ __forceinline__ float elem(const uint4 &v, int i) {
+  uint32_t w = i < 2 ? v.x : i < 4 ? v.y : i < 6 ? v.z : v.w;
+  return aoq_bf16_to_f32((uint16_t)(i & 1 ? w >> 16 : w));
+}
+
+static __device__ __forceinline__ uint4 pack8(const float o[8]) {
+  uint4 r;
+  r.x = aoq_f32_to_bf16(o[0]) | (uint32_t)aoq_f32_to_bf16(o[1]) << 16;
+  r.y = aoq_f32_to_bf16(o[2]) | (uint32_t)aoq_f32_to_bf16(o[3]) << 16;
+  r.z = aoq_f32_to_bf16(o[4]) | (uint32_t)aoq_f32_to_bf16(o[5]) << 16;
+  r.w = aoq_f32_to_bf16(o[6]) | (uint32_t)aoq_f32_to_bf16(o[7]) << 16;
+  return r;
+}
+
+/* max of the bf16 magnitude bits of n8 units (NaN bits sort above inf), into *out */
+__global__ void __launch_bounds__(AQ_THREADS)
+    k_aq_amax(const uint4 *__restrict__ x, int64_t n8, unsigned *out) {
+  unsigned a = 0;
+  for (int64_t i = blockIdx.x * (int64_t)AQ_THREADS + threadIdx.x; i < n8;
+       i += (int64_t)gridDim.x * AQ_THREADS)
+    a = max(a, bmax8(x[i]));
+  for (int o = 16; o > 0; o >>= 1) a = max(a, (unsigned)AOQ_SHFL_XOR(a, o));
+  if ((threadIdx.x & 31) == 0) atomicMax(out, a);
+}
+
+/* MX (32-blocks, 4 lanes) and NVFP4 (16-blocks, 2 lanes). Every lane of a warp runs the loop
+ * the same number of times (the shuffles need them all); a block's lanes are all in or all out
+ * of range because k % 32 == 0. */
+template <int KIND>
+__global__ void __launch_bounds__(AQ_THREADS)
+    k_aq_blocks(const uint4 *__restrict__ x, int64_t n8, uint4 *__restrict__ xb,
+                const unsigned *amax_all, const float *pts_w, float *xt) {
+  float pts = 1.0f, inv_pts = 1.0f;
+  if (KIND == AOQ_FMT_NVFP4) {
+    pts = aoq_nvfp4_tensor_scale(aoq_bf16_to_f32((uint16_t)*amax_all));
+    inv_pts = 1.0f / pts;
+    if (blockIdx.x == 0 && threadIdx.x == 0) *xt = aoq_round_bf16(pts * *pts_w);
+  }
+  for (int64_t base = blockIdx.x * (int64_t)AQ_THREADS; base < n8;
+       base += (int64_t)gridDim.x * AQ_THREADS) {
+    const int64_t i = base + threadIdx.x;
+    uint4 v = i < n8 ? x[i] : make_uint4(0, 0, 0, 0);
+    unsigned a = bmax8(v);
+    a = max(a, (unsigned)AOQ_SHFL_XOR(a, 1));
+    if (KIND != AOQ_FMT_NVFP4) a = max(a, (unsigned)AOQ_SHFL_XOR(a, 2));
+    if (i >= n8) continue;
+    const float amax = aoq_bf16_to_f32((uint16_t)a);
+    float o[8];
+    if (KIND == AOQ_FMT_NVFP4) {
+      const uint8_t sb = aoq_nvfp4_block_scale(amax, pts);
+      const float sc = aoq_e4m3_to_f32(sb), mul = inv_pts / sc;
+#pragma unroll
+      for (int j = 0; j < 8; j++) o[j] = aoq_e2m1_to_f32(aoq_f32_to_e2m1(elem(v, j) * mul)) * sc;
+    } else {
+      const bool fp4 = KIND == AOQ_FMT_MXFP4;
+      const uint8_t e = aoq_e8m0_rceil(amax, fp4 ? 1.0f / AOQ_E2M1_MAX : 1.0f / AOQ_E4M3_MAX);
+      const float mul = e == 0xffu ? __uint_as_float(0x7fc00000u) : aoq_pow2f(127 - (int)e);
+      const float sc = aoq_e8m0_to_f32(e);
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        float t = elem(v, j) * mul;
+        o[j] =
+            (fp4 ? aoq_e2m1_to_f32(aoq_f32_to_e2m1(t)) : aoq_e4m3_to_f32(aoq_f32_to_e4m3(t))) * sc;
+      }
+    }
+    xb[i] = pack8(o);
+  }
+}
+
+/* fp8 e4m3 per row (FP8DQ_ROW) or per tensor (FP8DQ): one thread block per row */
+__global__ void __launch_bounds__(AQ_THREADS)
+    k_aq_fp8(const uint4 *__restrict__ x, int64_t m, int64_t k8, int per_tensor,
+             uint4 *__restrict__ xb, float *xs, float *xt, const unsigned *amax_all) {
+  __shared__ unsigned sh[AQ_THREADS / 32];
+  for (int64_t r = blockIdx.x; r < m; r += gridDim.x) {
+    const uint4 *xr = x + r * k8;
+    unsigned a;
+    if (per_tensor) {
+      a = *amax_all;
+    } else {
+      a = 0;
+      for (int64_t i = threadIdx.x; i < k8; i += AQ_THREADS) a = max(a, bmax8(xr[i]));
+      for (int o = 16; o > 0; o >>= 1) a = max(a, (unsigned)AOQ_SHFL_XOR(a, o));
+      if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = a;
+      __syncthreads();
+      a = 0;
+      for (int j = 0; j < AQ_THREADS / 32; j++) a = max(a, sh[j]);
+      __syncthreads(); /* sh is reused by the next row */
+    }
+    const float s = aoq_fp8_scale(aoq_bf16_to_f32((uint16_t)a), AOQ_E4M3_MAX);
+    if (threadIdx.x == 0) {
+      if (!per_tensor)
+        xs[r] = s;
+      else if (r == 0)
+        *xt = s;
+    }
+    for (int64_t i = threadIdx.x; i < k8; i += AQ_THREADS) {
+      uint4 v = xr[i];
+      float o[8];
+#pragma unroll
+      for (int j = 0; j < 8; j++) o[j] = aoq_e4m3_to_f32(aoq_f32_to_e4m3(elem(v, j) / s));
+      xb[r * k8 + i] = pack8(o);
+    }
+  }
+}
+
+extern "C" int aoq_gk_act_quant_rows(const aoq_qweight *w, const uint16_t *x, int64_t m, void *ws,
+                                     void *stream) {
+  aoq_gpu_stream_t st = (aoq_gpu_stream_t)stream;
+  const int64_t k = w->k, n8 = m * k / 8;
+  if (k % 32 || ((uintptr_t)x & 15)) return (int)cudaErrorInvalidValue;
+  size_t off;
+  aoq_gk_act_layout(m, k, &off);
+  uint4 *xb = (uint4 *)ws;
+  float *xs = (float *)((char *)ws + off), *xt = xs + m;
+  unsigned *amax = (unsigned *)(xt + 1);
+  const uint4 *x8 = (const uint4 *)x;
+  const int per_tensor = w->kind == AOQ_FMT_FP8DQ || w->kind == AOQ_FMT_NVFP4;
+  const unsigned g = grid_of(n8, AQ_THREADS);
+  if (per_tensor) {
+    aoq_gpu_error_t e = aoq_gpu_memset_async(amax, 0, sizeof *amax, st);
+    if (e != AOQ_GPU_SUCCESS) return (int)e;
+    const unsigned ga = g < 2048 ? g : 2048;
+    k_aq_amax<<<ga, AQ_THREADS, 0, st>>>(x8, n8, amax);
+  }
+  switch (w->kind) {
+    case AOQ_FMT_FP8DQ:
+    case AOQ_FMT_FP8DQ_ROW:
+      k_aq_fp8<<<(unsigned)(m < 65535 ? m : 65535), AQ_THREADS, 0, st>>>(x8, m, k / 8, per_tensor,
+                                                                         xb, xs, xt, amax);
+      break;
+    case AOQ_FMT_MXFP8:
+      k_aq_blocks<AOQ_FMT_MXFP8><<<g, AQ_THREADS, 0, st>>>(x8, n8, xb, amax, 0, xt);
+      break;
+    case AOQ_FMT_MXFP4:
+      k_aq_blocks<AOQ_FMT_MXFP4><<<g, AQ_THREADS, 0, st>>>(x8, n8, xb, amax, 0, xt);
+      break;
+    case AOQ_FMT_NVFP4:
+      k_aq_blocks<AOQ_FMT_NVFP4>
+          <<<g, AQ_THREADS, 0, st>>>(x8, n8, xb, amax, (const float *)w->aux, xt);
+      break;
+    default:
+      return 0;
+  }
+  return (int)aoq_gpu_get_last_error();
+}

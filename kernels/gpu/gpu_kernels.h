@@ -52,6 +52,10 @@ int aoq_gk_dequant_rows(const aoq_qweight *w, int64_t r0, int64_t rows, uint16_t
                         void *stream);
 int aoq_gk_gemm_epilogue(const aoq_qweight *w, const float *c, int64_t m, int64_t r0, int64_t rows,
                          uint16_t *y, const float *xs, const float *xt, void *stream);
+/* aoq_gk_act_quant's bytes and workspace for many rows (16-byte accesses, lanes sharing each
+ * MX / NVFP4 block); k % 32 == 0, x 16-byte aligned. */
+int aoq_gk_act_quant_rows(const aoq_qweight *w, const uint16_t *x, int64_t m, void *ws,
+                          void *stream);
 
 /* Device weight quantization (quantize.cu): formats, and bf16 src[n,k] -> w's device buffers,
  * bit-exact with core/quant_fp.c. scratch: 4 device bytes (one call at a time per scratch). */

@@ -6,6 +6,7 @@
  * the reference quantizer (core/format.h), as the model loader makes them.
  *  - the decode of every format is bit-exact with the CPU backend's decoders and, for the
  *    weight-only formats, with the reference dequantization;
+ *  - the BLAS path's activation quantization writes act_quant.cu's bytes;
  *  - m = 128, 300, 2048 through cuBLAS, with one chunk and with many (AOQ_CUBLAS_CHUNK_MB=1);
  *  - the same with cuBLAS disabled (AOQ_CUBLAS=off): the own kernels' path still agrees;
  *  - the workspace never shrinks as m grows (the model sizes it once, for the largest m).
@@ -117,6 +118,62 @@ static void test_dequant_bit_exact(void **state) {
   aoq_dev_stream_destroy(g_gpu, st);
 }
 
+static bool same_bf16(uint16_t a, uint16_t b) {
+  return a == b || ((a & 0x7fff) > 0x7f80 && (b & 0x7fff) > 0x7f80); /* or both NaN */
+}
+
+/* The BLAS path's activation quantization writes act_quant.cu's bytes (xb, and xs or xt). */
+static void test_act_quant_rows_bit_exact(void **state) {
+  (void)state;
+  static const aoq_format_kind kinds[] = {AOQ_FMT_FP8DQ, AOQ_FMT_FP8DQ_ROW, AOQ_FMT_MXFP8,
+                                          AOQ_FMT_MXFP4, AOQ_FMT_NVFP4};
+  static const int64_t shapes[][2] = {{300, 1024}, {7, 4096}, {2048, 512}};
+  aoq_stream *st = NULL;
+  assert_int_equal(aoq_dev_stream_create(g_gpu, &st), AOQ_OK);
+  float pts_w = 0.0123f;
+  void *d_pts = dev_upload(g_gpu, &pts_w, 4);
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+    const int64_t m = shapes[si][0], k = shapes[si][1];
+    uint16_t *hx = bf16_random(m * k, 2.0f);
+    for (int i = 0; i < 32; i++) hx[32 + i] = 0; /* an all-zero block */
+    hx[70] = aoq_f32_to_bf16(300.0f);            /* an outlier */
+    for (int i = 0; i < 32; i++) hx[96 + i] = aoq_f32_to_bf16(1e-30f * (float)(i - 16)); /* tiny */
+    if (m > 5) hx[5 * k + 3] = 0x7f80; /* +inf: its MX block and fp8 row scale go NaN / inf */
+    void *dx = dev_upload(g_gpu, hx, (size_t)(m * k) * 2);
+    size_t off, bytes = aoq_gk_act_layout(m, k, &off);
+    for (size_t ki = 0; ki < sizeof kinds / sizeof kinds[0]; ki++) {
+      aoq_qweight w = {.kind = kinds[ki], .n = 64, .k = k, .aux = d_pts};
+      void *a = dev_upload(g_gpu, NULL, bytes), *b = dev_upload(g_gpu, NULL, bytes);
+      assert_int_equal(aoq_gk_act_quant(&w, dx, m, a, st), 0);
+      assert_int_equal(aoq_gk_act_quant_rows(&w, dx, m, b, st), 0);
+      assert_int_equal(aoq_dev_stream_sync(g_gpu, st), AOQ_OK);
+      uint16_t *ha = dev_download(g_gpu, a, bytes), *hb = dev_download(g_gpu, b, bytes);
+      int64_t bad = 0;
+      for (int64_t i = 0; i < m * k; i++)
+        if (!same_bf16(ha[i], hb[i]) && bad++ < 3)
+          print_message("kind %d [%lld x %lld] element %lld: %04x vs act_quant %04x\n",
+                        (int)kinds[ki], (long long)m, (long long)k, (long long)i, hb[i], ha[i]);
+      if (bad)
+        fail_msg("kind %d: %lld quantized activations differ", (int)kinds[ki], (long long)bad);
+      /* scales: xs[m] per row, then xt (fp8dq: x scale, nvfp4: bf16(pts_x * pts_w)) */
+      const uint32_t *sa = (const uint32_t *)((char *)ha + off),
+                     *sb = (const uint32_t *)((char *)hb + off);
+      bool per_row = kinds[ki] == AOQ_FMT_FP8DQ_ROW,
+           per_tensor = kinds[ki] == AOQ_FMT_FP8DQ || kinds[ki] == AOQ_FMT_NVFP4;
+      for (int64_t r = 0; per_row && r < m; r++)
+        if (sa[r] != sb[r]) fail_msg("fp8dq-row: row %lld scale differs", (long long)r);
+      if (per_tensor && sa[m] != sb[m])
+        fail_msg("kind %d: per-tensor value differs", (int)kinds[ki]);
+      free(ha), free(hb);
+      aoq_dev_free(g_gpu, a), aoq_dev_free(g_gpu, b);
+    }
+    free(hx);
+    aoq_dev_free(g_gpu, dx);
+  }
+  aoq_dev_free(g_gpu, d_pts);
+  aoq_dev_stream_destroy(g_gpu, st);
+}
+
 /* GPU linear (device d) vs the CPU backend on the same packed weight, m rows each. */
 static void linear_vs_cpu(aoq_device *d, const char *tag, int64_t n, int64_t k, const int *ms,
                           int nm) {
@@ -208,8 +265,11 @@ static void test_workspace_grows_with_m(void **state) {
 int main(void) {
   open_devices_or_skip();
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_dequant_bit_exact),      cmocka_unit_test(test_linear_cublas_one_chunk),
-      cmocka_unit_test(test_linear_cublas_chunks),   cmocka_unit_test(test_linear_cublas_off),
+      cmocka_unit_test(test_dequant_bit_exact),
+      cmocka_unit_test(test_act_quant_rows_bit_exact),
+      cmocka_unit_test(test_linear_cublas_one_chunk),
+      cmocka_unit_test(test_linear_cublas_chunks),
+      cmocka_unit_test(test_linear_cublas_off),
       cmocka_unit_test(test_workspace_grows_with_m),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
