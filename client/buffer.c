@@ -31,11 +31,78 @@ static aoq_status do_register(aoq_client *c, aoq_buffer *b) {
   return AOQ_OK;
 }
 
+/* A device buffer from the daemon's reply (created, or registered through IPC). */
+static aoq_status device_buffer(aoq_client *c, Aoq__Request *req, size_t bytes, aoq_buffer **out) {
+  Aoq__Reply *rep;
+  AOQ_TRY(aoqc_call(c, req, AOQ__REPLY__BODY_BUFFER, &rep));
+  Aoq__BufferReply *br = rep->buffer;
+  int bad = !br->device || br->ipc_handle.len != AOQ_IPC_HANDLE_BYTES;
+  aoq_buffer *b = bad ? NULL : calloc(1, sizeof *b);
+  if (!b) {
+    /* the daemon holds a buffer we cannot use: give it back, then report */
+    uint64_t id = br->buffer_id;
+    aoq__reply__free_unpacked(rep, NULL);
+    Aoq__Request ur = AOQ__REQUEST__INIT;
+    Aoq__BufferUnregister bu = AOQ__BUFFER_UNREGISTER__INIT;
+    bu.buffer_id = id;
+    ur.body_case = AOQ__REQUEST__BODY_BUFFER_UNREGISTER;
+    ur.buffer_unregister = &bu;
+    aoqc_call(c, &ur, AOQ__REPLY__BODY_EMPTY, NULL);
+    if (bad)
+      return aoqc_fail(c, AOQ_EPROTO, "device buffer reply without a %d-byte IPC handle",
+                       AOQ_IPC_HANDLE_BYTES);
+    return aoqc_fail(c, AOQ_ENOMEM, "buffer handle");
+  }
+  b->id = br->buffer_id;
+  b->device = 1;
+  b->shm.size = bytes;
+  memcpy(b->ipc, br->ipc_handle.data, AOQ_IPC_HANDLE_BYTES);
+  aoq__reply__free_unpacked(rep, NULL);
+  link_buffer(c, b);
+  *out = b;
+  return AOQ_OK;
+}
+
+aoq_status aoq_buffer_register_ipc(aoq_client *c, const uint8_t handle[AOQ_IPC_HANDLE_BYTES],
+                                   size_t bytes, aoq_buffer **out) {
+  *out = NULL;
+  if (!handle) return aoqc_fail(c, AOQ_EINVAL, "aoq_buffer_register_ipc: NULL handle");
+  Aoq__Request req = AOQ__REQUEST__INIT;
+  Aoq__BufferRegisterIpc bri = AOQ__BUFFER_REGISTER_IPC__INIT;
+  bri.ipc_handle.data = (uint8_t *)handle;
+  bri.ipc_handle.len = AOQ_IPC_HANDLE_BYTES;
+  bri.size = bytes;
+  req.body_case = AOQ__REQUEST__BODY_BUFFER_REGISTER_IPC;
+  req.buffer_register_ipc = &bri;
+  return device_buffer(c, &req, bytes, out);
+}
+
+aoq_status aoq_buffer_ipc_handle(const aoq_buffer *b, uint8_t out[AOQ_IPC_HANDLE_BYTES]) {
+  if (!b || !out) return aoq_err(AOQ_EINVAL, "aoq_buffer_ipc_handle: NULL argument");
+  if (!b->device)
+    return aoqc_fail(b->c, AOQ_EINVAL, "buffer %llu is host memory: it has no IPC handle",
+                     (unsigned long long)b->id);
+  memcpy(out, b->ipc, AOQ_IPC_HANDLE_BYTES);
+  return AOQ_OK;
+}
+
+int aoq_buffer_is_device(const aoq_buffer *b) {
+  return b ? b->device : 0;
+}
+
 aoq_status aoq_buffer_create(aoq_client *c, size_t bytes, aoq_mem_kind kind, aoq_buffer **out) {
   *out = NULL;
+  if (kind == AOQ_MEM_DEVICE) {
+    Aoq__Request req = AOQ__REQUEST__INIT;
+    Aoq__BufferCreate bc = AOQ__BUFFER_CREATE__INIT;
+    bc.size = bytes;
+    bc.device = 1;
+    req.body_case = AOQ__REQUEST__BODY_BUFFER_CREATE;
+    req.buffer_create = &bc;
+    return device_buffer(c, &req, bytes, out);
+  }
   if (kind != AOQ_MEM_HOST)
-    return aoqc_fail(c, AOQ_EUNSUPPORTED,
-                     "only AOQ_MEM_HOST buffers are served (device buffers: planned)");
+    return aoqc_fail(c, AOQ_EINVAL, "unknown memory kind %d", (int)kind);
   aoq_buffer *b = calloc(1, sizeof *b);
   if (!b) return aoqc_fail(c, AOQ_ENOMEM, "buffer handle");
   aoq_status s = aoq_shm_create(bytes, &b->shm);

@@ -580,6 +580,23 @@ aoq_status aoq_model_linear_shape(aoq_model *m, const char *name, int64_t *n, in
 
 aoq_status aoq_model_linear(aoq_model *m, const char *name, const uint16_t *x, uint16_t *y,
                             int64_t rows, int64_t *n_out, int64_t *k_out) {
+  return aoq_model_linear_mem(m, name, x, false, y, false, rows, n_out, k_out);
+}
+
+aoq_status aoq_model_logits_to_device(aoq_model *m, int row, void *dst) {
+  if (!m || !dst || row < 0 || row >= m->max_seqs)
+    return aoq_err(AOQ_EINVAL, "logits_to_device: bad row %d or NULL argument", row);
+  size_t bytes = (size_t)m->cfg.vocab_size * 4;
+  AOQ_TRY(aoq_dev_copy_d2d(m->dev, dst, (const uint8_t *)m->logits_f32 + (size_t)row * bytes,
+                           bytes, m->stream));
+  return aoq_dev_stream_sync(m->dev, m->stream);
+}
+
+aoq_status aoq_model_linear_mem(aoq_model *m, const char *name, const void *xv, bool x_dev,
+                                void *yv, bool y_dev, int64_t rows, int64_t *n_out,
+                                int64_t *k_out) {
+  const uint16_t *x = xv;
+  uint16_t *y = yv;
   aoq_qweight *w;
   int64_t r0, n;
   AOQ_TRY(find_linear(m, name, &w, &r0, &n));
@@ -602,7 +619,9 @@ aoq_status aoq_model_linear(aoq_model *m, const char *name, const uint16_t *x, u
   void *dst = m->act; /* gathered slice */
   for (int64_t done = 0; done < rows; done += chunk) {
     int64_t c = rows - done < chunk ? rows - done : chunk;
-    AOQ_TRY(aoq_dev_copy_h2d(m->dev, m->xn, x + done * w->k, (size_t)(c * w->k) * 2, m->stream));
+    size_t xb = (size_t)(c * w->k) * 2;
+    AOQ_TRY(x_dev ? aoq_dev_copy_d2d(m->dev, m->xn, x + done * w->k, xb, m->stream)
+                  : aoq_dev_copy_h2d(m->dev, m->xn, x + done * w->k, xb, m->stream));
     AOQ_TRY(aoq_dev_linear(m->dev, w, m->xn, out, c, AOQ_DTYPE_BF16, m->w->ws, m->stream));
     const void *src = out;
     if (n != w->n) {
@@ -614,7 +633,9 @@ aoq_status aoq_model_linear(aoq_model *m, const char *name, const uint16_t *x, u
                             AOQ_DTYPE_BF16, m->stream));
       src = dst;
     }
-    AOQ_TRY(aoq_dev_copy_d2h(m->dev, y + done * n, src, (size_t)(c * n) * 2, m->stream));
+    size_t yb = (size_t)(c * n) * 2;
+    AOQ_TRY(y_dev ? aoq_dev_copy_d2d(m->dev, y + done * n, src, yb, m->stream)
+                  : aoq_dev_copy_d2h(m->dev, y + done * n, src, yb, m->stream));
     AOQ_TRY(aoq_dev_stream_sync(m->dev, m->stream));
   }
   return AOQ_OK;

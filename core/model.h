@@ -105,6 +105,16 @@ aoq_status aoq_model_step_sample(aoq_model *m, const aoq_step_item *items, int n
  * fused linear and returns its rows of the output. */
 aoq_status aoq_model_linear(aoq_model *m, const char *name, const uint16_t *x, uint16_t *y,
                             int64_t rows, int64_t *n_out, int64_t *k_out);
+/* The same with each operand in host memory or in device memory of the model's device (x_dev,
+ * y_dev: e.g. a client's buffer imported through IPC). Device operands are copied device to
+ * device through the linear's workspace (kernels may read whole tiles past the last row, which a
+ * client allocation of exactly rows x k would not hold), never through host memory. */
+aoq_status aoq_model_linear_mem(aoq_model *m, const char *name, const void *x, bool x_dev, void *y,
+                                bool y_dev, int64_t rows, int64_t *n_out, int64_t *k_out);
+/* Copies the fp32 logits (vocab floats) of row `row` of the last step that wrote host logits
+ * (aoq_model_step / aoq_model_step_sample with non-NULL logits) device to device into dst
+ * (device memory of the model's device), and waits for the copy. AOQ_EINVAL on a bad row. */
+aoq_status aoq_model_logits_to_device(aoq_model *m, int row, void *dst);
 /* Shape of a named linear (for validating requests); AOQ_ENOTFOUND. */
 aoq_status aoq_model_linear_shape(aoq_model *m, const char *name, int64_t *n, int64_t *k);
 

@@ -71,6 +71,10 @@ aoq_status aoqd_admin_status_json(aoqd_server *sv, char **json) {
   cJSON_AddStringToObject(d, "device_name", di.name);
   num(mem, "shared_buffers", nb);
   num(mem, "shared_buffer_bytes", (double)bb);
+  aoqd_bufreg_device_usage(sv->reg, -1, &nb, &bb);
+  num(mem, "device_buffers", nb);
+  num(mem, "device_buffer_bytes", (double)bb);
+  num(mem, "device_ipc_imports", aoqd_bufreg_imports(sv->reg));
 
   cJSON *ts = cJSON_AddArrayToObject(root, "tenants");
   int active = 0;
@@ -84,6 +88,8 @@ aoq_status aoqd_admin_status_json(aoqd_server *sv, char **json) {
     num(o, "kv_pages", t->kv_pages);
     num(o, "buffers", t->buffers);
     num(o, "buffer_bytes", (double)t->buffer_bytes);
+    num(o, "device_buffers", t->device_buffers);
+    num(o, "device_buffer_bytes", (double)t->device_buffer_bytes);
     num(o, "tokens", (double)t->tokens);
     num(o, "refused", (double)t->refused);
     cJSON *q = cJSON_AddObjectToObject(o, "quota");

@@ -32,6 +32,8 @@ typedef struct aoqd_tenant_stats {
   int sessions;          /* server thread */
   int buffers;           /* server thread */
   uint64_t buffer_bytes; /* server thread */
+  int device_buffers;           /* server thread */
+  uint64_t device_buffer_bytes; /* server thread */
   int live_seqs, queued; /* scheduler */
   int kv_pages;          /* scheduler: pages held by its sequences */
   uint64_t tokens;       /* scheduler: tokens generated */

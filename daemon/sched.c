@@ -352,7 +352,17 @@ static long step_model(aoqd_sched *s, aoqd_model *dm) {
     int32_t t = picked[lj];
     q->sp.seed = sp[lj++].seed; /* one draw used where the row sampled */
     if (q->forward) {
-      memcpy((uint8_t *)q->out_buf->shm.base + q->out_off, lg, (size_t)dm->vocab * sizeof(float));
+      /* a device buffer gets the device's fp32 row, device to device (the step wrote logits) */
+      aoq_status fs = AOQ_OK;
+      if (q->out_buf->device)
+        fs = aoq_model_logits_to_device(dm->m, lj - 1, (uint8_t *)q->out_buf->dptr + q->out_off);
+      else
+        memcpy((uint8_t *)q->out_buf->shm.base + q->out_off, lg, (size_t)dm->vocab * sizeof(float));
+      if (fs != AOQ_OK) {
+        send_last_error(s, &q->addr, fs);
+        done[nd++] = s->idx[j];
+        continue;
+      }
       Aoq__Reply r = AOQ__REPLY__INIT;
       Aoq__ForwardReply f = AOQ__FORWARD_REPLY__INIT;
       f.vocab = (uint32_t)dm->vocab;
@@ -424,9 +434,11 @@ static void do_matmul(aoqd_sched *s, aoqd_job *j) {
              (unsigned long long)mm->out_offset, j->out->shm.size);
     return send_error(s, &j->addr, AOQ_ESHAPE, msg);
   }
-  const uint16_t *x = (const uint16_t *)((uint8_t *)j->in->shm.base + mm->in_offset);
-  uint16_t *y = (uint16_t *)((uint8_t *)j->out->shm.base + mm->out_offset);
-  st = aoq_model_linear(dm->m, mm->layer, x, y, (int64_t)rows, &n, &k);
+  /* device buffers are memory of the daemon's one device, which every model runs on */
+  const uint8_t *xb = j->in->device ? j->in->dptr : j->in->shm.base;
+  uint8_t *yb = j->out->device ? j->out->dptr : j->out->shm.base;
+  st = aoq_model_linear_mem(dm->m, mm->layer, xb + mm->in_offset, j->in->device,
+                            yb + mm->out_offset, j->out->device, (int64_t)rows, &n, &k);
   if (st != AOQ_OK) return send_last_error(s, &j->addr, st);
   Aoq__Reply r = AOQ__REPLY__INIT;
   Aoq__MatmulReply mr = AOQ__MATMUL_REPLY__INIT;

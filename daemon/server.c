@@ -88,10 +88,15 @@ static aoqd_session *find_session(aoqd_server *sv, const aoqd_addr *a) {
 static void tenant_buffers_publish(aoqd_server *sv, int tenant) {
   int c;
   uint64_t b;
+  int dc;
+  uint64_t db;
   aoqd_bufreg_usage(sv->reg, tenant, &c, &b);
+  aoqd_bufreg_device_usage(sv->reg, tenant, &dc, &db);
   pthread_mutex_lock(&sv->mx->mu);
   sv->mx->tenants[tenant].buffers = c;
   sv->mx->tenants[tenant].buffer_bytes = b;
+  sv->mx->tenants[tenant].device_buffers = dc;
+  sv->mx->tenants[tenant].device_buffer_bytes = db;
   pthread_mutex_unlock(&sv->mx->mu);
 }
 
@@ -222,6 +227,11 @@ static void buffer_reply(ctx *c, aoqd_buffer *b) {
   br.buffer_id = b->id;
   br.shm_name = b->shm.name;
   br.size = b->shm.size;
+  if (b->device) {
+    br.device = 1;
+    br.ipc_handle.data = b->ipc.bytes;
+    br.ipc_handle.len = sizeof b->ipc.bytes;
+  }
   r.body_case = AOQ__REPLY__BODY_BUFFER;
   r.buffer = &br;
   aoqd_server_reply(c->sv, c->a, &r);
@@ -241,7 +251,38 @@ static void h_buffer_register(ctx *c) {
   buffer_reply(c, buf);
 }
 
+static void h_buffer_create_device(ctx *c) {
+  aoqd_buffer *buf;
+  aoq_status st = aoqd_bufreg_create_device(c->sv->reg, c->s->id, c->s->tenant,
+                                            c->req->buffer_create->size, &buf);
+  if (st != AOQ_OK) return aoqd_server_error(c->sv, c->a, st, "%s", aoq_last_error());
+  AOQ_INFO("device buffer created|session=%llu id=%llu bytes=%llu", (unsigned long long)c->s->id,
+           (unsigned long long)buf->id, (unsigned long long)buf->shm.size);
+  tenant_buffers_publish(c->sv, c->s->tenant);
+  buffer_reply(c, buf);
+}
+
+static void h_buffer_register_ipc(ctx *c) {
+  Aoq__BufferRegisterIpc *b = c->req->buffer_register_ipc;
+  aoq_ipc_handle h;
+  if (b->ipc_handle.len != sizeof h.bytes)
+    return aoqd_server_error(c->sv, c->a, AOQ_EINVAL, "ipc_handle is %zu bytes, expected %zu",
+                             b->ipc_handle.len, sizeof h.bytes);
+  memcpy(h.bytes, b->ipc_handle.data, sizeof h.bytes);
+  aoqd_buffer *buf;
+  aoq_status st =
+      aoqd_bufreg_register_ipc(c->sv->reg, c->s->id, c->s->tenant, &h, b->size, &buf);
+  if (st != AOQ_OK) {
+    AOQ_WARN("device buffer refused|session=%llu error=\"%s\"", (unsigned long long)c->s->id,
+             aoq_last_error());
+    return aoqd_server_error(c->sv, c->a, st, "%s", aoq_last_error());
+  }
+  tenant_buffers_publish(c->sv, c->s->tenant);
+  buffer_reply(c, buf);
+}
+
 static void h_buffer_create(ctx *c) {
+  if (c->req->buffer_create->device) return h_buffer_create_device(c);
   aoqd_buffer *buf;
   aoq_status st = aoqd_bufreg_create_buffer(c->sv->reg, c->s->id, c->s->tenant,
                                             c->req->buffer_create->size, &buf);
@@ -349,6 +390,7 @@ static const route routes[] = {
     {AOQ__REQUEST__BODY_BUFFER_REGISTER, h_buffer_register},
     {AOQ__REQUEST__BODY_BUFFER_CREATE, h_buffer_create},
     {AOQ__REQUEST__BODY_BUFFER_UNREGISTER, h_buffer_unregister},
+    {AOQ__REQUEST__BODY_BUFFER_REGISTER_IPC, h_buffer_register_ipc},
     {AOQ__REQUEST__BODY_ADMIN, h_admin_on_main},
 };
 

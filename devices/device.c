@@ -227,6 +227,14 @@ aoq_status aoq_dev_ipc_close(aoq_device *d, void *ptr) {
   return d->iface->ipc_close(d->ctx, ptr);
 }
 
+aoq_status aoq_dev_mem_range(aoq_device *d, const void *ptr, void **base, size_t *bytes) {
+  if (!d) return aoq_err(AOQ_EINVAL, "%s: NULL device", __func__);
+  if (!d->iface->mem_range)
+    return aoq_err(AOQ_EUNSUPPORTED, "%s: device %s cannot tell allocation ranges", __func__,
+                   d->name);
+  return d->iface->mem_range(d->ctx, ptr, base, bytes);
+}
+
 aoq_status aoq_dev_stream_create(aoq_device *d, aoq_stream **out) {
   if (!d) return aoq_err(AOQ_EINVAL, "%s: NULL device", __func__);
   if (!d->iface->stream_create) return aoq_err(AOQ_EUNSUPPORTED, "%s: not offered by %s", __func__, d->name);

@@ -163,6 +163,9 @@ struct aoq_device_iface {
   aoq_status (*ipc_export)(void *ctx, void *ptr, aoq_ipc_handle *out);
   aoq_status (*ipc_import)(void *ctx, const aoq_ipc_handle *h, void **ptr);
   aoq_status (*ipc_close)(void *ctx, void *ptr);
+  /* (optional) base and size of the device allocation that holds ptr (an imported IPC mapping
+   * too): the daemon checks a client's claimed buffer size against it. */
+  aoq_status (*mem_range)(void *ctx, const void *ptr, void **base, size_t *bytes);
 
   /* --- streams and events --- */
   aoq_status (*stream_create)(void *ctx, aoq_stream **out);
@@ -287,6 +290,8 @@ aoq_status aoq_dev_host_unregister(aoq_device *d, void *p);
 aoq_status aoq_dev_ipc_export(aoq_device *d, void *ptr, aoq_ipc_handle *out);
 aoq_status aoq_dev_ipc_import(aoq_device *d, const aoq_ipc_handle *h, void **ptr);
 aoq_status aoq_dev_ipc_close(aoq_device *d, void *ptr);
+/* AOQ_EUNSUPPORTED where the backend cannot tell (mem_range absent). */
+aoq_status aoq_dev_mem_range(aoq_device *d, const void *ptr, void **base, size_t *bytes);
 aoq_status aoq_dev_stream_create(aoq_device *d, aoq_stream **out);
 void aoq_dev_stream_destroy(aoq_device *d, aoq_stream *s);
 aoq_status aoq_dev_stream_sync(aoq_device *d, aoq_stream *s);

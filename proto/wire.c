@@ -71,6 +71,7 @@ static const struct {
     {AOQ__REQUEST__BODY_BUFFER_UNREGISTER, "buffer_unregister"},
     {AOQ__REQUEST__BODY_ADMIN, "admin"},
     {AOQ__REQUEST__BODY_PING, "ping"},
+    {AOQ__REQUEST__BODY_BUFFER_REGISTER_IPC, "buffer_register_ipc"},
     {(Aoq__Request__BodyCase)-1, "malformed"},
 };
 

@@ -33,7 +33,7 @@ aoq_status aoq_wire_pack_reply(const Aoq__Reply *r, uint8_t **buf, size_t *len);
 
 /* Name of a request body case ("generate", "matmul", ...; "none" for a missing body) and the
  * dense index used by per-type counters (0..AOQ_WIRE_NTYPES-1). */
-#define AOQ_WIRE_NTYPES 15
+#define AOQ_WIRE_NTYPES 16
 int aoq_wire_type_index(Aoq__Request__BodyCase c);
 const char *aoq_wire_type_name(int index);
 

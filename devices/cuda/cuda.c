@@ -217,6 +217,28 @@ static aoq_status cuda_ipc_close(void *ctx, void *ptr) {
   return AOQ_OK;
 }
 
+/* cuMemGetAddressRange through the runtime's driver entry point (no libcuda link needed). */
+typedef int (*cu_mem_range_fn)(unsigned long long *base, size_t *size, unsigned long long ptr);
+
+static aoq_status cuda_mem_range(void *ctx, const void *ptr, void **base, size_t *bytes) {
+  cuda_ctx *c = ctx;
+  if (!ptr || !base || !bytes) return aoq_err(AOQ_EINVAL, "cuda mem_range: NULL argument");
+  AOQ_TRY(setdev(c));
+  void *fn = NULL;
+  enum cudaDriverEntryPointQueryResult q;
+  CU(cudaGetDriverEntryPointByVersion("cuMemGetAddressRange", &fn, 12000, cudaEnableDefault, &q),
+     "mem_range entry point");
+  if (!fn || q != cudaDriverEntryPointSuccess)
+    return aoq_err(AOQ_EDEVICE, "cuda mem_range: the driver has no cuMemGetAddressRange");
+  unsigned long long b = 0;
+  size_t n = 0;
+  int r = ((cu_mem_range_fn)fn)(&b, &n, (unsigned long long)(uintptr_t)ptr);
+  if (r != 0) return aoq_err(AOQ_EINVAL, "cuda mem_range: %p is no device allocation (%d)", ptr, r);
+  *base = (void *)(uintptr_t)b;
+  *bytes = n;
+  return AOQ_OK;
+}
+
 /* ---- streams, events, graphs ---- */
 
 static aoq_status cuda_stream_create(void *ctx, aoq_stream **out) {
@@ -636,6 +658,7 @@ static const struct aoq_device_iface cuda_iface = {
     .ipc_export = cuda_ipc_export,
     .ipc_import = cuda_ipc_import,
     .ipc_close = cuda_ipc_close,
+    .mem_range = cuda_mem_range,
     .stream_create = cuda_stream_create,
     .stream_destroy = cuda_stream_destroy,
     .stream_sync = cuda_stream_sync,

@@ -124,9 +124,12 @@ typedef enum aoq_format_kind {
 typedef struct aoq_client aoq_client;
 typedef struct aoq_buffer aoq_buffer;
 
-/* Where a buffer's memory lives. Only AOQ_MEM_HOST (POSIX shared memory) is served today;
- * AOQ_MEM_DEVICE returns AOQ_EUNSUPPORTED. */
+/* Where a buffer's memory lives: AOQ_MEM_HOST (POSIX shared memory), or AOQ_MEM_DEVICE (memory
+ * of the daemon's GPU, shared through CUDA IPC; needs a daemon whose device has IPC). */
 typedef enum aoq_mem_kind { AOQ_MEM_HOST = 0, AOQ_MEM_DEVICE = 1 } aoq_mem_kind;
+
+/* Size of a device buffer's IPC handle (a cudaIpcMemHandle_t). */
+#define AOQ_IPC_HANDLE_BYTES 64
 
 typedef struct aoq_connect_opts {
   const char *endpoint; /* NULL: $AOQ_ENDPOINT, else the default ipc socket of this user */
@@ -159,8 +162,14 @@ aoq_status aoq_ping(aoq_client *c);
 
 /* Creates a shared buffer of `bytes`: the library creates a POSIX shm object, maps it, and
  * registers it with the daemon, which maps it too (zero copy). *out is owned by the caller: free
- * with aoq_buffer_free. Errors: AOQ_EUNSUPPORTED (AOQ_MEM_DEVICE), AOQ_EIO, AOQ_ENOMEM, AOQ_EQUOTA
- * (too many buffers in this session), AOQ_ECONN. */
+ * with aoq_buffer_free. Errors: AOQ_EIO, AOQ_ENOMEM, AOQ_EQUOTA (too many buffers in this
+ * session), AOQ_ECONN.
+ * AOQ_MEM_DEVICE: the daemon allocates `bytes` (zeroed) on its device and exports them; the
+ * library makes no CUDA call: the caller opens aoq_buffer_ipc_handle's handle itself
+ * (cudaIpcOpenMemHandle, on the daemon's GPU) and must close that mapping
+ * (cudaIpcCloseMemHandle) before aoq_buffer_free. aoq_buffer_map returns NULL for it. Requests
+ * read the buffer when the daemon serves them: finish (synchronize) writes to it first.
+ * AOQ_EUNSUPPORTED when the daemon's device has no IPC (e.g. the CPU backend). */
 aoq_status aoq_buffer_create(aoq_client *c, size_t bytes, aoq_mem_kind kind, aoq_buffer **out);
 /* Asks the daemon to create the shm object (it owns the name and unlinks it when freed); the
  * library maps it. Same ownership and errors. */
@@ -169,7 +178,23 @@ aoq_status aoq_buffer_create_remote(aoq_client *c, size_t bytes, aoq_buffer **ou
  * `bytes` long, owned by the caller's uid); the library maps it as well. The caller keeps the
  * name and unlinks it. */
 aoq_status aoq_buffer_register(aoq_client *c, const char *shm_name, size_t bytes, aoq_buffer **out);
-/* The caller's mapping of b (borrowed, valid until aoq_buffer_free) and its size. */
+/* Registers device memory the caller allocated (cudaMalloc on the daemon's GPU) and exported
+ * (cudaIpcGetMemHandle into `handle`, AOQ_IPC_HANDLE_BYTES bytes); `bytes` may not exceed the
+ * allocation. The daemon opens the handle once (registering the same allocation again reuses that
+ * mapping) and closes it when the last buffer of it is freed or the session ends; the caller keeps
+ * the allocation alive until then. *out: free with aoq_buffer_free. Errors: AOQ_EUNSUPPORTED (no
+ * IPC on the daemon's device), AOQ_EINVAL (a handle the device refuses: garbage, a freed
+ * allocation, one of the daemon's own buffers), AOQ_ESHAPE (bytes beyond the allocation),
+ * AOQ_EQUOTA, AOQ_ECONN. */
+aoq_status aoq_buffer_register_ipc(aoq_client *c, const uint8_t handle[AOQ_IPC_HANDLE_BYTES],
+                                   size_t bytes, aoq_buffer **out);
+/* Copies a device buffer's IPC handle to out (what the daemon or the caller exported).
+ * AOQ_EINVAL for a host buffer. */
+aoq_status aoq_buffer_ipc_handle(const aoq_buffer *b, uint8_t out[AOQ_IPC_HANDLE_BYTES]);
+/* Whether b is device memory (AOQ_MEM_DEVICE or aoq_buffer_register_ipc). */
+int aoq_buffer_is_device(const aoq_buffer *b);
+/* The caller's mapping of b (borrowed, valid until aoq_buffer_free) and its size; NULL (with the
+ * size) for a device buffer. */
 void *aoq_buffer_map(aoq_buffer *b, size_t *bytes);
 /* The daemon's id of b (what requests name). */
 uint64_t aoq_buffer_id(const aoq_buffer *b);
