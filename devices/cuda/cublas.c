@@ -5,6 +5,7 @@
 
 #include <cuda_runtime_api.h>
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,23 +30,19 @@ enum {
 typedef blas_status (*fn_create)(blas_handle *);
 typedef blas_status (*fn_destroy)(blas_handle);
 typedef blas_status (*fn_set_stream)(blas_handle, cudaStream_t);
-typedef blas_status (*fn_set_workspace)(blas_handle, void *, size_t);
 typedef blas_status (*fn_set_math)(blas_handle, int);
 typedef blas_status (*fn_version)(blas_handle, int *);
 typedef blas_status (*fn_gemm_ex)(blas_handle, int, int, int, int, int, const void *, const void *,
                                   int, int, const void *, int, int, const void *, void *, int, int,
                                   int, int);
 
-#define WS_BYTES ((size_t)32 << 20) /* cuBLAS's recommended workspace on Hopper */
-
 struct aoq_cublas {
   void *lib;
   blas_handle h;
-  void *ws;
+  pthread_mutex_t mu; /* the handle's stream is state: set-stream + GEMM go together */
   fn_create create;
   fn_destroy destroy;
   fn_set_stream set_stream;
-  fn_set_workspace set_workspace;
   fn_set_math set_math;
   fn_version version;
   fn_gemm_ex gemm_ex;
@@ -94,8 +91,8 @@ static long env_long(const char *name, long dflt, long lo, long hi) {
 void aoq_cublas_close(aoq_cublas *h) {
   if (!h) return;
   if (h->h) h->destroy(h->h);
-  if (h->ws) cudaFree(h->ws);
   if (h->lib) dlclose(h->lib);
+  pthread_mutex_destroy(&h->mu);
   free(h);
 }
 
@@ -107,25 +104,22 @@ aoq_status aoq_cublas_open(aoq_cublas **out) {
     return aoq_err(AOQ_ENOTFOUND, "cublas disabled (AOQ_CUBLAS=%s)", env);
   aoq_cublas *h = calloc(1, sizeof *h);
   if (!h) return aoq_err(AOQ_ENOMEM, "cublas context");
+  pthread_mutex_init(&h->mu, NULL);
   const char *names[2] = {env && *env ? env : NULL, "libcublas.so.13"}, *name = NULL;
   for (int i = 0; i < 2 && !h->lib; i++)
     if (names[i]) h->lib = dlopen(name = names[i], RTLD_NOW | RTLD_LOCAL);
   if (!h->lib) {
     aoq_status s = aoq_err(AOQ_ENOTFOUND, "cublas not loaded: %s", dlerror());
-    free(h);
+    aoq_cublas_close(h);
     return s;
   }
   struct {
     void **fn;
     const char *sym;
   } syms[] = {
-      {(void **)&h->create, "cublasCreate_v2"},
-      {(void **)&h->destroy, "cublasDestroy_v2"},
-      {(void **)&h->set_stream, "cublasSetStream_v2"},
-      {(void **)&h->set_workspace, "cublasSetWorkspace_v2"},
-      {(void **)&h->set_math, "cublasSetMathMode"},
-      {(void **)&h->version, "cublasGetVersion_v2"},
-      {(void **)&h->gemm_ex, "cublasGemmEx"},
+      {(void **)&h->create, "cublasCreate_v2"},        {(void **)&h->destroy, "cublasDestroy_v2"},
+      {(void **)&h->set_stream, "cublasSetStream_v2"}, {(void **)&h->set_math, "cublasSetMathMode"},
+      {(void **)&h->version, "cublasGetVersion_v2"},   {(void **)&h->gemm_ex, "cublasGemmEx"},
   };
   for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
     void *p = dlsym(h->lib, syms[i].sym);
@@ -143,16 +137,9 @@ aoq_status aoq_cublas_open(aoq_cublas **out) {
     aoq_cublas_close(h);
     return s;
   }
-  cudaError_t e = cudaMalloc(&h->ws, WS_BYTES);
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    h->ws = NULL;
-    aoq_cublas_close(h);
-    return aoq_err(AOQ_ENOMEM, "cublas workspace: %s", cudaGetErrorString(e));
-  }
-  /* reductions in fp32 (the compute type), never in the bf16 output type */
-  if ((bs = h->set_workspace(h->h, h->ws, WS_BYTES)) ||
-      (bs = h->set_math(h->h, BLAS_MATH_DEFAULT | BLAS_MATH_NO_REDUCED_RED))) {
+  /* reductions in fp32 (the compute type), never in the bf16 output type. The workspace is
+   * cuBLAS's default pool: cublasSetStream (each call) resets any user workspace to it. */
+  if ((bs = h->set_math(h->h, BLAS_MATH_DEFAULT | BLAS_MATH_NO_REDUCED_RED))) {
     aoq_status s = blas_err(bs, "setup");
     aoq_cublas_close(h);
     return s;
@@ -182,12 +169,14 @@ aoq_status aoq_cublas_gemm_bf16(aoq_cublas *h, const void *w, const void *x, voi
     return aoq_err(AOQ_EINVAL, "cublas gemm: %lld x %lld x %lld (ld %lld)", (long long)m,
                    (long long)rows, (long long)k, (long long)ldy);
   const float one = 1.0f, zero = 0.0f;
+  pthread_mutex_lock(&h->mu);
   blas_status s = h->set_stream(h->h, (cudaStream_t)stream);
-  if (s) return blas_err(s, "set stream");
   /* column-major: Y^T[rows, m] = W[rows, k] (W^T stored k x rows) @ X^T[k, m] */
-  s = h->gemm_ex(h->h, BLAS_OP_T, BLAS_OP_N, (int)rows, (int)m, (int)k, &one, w, BLAS_R_16BF,
-                 (int)k, x, BLAS_R_16BF, (int)k, &zero, y, y_f32 ? BLAS_R_32F : BLAS_R_16BF,
-                 (int)ldy, BLAS_COMPUTE_32F, BLAS_GEMM_DEFAULT);
+  if (!s)
+    s = h->gemm_ex(h->h, BLAS_OP_T, BLAS_OP_N, (int)rows, (int)m, (int)k, &one, w, BLAS_R_16BF,
+                   (int)k, x, BLAS_R_16BF, (int)k, &zero, y, y_f32 ? BLAS_R_32F : BLAS_R_16BF,
+                   (int)ldy, BLAS_COMPUTE_32F, BLAS_GEMM_DEFAULT);
+  pthread_mutex_unlock(&h->mu);
   if (s) return blas_err(s, "gemm");
   return AOQ_OK;
 }

@@ -16,8 +16,10 @@
  * numerics (spec/formats.md) up to the fp32 summation order. Thresholds and the chunk budget:
  * AOQ_CUBLAS_MIN_M (rows, both kinds), AOQ_CUBLAS_CHUNK_MB (default 128), read at open.
  *
- * Thread safety: an aoq_cublas is used by one thread at a time (the device's op rule: ops on one
- * stream from one thread); it sets its stream before each call.
+ * Thread safety: calls may come from several threads on different streams; the handle's stream is
+ * set before each GEMM under a mutex. The GEMMs use cuBLAS's default workspace pool (each
+ * cublasSetStream resets a user workspace to it), so they are not meant for graph capture: the
+ * backend switches to cuBLAS at 65 rows, past every decode graph bucket (<= 64 rows).
  */
 #ifndef AOQ_DEVICES_CUDA_CUBLAS_H
 #define AOQ_DEVICES_CUDA_CUBLAS_H
@@ -34,10 +36,9 @@ extern "C" {
 
 typedef struct aoq_cublas aoq_cublas;
 
-/* Loads cuBLAS and creates a handle on the calling thread's current CUDA device, with its own
- * 32 MiB workspace (so calls can be captured into graphs). AOQ_ENOTFOUND when the library is
- * absent or disabled (the detail says which), AOQ_EDEVICE when cuBLAS fails. Free with
- * aoq_cublas_close (NULL is fine). */
+/* Loads cuBLAS and creates a handle on the calling thread's current CUDA device. AOQ_ENOTFOUND
+ * when the library is absent or disabled (the detail says which), AOQ_EDEVICE when cuBLAS fails.
+ * Free with aoq_cublas_close (NULL is fine). */
 aoq_status aoq_cublas_open(aoq_cublas **out);
 void aoq_cublas_close(aoq_cublas *h);
 /* "cublas 130001 (libcublas.so.13), m >= 65/128" — borrowed, valid until close. */
