@@ -3,9 +3,11 @@
  * reference quantizer (core/quant_fp.c) is built from base/numerics.h's row codecs: fp8 per row /
  * per tensor, MXFP8, MXFP4, NVFP4(WO). Every block of the reference (a row, a 32- or 16-element
  * block) is independent and its amax is a max, so the device writes the same bytes.
+ * The integer formats go to quantize_int.cu.
  */
 #include "base/numerics.h"
 #include "kernels/gpu/gpu_kernels.h"
+#include "kernels/gpu/quantize_impl.h"
 #include "kernels/gpu/vendor.h"
 
 __global__ void k_wamax(const uint16_t *__restrict__ x, int64_t n, unsigned *out) {
@@ -69,7 +71,7 @@ __global__ void k_wquant_blocks(const uint16_t *__restrict__ w, int64_t nblocks,
 extern "C" uint64_t aoq_gk_quantize_formats(void) {
   return (1ull << AOQ_FMT_FP8WO) | (1ull << AOQ_FMT_FP8DQ) | (1ull << AOQ_FMT_FP8DQ_ROW) |
          (1ull << AOQ_FMT_MXFP8) | (1ull << AOQ_FMT_MXFP4) | (1ull << AOQ_FMT_NVFP4) |
-         (1ull << AOQ_FMT_NVFP4WO);
+         (1ull << AOQ_FMT_NVFP4WO) | aoq_quantize_int_formats();
 }
 
 static unsigned grid_for(int64_t n, int t) {
@@ -79,6 +81,7 @@ static unsigned grid_for(int64_t n, int t) {
 
 extern "C" int aoq_gk_quantize(const uint16_t *src, aoq_qweight *w, void *scratch, void *stream) {
   aoq_gpu_stream_t st = (aoq_gpu_stream_t)stream;
+  if (aoq_quantize_int_formats() >> w->kind & 1) return aoq_quantize_int(src, w, scratch, st);
   const int64_t n = w->n, k = w->k;
   unsigned *amax = (unsigned *)scratch;
   const bool need_amax =
