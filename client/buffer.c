@@ -101,8 +101,7 @@ aoq_status aoq_buffer_create(aoq_client *c, size_t bytes, aoq_mem_kind kind, aoq
     req.buffer_create = &bc;
     return device_buffer(c, &req, bytes, out);
   }
-  if (kind != AOQ_MEM_HOST)
-    return aoqc_fail(c, AOQ_EINVAL, "unknown memory kind %d", (int)kind);
+  if (kind != AOQ_MEM_HOST) return aoqc_fail(c, AOQ_EINVAL, "unknown memory kind %d", (int)kind);
   aoq_buffer *b = calloc(1, sizeof *b);
   if (!b) return aoqc_fail(c, AOQ_ENOMEM, "buffer handle");
   aoq_status s = aoq_shm_create(bytes, &b->shm);

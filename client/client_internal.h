@@ -15,9 +15,9 @@ struct aoq_buffer {
   aoq_client *c;
   aoq_shm shm;
   uint64_t id;
-  int device;                           /* device memory: shm is empty but for its size */
-  uint8_t ipc[AOQ_IPC_HANDLE_BYTES];    /* device buffers: the IPC handle */
-  struct aoq_buffer *next; /* the client's list, unmapped at disconnect */
+  int device;                        /* device memory: shm is empty but for its size */
+  uint8_t ipc[AOQ_IPC_HANDLE_BYTES]; /* device buffers: the IPC handle */
+  struct aoq_buffer *next;           /* the client's list, unmapped at disconnect */
 };
 
 struct aoq_client {

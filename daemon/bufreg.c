@@ -219,8 +219,10 @@ aoq_status aoqd_bufreg_register_ipc(aoqd_bufreg *r, uint64_t session, int tenant
     aoq_status s = aoq_dev_ipc_import(r->dev, h, &m->ptr);
     if (s != AOQ_OK) {
       free(m);
-      return aoq_err(AOQ_EINVAL, "the device refused the IPC handle (garbage, another device's, "
-                                 "or a freed allocation): %s", aoq_last_error());
+      return aoq_err(AOQ_EINVAL,
+                     "the device refused the IPC handle (garbage, another device's, "
+                     "or a freed allocation): %s",
+                     aoq_last_error());
     }
     void *base = NULL;
     s = aoq_dev_mem_range(r->dev, m->ptr, &base, &m->bytes);

@@ -34,9 +34,9 @@ typedef struct aoqd_buffer {
   int host_registered; /* aoq_dev_host_register succeeded */
   aoq_device *dev;     /* borrowed, outlives every buffer */
   atomic_int refs;
-  int device;          /* device memory (dptr), not shm */
-  void *dptr;          /* device buffers: the daemon's pointer to the memory */
-  aoq_ipc_handle ipc;  /* device buffers: the handle (exported, or the client's) */
+  int device;               /* device memory (dptr), not shm */
+  void *dptr;               /* device buffers: the daemon's pointer to the memory */
+  aoq_ipc_handle ipc;       /* device buffers: the handle (exported, or the client's) */
   struct aoqd_ipc_map *map; /* registered device buffers: the cached import */
 } aoqd_buffer;
 
@@ -72,7 +72,8 @@ aoq_status aoqd_bufreg_remove(aoqd_bufreg *r, uint64_t session, uint64_t id);
 /* Unregisters every buffer of the session; returns how many. */
 int aoqd_bufreg_remove_session(aoqd_bufreg *r, uint64_t session);
 
-/* Totals for status: shared (shm) buffers and bytes, overall and for one tenant (tenant < 0: all). */
+/* Totals for status: shared (shm) buffers and bytes, overall and for one tenant (tenant < 0: all).
+ */
 void aoqd_bufreg_usage(const aoqd_bufreg *r, int tenant, int *count, uint64_t *bytes);
 /* The same for device buffers. */
 void aoqd_bufreg_device_usage(const aoqd_bufreg *r, int tenant, int *count, uint64_t *bytes);

@@ -270,8 +270,7 @@ static void h_buffer_register_ipc(ctx *c) {
                              b->ipc_handle.len, sizeof h.bytes);
   memcpy(h.bytes, b->ipc_handle.data, sizeof h.bytes);
   aoqd_buffer *buf;
-  aoq_status st =
-      aoqd_bufreg_register_ipc(c->sv->reg, c->s->id, c->s->tenant, &h, b->size, &buf);
+  aoq_status st = aoqd_bufreg_register_ipc(c->sv->reg, c->s->id, c->s->tenant, &h, b->size, &buf);
   if (st != AOQ_OK) {
     AOQ_WARN("device buffer refused|session=%llu error=\"%s\"", (unsigned long long)c->s->id,
              aoq_last_error());

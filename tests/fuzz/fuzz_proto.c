@@ -55,6 +55,7 @@ const char *const fuzz_dict[] = {
     "\xa2\x01",
     "\xaa\x01",
     "\xb2\x01\x00",
+    "\xba\x01",
     "\x10\x01", /* reply more = true */
     "\x0a",
     "\x12",
@@ -167,6 +168,13 @@ static void check_request_fields(const Aoq__Request *r) {
     case AOQ__REQUEST__BODY_PING:
       FUZZ_CHECK(r->ping);
       break;
+    case AOQ__REQUEST__BODY_BUFFER_REGISTER_IPC: /* the daemon checks len == 64, then reads it */
+      FUZZ_CHECK(r->buffer_register_ipc);
+      FUZZ_CHECK(r->buffer_register_ipc->ipc_handle.len == 0 ||
+                 r->buffer_register_ipc->ipc_handle.data);
+      for (size_t i = 0; i < r->buffer_register_ipc->ipc_handle.len; i++)
+        fuzz_sink += r->buffer_register_ipc->ipc_handle.data[i];
+      break;
     default:
       FUZZ_CHECK(0); /* unpack never yields a case outside the oneof */
   }
@@ -223,6 +231,7 @@ static void check_reply_fields(const Aoq__Reply *r) {
     case AOQ__REPLY__BODY_BUFFER:
       FUZZ_CHECK(r->buffer);
       touch_str(r->buffer->shm_name);
+      FUZZ_CHECK(r->buffer->ipc_handle.len == 0 || r->buffer->ipc_handle.data);
       break;
     case AOQ__REPLY__BODY_ADMIN:
       FUZZ_CHECK(r->admin);

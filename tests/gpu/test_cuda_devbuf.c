@@ -25,20 +25,19 @@
 #include "tests/unit/aoqd_spawn.h"
 
 #define MODEL "tiny"
-#define ROWS 5
 
-#define CHECK(cond, code, ...)                     \
-  do {                                             \
-    if (!(cond)) {                                 \
-      fprintf(stderr, "client: " __VA_ARGS__);     \
-      fprintf(stderr, " (line %d)\n", __LINE__);   \
-      return code;                                 \
-    }                                              \
+#define CHECK(cond, code, ...)                   \
+  do {                                           \
+    if (!(cond)) {                               \
+      fprintf(stderr, "client: " __VA_ARGS__);   \
+      fprintf(stderr, " (line %d)\n", __LINE__); \
+      return code;                               \
+    }                                            \
   } while (0)
-#define CUOK(call, code)                                                                      \
-  do {                                                                                        \
-    cudaError_t e_ = (call);                                                                  \
-    CHECK(e_ == cudaSuccess, code, "%s: %s", #call, cudaGetErrorString(e_));                  \
+#define CUOK(call, code)                                                     \
+  do {                                                                       \
+    cudaError_t e_ = (call);                                                 \
+    CHECK(e_ == cudaSuccess, code, "%s: %s", #call, cudaGetErrorString(e_)); \
   } while (0)
 
 static uint16_t bf16_of(float f) {
@@ -48,38 +47,46 @@ static uint16_t bf16_of(float f) {
 }
 
 /* One linear on every pairing of host/device input and output; all must equal the shm result. */
-static int check_layer(aoq_client *c, const char *layer, aoq_buffer *xh, aoq_buffer *yh,
+static int check_layer(aoq_client *c, const char *layer, int rows, aoq_buffer *xh, aoq_buffer *yh,
                        aoq_buffer *xd, void *xd_p, aoq_buffer *yd, void *yd_p, int64_t n,
                        int64_t k) {
-  size_t xb = (size_t)(ROWS * k) * 2, yb = (size_t)(ROWS * n) * 2;
+  size_t xb = (size_t)(rows * k) * 2, yb = (size_t)(rows * n) * 2;
   uint16_t *x = aoq_buffer_map(xh, NULL), *ref = malloc(yb), *got = malloc(yb);
-  for (size_t i = 0; i < (size_t)(ROWS * k); i++)
+  for (size_t i = 0; i < (size_t)(rows * k); i++)
     x[i] = bf16_of((float)((int)((i * 2654435761u) % 2001) - 1000) / 997.0f);
-  CHECK(aoq_matmul(c, MODEL, layer, xh, 0, yh, 0, ROWS, NULL, NULL) == AOQ_OK, 20, "shm matmul %s: %s",
-        layer, aoq_client_last_error(c));
+  CHECK(aoq_matmul(c, MODEL, layer, xh, 0, yh, 0, rows, NULL, NULL) == AOQ_OK, 20,
+        "shm matmul %s: %s", layer, aoq_client_last_error(c));
   memcpy(ref, aoq_buffer_map(yh, NULL), yb);
   CUOK(cudaMemcpy(xd_p, x, xb, cudaMemcpyHostToDevice), 21);
   /* device in, device out */
   CUOK(cudaMemset(yd_p, 0xff, yb), 22);
   CUOK(cudaDeviceSynchronize(), 22);
-  CHECK(aoq_matmul(c, MODEL, layer, xd, 0, yd, 0, ROWS, NULL, NULL) == AOQ_OK, 23,
+  CHECK(aoq_matmul(c, MODEL, layer, xd, 0, yd, 0, rows, NULL, NULL) == AOQ_OK, 23,
         "device matmul %s: %s", layer, aoq_client_last_error(c));
   CUOK(cudaMemcpy(got, yd_p, yb, cudaMemcpyDeviceToHost), 24);
   CHECK(!memcmp(got, ref, yb), 25, "%s: device in/out differs from shm", layer);
   /* host in, device out */
   CUOK(cudaMemset(yd_p, 0, yb), 26);
   CUOK(cudaDeviceSynchronize(), 26);
-  CHECK(aoq_matmul(c, MODEL, layer, xh, 0, yd, 0, ROWS, NULL, NULL) == AOQ_OK, 27,
+  CHECK(aoq_matmul(c, MODEL, layer, xh, 0, yd, 0, rows, NULL, NULL) == AOQ_OK, 27,
         "host->device matmul: %s", aoq_client_last_error(c));
   CUOK(cudaMemcpy(got, yd_p, yb, cudaMemcpyDeviceToHost), 28);
   CHECK(!memcmp(got, ref, yb), 29, "%s: host in / device out differs", layer);
   /* device in, host out */
   memset(aoq_buffer_map(yh, NULL), 0, yb);
-  CHECK(aoq_matmul(c, MODEL, layer, xd, 0, yh, 0, ROWS, NULL, NULL) == AOQ_OK, 30,
+  CHECK(aoq_matmul(c, MODEL, layer, xd, 0, yh, 0, rows, NULL, NULL) == AOQ_OK, 30,
         "device->host matmul: %s", aoq_client_last_error(c));
   CHECK(!memcmp(aoq_buffer_map(yh, NULL), ref, yb), 31, "%s: device in / host out differs", layer);
+  /* device in and out at unaligned (even) offsets */
+  CUOK(cudaMemcpy((uint8_t *)xd_p + 2, x, xb, cudaMemcpyHostToDevice), 32);
+  CUOK(cudaMemset(yd_p, 0, yb + 6), 32);
+  CUOK(cudaDeviceSynchronize(), 32);
+  CHECK(aoq_matmul(c, MODEL, layer, xd, 2, yd, 6, rows, NULL, NULL) == AOQ_OK, 33,
+        "device matmul at offsets 2/6: %s", aoq_client_last_error(c));
+  CUOK(cudaMemcpy(got, (uint8_t *)yd_p + 6, yb, cudaMemcpyDeviceToHost), 34);
+  CHECK(!memcmp(got, ref, yb), 35, "%s: device in/out at offsets 2/6 differs", layer);
   printf("  %s [%lld x %lld], %d rows: device/host pairings equal the shm result bit for bit\n",
-         layer, (long long)n, (long long)k, ROWS);
+         layer, (long long)n, (long long)k, rows);
   free(ref);
   free(got);
   return 0;
@@ -125,29 +132,34 @@ static int client_main(void) {
   CUOK(cudaMalloc(&yc_p, big), 8);
   aoq_buffer *xc, *yc, *xc2;
   CUOK(cudaIpcGetMemHandle(&ih, xc_p), 8);
-  CHECK(aoq_buffer_register_ipc(c, (const uint8_t *)&ih, big, &xc) == AOQ_OK, 9,
-        "register_ipc: %s", aoq_client_last_error(c));
+  CHECK(aoq_buffer_register_ipc(c, (const uint8_t *)&ih, big, &xc) == AOQ_OK, 9, "register_ipc: %s",
+        aoq_client_last_error(c));
   CHECK(aoq_buffer_register_ipc(c, (const uint8_t *)&ih, 4096, &xc2) == AOQ_OK, 9,
         "register_ipc again: %s", aoq_client_last_error(c));
   CUOK(cudaIpcGetMemHandle(&ih, yc_p), 8);
-  CHECK(aoq_buffer_register_ipc(c, (const uint8_t *)&ih, big, &yc) == AOQ_OK, 9,
-        "register_ipc: %s", aoq_client_last_error(c));
+  CHECK(aoq_buffer_register_ipc(c, (const uint8_t *)&ih, big, &yc) == AOQ_OK, 9, "register_ipc: %s",
+        aoq_client_last_error(c));
   double nb = aoqd_status_number("device_buffers"), ni = aoqd_status_number("device_ipc_imports");
-  CHECK(nb == 5 && ni == 2, 10, "status: %g device buffers (5 expected), %g imports (2: the same "
-        "allocation registered twice opens once)", nb, ni);
+  CHECK(nb == 5 && ni == 2, 10,
+        "status: %g device buffers (5 expected), %g imports (2: the same "
+        "allocation registered twice opens once)",
+        nb, ni);
   CHECK(aoqd_status_number("device_buffer_bytes") == (double)(4 * big + 4096), 10,
         "device_buffer_bytes");
 
   const char *layers[] = {"layers.0.self_attn.o_proj", "layers.1.mlp.gate_proj",
-                          "layers.0.mlp.down_proj", "layers.0.self_attn.k_proj"};
+                          "layers.0.mlp.down_proj", "layers.3.self_attn.k_proj", "lm_head"};
   for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++) {
     int64_t n, k;
     CHECK(aoq_matmul(c, MODEL, layers[i], xh, 0, yh, 0, 1, &n, &k) == AOQ_OK, 11, "shape of %s: %s",
           layers[i], aoq_client_last_error(c));
-    int r = check_layer(c, layers[i], xh, yh, xd, xd_p, yd, yd_p, n, k);
-    if (r) return r;
-    r = check_layer(c, layers[i], xh, yh, xc, xc_p, yc, yc_p, n, k);
-    if (r) return r;
+    /* 5 rows: one chunk; 300: several chunks of the linear's workspace (and the GEMM path) */
+    for (int rows = 5; rows <= 300; rows += 295) {
+      int r = check_layer(c, layers[i], rows, xh, yh, xd, xd_p, yd, yd_p, n, k);
+      if (r) return r;
+      r = check_layer(c, layers[i], rows, xh, yh, xc, xc_p, yc, yc_p, n, k);
+      if (r) return r;
+    }
   }
   /* the second registration of xc's allocation reads the same memory (first 4096 bytes) */
   {
@@ -156,8 +168,9 @@ static int client_main(void) {
     CHECK((size_t)k * 2 <= 4096, 12, "k too large for the small view");
     CHECK(aoq_matmul(c, MODEL, layers[0], xc2, 0, yd, 0, 1, NULL, NULL) == AOQ_OK, 12,
           "matmul from the second registration: %s", aoq_client_last_error(c));
-    CHECK(aoq_matmul(c, MODEL, layers[0], xc2, 0, yd, 0, 2, NULL, NULL) == AOQ_OK || 2 * k * 2 > 4096,
-          12, "two rows");
+    CHECK(
+        aoq_matmul(c, MODEL, layers[0], xc2, 0, yd, 0, 2, NULL, NULL) == AOQ_OK || 2 * k * 2 > 4096,
+        12, "two rows");
     CHECK(aoq_matmul(c, MODEL, layers[0], xc2, 4096 - 2, yd, 0, 1, NULL, NULL) == AOQ_ESHAPE, 12,
           "a range past the registered size was not refused");
     printf("  a second registration of one allocation: served from the cached import\n");
@@ -182,7 +195,8 @@ static int client_main(void) {
           "forward logits in a registered buffer differ");
     CHECK(aoq_forward(c, MODEL, toks, 4, yd, big - 8, &vocab) == AOQ_ESHAPE, 13,
           "forward past the device buffer's end was not refused");
-    printf("  forward: %u logits in daemon-made and registered device buffers equal shm's\n", vocab);
+    printf("  forward: %u logits in daemon-made and registered device buffers equal shm's\n",
+           vocab);
     free(got);
   }
 
@@ -216,7 +230,7 @@ static int client_main(void) {
   {
     int64_t n, k;
     CHECK(aoq_matmul(c, MODEL, layers[0], xh, 0, yh, 0, 1, &n, &k) == AOQ_OK, 18, "shape");
-    int r = check_layer(c, layers[0], xh, yh, xc, xc_p, yd, yd_p, n, k);
+    int r = check_layer(c, layers[0], 7, xh, yh, xc, xc_p, yd, yd_p, n, k);
     if (r) return r;
   }
 
@@ -285,7 +299,11 @@ int main(void) {
   }
   int rc = 0;
   pid_t pc = fork();
-  if (pc == 0) _exit(client_main());
+  if (pc == 0) {
+    int r = client_main();
+    fflush(stdout);
+    _exit(r);
+  }
   int r = wait_child(pc);
   if (r) {
     fprintf(stderr, "FAIL: client exited %d\n", r);
@@ -300,7 +318,9 @@ int main(void) {
     pid_t pd = fork();
     if (pd == 0) {
       close(pfd[0]);
-      _exit(dying_client(pfd[1]));
+      int r = dying_client(pfd[1]);
+      fflush(stdout);
+      _exit(r);
     }
     close(pfd[1]);
     char ok = 0;
