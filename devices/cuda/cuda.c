@@ -390,7 +390,7 @@ static aoq_status cuda_linear(void *ctx, const aoq_qweight *w, const void *x, vo
   return AOQ_OK;
 }
 
-/* Device quantization of the float formats (quantize.cu); serialized on the context's scratch. */
+/* Device quantization (quantize.cu, quantize_int.cu); serialized on the context's scratch. */
 static aoq_status cuda_quantize(void *ctx, const void *w_src, aoq_qweight *w, aoq_stream *s) {
   cuda_ctx *c = ctx;
   if (!w_src || !w) return aoq_err(AOQ_EINVAL, "cuda quantize: NULL source or weight");
@@ -405,6 +405,18 @@ static aoq_status cuda_quantize(void *ctx, const void *w_src, aoq_qweight *w, ao
                    (long long)w->n, (long long)w->k, (long long)blk);
   if (!w->qdata || !w->scale || (blk == 16 && !w->aux))
     return aoq_err(AOQ_EINVAL, "cuda quantize: weight buffers not allocated");
+  /* integer formats (quantize_int.cu): groups start on a byte of the bit stream (a multiple of
+   * 16, or the row), and a group is indexed by int */
+  bool int_fmt = w->kind == AOQ_FMT_INT8WO || w->kind == AOQ_FMT_INT8DQ ||
+                 w->kind == AOQ_FMT_INT4WO || w->kind == AOQ_FMT_INTXWO ||
+                 w->kind == AOQ_FMT_INT8_INTX || w->kind == AOQ_FMT_INT8_INT4 ||
+                 w->kind == AOQ_FMT_FP8_INT4 || w->kind == AOQ_FMT_W158;
+  bool per_row = w->kind == AOQ_FMT_INT8WO || w->kind == AOQ_FMT_INT8DQ || w->kind == AOQ_FMT_W158;
+  if (int_fmt && (w->k > INT32_MAX || w->bits < 1 || w->bits > 8 ||
+                  (!per_row && (w->group <= 0 || w->k % w->group ||
+                                (w->group != w->k && w->group % 16)))))
+    return aoq_err(AOQ_ESHAPE, "cuda quantize: format %d: k %lld, group %d, bits %d", (int)w->kind,
+                   (long long)w->k, w->group, w->bits);
   AOQ_TRY(setdev(c));
   KL(aoq_gk_quantize(w_src, w, c->scratch, strm(c, s)), "quantize");
   return AOQ_OK;

@@ -58,7 +58,8 @@ int aoq_gk_act_quant_rows(const aoq_qweight *w, const uint16_t *x, int64_t m, vo
                           void *stream);
 
 /* Device weight quantization (quantize.cu): formats, and bf16 src[n,k] -> w's device buffers,
- * bit-exact with core/quant_fp.c. scratch: 4 device bytes (one call at a time per scratch). */
+ * bit-exact with core/quant_fp.c; the integer formats (quantize_int.cu) with core/quant_int.c.
+ * scratch: 16 device bytes (one call at a time per scratch). */
 uint64_t aoq_gk_quantize_formats(void);
 int aoq_gk_quantize(const uint16_t *src, aoq_qweight *w, void *scratch, void *stream);
 
