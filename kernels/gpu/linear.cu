@@ -1,12 +1,15 @@
 /*
  * linear.cu — y[m,n] = x[m,k] @ W^T with W in its packed format (devices/device.h summary,
- * docs/layouts.md), m = 1..16 (GEMV) or more (tiled GEMM).
+ * docs/layouts.md): GEMV (m <= 8, and up to 64 for the formats where it is faster), skinny
+ * tensor-core GEMM (m = 9..64 for the 4-bit formats, 33..64 for the others; CUDA sm_90), tiled
+ * GEMM (m > 64).
  *
- * Fused GEMV / skinny GEMM: each warp owns R weight rows; every lane streams 16-byte chunks of
- * its rows (ld.global.nc, no L1 allocation: each weight byte is read once), dequantizes them in
- * registers 8 elements at a time, and multiply-accumulates against the M activation rows (read
- * through L1/L2, shared by the R rows), fp32 accumulation, then a warp reduction. For m > 16 a
- * tiled tensor-core GEMM (wmma) dequantizes weight tiles into shared memory.
+ * FMA GEMV (HIP, and bf16/int8wo at m <= 2 on CUDA): each warp owns R weight rows; every lane
+ * streams 16-byte chunks of its rows (ld.global.nc, no L1 allocation: each weight byte is read
+ * once), dequantizes them in registers 8 elements at a time, and multiply-accumulates against the
+ * M activation rows (read through L1/L2, shared by the R rows), fp32 accumulation, then a warp
+ * reduction. The mma GEMV and the skinny GEMM are described at their kernels. For m > 64 a tiled
+ * tensor-core GEMM (wmma) dequantizes weight tiles into shared memory.
  *
  * Dequantization numerics (spec/formats.md; torchao's weight-only formats are dequantize-then-mm):
  *   BF16     w = W
@@ -14,9 +17,15 @@
  *   FP8WO    w = rnd(e4m3(q) * scale)                  (dequantize to bf16, §3)
  *   INT4WO   w = rnd(rnd((q - 8) * s) + z)  bf16 steps (tinygemm, §4; HQQ uses the same form)
  */
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "base/numerics.h"
 #include "kernels/gpu/gpu_kernels.h"
 #include "kernels/gpu/vendor.h"
+#ifdef AOQ_HAVE_MMA_BF16
+#include <cooperative_groups.h>
+#endif
 
 #define LIN_WARPS 4
 
@@ -28,6 +37,8 @@ typedef struct wargs {
   const float *xt; /* dynamic formats: per-tensor value (fp8dq x scale, nvfp4 combined pts) */
   int64_t n, k, row_bytes;
   int group;
+  int lg; /* log2(group) where group is a power of two (skinny GEMM, int4), else 0 */
+  int pf; /* weight loads with the L2 256-byte prefetch: bit 0 skinny GEMM, bit 1 mma GEMV */
 } wargs;
 
 static __device__ __forceinline__ float bf_lo(uint32_t u) {
@@ -44,9 +55,12 @@ static __device__ __forceinline__ uint32_t word(const uint4 &r, int i) {
 /* --- decoders: EPL elements per 16-byte chunk; dec8 writes elements [8*sub, 8*sub + 8) --- */
 
 struct DecBF16 {
-  enum { EPL = 8 };
+  enum { EPL = 8, PWMAX = 0 };
   struct P {};
   static __device__ P prm(const wargs &, int64_t, int64_t) {
+    return P();
+  }
+  static __device__ P prm0(const wargs &, int64_t) {
     return P();
   }
   static __device__ void dec8(const uint4 &r, int, const P &, float o[8]) {
@@ -77,9 +91,12 @@ static __device__ __forceinline__ void i8x4(uint32_t wd, float *o) {
 }
 
 struct DecI8 {
-  enum { EPL = 16 };
+  enum { EPL = 16, PWMAX = 0 };
   struct P {};
   static __device__ P prm(const wargs &, int64_t, int64_t) {
+    return P();
+  }
+  static __device__ P prm0(const wargs &, int64_t) {
     return P();
   }
   static __device__ void dec8(const uint4 &r, int sub, const P &, float o[8]) {
@@ -108,7 +125,7 @@ static __device__ __forceinline__ float e4m3(uint32_t b) {
 }
 
 struct DecFP8 {
-  enum { EPL = 16 };
+  enum { EPL = 16, PWMAX = 0 };
   struct P {
     float s;
   };
@@ -116,6 +133,9 @@ struct DecFP8 {
     P p;
     p.s = ((const float *)w.scale)[row];
     return p;
+  }
+  static __device__ P prm0(const wargs &w, int64_t row) {
+    return prm(w, row, 0);
   }
   static __device__ void dec8(const uint4 &r, int sub, const P &p, float o[8]) {
 #pragma unroll
@@ -144,18 +164,33 @@ struct DecFP8 {
 /* tinygemm int4: 8 nibbles of one word; pairs (j, j+4) go through bf16x2 math, which rounds each
  * step to bf16 as torch does: (128 + q) - 136 = q - 8 exactly, * s, + z. */
 struct DecI4 {
-  enum { EPL = 32 };
+  enum { EPL = 32, PWMAX = 4 };
   struct P {
     aoq_bf162 s, z;
   };
-  static __device__ P prm(const wargs &w, int64_t row, int64_t c) {
-    const uint16_t *sz = (const uint16_t *)w.scale + (row * (w.k / w.group) + c * 32 / w.group) * 2;
-    uint32_t both = *(const uint32_t *)sz; /* {scale, zero} */
+  static __device__ P of_word(uint32_t both) { /* {scale, zero} */
     P p;
     uint32_t ss = (both & 0xffffu) * 0x10001u, zz = (both >> 16) * 0x10001u;
     p.s = *(aoq_bf162 *)&ss;
     p.z = *(aoq_bf162 *)&zz;
     return p;
+  }
+  static __device__ P prm(const wargs &w, int64_t row, int64_t c) {
+    const uint16_t *sz = (const uint16_t *)w.scale + (row * (w.k / w.group) + c * 32 / w.group) * 2;
+    return of_word(*(const uint32_t *)sz);
+  }
+  /* staged parameters (skinny GEMM): the {scale, zero} words of one row over a 128-k stage */
+  static __device__ P prm0(const wargs &, int64_t) {
+    return P();
+  }
+  static __device__ int pwords(const wargs &w) { /* groups are powers of two here */
+    return w.lg < 7 ? 128 >> w.lg : 1;
+  }
+  static __device__ int64_t pword0(const wargs &w, int64_t row, int64_t k0) {
+    return row * (w.k >> w.lg) + (k0 >> w.lg);
+  }
+  static __device__ P prms(const P &, const uint32_t *pw, int c, const wargs &w, int64_t, int64_t) {
+    return of_word(pw[w.lg < 7 ? (c * 32) >> w.lg : 0]);
   }
   static __device__ void dec8(const uint4 &r, int sub, const P &p, float o[8]) {
     uint32_t wd = word(r, sub);
@@ -190,9 +225,12 @@ struct DecI4 {
 
 /* raw e4m3 (fp8dq, fp8dq-row): scaled_mm applies the scales to the fp32 sums (§3) */
 struct DecF8Raw {
-  enum { EPL = 16, PAIR = 0 };
+  enum { EPL = 16, PAIR = 0, PWMAX = 0 };
   struct P {};
   static __device__ P prm(const wargs &, int64_t, int64_t) {
+    return P();
+  }
+  static __device__ P prm0(const wargs &, int64_t) {
     return P();
   }
   static __device__ void dec8(const uint4 &r, int sub, const P &, float o[8]) {
@@ -223,13 +261,31 @@ struct DecF8Tensor : DecF8Raw {
 
 /* MXFP8: e4m3 * 2^(e-127), exact; a 16-element chunk lies in one 32-block (§6) */
 struct DecMX8 {
-  enum { EPL = 16, PAIR = 0 };
+  enum { EPL = 16, PAIR = 0, PWMAX = 1 };
   struct P {
     float s;
   };
   static __device__ P prm(const wargs &w, int64_t row, int64_t c) {
     P p;
     p.s = aoq_e8m0_to_f32(((const uint8_t *)w.scale)[row * (w.k / 32) + c / 2]);
+    return p;
+  }
+  /* staged: the aligned word holding the row's two e8m0 bytes of a 64-k stage (k % 64 == 0, so
+   * they sit at byte 0 or 2 of the word) */
+  static __device__ P prm0(const wargs &, int64_t) {
+    return P();
+  }
+  static __device__ int pwords(const wargs &) {
+    return 1;
+  }
+  static __device__ int64_t pword0(const wargs &w, int64_t row, int64_t k0) {
+    return (row * (w.k / 32) + k0 / 32) >> 2;
+  }
+  static __device__ P prms(const P &, const uint32_t *pw, int c, const wargs &w, int64_t row,
+                           int64_t k0) {
+    const int b = (int)((row * (w.k / 32) + k0 / 32) & 3);
+    P p;
+    p.s = aoq_e8m0_to_f32((uint8_t)(pw[0] >> (8 * (b + c / 2))));
     return p;
   }
   static __device__ void dec8(const uint4 &r, int sub, const P &p, float o[8]) {
@@ -272,6 +328,34 @@ struct DecFP4 {
       p.s1 = aoq_e4m3_to_f32(sc[row * (w.k / 16) + 2 * c + 1]);
     }
     p.pts = KIND == AOQ_FMT_NVFP4WO ? *(const float *)w.aux : 1.0f;
+    return p;
+  }
+  /* staged (skinny GEMM): a 128-k stage has 4 e8m0 (1 word) or 8 e4m3 block scales (2 words) per
+   * row, word-aligned when k % 128 == 0; the per-tensor scale is loaded once (prm0) */
+  enum { PWMAX = KIND == AOQ_FMT_MXFP4 ? 1 : 2 };
+  static __device__ P prm0(const wargs &w, int64_t) {
+    P p;
+    p.s0 = p.s1 = 0;
+    p.pts = KIND == AOQ_FMT_NVFP4WO ? *(const float *)w.aux : 1.0f;
+    return p;
+  }
+  static __device__ int pwords(const wargs &) {
+    return PWMAX;
+  }
+  static __device__ int64_t pword0(const wargs &w, int64_t row, int64_t k0) {
+    return KIND == AOQ_FMT_MXFP4 ? (row * (w.k / 32) + k0 / 32) >> 2
+                                 : (row * (w.k / 16) + k0 / 16) >> 2;
+  }
+  static __device__ P prms(const P &p0, const uint32_t *pw, int c, const wargs &, int64_t,
+                           int64_t) {
+    P p = p0;
+    if (KIND == AOQ_FMT_MXFP4) {
+      p.s0 = p.s1 = aoq_e8m0_to_f32((uint8_t)(pw[0] >> (8 * c)));
+    } else {
+      uint32_t two = pw[c >> 1] >> (16 * (c & 1));
+      p.s0 = aoq_e4m3_to_f32((uint8_t)two);
+      p.s1 = aoq_e4m3_to_f32((uint8_t)(two >> 8));
+    }
     return p;
   }
   static __device__ void dec8(const uint4 &r, int sub, const P &p, float o[8]) {
@@ -405,6 +489,17 @@ static __device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+/* the weight stream of the GEMV; with the L2 256-byte prefetch (wargs.pf bit 1) DRAM serves
+ * 256-byte bursts of a row where the block's warps ask for 64 bytes each */
+static __device__ __forceinline__ uint4 ld_w(const wargs &w, const void *p) {
+  if (!(w.pf & 2)) return aoq_ld_stream16(p);
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "l"(p));
+  return r;
+}
+
 template <class D, int NT, int U, bool FULL>
 static __device__ __forceinline__ void mma_step(const wargs &w, const uint8_t *qa,
                                                 const uint8_t *qb, int64_t ra, int64_t rb,
@@ -416,7 +511,7 @@ static __device__ __forceinline__ void mma_step(const wargs &w, const uint8_t *q
 #pragma unroll
   for (int u = 0; u < U; u++) {
     const int64_t ch = s0 + u * step;
-    if (FULL || ch < nch) wa[u] = aoq_ld_stream16(qa + ch * 16), wb[u] = aoq_ld_stream16(qb + ch * 16);
+    if (FULL || ch < nch) wa[u] = ld_w(w, qa + ch * 16), wb[u] = ld_w(w, qb + ch * 16);
   }
 #pragma unroll
   for (int u = 0; u < U; u++) {
@@ -480,9 +575,10 @@ __global__ void __launch_bounds__(MW * 32, NT == 1 ? 32 / MW : 1)
 #pragma unroll
   for (int t = 0; t < NT; t++)
     xv[t] = g + 8 * t < m, xr[t] = x + (int64_t)(xv[t] ? g + 8 * t : 0) * w.k;
-  /* U chunks per lane in flight (U x 2 x 16 bytes); their format parameters (scales: per chunk for int4 / fp4 /
-   * mxfp8, usually an L2/DRAM miss) are loaded together with the weights, before any decoding, so
-   * a step waits for one memory latency instead of one per chunk. Full steps have no guards. */
+  /* U chunks per lane in flight (U x 2 x 16 bytes); their format parameters (scales: per chunk for
+   * int4 / fp4 / mxfp8, usually an L2/DRAM miss) are loaded together with the weights, before any
+   * decoding, so a step waits for one memory latency instead of one per chunk. Full steps have no
+   * guards. */
   constexpr int U = D::EPL == 32 || mma_u2<D>::v ? 2 : 4;
   const int64_t step = (int64_t)MW * 4;
   int64_t s0 = (int64_t)warp * 4 + c;
@@ -547,6 +643,280 @@ static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu
   return launch_nt<D, 8>(w, x, y, m, st);
 }
 #define GEMV_SLICE 64 /* rows of x one GEMV launch takes (8 n-tiles of the mma) */
+
+/* ---- m = 9..64: skinny tensor-core GEMM (decode batches) ----
+ * The GEMV above re-reads x from L1/L2 for every 16 weight rows, so at m = 32..64 x traffic and
+ * the mma count per decoded weight dominate. Here a block of W warps owns W * 32 weight rows;
+ * each warp owns 2 row tiles (32 rows) and all n-tiles, so one B fragment (x) feeds two A tiles.
+ * Weights, activations and the per-stage format parameters go global -> shared memory with
+ * cp.async through a ring of STAGES stages (as deep as the shared memory allows); a stage is one
+ * 16-byte chunk per row and lane (k = 4 * EPL: 32, 64 or 128), rows x 64 B. Lane (g, c) reads chunk
+ * c of its rows (64 B rows: a quarter warp reads 128 contiguous bytes) and the activation vector
+ * of the same k, which the copy stored permuted ((sub, c) order, rows 64 mod 128 bytes apart), so
+ * those reads are conflict-free too; decoding is the GEMV's (dec8p), the weight is mma's A, x is
+ * B. Where n / rows blocks cannot fill the GPU, blockIdx.y splits k over a thread-block cluster:
+ * each block leaves its fp32 partial tile in its shared memory and, after a cluster barrier,
+ * sums a slice of the tile over the cluster's blocks (distributed shared memory) in rank order
+ * — deterministic, no workspace, no second launch — and applies the format's epilogue. */
+#define SK_MIN_M 9
+#define SK_SMS 132     /* split planning target (H100 SXM); any count is correct, this one fills */
+#define SK_MAX_SPLIT 8 /* portable cluster size */
+
+static __device__ __forceinline__ void cp_async16(unsigned dst, const void *src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src));
+}
+/* weights: the L2 fetches 256 B around the chunk, so the next stages of the row hit L2 and DRAM
+ * sees 256-byte bursts instead of one 64-byte piece per row and stage */
+static __device__ __forceinline__ void cp_async16_pf(unsigned dst, const void *src) {
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"(dst), "l"(src));
+}
+static __device__ __forceinline__ void cp_async4(unsigned dst, const void *src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(dst), "l"(src));
+}
+static __device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;");
+}
+template <int N>
+static __device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N));
+}
+
+template <class D, int NT, int W>
+struct SkCfg {
+  enum {
+    T = W * 32,                                 /* threads */
+    ROWS = W * 32,                              /* weight rows per block */
+    KT = 4 * D::EPL,                            /* k per stage */
+    XS = (KT * 2) % 128 ? KT * 2 : KT * 2 + 64, /* bytes per x row: 64 mod 128 */
+    VPR = KT / 8,                               /* 16-byte vectors per x row */
+    WB = ROWS * 64,                             /* weight bytes per stage */
+    XB = 8 * NT * XS,
+    PB = ROWS * D::PWMAX * 4,
+    STAGE = WB + XB + PB,
+    BUDGET = W >= 8 ? 200 * 1024 : 100 * 1024, /* W = 4: two blocks per SM */
+    STAGES = BUDGET / STAGE > 12  ? 12
+             : BUDGET / STAGE < 2 ? 2
+                                  : BUDGET / STAGE,
+    SMEM = STAGES * STAGE,
+    NXC = (8 * NT * VPR + T - 1) / T /* x copies per thread and stage */
+  };
+};
+
+template <class D, int NT, int W>
+__global__ void __launch_bounds__(W * 32, 1)
+    k_skinny(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int m, int nsplit,
+             int pf) {
+  typedef SkCfg<D, NT, W> C;
+  extern __shared__ __align__(16) unsigned char sk_smem[];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
+  const int64_t row0 = (int64_t)blockIdx.x * C::ROWS;
+  const int split = blockIdx.y;
+  const int64_t nst = w.k / C::KT;
+  const int64_t st0 = nst * split / nsplit, st1 = nst * (split + 1) / nsplit;
+  const unsigned sbase = (unsigned)__cvta_generic_to_shared(sk_smem);
+
+  /* this thread's copies of a stage: 4 weight chunks (shared offset i * 16), up to NXC x vectors,
+   * up to PWMAX parameter words; sources advance by 64 B / KT elements per stage */
+  const uint8_t *wsrc[4];
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    const int i = tid + j * C::T;
+    wsrc[j] = w.q + min(row0 + (i >> 2), w.n - 1) * w.row_bytes + (i & 3) * 16;
+  }
+  const uint16_t *xsrc[C::NXC];
+  unsigned xdst[C::NXC];
+#pragma unroll
+  for (int j = 0; j < C::NXC; j++) {
+    const int i = min(tid + j * C::T, 8 * NT * C::VPR - 1);
+    const int t = i / C::VPR, v = i % C::VPR, cc = v / (D::EPL / 8), sub = v % (D::EPL / 8);
+    xsrc[j] = x + (int64_t)min(t, m - 1) * w.k + v * 8; /* rows past m: copies, discarded */
+    xdst[j] = C::WB + t * C::XS + (sub * 4 + cc) * 16;
+  }
+  int pw = 0, lpw = 0;
+  if constexpr (D::PWMAX > 0) {
+    pw = D::pwords(w);
+    lpw = pw == 4 ? 2 : pw == 2 ? 1 : 0;
+  }
+  auto issue = [&](int64_t st, int slot) {
+    const unsigned b = sbase + slot * C::STAGE;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      if (pf & 1)
+        cp_async16_pf(b + (tid + j * C::T) * 16, wsrc[j] + st * 64);
+      else
+        cp_async16(b + (tid + j * C::T) * 16, wsrc[j] + st * 64);
+    }
+#pragma unroll
+    for (int j = 0; j < C::NXC; j++)
+      if (C::NXC * C::T == 8 * NT * C::VPR || tid + j * C::T < 8 * NT * C::VPR)
+        cp_async16(b + xdst[j], xsrc[j] + st * C::KT);
+    if constexpr (D::PWMAX > 0) {
+      const uint32_t *sc = (const uint32_t *)w.scale;
+#pragma unroll
+      for (int j = 0; j < D::PWMAX; j++) {
+        const int i = tid + j * C::T;
+        if (i < (C::ROWS << lpw)) {
+          const int r = i >> lpw, jj = i & (pw - 1);
+          cp_async4(b + C::WB + C::XB + (r * D::PWMAX + jj) * 4,
+                    sc + D::pword0(w, min(row0 + r, w.n - 1), st * C::KT) + jj);
+        }
+      }
+    }
+  };
+
+  float acc[2][NT][4];
+#pragma unroll
+  for (int rt = 0; rt < 2; rt++)
+#pragma unroll
+    for (int t = 0; t < NT; t++) acc[rt][t][0] = acc[rt][t][1] = acc[rt][t][2] = acc[rt][t][3] = 0;
+  int lr[2][2]; /* local rows: tile rt, half h (rows g and g + 8 of the tile) */
+  typename D::P p0[2][2];
+#pragma unroll
+  for (int rt = 0; rt < 2; rt++)
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      lr[rt][h] = warp * 32 + rt * 16 + h * 8 + g;
+      p0[rt][h] = D::prm0(w, min(row0 + lr[rt][h], w.n - 1));
+    }
+
+#pragma unroll
+  for (int p = 0; p < C::STAGES - 1; p++) {
+    if (st0 + p < st1) issue(st0 + p, p);
+    cp_async_commit();
+  }
+  for (int64_t st = st0; st < st1; st++) {
+    const int i = (int)(st - st0);
+    cp_async_wait<C::STAGES - 2>();
+    __syncthreads(); /* stage i landed for every thread; slot (i - 1) % STAGES is free */
+    if (st + C::STAGES - 1 < st1) issue(st + C::STAGES - 1, (i + C::STAGES - 1) % C::STAGES);
+    cp_async_commit();
+    const unsigned char *base = sk_smem + (i % C::STAGES) * C::STAGE;
+    uint4 wr[2][2];
+    typename D::P pr[2][2];
+#pragma unroll
+    for (int rt = 0; rt < 2; rt++)
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        wr[rt][h] = *(const uint4 *)(base + lr[rt][h] * 64 + c * 16);
+        if constexpr (D::PWMAX > 0)
+          pr[rt][h] =
+              D::prms(p0[rt][h], (const uint32_t *)(base + C::WB + C::XB) + lr[rt][h] * D::PWMAX, c,
+                      w, min(row0 + lr[rt][h], w.n - 1), st * C::KT);
+        else
+          pr[rt][h] = p0[rt][h];
+      }
+#pragma unroll
+    for (int sub = 0; sub < D::EPL / 8; sub++) {
+      uint32_t A[2][2][4];
+#pragma unroll
+      for (int rt = 0; rt < 2; rt++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) D::dec8p(wr[rt][h], sub, pr[rt][h], A[rt][h]);
+#pragma unroll
+      for (int t = 0; t < NT; t++) {
+        const uint4 v = *(const uint4 *)(base + C::WB + (8 * t + g) * C::XS + (sub * 4 + c) * 16);
+        uint32_t X[4];
+        if (D::PAIR == 0) {
+          X[0] = v.x, X[1] = v.y, X[2] = v.z, X[3] = v.w;
+        } else { /* pairs (j, j + 4) */
+          X[0] = __byte_perm(v.x, v.z, 0x5410), X[1] = __byte_perm(v.x, v.z, 0x7632);
+          X[2] = __byte_perm(v.y, v.w, 0x5410), X[3] = __byte_perm(v.y, v.w, 0x7632);
+        }
+#pragma unroll
+        for (int rt = 0; rt < 2; rt++) {
+          mma16816(acc[rt][t], A[rt][0][0], A[rt][1][0], A[rt][0][1], A[rt][1][1], X[0], X[1]);
+          mma16816(acc[rt][t], A[rt][0][2], A[rt][1][2], A[rt][0][3], A[rt][1][3], X[2], X[3]);
+        }
+      }
+    }
+  }
+  cp_async_wait<0>();
+  /* acc[rt][t]: {row g, col 2c}, {row g, col 2c + 1}, {row g + 8, col 2c}, {row g + 8, col 2c + 1}
+   */
+  if (nsplit == 1) {
+#pragma unroll
+    for (int rt = 0; rt < 2; rt++)
+#pragma unroll
+      for (int t = 0; t < NT; t++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          const int64_t row = row0 + lr[rt][j >> 1];
+          const int tok = 8 * t + 2 * c + (j & 1);
+          if (row < w.n && tok < m)
+            y[(int64_t)tok * w.n + row] = aoq_f32_to_bf16(D::epi(acc[rt][t][j], w, row, tok));
+        }
+    return;
+  }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  __trap(); /* no clusters before sm_90: the host launches splits only on cc >= 9 */
+#else
+  /* split k: the partial tile [8 NT tokens][ROWS] in this block's shared memory (the ring is
+   * drained), then each block sums its slice of the tile over the cluster in rank order */
+  cooperative_groups::cluster_group cl = cooperative_groups::this_cluster();
+  float *red = (float *)sk_smem;
+  __syncthreads();
+#pragma unroll
+  for (int rt = 0; rt < 2; rt++)
+#pragma unroll
+    for (int t = 0; t < NT; t++)
+#pragma unroll
+      for (int j = 0; j < 4; j++)
+        red[(8 * t + 2 * c + (j & 1)) * C::ROWS + lr[rt][j >> 1]] = acc[rt][t][j];
+  cl.sync();
+  const int rank = (int)cl.block_rank(), tile = 8 * NT * C::ROWS;
+  const int e0 = tile * rank / nsplit, e1 = tile * (rank + 1) / nsplit;
+  for (int e = e0 + tid; e < e1; e += C::T) {
+    const int tok = e / C::ROWS;
+    const int64_t row = row0 + e % C::ROWS;
+    float v = 0;
+    for (int r = 0; r < nsplit; r++) v += cl.map_shared_rank(red, r)[e];
+    if (row < w.n && tok < m) y[(int64_t)tok * w.n + row] = aoq_f32_to_bf16(D::epi(v, w, row, tok));
+  }
+  cl.sync(); /* the other blocks may still read this one's tile */
+#endif
+}
+
+template <class D, int NT, int W>
+static int launch_skinny_nt(const wargs &w, const uint16_t *x, uint16_t *y, int m, int nsplit,
+                            aoq_gpu_stream_t st) {
+  typedef SkCfg<D, NT, W> C;
+  static_assert(8 * NT * C::ROWS * 4 <= C::SMEM, "the split-k tile lives in the ring");
+  aoq_gpu_error_t e = cudaFuncSetAttribute(k_skinny<D, NT, W>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+  if (e != AOQ_GPU_SUCCESS) return (int)e;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3((unsigned)((w.n + C::ROWS - 1) / C::ROWS), (unsigned)nsplit);
+  cfg.blockDim = dim3(C::T);
+  cfg.dynamicSmemBytes = C::SMEM;
+  cfg.stream = st;
+  cudaLaunchAttribute at[1];
+  at[0].id = cudaLaunchAttributeClusterDimension;
+  at[0].val.clusterDim.x = 1;
+  at[0].val.clusterDim.y = (unsigned)nsplit;
+  at[0].val.clusterDim.z = 1;
+  cfg.attrs = at;
+  cfg.numAttrs = nsplit > 1 ? 1 : 0;
+  e = cudaLaunchKernelEx(&cfg, k_skinny<D, NT, W>, w, x, y, m, nsplit, w.pf);
+  if (e != AOQ_GPU_SUCCESS) return (int)e;
+  return (int)aoq_gpu_get_last_error();
+}
+
+template <class D, int W>
+static int launch_skinny_w(const wargs &w, const uint16_t *x, uint16_t *y, int m, int nsplit,
+                           aoq_gpu_stream_t st) {
+  if (m <= 8) return launch_skinny_nt<D, 1, W>(w, x, y, m, nsplit, st);
+  if (m <= 16) return launch_skinny_nt<D, 2, W>(w, x, y, m, nsplit, st);
+  if (m <= 32) return launch_skinny_nt<D, 4, W>(w, x, y, m, nsplit, st);
+  return launch_skinny_nt<D, 8, W>(w, x, y, m, nsplit, st);
+}
+
+template <class D>
+static int launch_skinny(const wargs &w, const uint16_t *x, uint16_t *y, int m, int nsplit,
+                         int warps, aoq_gpu_stream_t st) {
+  if (warps == 4) return launch_skinny_w<D, 4>(w, x, y, m, nsplit, st);
+  return launch_skinny_w<D, 8>(w, x, y, m, nsplit, st);
+}
+#define AOQ_HAVE_SKINNY 1
 #else
 #define GEMV_SLICE 16
 template <class D>
@@ -709,6 +1079,50 @@ extern "C" const char *aoq_gk_linear_check(const aoq_qweight *w) {
   return 0;
 }
 
+#ifdef AOQ_HAVE_SKINNY
+/* The skinny GEMM's k splits for this weight (>= 1), or 0 where it cannot take it (k not a whole
+ * number of stages, int4 groups that straddle a stage). The plan depends on the shape only, so
+ * the workspace asked for m rows covers every call with up to m rows. */
+static int sk_plan(const aoq_qweight *w, int warps) {
+  const int64_t kt = 4 * (int64_t)epl_of(w->kind);
+  if (!kt || w->k % kt) return 0;
+  if ((w->kind == AOQ_FMT_INT4WO || w->kind == AOQ_FMT_INT4WO_HQQ) && (w->group & (w->group - 1)))
+    return 0;
+  /* W = 4: two blocks per SM */
+  const int64_t blocks = (w->n + warps * 32 - 1) / (warps * 32), nst = w->k / kt;
+  int64_t s = SK_SMS * (warps == 4 ? 2 : 1) / blocks; /* as many splits as fill the SMs once */
+  if (s > nst / 4) s = nst / 4;                       /* ... with at least 4 stages each */
+  if (s > SK_MAX_SPLIT) s = SK_MAX_SPLIT;
+  return s < 1 ? 1 : (int)s;
+}
+
+static int skinny_fmt(aoq_format_kind kind, const wargs &a, const uint16_t *x, uint16_t *y, int m,
+                      int ns, int warps, aoq_gpu_stream_t st) {
+  switch (kind) {
+    case AOQ_FMT_BF16:
+      return launch_skinny<DecBF16>(a, x, y, m, ns, warps, st);
+    case AOQ_FMT_INT8WO:
+      return launch_skinny<DecI8>(a, x, y, m, ns, warps, st);
+    case AOQ_FMT_FP8WO:
+      return launch_skinny<DecFP8>(a, x, y, m, ns, warps, st);
+    case AOQ_FMT_FP8DQ:
+      return launch_skinny<DecF8Tensor>(a, x, y, m, ns, warps, st);
+    case AOQ_FMT_FP8DQ_ROW:
+      return launch_skinny<DecF8Row>(a, x, y, m, ns, warps, st);
+    case AOQ_FMT_MXFP8:
+      return launch_skinny<DecMX8>(a, x, y, m, ns, warps, st);
+    case AOQ_FMT_MXFP4:
+      return launch_skinny<DecFP4<AOQ_FMT_MXFP4>>(a, x, y, m, ns, warps, st);
+    case AOQ_FMT_NVFP4:
+      return launch_skinny<DecFP4<AOQ_FMT_NVFP4>>(a, x, y, m, ns, warps, st);
+    case AOQ_FMT_NVFP4WO:
+      return launch_skinny<DecFP4<AOQ_FMT_NVFP4WO>>(a, x, y, m, ns, warps, st);
+    default:
+      return launch_skinny<DecI4>(a, x, y, m, ns, warps, st);
+  }
+}
+#endif
+
 extern "C" size_t aoq_gk_linear_workspace(const aoq_qweight *w, int64_t m) {
   if (!is_dynamic(w->kind) || m <= 0) return 0;
   size_t off;
@@ -724,7 +1138,7 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
   a.scale = w->scale;
   a.aux = w->aux;
   a.xs = a.xt = 0;
-  a.n = w->n, a.k = w->k, a.group = w->group;
+  a.n = w->n, a.k = w->k, a.group = w->group, a.lg = 0, a.pf = 0;
   a.row_bytes = w->k * 16 / epl_of(w->kind);
   if (is_dynamic(w->kind)) {
     if (!ws) return (int)cudaErrorInvalidValue;
@@ -736,6 +1150,34 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
     a.xs = (const float *)((const char *)ws + off);
     a.xt = a.xs + m;
   }
+#ifdef AOQ_HAVE_SKINNY
+  /* The skinny GEMM takes the 4-bit formats from m = 9 and the 8/16-bit ones from m = 33, where
+   * it measured faster than the GEMV (docs/cuda.md, session 2). AOQ_SKINNY overrides that for
+   * diagnosis: "0" keeps the GEMV everywhere, "WARPS,MIN_M,PREFETCH" picks 4 or 8 warps per
+   * block, the smallest m (0: the default above) and the L2 prefetch bits (wargs.pf). */
+  const bool b4 = epl_of(w->kind) == 32;
+  int sk_warps = 8, sk_min = 0;
+  if (const char *ev = getenv("AOQ_SKINNY")) {
+    if (sscanf(ev, "%d,%d,%d", &sk_warps, &sk_min, &a.pf) >= 1 && sk_warps == 0) sk_min = 65;
+  }
+  if (sk_min <= 0) sk_min = b4 ? SK_MIN_M : 33;
+  if (sk_warps != 4) sk_warps = 8;
+  if (m >= sk_min && m <= 64) {
+    if (w->kind == AOQ_FMT_INT4WO || w->kind == AOQ_FMT_INT4WO_HQQ)
+      while ((1 << a.lg) < w->group) a.lg++;
+    int ns = sk_plan(w, sk_warps);
+    /* staged scale words are read with 4-byte copies */
+    if (ns && w->kind != AOQ_FMT_BF16 && ((uintptr_t)w->scale & 3)) ns = 0;
+    if (ns > 1) { /* k splits are thread-block clusters: sm_90 and later */
+      int dev = 0, major = 0;
+      if (cudaGetDevice(&dev) != cudaSuccess ||
+          cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+          major < 9)
+        ns = 0;
+    }
+    if (ns) return skinny_fmt(w->kind, a, x, y, (int)m, ns, sk_warps, st);
+  }
+#endif
 #ifdef AOQ_HAVE_GEMM
   if (m > GEMV_SLICE && w->k % GB == 0) {
     switch (w->kind) {

@@ -4,7 +4,9 @@
  * weight-only formats are dequantize-then-matmul), the CPU backend's bf16 linear runs on that,
  * and the GPU's fused kernel (reading the packed bytes) must agree within fp32 reassociation
  * (one bf16 ulp, plus the post-scale's ulp for int8wo). Shapes cover row tails (n not a multiple
- * of the rows per block), every GEMV width m = 1..16 and m > 16 (sliced).
+ * of the rows per block), the GEMV widths m = 1..8, the skinny GEMM's n-tile edges (m = 9, 16, 17,
+ * 32, 33, 64) with and without k split across blocks (even and uneven splits), and m > 64. Every
+ * call is made twice: the results must be bit-identical (the split-k sums are deterministic).
  */
 #include "core/format.h"
 #include "tests/gpu/cuda_test_util.h"
@@ -150,6 +152,16 @@ static void run_case(const qcase *c, int64_t n, int64_t k, const int *ms, int nm
     assert_int_equal(aoq_dev_linear(g_cpu, &cw, cx, cy, m, AOQ_DTYPE_BF16, NULL, NULL), AOQ_OK);
     uint16_t *yg = dev_download(g_gpu, gy, (size_t)(m * n * 2));
     {
+      void *gy2 = dev_upload(g_gpu, NULL, (size_t)(m * n * 2));
+      assert_int_equal(aoq_dev_linear(g_gpu, &dw, gx, gy2, m, AOQ_DTYPE_BF16, ws, NULL), AOQ_OK);
+      uint16_t *yg2 = dev_download(g_gpu, gy2, (size_t)(m * n * 2));
+      if (memcmp(yg, yg2, (size_t)(m * n * 2)))
+        fail_msg("%s [%lld x %lld] m=%lld: two calls differ", c->name, (long long)n, (long long)k,
+                 (long long)m);
+      free(yg2);
+      aoq_dev_free(g_gpu, gy2);
+    }
+    {
       size_t pwsz = aoq_dev_linear_workspace(g_cpu, &pw, m);
       void *pws = pwsz ? dev_upload(g_cpu, NULL, pwsz) : NULL,
            *py = dev_upload(g_cpu, NULL, (size_t)(m * n * 2));
@@ -210,10 +222,17 @@ static const qcase cases[] = {
 
 static void test_linear_all_formats(void **state) {
   (void)state;
-  const int ms[] = {1, 2, 3, 4, 5, 8, 11, 16, 37, 64, 70};
+  const int ms[] = {1, 2, 3, 4, 5, 8, 9, 11, 16, 17, 32, 33, 37, 64, 70};
+  const int wide[] = {9, 17, 33, 64};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    run_case(&cases[i], 301, 1024, ms, 11);
-    run_case(&cases[i], 64, 4096, ms, 2);
+    /* n odd, 2 blocks of 256 rows: k split 2 (4-bit) to 8 (bf16) ways */
+    run_case(&cases[i], 301, 1024, ms, 15);
+    /* one block of rows, k split 8-16 ways */
+    run_case(&cases[i], 64, 4096, wide, 4);
+    /* 9 stages of 128 k (4-bit) split 2 ways unevenly */
+    if (1152 % (cases[i].group ? cases[i].group : 1) == 0) run_case(&cases[i], 100, 1152, wide, 4);
+    /* 67 blocks of rows: no k split, one stage for the 4-bit formats */
+    if (128 % (cases[i].group ? cases[i].group : 1) == 0) run_case(&cases[i], 17000, 128, wide, 4);
   }
 }
 
