@@ -1,7 +1,9 @@
 /* test_devbuf.c — device buffers (AOQ_MEM_DEVICE, aoq_buffer_register_ipc) against a real aoqd on
  * the CPU backend, which has no IPC: both are refused with AOQ_EUNSUPPORTED and a reason; malformed
  * IPC handles (wrong length, empty) sent raw on the socket get AOQ_EINVAL before anything else; the
- * daemon keeps serving shm buffers, counts no device buffers, and drains and exits 0.
+ * daemon keeps serving shm buffers, counts no device buffers, and drains and exits 0. And the model
+ * calls the daemon uses for device operands (aoq_model_linear_mem, aoq_model_logits_to_device) on
+ * the CPU device, whose device pointers are host memory: they equal the host-pointer paths.
  * (Device buffers on a GPU: tests/gpu/test_cuda_devbuf.c.) */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +17,7 @@
 #include <cmocka.h>
 #include <zmq.h>
 
+#include "core/model.h"
 #include "proto/wire.h"
 #include "tests/unit/aoqd_spawn.h"
 
@@ -152,15 +155,81 @@ static void malformed_ipc_handles_get_einval(void **st) {
   assert_int_equal(aoqd_status_number("device_buffers"), 0);
 }
 
+static void model_device_operands_equal_host_ones(void **st) {
+  (void)st;
+  aoq_device *dev;
+  assert_int_equal(aoq_device_open("cpu", &dev), AOQ_OK);
+  aoq_model_opts o = {.model = "tiny", .synthetic = true, .seed = 3};
+  aoq_model *m;
+  assert_int_equal(aoq_model_load(dev, &o, &m), AOQ_OK);
+  const char *layers[] = {"layers.0.self_attn.o_proj", "layers.2.mlp.up_proj", "lm_head"};
+  for (size_t li = 0; li < sizeof layers / sizeof layers[0]; li++) {
+    int64_t n, k;
+    assert_int_equal(aoq_model_linear_shape(m, layers[li], &n, &k), AOQ_OK);
+    const int64_t rows = 70;
+    size_t xb = (size_t)(rows * k) * 2, yb = (size_t)(rows * n) * 2;
+    uint16_t *x = malloc(xb), *ref = malloc(yb), *got = malloc(yb);
+    for (size_t i = 0; i < xb / 2; i++) x[i] = (uint16_t)(0x3c00 + (i * 37) % 512 - 256);
+    assert_int_equal(aoq_model_linear(m, layers[li], x, ref, rows, NULL, NULL), AOQ_OK);
+    void *xd, *yd;
+    assert_int_equal(aoq_dev_alloc(dev, xb, &xd), AOQ_OK);
+    assert_int_equal(aoq_dev_alloc(dev, yb, &yd), AOQ_OK);
+    assert_int_equal(aoq_dev_copy_h2d(dev, xd, x, xb, NULL), AOQ_OK);
+    for (int mode = 1; mode < 4; mode++) { /* bit 0: x on the device, bit 1: y on the device */
+      int xdv = mode & 1, ydv = (mode >> 1) & 1;
+      memset(got, 0, yb);
+      assert_int_equal(aoq_dev_memset(dev, yd, 0, yb, NULL), AOQ_OK);
+      assert_int_equal(aoq_model_linear_mem(m, layers[li], xdv ? xd : (void *)x, xdv,
+                                            ydv ? yd : (void *)got, ydv, rows, NULL, NULL),
+                       AOQ_OK);
+      if (ydv) assert_int_equal(aoq_dev_copy_d2h(dev, got, yd, yb, NULL), AOQ_OK);
+      assert_memory_equal(got, ref, yb);
+    }
+    aoq_dev_free(dev, xd);
+    aoq_dev_free(dev, yd);
+    free(x);
+    free(ref);
+    free(got);
+  }
+  /* two sequences in one step: each logits row copied to device memory equals the host row */
+  int s0, s1;
+  assert_int_equal(aoq_model_seq_open(m, &s0), AOQ_OK);
+  assert_int_equal(aoq_model_seq_open(m, &s1), AOQ_OK);
+  int32_t t0[3] = {256, 65, 66}, t1[2] = {256, 90};
+  aoq_step_item items[2] = {{s0, t0, 3, true}, {s1, t1, 2, true}};
+  int64_t V = aoq_model_info_get(m)->cfg.vocab_size;
+  float *host = malloc((size_t)V * 2 * 4), *row = malloc((size_t)V * 4);
+  int32_t picked[2];
+  assert_int_equal(aoq_model_step_sample(m, items, 2, NULL, picked, host), AOQ_OK);
+  void *dl;
+  assert_int_equal(aoq_dev_alloc(dev, (size_t)V * 4 + 4, &dl), AOQ_OK);
+  for (int r = 0; r < 2; r++) {
+    assert_int_equal(aoq_model_logits_to_device(m, r, (uint8_t *)dl + 4), AOQ_OK);
+    assert_int_equal(aoq_dev_copy_d2h(dev, row, (uint8_t *)dl + 4, (size_t)V * 4, NULL), AOQ_OK);
+    assert_memory_equal(row, host + (size_t)r * (size_t)V, (size_t)V * 4);
+  }
+  assert_int_equal(aoq_model_logits_to_device(m, -1, dl), AOQ_EINVAL);
+  assert_int_equal(aoq_model_logits_to_device(m, 0, NULL), AOQ_EINVAL);
+  aoq_dev_free(dev, dl);
+  free(host);
+  free(row);
+  aoq_model_free(m);
+  aoq_device_close(dev);
+}
+
 int main(void) {
+  const struct CMUnitTest model_tests[] = {
+      cmocka_unit_test(model_device_operands_equal_host_ones),
+  };
+  int rc = cmocka_run_group_tests(model_tests, NULL, NULL);
   char bin[4096];
   if (!aoqd_find(bin, sizeof bin)) {
-    fprintf(stderr, "no aoqd binary built -- skipping\n");
-    return 77;
+    fprintf(stderr, "no aoqd binary built: the daemon tests cannot run\n");
+    return 1;
   }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(device_buffers_are_refused_on_a_cpu_daemon),
       cmocka_unit_test(malformed_ipc_handles_get_einval),
   };
-  return cmocka_run_group_tests(tests, daemon_up, daemon_down);
+  return rc | cmocka_run_group_tests(tests, daemon_up, daemon_down);
 }
