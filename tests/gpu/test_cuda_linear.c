@@ -223,12 +223,12 @@ static const qcase cases[] = {
 static void test_linear_all_formats(void **state) {
   (void)state;
   const int ms[] = {1, 2, 3, 4, 5, 8, 9, 11, 16, 17, 32, 33, 37, 64, 70};
-  const int wide[] = {9, 17, 33, 64};
+  const int wide[] = {9, 17, 33, 64}, big_k[] = {1, 2, 9, 17, 33, 64};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     /* n odd, 2 blocks of 256 rows: k split 2 (4-bit) to 8 (bf16) ways */
     run_case(&cases[i], 301, 1024, ms, 15);
-    /* one block of rows, k split 8-16 ways */
-    run_case(&cases[i], 64, 4096, wide, 4);
+    /* one block of rows, k split 8 ways (a full cluster) */
+    run_case(&cases[i], 64, 4096, big_k, 6);
     /* 9 stages of 128 k (4-bit) split 2 ways unevenly */
     if (1152 % (cases[i].group ? cases[i].group : 1) == 0) run_case(&cases[i], 100, 1152, wide, 4);
     /* 67 blocks of rows: no k split, one stage for the 4-bit formats */
