@@ -130,8 +130,7 @@ __global__ void __launch_bounds__(QI_THREADS) k_wquant_int(qi_args a) {
       sz[1] = aoq_f32_to_bf16(z);
     }
   } else if (ALG == QI_SYM) {
-    s = fmaxf(qi_bf(__fdiv_rn(mx, __fdiv_rn((float)(qmax - qmin), 2.0f))),
-              QI_BF16_SMALLEST_NORMAL);
+    s = fmaxf(qi_bf(__fdiv_rn(mx, __fdiv_rn((float)(qmax - qmin), 2.0f))), QI_BF16_SMALLEST_NORMAL);
     inv = qi_bf(__fdiv_rn(1.0f, s));
     if (sub == 0) ((uint16_t *)a.scale)[gid] = aoq_f32_to_bf16(s);
   } else if (ALG == QI_MSLK) {
@@ -216,8 +215,8 @@ __global__ void k_w158_scale(const uint16_t *__restrict__ w, int64_t n, int64_t 
   double seq = 0.0;
   for (int64_t base = 0; base < total; base += 1024) {
     for (int i = threadIdx.x; i < 1024; i += blockDim.x)
-      tile[i] = base + i < total ? fabsf(qi_sanitize(aoq_bf16_to_f32(w[base + i]), QI_SYM_LIM))
-                                 : 0.0f;
+      tile[i] =
+          base + i < total ? fabsf(qi_sanitize(aoq_bf16_to_f32(w[base + i]), QI_SYM_LIM)) : 0.0f;
     __syncthreads();
     if (threadIdx.x == 0) {
       int64_t m = total - base < 1024 ? total - base : 1024;
@@ -296,8 +295,8 @@ int aoq_quantize_int(const uint16_t *src, aoq_qweight *w, void *scratch, aoq_gpu
     aoq_gpu_error_t e = aoq_gpu_memset_async(scratch, 0, sizeof(double), st);
     if (e != AOQ_GPU_SUCCESS) return (int)e;
     int64_t total = a.n * a.k, g = (total + 4095) / 4096;
-    k_w158_sum<<<(unsigned)(g < 1 ? 1 : g > 4096 ? 4096 : g), 256, 0, st>>>(src, total,
-                                                                            (double *)scratch);
+    unsigned grid = (unsigned)(g > 4096 ? 4096 : g);
+    k_w158_sum<<<grid, 256, 0, st>>>(src, total, (double *)scratch);
     k_w158_scale<<<1, 256, 0, st>>>(src, a.n, a.k, (double *)scratch, (float *)a.tscale,
                                     (uint16_t *)w->scale);
   }

@@ -26,7 +26,8 @@ static void fill_row(uint16_t *x, int64_t k, int64_t r) {
       break;
     }
     case 2: /* quarters in [-4, 4]: exact arithmetic, ties at .5 in every format */
-      for (int64_t i = 0; i < k; i++) x[i] = aoq_f32_to_bf16((float)((int)(rnd_u64() % 33) - 16) / 4);
+      for (int64_t i = 0; i < k; i++)
+        x[i] = aoq_f32_to_bf16((float)((int)(rnd_u64() % 33) - 16) / 4);
       break;
     case 3: /* small integers: the group's qparams hit .5 ties on the integer grid */
       for (int64_t i = 0; i < k; i++) x[i] = aoq_f32_to_bf16((float)((int)(rnd_u64() % 31) - 15));
@@ -85,7 +86,8 @@ static void check_cfg(const char *cfg, const uint16_t *w, int64_t n, int64_t k) 
 
   aoq_qweight dw, got;
   aoq_status s = aoq_qweight_quantize(g_gpu, &f, w, n, k, NULL, &dw);
-  if (s != AOQ_OK) fail_msg("%s [%lld, %lld]: %s", cfg, (long long)n, (long long)k, aoq_last_error());
+  if (s != AOQ_OK)
+    fail_msg("%s [%lld, %lld]: %s", cfg, (long long)n, (long long)k, aoq_last_error());
   download_qweight(&dw, &got);
   const void *a[4] = {got.qdata, got.scale, got.zero, got.aux};
   const void *b[4] = {ref.qdata, ref.scale, ref.zero, ref.aux};
@@ -212,9 +214,9 @@ static const char *golden_dir(char *buf, size_t len) {
  * q.* / ref.* tensors byte for byte (through the same torchao views as aoq-golden). */
 static void golden_int_formats_match_torchao(void **state) {
   (void)state;
-  static const char *const files[] = {"int8wo",    "int8dq",     "int4wo-32",   "int4wo-64",
+  static const char *const files[] = {"int8wo",     "int8dq",     "int4wo-32",  "int4wo-64",
                                       "int4wo-128", "int4wo-256", "intx2wo-64", "intx4wo-32",
-                                      "intx8wo",   "int8-intx4"};
+                                      "intx8wo",    "int8-intx4"};
   char dir[1024], path[1200];
   golden_dir(dir, sizeof dir);
   int checked = 0;
