@@ -30,6 +30,8 @@ static const char usage[] =
     "http)\n"
     "  --pidfile FILE         write the daemon's pid\n"
     "  --foreground           do not detach\n"
+    "  --batch-invariant      GPU kernels chosen without regard to the batch: every sequence gets\n"
+    "                         the tokens it would get alone (slower past batch 8 and in prefill)\n"
     "  --help, --version\n"
     "Signals: SIGTERM drains then exits; SIGHUP re-reads --conf.\n";
 
@@ -67,7 +69,8 @@ int aoqd_args_parse(int argc, char **argv, aoqd_opts *o) {
     HELP,
     VERSION,
     HTTP,
-    APIKEYS
+    APIKEYS,
+    BINV
   };
   static const struct option opts[] = {{"model", required_argument, 0, MODEL},
                                        {"config", required_argument, 0, CONFIG},
@@ -91,6 +94,7 @@ int aoqd_args_parse(int argc, char **argv, aoqd_opts *o) {
                                        {"version", no_argument, 0, VERSION},
                                        {"http", required_argument, 0, HTTP},
                                        {"api-keys", required_argument, 0, APIKEYS},
+                                       {"batch-invariant", no_argument, 0, BINV},
                                        {0, 0, 0, 0}};
   memset(o, 0, sizeof *o);
   o->device = "auto";
@@ -163,6 +167,9 @@ int aoqd_args_parse(int argc, char **argv, aoqd_opts *o) {
         break;
       case FG:
         o->foreground = 1;
+        break;
+      case BINV:
+        o->batch_invariant = 1;
         break;
       case HTTP:
         o->http = optarg;

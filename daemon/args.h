@@ -24,6 +24,7 @@ typedef struct aoqd_opts {
   const char *conf;           /* --conf FILE: quotas, re-read on SIGHUP */
   const char *pidfile;
   int foreground;
+  int batch_invariant; /* --batch-invariant: a row's result never depends on its batch (GPU) */
   int socket_mode;      /* --socket-mode (octal, default 0600) */
   int heartbeat_ms;     /* --heartbeat-ms: ZMTP heartbeat interval (default 1000) */
   const char *http;     /* --http HOST:PORT: OpenAI-compatible HTTP + /metrics (http.h) */

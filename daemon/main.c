@@ -93,6 +93,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   aoq_device *dev;
+  /* read by the GPU backends when they open (kernels/gpu/gpu_kernels.h) */
+  if (o.batch_invariant) setenv("AOQ_BATCH_INVARIANT", "1", 1);
   if (aoq_device_open(o.device, &dev) != AOQ_OK) {
     AOQ_ERROR("device|name=%s error=\"%s\"", o.device, aoq_last_error());
     tell_parent(&ready_fd, '1');

@@ -363,7 +363,7 @@ static aoq_status need_bf16(aoq_dtype dt, const char *op) {
 
 static size_t cuda_linear_workspace(void *ctx, const aoq_qweight *w, int64_t m) {
   cuda_ctx *c = ctx;
-  if (w && aoq_cublas_linear_wants(c->blas, w, m))
+  if (w && !aoq_gk_batch_invariant() && aoq_cublas_linear_wants(c->blas, w, m))
     return aoq_cublas_linear_workspace(c->blas, w, m);
   return w ? aoq_gk_linear_workspace(w, m) : 0;
 }
@@ -381,7 +381,7 @@ static aoq_status cuda_linear(void *ctx, const aoq_qweight *w, const void *x, vo
   if (m == 0) return AOQ_OK;
   if (!x || !y || ((uintptr_t)x & 15))
     return aoq_err(AOQ_EINVAL, "cuda linear: x NULL or not 16-byte aligned, or y NULL");
-  if (aoq_cublas_linear_wants(c->blas, w, m)) /* large m: cuBLAS (+ decoded weight chunks) */
+  if (!aoq_gk_batch_invariant() && aoq_cublas_linear_wants(c->blas, w, m)) /* large m: cuBLAS */
     return aoq_cublas_linear(c->blas, w, x, y, m, ws, strm(c, s));
   if (!ws && aoq_gk_linear_workspace(w, m) > 0)
     return aoq_err(AOQ_EINVAL, "cuda linear: format %d needs a workspace of %zu bytes",
@@ -734,6 +734,11 @@ aoq_status aoq_cuda_device_create(int index, aoq_device **out) {
   *c->err_h = 0;
   c->num_sms = prop.multiProcessorCount;
   memcpy(c->name, prop.name, sizeof c->name - 1);
+  const char *inv = getenv("AOQ_BATCH_INVARIANT");
+  if (inv && *inv && strcmp(inv, "0") != 0) {
+    aoq_gk_set_batch_invariant(1);
+    AOQ_INFO("cuda batch-invariant kernels|device=%d", index);
+  }
   if (aoq_cublas_open(&c->blas) == AOQ_OK)
     AOQ_INFO("cuda linear engine|device=%d engine=\"%s\"", index, aoq_cublas_describe(c->blas));
   else

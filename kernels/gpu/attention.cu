@@ -283,8 +283,17 @@ typedef struct attn_plan {
   int splits, fsplits, ws_splits;
 } attn_plan;
 
+/* Batch-invariant mode: a fixed number of splits (key tile t always goes to split t % this),
+ * whatever m and max_pos, and no tensor-core kernel: a row's sums do not depend on its batch. */
+#define INVARIANT_SPLITS 16
+
 static attn_plan plan(const aoq_kv_cache *kv, int64_t m, int n_heads, int max_pos, int num_sms) {
   attn_plan p;
+  if (aoq_gk_batch_invariant()) {
+    p.splits = p.ws_splits = INVARIANT_SPLITS;
+    p.fsplits = 0;
+    return p;
+  }
   int group = n_heads / kv->n_kv_heads, g = pick_g(group);
   int64_t base = m * kv->n_kv_heads * ((group + g - 1) / g);
   int tiles = max_pos / TILE + 1;

@@ -27,6 +27,14 @@ enum {
   AOQ_GK_ERR_ATTN_INDEX = 3, /* attention: a sequence, position or page out of range */
 };
 
+/* Batch-invariant mode (process-wide; the CUDA backend sets it at open from $AOQ_BATCH_INVARIANT):
+ * every kernel is chosen and split without regard to the number of rows, so a row's result does
+ * not depend on the batch it runs in (linear: the mma GEMV with fixed warps per block, in slices of
+ * 64 rows, no FMA/skinny/GEMM/cuBLAS paths; attention: the per-row kernel with a fixed split of the
+ * key tiles). Slower past batch 8 and for prefill. */
+void aoq_gk_set_batch_invariant(int on);
+int aoq_gk_batch_invariant(void);
+
 /* Formats `aoq_gk_linear` implements: bit per aoq_format_kind. */
 uint64_t aoq_gk_linear_formats(void);
 /* Checks w's shape/group/buffers for the kernels; 0 if supported, else a static reason. */

@@ -607,9 +607,15 @@ __global__ void __launch_bounds__(MW * 32, NT == 1 ? 32 / MW : 1)
 template <class D, int NT>
 static int launch_nt(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
   /* 16 rows per block; small n gets more warps per block (split k) to keep ~32 warps per SM;
-   * wide tiles (NT >= 4) stop at 8 warps (shared memory of the k reduction) */
+   * wide tiles (NT >= 4) stop at 8 warps (shared memory of the k reduction). Batch-invariant:
+   * the warps (hence the k split and its summation order) depend on n only. */
   unsigned blocks = (unsigned)((w.n + 15) / 16);
-  if (blocks >= 1024)
+  if (aoq_gk_batch_invariant()) {
+    if (blocks >= 1024)
+      k_gemv_mma<D, NT, 4><<<blocks, 128, 0, st>>>(w, x, y, m);
+    else
+      k_gemv_mma<D, NT, 8><<<blocks, 256, 0, st>>>(w, x, y, m);
+  } else if (blocks >= 1024)
     k_gemv_mma<D, NT, 4><<<blocks, 128, 0, st>>>(w, x, y, m);
   else if (blocks >= 512 || NT >= 4)
     k_gemv_mma<D, NT, 8><<<blocks, 256, 0, st>>>(w, x, y, m);
@@ -634,8 +640,8 @@ struct fma_first<DecI8> {
 template <class D>
 static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
   if constexpr (fma_first<D>::v) {
-    if (m == 1) return launch_mr<D, 1, 1>(w, x, y, m, st);
-    if (m == 2) return launch_mr<D, 2, 2>(w, x, y, m, st);
+    if (m == 1 && !aoq_gk_batch_invariant()) return launch_mr<D, 1, 1>(w, x, y, m, st);
+    if (m == 2 && !aoq_gk_batch_invariant()) return launch_mr<D, 2, 2>(w, x, y, m, st);
   }
   if (m <= 8) return launch_nt<D, 1>(w, x, y, m, st);
   if (m <= 16) return launch_nt<D, 2>(w, x, y, m, st);
@@ -1162,7 +1168,7 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
   }
   if (sk_min <= 0) sk_min = b4 ? SK_MIN_M : 33;
   if (sk_warps != 4) sk_warps = 8;
-  if (m >= sk_min && m <= 64) {
+  if (m >= sk_min && m <= 64 && !aoq_gk_batch_invariant()) {
     if (w->kind == AOQ_FMT_INT4WO || w->kind == AOQ_FMT_INT4WO_HQQ)
       while ((1 << a.lg) < w->group) a.lg++;
     int ns = sk_plan(w, sk_warps);
@@ -1179,7 +1185,7 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
   }
 #endif
 #ifdef AOQ_HAVE_GEMM
-  if (m > GEMV_SLICE && w->k % GB == 0) {
+  if (m > GEMV_SLICE && w->k % GB == 0 && !aoq_gk_batch_invariant()) {
     switch (w->kind) {
       case AOQ_FMT_BF16:
         return launch_gemm<DecBF16>(a, x, y, m, st);

@@ -22,6 +22,18 @@ static __device__ __forceinline__ float block_sum(float v, float *sh) {
   return t;
 }
 
+/* ---- batch-invariant mode (gpu_kernels.h) ---- */
+
+static int g_batch_invariant;
+
+extern "C" void aoq_gk_set_batch_invariant(int on) {
+  g_batch_invariant = on != 0;
+}
+
+extern "C" int aoq_gk_batch_invariant(void) {
+  return g_batch_invariant;
+}
+
 /* ---- rmsnorm: one block per row; with t, the residual add first (x += t, stored) ---- */
 
 __global__ void k_rmsnorm(uint16_t *__restrict__ x, const uint16_t *__restrict__ t,

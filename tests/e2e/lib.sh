@@ -27,7 +27,8 @@ trap cleanup EXIT
 # start_daemon [extra aoqd options...]: starts aoqd with tiny (synthetic) on $AOQ_E2E_DEVICE
 # (default cpu; tools/gpu/e2e.sh runs the daemon suite with cuda:0) and waits for it.
 start_daemon() {
-  "$AOQD" --foreground --device "${AOQ_E2E_DEVICE:-cpu}" --model tiny --synthetic --pidfile "$T/aoqd.pid" \
+  # shellcheck disable=SC2086 # AOQ_E2E_DAEMON_ARGS: extra options, word-split on purpose
+  "$AOQD" --foreground --device "${AOQ_E2E_DEVICE:-cpu}" ${AOQ_E2E_DAEMON_ARGS:-} --model tiny --synthetic --pidfile "$T/aoqd.pid" \
     --endpoint "$AOQ_ENDPOINT" --admin-endpoint "$AOQ_ADMIN_ENDPOINT" --heartbeat-ms 200 "$@" \
     2>"$T/aoqd.log" &
   DAEMON_PID=$!
