@@ -141,10 +141,14 @@ aoq_status aoq_connect_with(const aoq_connect_opts *opts, aoq_client **out) {
   if (s == AOQ_OK) {
     c->ctx = zmq_ctx_new();
     c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_DEALER) : NULL;
+    /* The TTL travels in our PINGs: the daemon drops the connection when nothing at all has
+     * come from us for that long. Its own PING timeout cannot do that when its send queue to us
+     * is full (a stopped process): libzmq arms that timeout only once the PING is written. */
     int zero = 0, hb = 1000, hbt = 4000;
     if (!c->sock || zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero) ||
         zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb) ||
-        zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_TIMEOUT, &hbt, sizeof hbt))
+        zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_TIMEOUT, &hbt, sizeof hbt) ||
+        zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_TTL, &hbt, sizeof hbt))
       s = aoqc_fail(c, AOQ_ENOMEM, "socket: %s", zmq_strerror(zmq_errno()));
   }
   if (s == AOQ_OK && !strncmp(c->endpoint, "tcp://", 6)) s = curve_setup(c);
