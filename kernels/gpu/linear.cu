@@ -1148,7 +1148,9 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
   a.row_bytes = w->k * 16 / epl_of(w->kind);
   if (is_dynamic(w->kind)) {
     if (!ws) return (int)cudaErrorInvalidValue;
-    int rc = aoq_gk_act_quant(w, x, m, ws, stream);
+    /* the wide kernels of dequant.cu write act_quant.cu's bytes with 16-byte accesses */
+    int rc = w->k % 32 == 0 && ((uintptr_t)x & 15) == 0 ? aoq_gk_act_quant_rows(w, x, m, ws, stream)
+                                                        : aoq_gk_act_quant(w, x, m, ws, stream);
     if (rc) return rc;
     size_t off;
     aoq_gk_act_layout(m, w->k, &off);
