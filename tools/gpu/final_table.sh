@@ -2,7 +2,8 @@
 # tools/gpu/final_table.sh — one device call for the closing table of the CUDA issue: ctest -L gpu,
 # the GEMV table, and `aoq-bench decode` of the 8B shape for every format at batch 1, 8, 16, 32
 # and 64 with graphs on and off (one load per format), then `aoq-bench prefill` (2048-token TTFT
-# against cuBLAS GEMMs) if shipped. Logs to $OUT; `row:` lines of decode.log are the table.
+# against cuBLAS GEMMs) if shipped and AOQ_SKIP_PREFILL is not 1. Logs to $OUT; the `row:`
+# lines of decode.log are the table.
 # Ship first: tools/gpu/ship.sh BUILD NAME, and set AOQ_SHIP=.ship-NAME.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -14,7 +15,7 @@ for c in ${AOQ_TABLE_CONFIGS:-bf16 int8wo fp8wo int4wo-128 fp8dq-row mxfp8 nvfp4
     >>"$out/decode.log" 2>&1
   grep "^row: $c " "$out/decode.log" || tail -3 "$out/decode.log"
 done
-if "$bench" 2>&1 | grep -q prefill; then
+if [ "${AOQ_SKIP_PREFILL:-0}" != 1 ] && "$bench" 2>&1 | grep -q prefill; then
   for c in ${AOQ_PREFILL_CONFIGS:-bf16 int8wo fp8wo int4wo-128 fp8dq-row mxfp8 nvfp4 mxfp4}; do
     "$bench" prefill --device cuda:0 --model llama3.1-8b --synthetic --config "$c" \
       ${AOQ_PREFILL_ARGS:-} >>"$out/prefill.log" 2>&1
