@@ -143,8 +143,10 @@ aoq_status aoq_connect_with(const aoq_connect_opts *opts, aoq_client **out) {
     c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_DEALER) : NULL;
     /* The TTL travels in our PINGs: the daemon drops the connection when nothing at all has
      * come from us for that long. Its own PING timeout cannot do that when its send queue to us
-     * is full (a stopped process): libzmq arms that timeout only once the PING is written. */
-    int zero = 0, hb = 1000, hbt = 4000;
+     * is full (a stopped process): libzmq arms that timeout only once the PING is written. The
+     * daemon arms the TTL at our first PING, so PINGs go often (100 ms: a client stopped 0.1 s
+     * after connecting on a GPU daemon had sent none); the timeouts stay at 4 s or more. */
+    int zero = 0, hb = env_int("AOQ_HEARTBEAT_MS", 100), hbt = 4 * hb > 4000 ? 4 * hb : 4000;
     if (!c->sock || zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero) ||
         zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb) ||
         zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_TIMEOUT, &hbt, sizeof hbt) ||

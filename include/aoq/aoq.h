@@ -119,6 +119,8 @@ typedef enum aoq_format_kind {
  * Errors: every function returns an aoq_status; the daemon's (or the library's) detail for the
  * last failed call on a handle is aoq_client_last_error(c). Timeouts come from $AOQ_TIMEOUT_MS
  * (default 60000 ms between two replies; connect: $AOQ_CONNECT_TIMEOUT_MS, default 5000 ms).
+ * Liveness: ZMTP heartbeats every $AOQ_HEARTBEAT_MS (default 100 ms) carry a 4 s TTL (or 4 x the
+ * interval), after which aoqd drops a silent (stopped, hung) client and frees what it held.
  * ============================================================================================= */
 
 typedef struct aoq_client aoq_client;

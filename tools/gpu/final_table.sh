@@ -15,7 +15,8 @@ for c in ${AOQ_TABLE_CONFIGS:-bf16 int8wo fp8wo int4wo-128 fp8dq-row mxfp8 nvfp4
     >>"$out/decode.log" 2>&1
   grep "^row: $c " "$out/decode.log" || tail -3 "$out/decode.log"
 done
-if [ "${AOQ_SKIP_PREFILL:-0}" != 1 ] && "$bench" 2>&1 | grep -q prefill; then
+usage=$("$bench" 2>&1) # captured first: with pipefail, grep -q closing the pipe fails the test
+if [ "${AOQ_SKIP_PREFILL:-0}" != 1 ] && grep -q prefill <<< "$usage"; then
   for c in ${AOQ_PREFILL_CONFIGS:-bf16 int8wo fp8wo int4wo-128 fp8dq-row mxfp8 nvfp4 mxfp4}; do
     "$bench" prefill --device cuda:0 --model llama3.1-8b --synthetic --config "$c" \
       ${AOQ_PREFILL_ARGS:-} >>"$out/prefill.log" 2>&1
