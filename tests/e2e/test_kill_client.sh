@@ -36,6 +36,10 @@ echo "$S" | jq -c '{victim: (.tenants[] | select(.name=="victim")), kv_free: .mo
 "$E2E_CLIENT" slowgen hung >"$T/hung.out" &
 HUNG=$!
 for _ in $(seq 1 200); do grep -q '^tok' "$T/hung.out" 2>/dev/null && break; sleep 0.05; done
+# aoqd learns the client's heartbeat TTL from its first PING (libaoq: every 100 ms): a process
+# stopped before it sent one, while aoqd's queue to it is full (a GPU daemon streams the 3000
+# tokens in about a second), is reaped only when it dies. Hang it after a few heartbeats.
+sleep 0.3
 kill -STOP "$HUNG"
 for _ in $(seq 1 100); do
   S=$(status_json)
