@@ -1,0 +1,278 @@
+/*
+ * linear_skinny.h — part of kernels/gpu/linear.cu (included once, inside its CUDA-only
+ * AOQ_HAVE_MMA_BF16 section, after the mma GEMV): the skinny tensor-core GEMM for decode
+ * batches. Uses linear.cu's wargs, decoders and mma helpers; defines AOQ_HAVE_SKINNY.
+ */
+/* ---- m = 9..64: skinny tensor-core GEMM (decode batches) ----
+ * The GEMV above re-reads x from L1/L2 for every 16 weight rows, so at m = 32..64 x traffic and
+ * the mma count per decoded weight dominate. Here a block of W warps owns W * 32 weight rows;
+ * each warp owns 2 row tiles (32 rows) and all n-tiles, so one B fragment (x) feeds two A tiles.
+ * Weights, activations and the per-stage format parameters go global -> shared memory with
+ * cp.async through a ring of STAGES stages (as deep as the shared memory allows); a stage is one
+ * 16-byte chunk per row and lane (k = 4 * EPL: 32, 64 or 128), rows x 64 B. Lane (g, c) reads chunk
+ * c of its rows (64 B rows: a quarter warp reads 128 contiguous bytes) and the activation vector
+ * of the same k, which the copy stored permuted ((sub, c) order, rows 64 mod 128 bytes apart), so
+ * those reads are conflict-free too; decoding is the GEMV's (dec8p), the weight is mma's A, x is
+ * B. Where n / rows blocks cannot fill the GPU, blockIdx.y splits k over a thread-block cluster:
+ * each block leaves its fp32 partial tile in its shared memory and, after a cluster barrier,
+ * sums a slice of the tile over the cluster's blocks (distributed shared memory) in rank order
+ * — deterministic, no workspace, no second launch — and applies the format's epilogue. */
+#define SK_MIN_M 9
+#define SK_SMS 132     /* split planning target (H100 SXM); any count is correct, this one fills */
+#define SK_MAX_SPLIT 8 /* portable cluster size */
+
+static __device__ __forceinline__ void cp_async16(unsigned dst, const void *src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src));
+}
+/* weights: the L2 fetches 256 B around the chunk, so the next stages of the row hit L2 and DRAM
+ * sees 256-byte bursts instead of one 64-byte piece per row and stage */
+static __device__ __forceinline__ void cp_async16_pf(unsigned dst, const void *src) {
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"(dst), "l"(src));
+}
+static __device__ __forceinline__ void cp_async4(unsigned dst, const void *src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(dst), "l"(src));
+}
+static __device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;");
+}
+template <int N>
+static __device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N));
+}
+
+template <class D, int NT, int W>
+struct SkCfg {
+  enum {
+    T = W * 32,                                 /* threads */
+    ROWS = W * 32,                              /* weight rows per block */
+    KT = 4 * D::EPL,                            /* k per stage */
+    XS = (KT * 2) % 128 ? KT * 2 : KT * 2 + 64, /* bytes per x row: 64 mod 128 */
+    VPR = KT / 8,                               /* 16-byte vectors per x row */
+    WB = ROWS * 64,                             /* weight bytes per stage */
+    XB = 8 * NT * XS,
+    PB = ROWS * D::PWMAX * 4,
+    STAGE = WB + XB + PB,
+    BUDGET = W >= 8 ? 200 * 1024 : 100 * 1024, /* W = 4: two blocks per SM */
+    STAGES = BUDGET / STAGE > 12  ? 12
+             : BUDGET / STAGE < 2 ? 2
+                                  : BUDGET / STAGE,
+    SMEM = STAGES * STAGE,
+    NXC = (8 * NT * VPR + T - 1) / T /* x copies per thread and stage */
+  };
+};
+
+template <class D, int NT, int W>
+__global__ void __launch_bounds__(W * 32, 1)
+    k_skinny(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int m, int nsplit,
+             int pf) {
+  typedef SkCfg<D, NT, W> C;
+  extern __shared__ __align__(16) unsigned char sk_smem[];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
+  const int64_t row0 = (int64_t)blockIdx.x * C::ROWS;
+  const int split = blockIdx.y;
+  const int64_t nst = w.k / C::KT;
+  const int64_t st0 = nst * split / nsplit, st1 = nst * (split + 1) / nsplit;
+  const unsigned sbase = (unsigned)__cvta_generic_to_shared(sk_smem);
+
+  /* this thread's copies of a stage: 4 weight chunks (shared offset i * 16), up to NXC x vectors,
+   * up to PWMAX parameter words; sources advance by 64 B / KT elements per stage */
+  const uint8_t *wsrc[4];
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    const int i = tid + j * C::T;
+    wsrc[j] = w.q + min(row0 + (i >> 2), w.n - 1) * w.row_bytes + (i & 3) * 16;
+  }
+  const uint16_t *xsrc[C::NXC];
+  unsigned xdst[C::NXC];
+#pragma unroll
+  for (int j = 0; j < C::NXC; j++) {
+    const int i = min(tid + j * C::T, 8 * NT * C::VPR - 1);
+    const int t = i / C::VPR, v = i % C::VPR, cc = v / (D::EPL / 8), sub = v % (D::EPL / 8);
+    xsrc[j] = x + (int64_t)min(t, m - 1) * w.k + v * 8; /* rows past m: copies, discarded */
+    xdst[j] = C::WB + t * C::XS + (sub * 4 + cc) * 16;
+  }
+  int pw = 0, lpw = 0;
+  if constexpr (D::PWMAX > 0) {
+    pw = D::pwords(w);
+    lpw = pw == 4 ? 2 : pw == 2 ? 1 : 0;
+  }
+  auto issue = [&](int64_t st, int slot) {
+    const unsigned b = sbase + slot * C::STAGE;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      if (pf & 1)
+        cp_async16_pf(b + (tid + j * C::T) * 16, wsrc[j] + st * 64);
+      else
+        cp_async16(b + (tid + j * C::T) * 16, wsrc[j] + st * 64);
+    }
+#pragma unroll
+    for (int j = 0; j < C::NXC; j++)
+      if (C::NXC * C::T == 8 * NT * C::VPR || tid + j * C::T < 8 * NT * C::VPR)
+        cp_async16(b + xdst[j], xsrc[j] + st * C::KT);
+    if constexpr (D::PWMAX > 0) {
+      const uint32_t *sc = (const uint32_t *)w.scale;
+#pragma unroll
+      for (int j = 0; j < D::PWMAX; j++) {
+        const int i = tid + j * C::T;
+        if (i < (C::ROWS << lpw)) {
+          const int r = i >> lpw, jj = i & (pw - 1);
+          cp_async4(b + C::WB + C::XB + (r * D::PWMAX + jj) * 4,
+                    sc + D::pword0(w, min(row0 + r, w.n - 1), st * C::KT) + jj);
+        }
+      }
+    }
+  };
+
+  float acc[2][NT][4];
+#pragma unroll
+  for (int rt = 0; rt < 2; rt++)
+#pragma unroll
+    for (int t = 0; t < NT; t++) acc[rt][t][0] = acc[rt][t][1] = acc[rt][t][2] = acc[rt][t][3] = 0;
+  int lr[2][2]; /* local rows: tile rt, half h (rows g and g + 8 of the tile) */
+  typename D::P p0[2][2];
+#pragma unroll
+  for (int rt = 0; rt < 2; rt++)
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      lr[rt][h] = warp * 32 + rt * 16 + h * 8 + g;
+      p0[rt][h] = D::prm0(w, min(row0 + lr[rt][h], w.n - 1));
+    }
+
+#pragma unroll
+  for (int p = 0; p < C::STAGES - 1; p++) {
+    if (st0 + p < st1) issue(st0 + p, p);
+    cp_async_commit();
+  }
+  for (int64_t st = st0; st < st1; st++) {
+    const int i = (int)(st - st0);
+    cp_async_wait<C::STAGES - 2>();
+    __syncthreads(); /* stage i landed for every thread; slot (i - 1) % STAGES is free */
+    if (st + C::STAGES - 1 < st1) issue(st + C::STAGES - 1, (i + C::STAGES - 1) % C::STAGES);
+    cp_async_commit();
+    const unsigned char *base = sk_smem + (i % C::STAGES) * C::STAGE;
+    uint4 wr[2][2];
+    typename D::P pr[2][2];
+#pragma unroll
+    for (int rt = 0; rt < 2; rt++)
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        wr[rt][h] = *(const uint4 *)(base + lr[rt][h] * 64 + c * 16);
+        if constexpr (D::PWMAX > 0)
+          pr[rt][h] =
+              D::prms(p0[rt][h], (const uint32_t *)(base + C::WB + C::XB) + lr[rt][h] * D::PWMAX, c,
+                      w, min(row0 + lr[rt][h], w.n - 1), st * C::KT);
+        else
+          pr[rt][h] = p0[rt][h];
+      }
+#pragma unroll
+    for (int sub = 0; sub < D::EPL / 8; sub++) {
+      uint32_t A[2][2][4];
+#pragma unroll
+      for (int rt = 0; rt < 2; rt++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) D::dec8p(wr[rt][h], sub, pr[rt][h], A[rt][h]);
+#pragma unroll
+      for (int t = 0; t < NT; t++) {
+        const uint4 v = *(const uint4 *)(base + C::WB + (8 * t + g) * C::XS + (sub * 4 + c) * 16);
+        uint32_t X[4];
+        if (D::PAIR == 0) {
+          X[0] = v.x, X[1] = v.y, X[2] = v.z, X[3] = v.w;
+        } else { /* pairs (j, j + 4) */
+          X[0] = __byte_perm(v.x, v.z, 0x5410), X[1] = __byte_perm(v.x, v.z, 0x7632);
+          X[2] = __byte_perm(v.y, v.w, 0x5410), X[3] = __byte_perm(v.y, v.w, 0x7632);
+        }
+#pragma unroll
+        for (int rt = 0; rt < 2; rt++) {
+          mma16816(acc[rt][t], A[rt][0][0], A[rt][1][0], A[rt][0][1], A[rt][1][1], X[0], X[1]);
+          mma16816(acc[rt][t], A[rt][0][2], A[rt][1][2], A[rt][0][3], A[rt][1][3], X[2], X[3]);
+        }
+      }
+    }
+  }
+  cp_async_wait<0>();
+  /* acc[rt][t]: {row g, col 2c}, {row g, col 2c + 1}, {row g + 8, col 2c}, {row g + 8, col 2c + 1}
+   */
+  if (nsplit == 1) {
+#pragma unroll
+    for (int rt = 0; rt < 2; rt++)
+#pragma unroll
+      for (int t = 0; t < NT; t++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          const int64_t row = row0 + lr[rt][j >> 1];
+          const int tok = 8 * t + 2 * c + (j & 1);
+          if (row < w.n && tok < m)
+            y[(int64_t)tok * w.n + row] = aoq_f32_to_bf16(D::epi(acc[rt][t][j], w, row, tok));
+        }
+    return;
+  }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  __trap(); /* no clusters before sm_90: the host launches splits only on cc >= 9 */
+#else
+  /* split k: the partial tile [8 NT tokens][ROWS] in this block's shared memory (the ring is
+   * drained), then each block sums its slice of the tile over the cluster in rank order */
+  cooperative_groups::cluster_group cl = cooperative_groups::this_cluster();
+  float *red = (float *)sk_smem;
+  __syncthreads();
+#pragma unroll
+  for (int rt = 0; rt < 2; rt++)
+#pragma unroll
+    for (int t = 0; t < NT; t++)
+#pragma unroll
+      for (int j = 0; j < 4; j++)
+        red[(8 * t + 2 * c + (j & 1)) * C::ROWS + lr[rt][j >> 1]] = acc[rt][t][j];
+  cl.sync();
+  const int rank = (int)cl.block_rank(), tile = 8 * NT * C::ROWS;
+  const int e0 = tile * rank / nsplit, e1 = tile * (rank + 1) / nsplit;
+  for (int e = e0 + tid; e < e1; e += C::T) {
+    const int tok = e / C::ROWS;
+    const int64_t row = row0 + e % C::ROWS;
+    float v = 0;
+    for (int r = 0; r < nsplit; r++) v += cl.map_shared_rank(red, r)[e];
+    if (row < w.n && tok < m) y[(int64_t)tok * w.n + row] = aoq_f32_to_bf16(D::epi(v, w, row, tok));
+  }
+  cl.sync(); /* the other blocks may still read this one's tile */
+#endif
+}
+
+template <class D, int NT, int W>
+static int launch_skinny_nt(const wargs &w, const uint16_t *x, uint16_t *y, int m, int nsplit,
+                            aoq_gpu_stream_t st) {
+  typedef SkCfg<D, NT, W> C;
+  static_assert(8 * NT * C::ROWS * 4 <= C::SMEM, "the split-k tile lives in the ring");
+  aoq_gpu_error_t e = cudaFuncSetAttribute(k_skinny<D, NT, W>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+  if (e != AOQ_GPU_SUCCESS) return (int)e;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3((unsigned)((w.n + C::ROWS - 1) / C::ROWS), (unsigned)nsplit);
+  cfg.blockDim = dim3(C::T);
+  cfg.dynamicSmemBytes = C::SMEM;
+  cfg.stream = st;
+  cudaLaunchAttribute at[1];
+  at[0].id = cudaLaunchAttributeClusterDimension;
+  at[0].val.clusterDim.x = 1;
+  at[0].val.clusterDim.y = (unsigned)nsplit;
+  at[0].val.clusterDim.z = 1;
+  cfg.attrs = at;
+  cfg.numAttrs = nsplit > 1 ? 1 : 0;
+  e = cudaLaunchKernelEx(&cfg, k_skinny<D, NT, W>, w, x, y, m, nsplit, w.pf);
+  if (e != AOQ_GPU_SUCCESS) return (int)e;
+  return (int)aoq_gpu_get_last_error();
+}
+
+template <class D, int W>
+static int launch_skinny_w(const wargs &w, const uint16_t *x, uint16_t *y, int m, int nsplit,
+                           aoq_gpu_stream_t st) {
+  if (m <= 8) return launch_skinny_nt<D, 1, W>(w, x, y, m, nsplit, st);
+  if (m <= 16) return launch_skinny_nt<D, 2, W>(w, x, y, m, nsplit, st);
+  if (m <= 32) return launch_skinny_nt<D, 4, W>(w, x, y, m, nsplit, st);
+  return launch_skinny_nt<D, 8, W>(w, x, y, m, nsplit, st);
+}
+
+template <class D>
+static int launch_skinny(const wargs &w, const uint16_t *x, uint16_t *y, int m, int nsplit,
+                         int warps, aoq_gpu_stream_t st) {
+  if (warps == 4) return launch_skinny_w<D, 4>(w, x, y, m, nsplit, st);
+  return launch_skinny_w<D, 8>(w, x, y, m, nsplit, st);
+}
+#define AOQ_HAVE_SKINNY 1
