@@ -143,6 +143,30 @@ aoq_status aoq_rope_check(const aoq_rope *r, int n_heads, int head_dim, int max_
   return AOQ_OK;
 }
 
+aoq_status aoq_gpu_quantize_check(const aoq_qweight *w, const char *who) {
+  int64_t blk = w->kind == AOQ_FMT_MXFP8 || w->kind == AOQ_FMT_MXFP4     ? 32
+                : w->kind == AOQ_FMT_NVFP4 || w->kind == AOQ_FMT_NVFP4WO ? 16
+                                                                         : 1;
+  if (w->n <= 0 || w->k <= 0 || w->n > INT32_MAX || w->k % blk)
+    return aoq_err(AOQ_ESHAPE, "%s quantize: weight [%lld, %lld] (k must be a multiple of %lld)",
+                   who, (long long)w->n, (long long)w->k, (long long)blk);
+  if (!w->qdata || !w->scale || (blk == 16 && !w->aux))
+    return aoq_err(AOQ_EINVAL, "%s quantize: weight buffers not allocated", who);
+  /* integer formats (kernels/gpu/quantize_int.cu): groups start on a byte of the bit stream (a
+   * multiple of 16, or the row), and a group is indexed by int */
+  bool int_fmt = w->kind == AOQ_FMT_INT8WO || w->kind == AOQ_FMT_INT8DQ ||
+                 w->kind == AOQ_FMT_INT4WO || w->kind == AOQ_FMT_INTXWO ||
+                 w->kind == AOQ_FMT_INT8_INTX || w->kind == AOQ_FMT_INT8_INT4 ||
+                 w->kind == AOQ_FMT_FP8_INT4 || w->kind == AOQ_FMT_W158;
+  bool per_row = w->kind == AOQ_FMT_INT8WO || w->kind == AOQ_FMT_INT8DQ || w->kind == AOQ_FMT_W158;
+  if (int_fmt && (w->k > INT32_MAX || w->bits < 1 || w->bits > 8 ||
+                  (!per_row && (w->group <= 0 || w->k % w->group ||
+                                (w->group != w->k && w->group % 16)))))
+    return aoq_err(AOQ_ESHAPE, "%s quantize: format %d: k %lld, group %d, bits %d", who,
+                   (int)w->kind, (long long)w->k, w->group, w->bits);
+  return AOQ_OK;
+}
+
 aoq_status aoq_kv_cache_check(const aoq_kv_cache *kv, const char *who, const char *op) {
   if (!kv || !kv->k || !kv->v) return aoq_err(AOQ_EINVAL, "%s %s: NULL kv cache or k/v", who, op);
   if (kv->n_pages <= 0 || kv->page_size <= 0 || kv->n_kv_heads <= 0 || kv->head_dim <= 0)

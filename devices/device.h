@@ -277,6 +277,9 @@ aoq_status aoq_device_wrap(const struct aoq_device_iface *iface, void *ctx, cons
 aoq_status aoq_rope_check(const aoq_rope *r, int n_heads, int head_dim, int max_head_dim,
                           int64_t row_stride, const char *who);
 aoq_status aoq_kv_cache_check(const aoq_kv_cache *kv, const char *who, const char *op);
+/* The shapes and buffers the GPU quantize kernels (kernels/gpu/quantize*.cu) take, for the CUDA
+ * and HIP backends' quantize op. */
+aoq_status aoq_gpu_quantize_check(const aoq_qweight *w, const char *who);
 
 /* Wrappers: each checks its arguments, then dispatches. Same semantics as the iface entries. */
 aoq_status aoq_dev_alloc(aoq_device *d, size_t bytes, void **ptr);

@@ -394,29 +394,10 @@ static aoq_status cuda_linear(void *ctx, const aoq_qweight *w, const void *x, vo
 static aoq_status cuda_quantize(void *ctx, const void *w_src, aoq_qweight *w, aoq_stream *s) {
   cuda_ctx *c = ctx;
   if (!w_src || !w) return aoq_err(AOQ_EINVAL, "cuda quantize: NULL source or weight");
-  if (!(aoq_gk_quantize_formats() >> w->kind & 1))
+  if ((unsigned)w->kind >= AOQ_FMT_COUNT || !(aoq_gk_quantize_formats() >> w->kind & 1))
     return aoq_err(AOQ_EUNSUPPORTED, "cuda quantize: format %d is quantized on the host",
                    (int)w->kind);
-  int64_t blk = w->kind == AOQ_FMT_MXFP8 || w->kind == AOQ_FMT_MXFP4     ? 32
-                : w->kind == AOQ_FMT_NVFP4 || w->kind == AOQ_FMT_NVFP4WO ? 16
-                                                                         : 1;
-  if (w->n <= 0 || w->k <= 0 || w->n > INT32_MAX || w->k % blk)
-    return aoq_err(AOQ_ESHAPE, "cuda quantize: weight [%lld, %lld] (k must be a multiple of %lld)",
-                   (long long)w->n, (long long)w->k, (long long)blk);
-  if (!w->qdata || !w->scale || (blk == 16 && !w->aux))
-    return aoq_err(AOQ_EINVAL, "cuda quantize: weight buffers not allocated");
-  /* integer formats (quantize_int.cu): groups start on a byte of the bit stream (a multiple of
-   * 16, or the row), and a group is indexed by int */
-  bool int_fmt = w->kind == AOQ_FMT_INT8WO || w->kind == AOQ_FMT_INT8DQ ||
-                 w->kind == AOQ_FMT_INT4WO || w->kind == AOQ_FMT_INTXWO ||
-                 w->kind == AOQ_FMT_INT8_INTX || w->kind == AOQ_FMT_INT8_INT4 ||
-                 w->kind == AOQ_FMT_FP8_INT4 || w->kind == AOQ_FMT_W158;
-  bool per_row = w->kind == AOQ_FMT_INT8WO || w->kind == AOQ_FMT_INT8DQ || w->kind == AOQ_FMT_W158;
-  if (int_fmt && (w->k > INT32_MAX || w->bits < 1 || w->bits > 8 ||
-                  (!per_row && (w->group <= 0 || w->k % w->group ||
-                                (w->group != w->k && w->group % 16)))))
-    return aoq_err(AOQ_ESHAPE, "cuda quantize: format %d: k %lld, group %d, bits %d", (int)w->kind,
-                   (long long)w->k, w->group, w->bits);
+  AOQ_TRY(aoq_gpu_quantize_check(w, "cuda"));
   AOQ_TRY(setdev(c));
   KL(aoq_gk_quantize(w_src, w, c->scratch, strm(c, s)), "quantize");
   return AOQ_OK;

@@ -384,14 +384,7 @@ static aoq_status hip_quantize(void *ctx, const void *w_src, aoq_qweight *w, aoq
   if ((unsigned)w->kind >= AOQ_FMT_COUNT || !(aoq_gk_quantize_formats() >> w->kind & 1))
     return aoq_err(AOQ_EUNSUPPORTED, "hip quantize: format %d is quantized on the host",
                    (int)w->kind);
-  int64_t blk = w->kind == AOQ_FMT_MXFP8 || w->kind == AOQ_FMT_MXFP4     ? 32
-                : w->kind == AOQ_FMT_NVFP4 || w->kind == AOQ_FMT_NVFP4WO ? 16
-                                                                         : 1;
-  if (w->n <= 0 || w->k <= 0 || w->n > INT32_MAX || w->k % blk)
-    return aoq_err(AOQ_ESHAPE, "hip quantize: weight [%lld, %lld] (k must be a multiple of %lld)",
-                   (long long)w->n, (long long)w->k, (long long)blk);
-  if (!w->qdata || !w->scale || (blk == 16 && !w->aux))
-    return aoq_err(AOQ_EINVAL, "hip quantize: weight buffers not allocated");
+  AOQ_TRY(aoq_gpu_quantize_check(w, "hip"));
   AOQ_TRY(setdev(c));
   KL(aoq_gk_quantize(w_src, w, c->scratch, strm(c, s)), "quantize");
   return AOQ_OK;
