@@ -1,7 +1,7 @@
 /*
  * linear.cu — y[m,n] = x[m,k] @ W^T with W in its packed format (devices/device.h summary,
  * docs/layouts.md): GEMV (m <= 8, and up to 64 for the formats where it is faster), skinny
- * tensor-core GEMM (m = 9..64 for the 4-bit formats, 33..64 for the others; CUDA sm_90), tiled
+ * tensor-core GEMM (m = 17..64 for int4wo and mxfp4, 33..64 for the others; CUDA sm_90), tiled
  * GEMM (m > 64).
  *
  * FMA GEMV (HIP, and bf16/int8wo at m <= 2 on CUDA): each warp owns R weight rows; every lane
@@ -790,8 +790,9 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
     a.xt = a.xs + m;
   }
 #ifdef AOQ_HAVE_SKINNY
-  /* The skinny GEMM takes the 4-bit formats from m = 9 and the 8/16-bit ones from m = 33, where
-   * it measured faster than the GEMV (docs/cuda.md, session 2). AOQ_SKINNY overrides that for
+  /* The skinny GEMM takes int4wo and mxfp4 from m = 17, nvfp4(wo) and the 8/16-bit formats from
+   * m = 33, where the whole decode step measured faster than with the GEMV (docs/cuda.md,
+   * session 2: at m = 16 the GEMV's step is 15-21% shorter). AOQ_SKINNY overrides that for
    * diagnosis: "0" keeps the GEMV everywhere, "WARPS,MIN_M,PREFETCH" picks 4 or 8 warps per
    * block, the smallest m (0: the default above) and the L2 prefetch bits (wargs.pf). */
   const bool b4 = epl_of(w->kind) == 32;
@@ -799,7 +800,8 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
   if (const char *ev = getenv("AOQ_SKINNY")) {
     if (sscanf(ev, "%d,%d,%d", &sk_warps, &sk_min, &a.pf) >= 1 && sk_warps == 0) sk_min = 65;
   }
-  if (sk_min <= 0) sk_min = b4 ? SK_MIN_M : 33;
+  const bool nv = w->kind == AOQ_FMT_NVFP4 || w->kind == AOQ_FMT_NVFP4WO;
+  if (sk_min <= 0) sk_min = b4 && !nv ? SK_MIN_M : 33;
   if (sk_warps != 4) sk_warps = 8;
   if (m >= sk_min && m <= 64 && !aoq_gk_batch_invariant()) {
     if (w->kind == AOQ_FMT_INT4WO || w->kind == AOQ_FMT_INT4WO_HQQ)
