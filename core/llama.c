@@ -104,8 +104,8 @@ void aoq_llama_graphs_drop(aoq_model *m) {
 void aoq_llama_free_state(aoq_model *m) {
   aoq_device *d = m->dev;
   aoq_llama_graphs_drop(m);
-  void *bufs[] = {m->x,          m->tmp,    m->xn,       m->act,    m->gu,
-                  m->qkv,        m->qkvg,   m->attn,     m->xl,     m->logits_bf16,
+  void *bufs[] = {m->x,          m->tmp,    m->xn,       m->act,     m->gu,
+                  m->qkv,        m->qkvg,   m->attn,     m->xl,      m->logits_bf16,
                   m->logits_f32, m->d_meta, m->d_gather, m->ws_attn, m->d_ids};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) aoq_dev_free(d, bufs[i]);
   if (m->stream) aoq_dev_stream_destroy(d, m->stream);
@@ -156,7 +156,8 @@ static aoq_status forward(aoq_model *m, const meta_view *dv, int64_t T, int n, i
    * projections is folded into the next rmsnorm, and the q|k|v split, both ropes and the
    * kv_store into one kernel (same bits either way). */
   const bool fused = aoq_device_has(d, AOQ_CAP_FUSED);
-  if (fused) AOQ_TRY(aoq_dev_add_rmsnorm(d, m->x, NULL, m->norm_attn[0], m->xn, T, H, c->rms_eps, bf, s));
+  if (fused)
+    AOQ_TRY(aoq_dev_add_rmsnorm(d, m->x, NULL, m->norm_attn[0], m->xn, T, H, c->rms_eps, bf, s));
   for (int l = 0; l < c->n_layers; l++) {
     const aoq_qweight *lw = &w->lin[l * AOQ_LIN_PER_LAYER];
     if (!fused) AOQ_TRY(aoq_dev_rmsnorm(d, m->x, m->norm_attn[l], m->xn, T, H, c->rms_eps, bf, s));
@@ -184,8 +185,8 @@ static aoq_status forward(aoq_model *m, const meta_view *dv, int64_t T, int n, i
     AOQ_TRY(aoq_dev_silu_mul(d, m->gu, m->act, T, I, bf, s));
     AOQ_TRY(aoq_dev_linear(d, &lw[AOQ_LIN_DOWN], m->act, m->tmp, T, bf, w->ws, s));
     if (fused && l + 1 < c->n_layers)
-      AOQ_TRY(aoq_dev_add_rmsnorm(d, m->x, m->tmp, m->norm_attn[l + 1], m->xn, T, H, c->rms_eps,
-                                  bf, s));
+      AOQ_TRY(aoq_dev_add_rmsnorm(d, m->x, m->tmp, m->norm_attn[l + 1], m->xn, T, H, c->rms_eps, bf,
+                                  s));
     else
       AOQ_TRY(aoq_dev_add(d, m->x, m->tmp, m->x, T * H, bf, s));
   }
@@ -272,8 +273,8 @@ static aoq_status validate(aoq_model *m, const aoq_step_item *items, int n, int6
   return s;
 }
 
-aoq_status aoq_llama_step(aoq_model *m, const aoq_step_item *items, int n,
-                           aoq_sample_params *sp, int32_t *tokens, float *logits) {
+aoq_status aoq_llama_step(aoq_model *m, const aoq_step_item *items, int n, aoq_sample_params *sp,
+                          int32_t *tokens, float *logits) {
   int64_t T = 0, L = 0;
   bool decode = false;
   AOQ_TRY(validate(m, items, n, &T, &L, &decode));
@@ -324,8 +325,8 @@ aoq_status aoq_llama_step(aoq_model *m, const aoq_step_item *items, int n,
     if (sampled) AOQ_TRY(aoq_dev_sample(d, m->logits_bf16, m->d_ids, L, V, sp, bf16, m->stream));
   }
   if (L > 0 && logits) {
-    AOQ_TRY(aoq_dev_convert(d, m->logits_bf16, bf16, m->logits_f32, AOQ_DTYPE_F32, L * V,
-                            m->stream));
+    AOQ_TRY(
+        aoq_dev_convert(d, m->logits_bf16, bf16, m->logits_f32, AOQ_DTYPE_F32, L * V, m->stream));
     AOQ_TRY(aoq_dev_copy_d2h(d, logits, m->logits_f32, (size_t)(L * V) * 4, m->stream));
   }
   if (L > 0 && tokens) AOQ_TRY(aoq_dev_copy_d2h(d, tokens, m->d_ids, (size_t)L * 4, m->stream));

@@ -587,8 +587,8 @@ aoq_status aoq_model_logits_to_device(aoq_model *m, int row, void *dst) {
   if (!m || !dst || row < 0 || row >= m->max_seqs)
     return aoq_err(AOQ_EINVAL, "logits_to_device: bad row %d or NULL argument", row);
   size_t bytes = (size_t)m->cfg.vocab_size * 4;
-  AOQ_TRY(aoq_dev_copy_d2d(m->dev, dst, (const uint8_t *)m->logits_f32 + (size_t)row * bytes,
-                           bytes, m->stream));
+  AOQ_TRY(aoq_dev_copy_d2d(m->dev, dst, (const uint8_t *)m->logits_f32 + (size_t)row * bytes, bytes,
+                           m->stream));
   return aoq_dev_stream_sync(m->dev, m->stream);
 }
 

@@ -18,8 +18,8 @@ static void add_rmsnorm_case(aoq_device *d, int64_t m, int64_t n) {
   assert_int_equal(aoq_dev_rmsnorm(d, x2, w, y2, m, n, 1e-5f, bf, NULL), AOQ_OK);
   uint16_t *a[4] = {dev_download(d, x1, b), dev_download(d, x2, b), dev_download(d, y1, b),
                     dev_download(d, y2, b)};
-  assert_memory_equal(a[0], a[1], b); /* the residual, updated in place */
-  assert_memory_equal(a[2], a[3], b); /* the normed rows */
+  assert_memory_equal(a[0], a[1], b);                   /* the residual, updated in place */
+  assert_memory_equal(a[2], a[3], b);                   /* the normed rows */
   assert_true(count_diff(a[0], hx, m * n) > m * n / 2); /* the add did happen */
   /* without t: plain rmsnorm, x untouched */
   assert_int_equal(aoq_dev_add_rmsnorm(d, x1, NULL, w, y1, m, n, 1e-5f, bf, NULL), AOQ_OK);
@@ -43,9 +43,9 @@ static void test_add_rmsnorm(void **state) {
   add_rmsnorm_case(g_gpu, 64, 4096);
   add_rmsnorm_case(g_cpu, 5, 4096); /* no AOQ_CAP_FUSED: the wrapper's add + rmsnorm */
   /* bad arguments are refused, not launched */
-  assert_int_equal(aoq_dev_add_rmsnorm(g_gpu, NULL, NULL, NULL, NULL, 1, 8, 1e-5f, AOQ_DTYPE_BF16,
-                                       NULL),
-                   AOQ_EINVAL);
+  assert_int_equal(
+      aoq_dev_add_rmsnorm(g_gpu, NULL, NULL, NULL, NULL, 1, 8, 1e-5f, AOQ_DTYPE_BF16, NULL),
+      AOQ_EINVAL);
 }
 
 static void test_qkv_rope_store(void **state) {
@@ -72,7 +72,8 @@ static void test_qkv_rope_store(void **state) {
   }
   void *qkv = dev_upload(g_gpu, hqkv, (size_t)(m * N) * 2);
   void *qo = dev_upload(g_gpu, NULL, (size_t)m * nh * hd * 2);
-  void *q = dev_upload(g_gpu, hq, (size_t)m * nh * hd * 2), *k = dev_upload(g_gpu, hk, (size_t)m * kvw * 2);
+  void *q = dev_upload(g_gpu, hq, (size_t)m * nh * hd * 2),
+       *k = dev_upload(g_gpu, hk, (size_t)m * kvw * 2);
   void *v = dev_upload(g_gpu, hv, (size_t)m * kvw * 2);
   void *ps = dev_upload(g_gpu, pos, sizeof pos), *sl = dev_upload(g_gpu, slots, sizeof slots);
   const aoq_dtype bf = AOQ_DTYPE_BF16;

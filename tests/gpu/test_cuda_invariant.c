@@ -51,8 +51,7 @@ static void alone(aoq_model *m, int vocab, float *out) {
   aoq_step_item it = {.seq = s, .tokens = p, .n_tokens = n, .want_logits = true};
   int32_t tok;
   for (int k = 0; k < 5; k++) {
-    assert_int_equal(aoq_model_step_sample(m, &it, 1, NULL, &tok, out + (size_t)k * vocab),
-                     AOQ_OK);
+    assert_int_equal(aoq_model_step_sample(m, &it, 1, NULL, &tok, out + (size_t)k * vocab), AOQ_OK);
     it = (aoq_step_item){.seq = s, .tokens = &tok, .n_tokens = 1, .want_logits = true};
   }
   aoq_model_seq_close(m, s);
@@ -70,7 +69,8 @@ static void batched(aoq_model *m, int vocab, int others, float *out) {
   }
   /* the others are a step ahead: sequence 0's prefill shares a step with their decode rows */
   for (int i = 1; i <= others; i++)
-    it[i - 1] = (aoq_step_item){.seq = s[i], .tokens = prompts[i], .n_tokens = n[i], .want_logits = true};
+    it[i - 1] =
+        (aoq_step_item){.seq = s[i], .tokens = prompts[i], .n_tokens = n[i], .want_logits = true};
   if (others) assert_int_equal(aoq_model_step_sample(m, it, others, NULL, tok + 1, NULL), AOQ_OK);
   it[0] = (aoq_step_item){.seq = s[0], .tokens = prompts[0], .n_tokens = n[0], .want_logits = true};
   for (int i = 1; i <= others; i++)
@@ -87,14 +87,16 @@ static void batched(aoq_model *m, int vocab, int others, float *out) {
 static void model_case(const char *config) {
   aoq_model *m = load(config);
   int vocab = aoq_model_info_get(m)->cfg.vocab_size;
-  float *a = malloc(sizeof(float) * 5 * (size_t)vocab), *b = malloc(sizeof(float) * 5 * (size_t)vocab);
+  float *a = malloc(sizeof(float) * 5 * (size_t)vocab),
+        *b = malloc(sizeof(float) * 5 * (size_t)vocab);
   alone(m, vocab, a);
   const int others[] = {1, 2, 8, 20, 39, 70};
   for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
     batched(m, vocab, others[i], b);
     for (int k = 0; k < 5; k++)
       if (memcmp(a + (size_t)k * vocab, b + (size_t)k * vocab, sizeof(float) * (size_t)vocab))
-        fail_msg("%s: sequence 0 with %d others differs from alone at step %d", config, others[i], k);
+        fail_msg("%s: sequence 0 with %d others differs from alone at step %d", config, others[i],
+                 k);
   }
   free(a), free(b);
   aoq_model_free(m);

@@ -157,7 +157,8 @@ static void test_step_sample_matches_host_picks(void **state) {
   aoq_model *a = load_tiny(3, NULL, 0), *b = load_tiny(3, NULL, 0);
   int vocab = aoq_model_info_get(a)->cfg.vocab_size;
   const int32_t p0[] = {256, 7, 8, 9}, p1[] = {256, 40, 41};
-  float *lg = malloc(sizeof(float) * 2 * (size_t)vocab), *lg2 = malloc(sizeof(float) * 2 * (size_t)vocab);
+  float *lg = malloc(sizeof(float) * 2 * (size_t)vocab),
+        *lg2 = malloc(sizeof(float) * 2 * (size_t)vocab);
   int sa[2], sb[2];
   for (int i = 0; i < 2; i++) {
     assert_int_equal(aoq_model_seq_open(a, &sa[i]), AOQ_OK);
@@ -176,8 +177,8 @@ static void test_step_sample_matches_host_picks(void **state) {
     /* row 0: the host's greedy pick; row 1: the device sampler on the same (bf16-exact) logits */
     ta[0] = aoq_sample_host(lg, vocab, &host[0]);
     for (int i = 0; i < vocab; i++) row_bf16[i] = aoq_f32_to_bf16(lg[(size_t)vocab + i]);
-    assert_int_equal(aoq_dev_sample(dev, row_bf16, &ta[1], 1, vocab, &host[1], AOQ_DTYPE_BF16, NULL),
-                     AOQ_OK);
+    assert_int_equal(
+        aoq_dev_sample(dev, row_bf16, &ta[1], 1, vocab, &host[1], AOQ_DTYPE_BF16, NULL), AOQ_OK);
     host[1].seed += 0x9e3779b97f4a7c15ull;
     /* with logits as well: they must equal the plain step's */
     assert_int_equal(aoq_model_step_sample(b, ib, 2, dev_p, tb, step % 2 ? lg2 : NULL), AOQ_OK);

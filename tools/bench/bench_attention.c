@@ -53,43 +53,6 @@ static void fill_bf16(uint16_t *h, size_t n) {
     h[i] = aoq_f32_to_bf16((float)((double)(next_u64() >> 11) * 0x1.0p-52 - 1.0));
 }
 
-typedef aoq_status (*call_fn)(void *arg, int i);
-
-/* Median ms per call of `batches` timings of `per` back-to-back calls. */
-static int time_calls(aoq_device *d, call_fn fn, void *arg, int per, int batches, double *ms_out) {
-  aoq_event *e0, *e1;
-  if (aoq_dev_event_create(d, &e0) || aoq_dev_event_create(d, &e1)) return fail("event_create");
-  double t[32];
-  if (batches > 32) batches = 32;
-  for (int i = 0; i < 3; i++)
-    if (fn(arg, i)) return fail("warm-up call");
-  for (int b = 0; b < batches; b++) {
-    if (aoq_dev_event_record(d, e0, NULL)) return fail("event_record");
-    for (int i = 0; i < per; i++)
-      if (fn(arg, b * per + i)) return fail("call");
-    if (aoq_dev_event_record(d, e1, NULL) || aoq_dev_event_sync(d, e1)) return fail("event");
-    float ms = 0;
-    if (aoq_dev_event_elapsed_ms(d, e0, e1, &ms)) return fail("event_elapsed_ms");
-    t[b] = ms / per;
-  }
-  *ms_out = aoq_bench_median(t, batches);
-  aoq_dev_event_destroy(d, e0);
-  aoq_dev_event_destroy(d, e1);
-  return 0;
-}
-
-typedef struct copy_arg {
-  aoq_device *d;
-  void *a, *b;
-  size_t n;
-} copy_arg;
-
-static aoq_status copy_call(void *p, int i) {
-  copy_arg *c = p;
-  return i % 2 ? aoq_dev_copy_d2d(c->d, c->a, c->b, c->n, NULL)
-               : aoq_dev_copy_d2d(c->d, c->b, c->a, c->n, NULL);
-}
-
 /* One attention workload: m rows over n_seqs sequences of max_blocks pages each, `copies`
  * block tables over disjoint pages of one cache. */
 typedef struct work {
@@ -190,7 +153,7 @@ static int run(aoq_device *d, const char *name, const int32_t *rs, const int32_t
   work w;
   if (work_make(&w, d, rs, rp, m, n_seqs, max_pos, copies)) return 1;
   double ms;
-  int rc = time_calls(d, work_call, &w, repeat, 7, &ms);
+  int rc = aoq_bench_time_calls(d, work_call, &w, repeat, 7, &ms);
   work_free(&w);
   if (rc) return 1;
   printf("%-28s %6lld %6d %10.1f %8.1f %9.1f %6.1f%%\n", name, (long long)m, max_pos + 1, ms * 1e3,
@@ -257,16 +220,9 @@ int aoq_bench_attention(int argc, char **argv) {
   bool host = aoq_device_has(d, AOQ_CAP_HOST_MEMORY);
   printf("# aoq-bench attention on %s (%s): %d/%d heads x %d, pages of %d\n", dev_name, info.name,
          NH, NKV, HD, PS);
-  copy_arg ca = {d, NULL, NULL, host ? (256u << 20) : (1u << 30)};
-  if (aoq_dev_alloc(d, ca.n, &ca.a) || aoq_dev_alloc(d, ca.n, &ca.b)) return fail("alloc");
-  aoq_dev_memset(d, ca.a, 1, ca.n, NULL);
-  aoq_dev_memset(d, ca.b, 2, ca.n, NULL);
-  double copy_ms;
-  if (time_calls(d, copy_call, &ca, host ? 2 : 10, 5, &copy_ms)) return 1;
-  double copy_gbs = 2.0 * (double)ca.n / (copy_ms * 1e-3) / 1e9;
+  double copy_gbs = aoq_bench_copy_gbps(d, host ? (256u << 20) : (1u << 30));
+  if (!(copy_gbs > 0)) return 1;
   printf("# device-to-device copy: %.1f GB/s (read + write)\n", copy_gbs);
-  aoq_dev_free(d, ca.a);
-  aoq_dev_free(d, ca.b);
 
   printf("%-28s %6s %6s %10s %8s %9s %7s\n", "case", "rows", "ctx", "us/call", "TFLOP/s", "KV GB/s",
          "%copy");

@@ -4,11 +4,11 @@
  * size of --batch (a list) and graph mode of --graph, prefills `batch` sequences and times
  * `tokens` decode steps of the batch (each step: upload metadata, forward, greedy pick
  * on the device, the tokens to the host — what a server step costs; --host-logits instead copies
- * every row's fp32 logits to the host and picks there, as a client asking for logits would). Reports tokens/s, the weight
- * and KV bytes read per step and per token, the achieved GB/s and that as a fraction of a
- * device-to-device copy timed with events in the same run, peak device memory (from the
- * device's free-memory deltas) and the load time. One line per run starting with `row:` sums
- * them up for tables (tools/gpu/final_table.sh).
+ * every row's fp32 logits to the host and picks there, as a client asking for logits would).
+ * Reports tokens/s, the weight and KV bytes read per step and per token, the achieved GB/s and that
+ * as a fraction of a device-to-device copy timed with events in the same run, peak device memory
+ * (from the device's free-memory deltas) and the load time. One line per run starting with `row:`
+ * sums them up for tables (tools/gpu/final_table.sh).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,33 +33,6 @@ static void usage(FILE *f) {
 static uint64_t free_mem(aoq_device *d) {
   aoq_device_info i;
   return aoq_device_info_get(d, &i) == AOQ_OK ? i.free_memory : 0;
-}
-
-/* Device-to-device copy bandwidth (read + write) of a `bytes` buffer, timed with events. */
-static double d2d_gbps(aoq_device *d, size_t bytes) {
-  void *a = NULL, *b = NULL;
-  aoq_event *e0 = NULL, *e1 = NULL;
-  double gbps = 0;
-  if (aoq_dev_alloc(d, bytes, &a) || aoq_dev_alloc(d, bytes, &b) ||
-      aoq_dev_memset(d, a, 1, bytes, NULL) || aoq_dev_event_create(d, &e0) ||
-      aoq_dev_event_create(d, &e1))
-    goto out;
-  aoq_dev_copy_d2d(d, b, a, bytes, NULL); /* warm-up */
-  const int reps = 10;
-  if (aoq_dev_event_record(d, e0, NULL)) goto out;
-  for (int r = 0; r < reps; r++)
-    if (aoq_dev_copy_d2d(d, r & 1 ? a : b, r & 1 ? b : a, bytes, NULL)) goto out;
-  float ms = 0;
-  if (aoq_dev_event_record(d, e1, NULL) || aoq_dev_event_sync(d, e1) ||
-      aoq_dev_event_elapsed_ms(d, e0, e1, &ms) || ms <= 0)
-    goto out;
-  gbps = 2.0 * (double)bytes * reps / (ms * 1e-3) / 1e9;
-out:
-  if (e0) aoq_dev_event_destroy(d, e0);
-  if (e1) aoq_dev_event_destroy(d, e1);
-  aoq_dev_free(d, a);
-  aoq_dev_free(d, b);
-  return gbps;
 }
 
 static int argmax(const float *x, int n) {
@@ -97,8 +70,10 @@ static aoq_status run_batch(aoq_model *m, int64_t batch, int64_t prompt, int64_t
   int64_t opened = 0;
   for (int64_t b = 0; b < batch && !s; b++, opened++)
     if (!(s = aoq_model_seq_open(m, &seq[b])))
-      it[b] = (aoq_step_item){
-          .seq = seq[b], .tokens = prompts + b * prompt, .n_tokens = (int)prompt, .want_logits = true};
+      it[b] = (aoq_step_item){.seq = seq[b],
+                              .tokens = prompts + b * prompt,
+                              .n_tokens = (int)prompt,
+                              .want_logits = true};
   if (s) opened--;
   double t0 = aoq_bench_now();
   if (!s) s = aoq_model_step(m, it, (int)batch, logits);
@@ -132,8 +107,8 @@ static aoq_status run_batch(aoq_model *m, int64_t batch, int64_t prompt, int64_t
 }
 
 int aoq_bench_decode(int argc, char **argv) {
-  static const char *const flags[] = {"model",  "synthetic", "config", "batch",       "tokens",
-                                      "prompt", "device",    "graph",  "no-graph",    "seed",
+  static const char *const flags[] = {"model",  "synthetic",   "config", "batch",    "tokens",
+                                      "prompt", "device",      "graph",  "no-graph", "seed",
                                       "help",   "host-logits", NULL};
   static const char *const with_value[] = {"model",  "config", "batch", "tokens", "prompt",
                                            "device", "seed",   "graph", NULL};
@@ -219,7 +194,7 @@ int aoq_bench_decode(int argc, char **argv) {
   aoq_device_info di;
   aoq_device_info_get(d, &di);
   if (di.kind == AOQ_DEVICE_CPU) copy_bytes = (size_t)64 << 20;
-  double copy = d2d_gbps(d, copy_bytes);
+  double copy = aoq_bench_copy_gbps(d, copy_bytes);
   const aoq_model_config *c = &info->cfg;
   double w_step = (double)info->weight_bytes;
   for (int mode = 0; mode < 2; mode++) {
@@ -256,11 +231,16 @@ int aoq_bench_decode(int argc, char **argv) {
       printf("peak_device_memory_mib: %.1f\n", (double)(free0 - free_min) / 1048576.0);
       printf("weight_mib: %.1f\nkv_pool_mib: %.1f\n", (double)info->weight_bytes / 1048576.0,
              (double)info->kv_bytes / 1048576.0);
-      printf("row: %s batch=%lld graph=%s tok_s=%.1f step_ms=%.3f gbps=%.1f of_copy=%.3f "
-             "peak_mib=%.0f weight_mib=%.0f load_s=%.2f prefill_tok_s=%.1f\n",
-             info->format, (long long)b, used ? "on" : on ? "unsupported" : "off", r.tok_s, r.step_ms, r.gbps,
-             copy > 0 ? r.gbps / copy : 0, (double)(free0 - free_min) / 1048576.0,
-             (double)info->weight_bytes / 1048576.0, info->load_seconds, r.prefill_tok_s);
+      printf(
+          "row: %s batch=%lld graph=%s tok_s=%.1f step_ms=%.3f gbps=%.1f of_copy=%.3f "
+          "peak_mib=%.0f weight_mib=%.0f load_s=%.2f prefill_tok_s=%.1f\n",
+          info->format, (long long)b,
+          used ? "on"
+          : on ? "unsupported"
+               : "off",
+          r.tok_s, r.step_ms, r.gbps, copy > 0 ? r.gbps / copy : 0,
+          (double)(free0 - free_min) / 1048576.0, (double)info->weight_bytes / 1048576.0,
+          info->load_seconds, r.prefill_tok_s);
       fflush(stdout);
     }
   }

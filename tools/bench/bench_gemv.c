@@ -112,43 +112,6 @@ static int fail(const char *what) {
   return 1;
 }
 
-/* Median ms of `batches` timings of `per` back-to-back calls of fn, per call. */
-typedef aoq_status (*call_fn)(void *arg, int i);
-
-static int time_calls(aoq_device *d, call_fn fn, void *arg, int per, int batches, double *ms_out) {
-  aoq_event *e0, *e1;
-  if (aoq_dev_event_create(d, &e0) || aoq_dev_event_create(d, &e1)) return fail("event_create");
-  double t[64];
-  if (batches > 64) batches = 64;
-  for (int i = 0; i < 3; i++) /* warm-up */
-    if (fn(arg, i)) return fail("warm-up call");
-  for (int b = 0; b < batches; b++) {
-    if (aoq_dev_event_record(d, e0, NULL)) return fail("event_record");
-    for (int i = 0; i < per; i++)
-      if (fn(arg, b * per + i)) return fail("call");
-    if (aoq_dev_event_record(d, e1, NULL) || aoq_dev_event_sync(d, e1)) return fail("event");
-    float ms = 0;
-    if (aoq_dev_event_elapsed_ms(d, e0, e1, &ms)) return fail("event_elapsed_ms");
-    t[b] = ms / per;
-  }
-  *ms_out = aoq_bench_median(t, batches);
-  aoq_dev_event_destroy(d, e0);
-  aoq_dev_event_destroy(d, e1);
-  return 0;
-}
-
-typedef struct copy_arg {
-  aoq_device *d;
-  void *a, *b;
-  size_t n;
-} copy_arg;
-
-static aoq_status copy_call(void *p, int i) {
-  copy_arg *c = p;
-  return i % 2 ? aoq_dev_copy_d2d(c->d, c->a, c->b, c->n, NULL)
-               : aoq_dev_copy_d2d(c->d, c->b, c->a, c->n, NULL);
-}
-
 typedef struct lin_arg {
   aoq_device *d;
   aoq_qweight *w; /* copies */
@@ -212,16 +175,9 @@ int aoq_bench_gemv(int argc, char **argv) {
   printf("# aoq-bench gemv on %s (%s)\n", dev_name, info.name);
 
   /* copy bandwidth: 1 GiB (GPU) or 256 MiB (CPU) ping-pong, read + write counted */
-  copy_arg ca = {d, NULL, NULL, host ? (256u << 20) : (1u << 30)};
-  if (aoq_dev_alloc(d, ca.n, &ca.a) || aoq_dev_alloc(d, ca.n, &ca.b)) return fail("alloc");
-  aoq_dev_memset(d, ca.a, 1, ca.n, NULL);
-  aoq_dev_memset(d, ca.b, 2, ca.n, NULL);
-  double copy_ms;
-  if (time_calls(d, copy_call, &ca, host ? 2 : 10, 5, &copy_ms)) return 1;
-  double copy_gbs = 2.0 * (double)ca.n / (copy_ms * 1e-3) / 1e9;
+  double copy_gbs = aoq_bench_copy_gbps(d, host ? (256u << 20) : (1u << 30));
+  if (!(copy_gbs > 0)) return 1;
   printf("# device-to-device copy: %.1f GB/s (read + write)\n", copy_gbs);
-  aoq_dev_free(d, ca.a);
-  aoq_dev_free(d, ca.b);
 
   printf("%-11s %-8s %4s %10s %10s %9s %7s\n", "config", "shape", "m", "us/call", "MB", "GB/s",
          "%copy");
@@ -267,7 +223,8 @@ int aoq_bench_gemv(int argc, char **argv) {
           return fail("activation alloc");
         aoq_dev_memset(d, la.x, 0x3c, xb, NULL);
         double t;
-        if (time_calls(d, lin_call, &la, host ? 1 : (int)repeat, host ? 3 : 7, &t)) return 1;
+        if (aoq_bench_time_calls(d, lin_call, &la, host ? 1 : (int)repeat, host ? 3 : 7, &t))
+          return 1;
         double gbs = (double)bytes / (t * 1e-3) / 1e9;
         printf("%-11s %-8s %4lld %10.2f %10.2f %9.1f %6.1f%%\n", c->name, shapes[si].name,
                (long long)ms[mi], t * 1e3, (double)bytes / 1e6, gbs, 100.0 * gbs / copy_gbs);

@@ -103,3 +103,59 @@ int aoq_bench_opts_check(int argc, char **argv, const char *const *flags,
   }
   return 0;
 }
+
+int aoq_bench_time_calls(aoq_device *d, aoq_bench_call_fn fn, void *arg, int per, int batches,
+                         double *ms_out) {
+  aoq_event *e0 = NULL, *e1 = NULL;
+  double t[64];
+  const char *what = NULL;
+  if (batches > 64) batches = 64;
+  if (batches < 1 || per < 1) batches = per = 1;
+  if (aoq_dev_event_create(d, &e0) || aoq_dev_event_create(d, &e1)) what = "event_create";
+  for (int i = 0; !what && i < 3; i++)
+    if (fn(arg, i)) what = "warm-up call";
+  for (int b = 0; !what && b < batches; b++) {
+    float ms = 0;
+    if (aoq_dev_event_record(d, e0, NULL)) what = "event_record";
+    for (int i = 0; !what && i < per; i++)
+      if (fn(arg, b * per + i)) what = "call";
+    if (!what && (aoq_dev_event_record(d, e1, NULL) || aoq_dev_event_sync(d, e1) ||
+                  aoq_dev_event_elapsed_ms(d, e0, e1, &ms)))
+      what = "event timing";
+    t[b] = ms / per;
+  }
+  if (e0) aoq_dev_event_destroy(d, e0);
+  if (e1) aoq_dev_event_destroy(d, e1);
+  if (what) {
+    fprintf(stderr, "aoq-bench: %s: %s\n", what, aoq_last_error());
+    return -1;
+  }
+  *ms_out = aoq_bench_median(t, batches);
+  return 0;
+}
+
+typedef struct copy_arg {
+  aoq_device *d;
+  void *a, *b;
+  size_t n;
+} copy_arg;
+
+static aoq_status copy_call(void *p, int i) {
+  copy_arg *c = p;
+  return i % 2 ? aoq_dev_copy_d2d(c->d, c->a, c->b, c->n, NULL)
+               : aoq_dev_copy_d2d(c->d, c->b, c->a, c->n, NULL);
+}
+
+double aoq_bench_copy_gbps(aoq_device *d, size_t bytes) {
+  copy_arg ca = {d, NULL, NULL, bytes};
+  double ms = 0, gbps = 0;
+  bool host = aoq_device_has(d, AOQ_CAP_HOST_MEMORY);
+  if (aoq_dev_alloc(d, bytes, &ca.a) || aoq_dev_alloc(d, bytes, &ca.b) ||
+      aoq_dev_memset(d, ca.a, 1, bytes, NULL) || aoq_dev_memset(d, ca.b, 2, bytes, NULL))
+    fprintf(stderr, "aoq-bench: copy buffers: %s\n", aoq_last_error());
+  else if (aoq_bench_time_calls(d, copy_call, &ca, host ? 2 : 10, 5, &ms) == 0 && ms > 0)
+    gbps = 2.0 * (double)bytes / (ms * 1e-3) / 1e9;
+  aoq_dev_free(d, ca.a);
+  aoq_dev_free(d, ca.b);
+  return gbps;
+}

@@ -1,13 +1,16 @@
 /*
  * bench_util.h — tiny helpers shared by the aoq-bench subcommands: a monotonic clock, the median
- * of repeated timings, and `--flag value` / `--flag=value` option parsing. Not thread-safe
- * (nothing here holds state); none of it allocates.
+ * of repeated timings, `--flag value` / `--flag=value` option parsing, and device timing with
+ * events (the copy-bandwidth ceiling included). Nothing here holds state.
  */
 #ifndef AOQ_TOOLS_BENCH_UTIL_H
 #define AOQ_TOOLS_BENCH_UTIL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "devices/device.h"
 
 /* Seconds on CLOCK_MONOTONIC (arbitrary origin). */
 double aoq_bench_now(void);
@@ -28,5 +31,16 @@ bool aoq_bench_opt_flag(int argc, char **argv, const char *name);
  * argument to stderr and returns -1. */
 int aoq_bench_opts_check(int argc, char **argv, const char *const *flags,
                          const char *const *with_value);
+
+/* Device timing with events: the median over `batches` timings of `per` back-to-back calls
+ * fn(arg, i) (i counts every call, after 3 warm-up calls) of the ms per call, in *ms_out. Returns
+ * 0, or -1 after printing what failed to stderr. */
+typedef aoq_status (*aoq_bench_call_fn)(void *arg, int i);
+int aoq_bench_time_calls(aoq_device *d, aoq_bench_call_fn fn, void *arg, int per, int batches,
+                         double *ms_out);
+/* Device-to-device copy bandwidth (bytes read + written per second / 1e9) of a ping-pong between
+ * two buffers of `bytes`, timed as above; 0 on failure (printed). The ceiling benchmarks compare
+ * against. */
+double aoq_bench_copy_gbps(aoq_device *d, size_t bytes);
 
 #endif
