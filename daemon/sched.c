@@ -350,7 +350,8 @@ static long step_model(aoqd_sched *s, aoqd_model *dm) {
     if (!it->want_logits) continue;
     const float *lg = dm->logits + (size_t)lj * (size_t)dm->vocab;
     int32_t t = picked[lj];
-    q->sp.seed = sp[lj++].seed; /* one draw used where the row sampled */
+    if (!q->forward) q->sp.seed = sp[lj].seed; /* one draw used where the row sampled */
+    lj++;
     if (q->forward) {
       /* a device buffer gets the device's fp32 row, device to device (the step wrote logits) */
       aoq_status fs = AOQ_OK;
