@@ -101,18 +101,26 @@ static aoq_status grow(aoqd_bufreg *r) {
   return AOQ_OK;
 }
 
-static aoq_status add(aoqd_bufreg *r, uint64_t session, int tenant, aoq_shm *shm, int created,
-                      aoqd_buffer **out) {
+/* A new entry of the session's tenant with the next id (one reference), not yet listed. */
+static aoq_status new_entry(aoqd_bufreg *r, uint64_t session, int tenant, aoqd_buffer **out) {
   AOQ_TRY(grow(r));
   aoqd_buffer *b = calloc(1, sizeof *b);
   if (!b) return aoq_err(AOQ_ENOMEM, "buffer entry");
   b->id = r->next_id++;
   b->session = session;
   b->tenant = tenant;
-  b->shm = *shm;
-  b->daemon_created = created;
   b->dev = r->dev;
   atomic_init(&b->refs, 1);
+  *out = b;
+  return AOQ_OK;
+}
+
+static aoq_status add(aoqd_bufreg *r, uint64_t session, int tenant, aoq_shm *shm, int created,
+                      aoqd_buffer **out) {
+  aoqd_buffer *b = NULL;
+  AOQ_TRY(new_entry(r, session, tenant, &b));
+  b->shm = *shm;
+  b->daemon_created = created;
   /* Pinning is an optimisation for GPU copies; a device without it (or that refuses) still works.
    */
   if (r->dev && aoq_device_has(r->dev, AOQ_CAP_HOST_REGISTER) &&
@@ -166,19 +174,13 @@ static aoq_status device_check(aoqd_bufreg *r, uint64_t session, uint64_t size) 
 static aoq_status add_device(aoqd_bufreg *r, uint64_t session, int tenant, uint64_t size,
                              void *dptr, const aoq_ipc_handle *h, aoqd_ipc_map *map,
                              aoqd_buffer **out) {
-  AOQ_TRY(grow(r));
-  aoqd_buffer *b = calloc(1, sizeof *b);
-  if (!b) return aoq_err(AOQ_ENOMEM, "buffer entry");
-  b->id = r->next_id++;
-  b->session = session;
-  b->tenant = tenant;
+  aoqd_buffer *b = NULL;
+  AOQ_TRY(new_entry(r, session, tenant, &b));
   b->shm.size = (size_t)size;
   b->device = 1;
   b->dptr = dptr;
   b->ipc = *h;
   b->map = map;
-  b->dev = r->dev;
-  atomic_init(&b->refs, 1);
   r->items[r->n++] = b;
   *out = b;
   return AOQ_OK;

@@ -51,6 +51,16 @@ static __device__ __forceinline__ Unit ld8(const aoq_qweight &w, int64_t r, int6
   return u;
 }
 
+/* eight floats (bf16 values) -> eight bf16 */
+static __device__ __forceinline__ uint4 pack8(const float o[8]) {
+  uint4 r;
+  r.x = aoq_f32_to_bf16(o[0]) | (uint32_t)aoq_f32_to_bf16(o[1]) << 16;
+  r.y = aoq_f32_to_bf16(o[2]) | (uint32_t)aoq_f32_to_bf16(o[3]) << 16;
+  r.z = aoq_f32_to_bf16(o[4]) | (uint32_t)aoq_f32_to_bf16(o[5]) << 16;
+  r.w = aoq_f32_to_bf16(o[6]) | (uint32_t)aoq_f32_to_bf16(o[7]) << 16;
+  return r;
+}
+
 /* the unit's 8 elements as 4 packed bf16 pairs */
 template <int KIND>
 static __device__ __forceinline__ uint4 cvt8(const Unit &u) {
@@ -80,12 +90,7 @@ static __device__ __forceinline__ uint4 cvt8(const Unit &u) {
       o[i] = KIND == AOQ_FMT_NVFP4WO ? __fmul_rn(v, u.z) : v;
     }
   }
-  uint4 r;
-  r.x = aoq_f32_to_bf16(o[0]) | (uint32_t)aoq_f32_to_bf16(o[1]) << 16;
-  r.y = aoq_f32_to_bf16(o[2]) | (uint32_t)aoq_f32_to_bf16(o[3]) << 16;
-  r.z = aoq_f32_to_bf16(o[4]) | (uint32_t)aoq_f32_to_bf16(o[5]) << 16;
-  r.w = aoq_f32_to_bf16(o[6]) | (uint32_t)aoq_f32_to_bf16(o[7]) << 16;
-  return r;
+  return pack8(o);
 }
 
 #define DQ_THREADS 256
@@ -266,15 +271,6 @@ static __device__ __forceinline__ unsigned bmax8(const uint4 &v) {
 static __device__ __forceinline__ float elem(const uint4 &v, int i) {
   uint32_t w = i < 2 ? v.x : i < 4 ? v.y : i < 6 ? v.z : v.w;
   return aoq_bf16_to_f32((uint16_t)(i & 1 ? w >> 16 : w));
-}
-
-static __device__ __forceinline__ uint4 pack8(const float o[8]) {
-  uint4 r;
-  r.x = aoq_f32_to_bf16(o[0]) | (uint32_t)aoq_f32_to_bf16(o[1]) << 16;
-  r.y = aoq_f32_to_bf16(o[2]) | (uint32_t)aoq_f32_to_bf16(o[3]) << 16;
-  r.z = aoq_f32_to_bf16(o[4]) | (uint32_t)aoq_f32_to_bf16(o[5]) << 16;
-  r.w = aoq_f32_to_bf16(o[6]) | (uint32_t)aoq_f32_to_bf16(o[7]) << 16;
-  return r;
 }
 
 /* max of the bf16 magnitude bits of n8 units (NaN bits sort above inf), into *out */
