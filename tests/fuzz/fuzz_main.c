@@ -127,7 +127,7 @@ static int pool_add(const uint8_t *p, size_t len) {
   }
   uint8_t *c = malloc(len ? len : 1);
   if (!c) return 0;
-  memcpy(c, p, len);
+  if (len) memcpy(c, p, len);
   pool[npool].p = c;
   pool[npool].len = len;
   npool++;
@@ -247,7 +247,7 @@ static void buf_reserve(buf *b, size_t n) {
 
 static void buf_set(buf *b, const uint8_t *p, size_t n) {
   buf_reserve(b, n);
-  memcpy(b->p, p, n);
+  if (n) memcpy(b->p, p, n); /* an empty pool input has no bytes at all (p may be NULL) */
   b->len = n;
 }
 
@@ -483,7 +483,7 @@ static void run_one(const uint8_t *p, size_t len) {
       exit(1);
     }
   }
-  memcpy(copy, p, len);
+  if (len) memcpy(copy, p, len);
   cur_p = copy;
   cur_len = len;
   aoq_err_clear();
