@@ -393,6 +393,34 @@ struct DecFP4 {
   }
 };
 
+/* Calls f(D{}) with the decoder type of a format (int4wo and HQQ: DecI4), so that each kernel
+ * family dispatches on the format in one place. */
+template <class F>
+static int with_decoder(aoq_format_kind kind, F &&f) {
+  switch (kind) {
+    case AOQ_FMT_BF16:
+      return f(DecBF16{});
+    case AOQ_FMT_INT8WO:
+      return f(DecI8{});
+    case AOQ_FMT_FP8WO:
+      return f(DecFP8{});
+    case AOQ_FMT_FP8DQ:
+      return f(DecF8Tensor{});
+    case AOQ_FMT_FP8DQ_ROW:
+      return f(DecF8Row{});
+    case AOQ_FMT_MXFP8:
+      return f(DecMX8{});
+    case AOQ_FMT_MXFP4:
+      return f(DecFP4<AOQ_FMT_MXFP4>{});
+    case AOQ_FMT_NVFP4:
+      return f(DecFP4<AOQ_FMT_NVFP4>{});
+    case AOQ_FMT_NVFP4WO:
+      return f(DecFP4<AOQ_FMT_NVFP4WO>{});
+    default:
+      return f(DecI4{});
+  }
+}
+
 template <class D, int M, int R>
 __global__ void __launch_bounds__(LIN_WARPS * 32)
     k_gemv(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int m) {
@@ -735,28 +763,8 @@ static int sk_plan(const aoq_qweight *w, int warps) {
 
 static int skinny_fmt(aoq_format_kind kind, const wargs &a, const uint16_t *x, uint16_t *y, int m,
                       int ns, int warps, aoq_gpu_stream_t st) {
-  switch (kind) {
-    case AOQ_FMT_BF16:
-      return launch_skinny<DecBF16>(a, x, y, m, ns, warps, st);
-    case AOQ_FMT_INT8WO:
-      return launch_skinny<DecI8>(a, x, y, m, ns, warps, st);
-    case AOQ_FMT_FP8WO:
-      return launch_skinny<DecFP8>(a, x, y, m, ns, warps, st);
-    case AOQ_FMT_FP8DQ:
-      return launch_skinny<DecF8Tensor>(a, x, y, m, ns, warps, st);
-    case AOQ_FMT_FP8DQ_ROW:
-      return launch_skinny<DecF8Row>(a, x, y, m, ns, warps, st);
-    case AOQ_FMT_MXFP8:
-      return launch_skinny<DecMX8>(a, x, y, m, ns, warps, st);
-    case AOQ_FMT_MXFP4:
-      return launch_skinny<DecFP4<AOQ_FMT_MXFP4>>(a, x, y, m, ns, warps, st);
-    case AOQ_FMT_NVFP4:
-      return launch_skinny<DecFP4<AOQ_FMT_NVFP4>>(a, x, y, m, ns, warps, st);
-    case AOQ_FMT_NVFP4WO:
-      return launch_skinny<DecFP4<AOQ_FMT_NVFP4WO>>(a, x, y, m, ns, warps, st);
-    default:
-      return launch_skinny<DecI4>(a, x, y, m, ns, warps, st);
-  }
+  return with_decoder(
+      kind, [&](auto d) { return launch_skinny<decltype(d)>(a, x, y, m, ns, warps, st); });
 }
 #endif
 
@@ -821,69 +829,16 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
 #endif
 #ifdef AOQ_HAVE_GEMM
   if (m > GEMV_SLICE && w->k % GB == 0 && !aoq_gk_batch_invariant()) {
-    switch (w->kind) {
-      case AOQ_FMT_BF16:
-        return launch_gemm<DecBF16>(a, x, y, m, st);
-      case AOQ_FMT_INT8WO:
-        return launch_gemm<DecI8>(a, x, y, m, st);
-      case AOQ_FMT_FP8WO:
-        return launch_gemm<DecFP8>(a, x, y, m, st);
-      case AOQ_FMT_FP8DQ:
-        return launch_gemm<DecF8Tensor>(a, x, y, m, st);
-      case AOQ_FMT_FP8DQ_ROW:
-        return launch_gemm<DecF8Row>(a, x, y, m, st);
-      case AOQ_FMT_MXFP8:
-        return launch_gemm<DecMX8>(a, x, y, m, st);
-      case AOQ_FMT_MXFP4:
-        return launch_gemm<DecFP4<AOQ_FMT_MXFP4>>(a, x, y, m, st);
-      case AOQ_FMT_NVFP4:
-        return launch_gemm<DecFP4<AOQ_FMT_NVFP4>>(a, x, y, m, st);
-      case AOQ_FMT_NVFP4WO:
-        return launch_gemm<DecFP4<AOQ_FMT_NVFP4WO>>(a, x, y, m, st);
-      default:
-        return launch_gemm<DecI4>(a, x, y, m, st);
-    }
+    return with_decoder(w->kind, [&](auto d) { return launch_gemm<decltype(d)>(a, x, y, m, st); });
   }
 #endif
   for (int64_t r0 = 0; r0 < m; r0 += GEMV_SLICE) {
     int mm = (int)(m - r0 < GEMV_SLICE ? m - r0 : GEMV_SLICE);
     const uint16_t *xs = x + r0 * w->k;
     uint16_t *ys = y + r0 * w->n;
-    int rc;
     wargs as = a;
     if (a.xs) as.xs = a.xs + r0;
-    switch (w->kind) {
-      case AOQ_FMT_BF16:
-        rc = launch<DecBF16>(as, xs, ys, mm, st);
-        break;
-      case AOQ_FMT_INT8WO:
-        rc = launch<DecI8>(as, xs, ys, mm, st);
-        break;
-      case AOQ_FMT_FP8WO:
-        rc = launch<DecFP8>(as, xs, ys, mm, st);
-        break;
-      case AOQ_FMT_FP8DQ:
-        rc = launch<DecF8Tensor>(as, xs, ys, mm, st);
-        break;
-      case AOQ_FMT_FP8DQ_ROW:
-        rc = launch<DecF8Row>(as, xs, ys, mm, st);
-        break;
-      case AOQ_FMT_MXFP8:
-        rc = launch<DecMX8>(as, xs, ys, mm, st);
-        break;
-      case AOQ_FMT_MXFP4:
-        rc = launch<DecFP4<AOQ_FMT_MXFP4>>(as, xs, ys, mm, st);
-        break;
-      case AOQ_FMT_NVFP4:
-        rc = launch<DecFP4<AOQ_FMT_NVFP4>>(as, xs, ys, mm, st);
-        break;
-      case AOQ_FMT_NVFP4WO:
-        rc = launch<DecFP4<AOQ_FMT_NVFP4WO>>(as, xs, ys, mm, st);
-        break;
-      default:
-        rc = launch<DecI4>(as, xs, ys, mm, st);
-        break;
-    }
+    int rc = with_decoder(w->kind, [&](auto d) { return launch<decltype(d)>(as, xs, ys, mm, st); });
     if (rc) return rc;
   }
   return 0;
