@@ -61,8 +61,10 @@ aoq_status aoq_llama_alloc_state(aoq_model *m) {
       {&m->logits_bf16, (size_t)(L * V) * 2},
       {&m->logits_f32, (size_t)(L * V) * 4},
   };
-  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
     AOQ_TRY(aoq_dev_alloc(d, bufs[i].bytes, bufs[i].p));
+    m->info.work_bytes += bufs[i].bytes;
+  }
   m->meta_count = meta_entries(m, T, m->max_seqs);
   m->h_meta = malloc(m->meta_count * 4);
   m->h_gather = malloc((size_t)T * 4);
@@ -81,6 +83,7 @@ aoq_status aoq_llama_alloc_state(aoq_model *m) {
     if (b > m->ws_attn_bytes) m->ws_attn_bytes = b;
   }
   if (m->ws_attn_bytes) AOQ_TRY(aoq_dev_alloc(d, m->ws_attn_bytes, &m->ws_attn));
+  m->info.work_bytes += m->ws_attn_bytes;
   AOQ_TRY(aoq_dev_stream_create(d, &m->stream));
   m->use_graphs = aoq_device_has(d, AOQ_CAP_GRAPHS) && !m->no_graphs;
   return AOQ_OK;

@@ -50,6 +50,8 @@ struct aoq_model {
   aoq_device_info dinfo;
   aoq_model_config cfg;
   aoq_model_info info;
+  uint64_t mem_base; /* device free memory when the load began (aoq_model_mem_sample) */
+  uint16_t *embed_host; /* the embedding table in registered host memory (m->embed = it), or NULL */
   char name[512];
   aoq_tokenizer *tok;
 
@@ -106,6 +108,8 @@ aoq_status aoq_model_config_check(const aoq_model_config *cfg);
 /* synth.c: fills out[n*k] (bf16) with the synthetic values of tensor `name` for `seed`. Uniform in
  * [-a, a): a = sqrt(3/k) for linears (unit output variance for unit inputs), 1 for embeddings;
  * norms are 1 +- 0.125. Same seed and name give the same bytes on every machine. */
+/* Samples device free memory into info.load_peak_bytes (use above mem_base, without the KV pool). */
+void aoq_model_mem_sample(aoq_model *m);
 void aoq_synth_fill(uint64_t seed, const char *name, uint16_t *out, int64_t n, int64_t k);
 
 /* llama.c */

@@ -203,6 +203,7 @@ static aoq_status build_weights(aoq_model *m, const char *config, aoq_model_weig
       aoq_qweight *q = &w->lin[l * AOQ_LIN_PER_LAYER + kind];
       if ((s = build_linear(m, &f, label, host, n, k, q)) != AOQ_OK) goto fail;
       w->bytes += qweight_bytes(q);
+      aoq_model_mem_sample(m);
     }
     if (m->progress) m->progress(m->progress_ctx, "quantize", l + 1, c->n_layers + 1);
   }
@@ -217,6 +218,7 @@ static aoq_status build_weights(aoq_model *m, const char *config, aoq_model_weig
     if ((s = build_linear(m, &f, "lm_head", host, c->vocab_size, c->hidden_size, &w->lm_head)))
       goto fail;
     w->bytes += qweight_bytes(&w->lm_head);
+    aoq_model_mem_sample(m);
     size_t b = linear_ws_need(m->dev, &w->lm_head, m->max_seqs);
     if (b > ws) ws = b;
     if (m->progress) m->progress(m->progress_ctx, "quantize", c->n_layers + 1, c->n_layers + 1);
@@ -224,6 +226,7 @@ static aoq_status build_weights(aoq_model *m, const char *config, aoq_model_weig
   if (!hit) aoq_model_cache_store(m, &dflt, w);
   if (ws && (s = aoq_dev_alloc(m->dev, ws, &w->ws)) != AOQ_OK) goto fail;
   w->ws_bytes = ws;
+  aoq_model_mem_sample(m);
   free(host);
   *out = w;
   return AOQ_OK;
@@ -246,12 +249,47 @@ static aoq_status upload_bf16(aoq_model *m, const char *name, int ndim, int64_t 
   return aoq_dev_stream_sync(m->dev, NULL);
 }
 
+/* Where the device's kernels can read registered host memory (AOQ_CAP_HOST_MAPPED), the
+ * embedding table stays in host memory: a step reads one row per token (8 KB for an 8B model), so
+ * the gather costs microseconds over PCIe while the table would take 1 GiB of device memory.
+ * AOQ_EMBED=device keeps it on the device. */
+static bool embed_on_host(const aoq_model *m) {
+  const char *e = getenv("AOQ_EMBED");
+  if (e && !strcmp(e, "device")) return false;
+  return (m->dinfo.caps & AOQ_CAP_HOST_MAPPED) && (m->dinfo.caps & AOQ_CAP_HOST_REGISTER);
+}
+
+static aoq_status load_embedding(aoq_model *m) {
+  const aoq_model_config *c = &m->cfg;
+  size_t bytes = (size_t)c->vocab_size * (size_t)c->hidden_size * 2;
+  m->info.embed_bytes = bytes;
+  uint16_t *t = NULL;
+  if (!embed_on_host(m)) {
+    if (!(t = malloc(bytes))) return aoq_err(AOQ_ENOMEM, "embedding staging: out of memory");
+    aoq_status s =
+        upload_bf16(m, "model.embed_tokens.weight", 2, c->vocab_size, c->hidden_size, t, &m->embed);
+    free(t);
+    return s;
+  }
+  if (posix_memalign((void **)&t, 4096, bytes)) return aoq_err(AOQ_ENOMEM, "embedding: out of memory");
+  aoq_status s = fetch(m, "model.embed_tokens.weight", 2, c->vocab_size, c->hidden_size, t);
+  if (s == AOQ_OK) s = aoq_dev_host_register(m->dev, t, bytes);
+  if (s != AOQ_OK) {
+    free(t);
+    return s;
+  }
+  m->embed_host = t;
+  m->embed = t;
+  m->info.embed_on_host = true;
+  return AOQ_OK;
+}
+
 static aoq_status load_resident(aoq_model *m) {
   const aoq_model_config *c = &m->cfg;
   int64_t h = c->hidden_size;
-  uint16_t *host = malloc((size_t)c->vocab_size * (size_t)h * 2);
-  if (!host) return aoq_err(AOQ_ENOMEM, "embedding staging: out of memory");
-  aoq_status s = upload_bf16(m, "model.embed_tokens.weight", 2, c->vocab_size, h, host, &m->embed);
+  uint16_t *host = malloc((size_t)h * 2);
+  if (!host) return aoq_err(AOQ_ENOMEM, "norm staging: out of memory");
+  aoq_status s = load_embedding(m);
   m->norm_attn = calloc((size_t)c->n_layers, sizeof(void *));
   m->norm_mlp = calloc((size_t)c->n_layers, sizeof(void *));
   if (s == AOQ_OK && (!m->norm_attn || !m->norm_mlp))
@@ -381,6 +419,7 @@ aoq_status aoq_model_load(aoq_device *d, const aoq_model_opts *o, aoq_model **ou
   m->max_tokens = o->max_batch_tokens > 0 ? o->max_batch_tokens : 512;
   if (m->max_tokens < m->max_seqs) m->max_tokens = m->max_seqs;
   aoq_status s = aoq_device_info_get(d, &m->dinfo);
+  m->mem_base = m->dinfo.free_memory;
   if (s == AOQ_OK) s = load_config(m, o);
   if (s == AOQ_OK && aoq_tokenizer_vocab_size(m->tok) > m->cfg.vocab_size)
     s = aoq_err(AOQ_ESHAPE, "tokenizer has %d tokens, the model's vocab_size is %d",
@@ -391,6 +430,10 @@ aoq_status aoq_model_load(aoq_device *d, const aoq_model_opts *o, aoq_model **ou
   if (s == AOQ_OK) s = build_weights(m, o->config, &m->w);
   if (s == AOQ_OK) s = load_kv(m, o);
   if (s == AOQ_OK) s = aoq_llama_alloc_state(m);
+  if (s == AOQ_OK) {
+    m->info.work_bytes += m->w->ws_bytes;
+    aoq_model_mem_sample(m);
+  }
   if (s != AOQ_OK) {
     aoq_model_free(m);
     return s;
@@ -400,11 +443,24 @@ aoq_status aoq_model_load(aoq_device *d, const aoq_model_opts *o, aoq_model **ou
   return AOQ_OK;
 }
 
+void aoq_model_mem_sample(aoq_model *m) {
+  aoq_device_info i;
+  if (aoq_device_info_get(m->dev, &i) != AOQ_OK || i.free_memory > m->mem_base) return;
+  uint64_t used = m->mem_base - i.free_memory;
+  used = used > m->info.kv_bytes ? used - m->info.kv_bytes : 0;
+  if (used > m->info.load_peak_bytes) m->info.load_peak_bytes = used;
+}
+
 void aoq_model_free(aoq_model *m) {
   if (!m) return;
   aoq_llama_free_state(m);
   aoq_model_weights_free(m, m->w);
-  aoq_dev_free(m->dev, m->embed);
+  if (m->embed_host) {
+    aoq_dev_host_unregister(m->dev, m->embed_host);
+    free(m->embed_host);
+  } else {
+    aoq_dev_free(m->dev, m->embed);
+  }
   aoq_dev_free(m->dev, m->norm_final);
   for (int l = 0; l < m->cfg.n_layers; l++) {
     if (m->norm_attn) aoq_dev_free(m->dev, m->norm_attn[l]);

@@ -52,6 +52,13 @@ typedef struct aoq_model_info {
   char format[32];             /* current config string */
   uint64_t weight_bytes;       /* device bytes held by weights */
   uint64_t kv_bytes;           /* device bytes of the KV pool */
+  /* Device memory in use at the fullest point of the load before the KV pool (free memory
+   * sampled after every linear is built and after the workspaces; context-wide, so it includes
+   * what the runtime and libraries took), and the model's own workspace and activation bytes. */
+  uint64_t load_peak_bytes;
+  uint64_t work_bytes;
+  uint64_t embed_bytes; /* the embedding table ... */
+  bool embed_on_host;   /* ... held in host memory the kernels read (AOQ_CAP_HOST_MAPPED) */
   int kv_pages_total, kv_pages_free, page_size;
   int live_seqs;
   double load_seconds;

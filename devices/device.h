@@ -45,6 +45,8 @@ enum {
   AOQ_CAP_F32 = 1u << 4,           /* ops accept AOQ_DTYPE_F32 activations (bf16 is mandatory) */
   AOQ_CAP_HOST_MEMORY = 1u << 5,   /* device pointers are host pointers (CPU backend) */
   AOQ_CAP_FUSED = 1u << 6,         /* add_rmsnorm and qkv_rope_store (fewer, larger kernels) */
+  AOQ_CAP_HOST_MAPPED = 1u << 7,   /* kernels read host memory passed to host_register through
+                                      its host pointer (ops may take it as a device pointer) */
 };
 
 typedef struct aoq_device_info {

@@ -26,6 +26,7 @@
 typedef struct cuda_ctx {
   int index;
   int num_sms;
+  bool host_mapped; /* registered host memory is readable by kernels at its host address */
   char name[128];
   cudaStream_t stream; /* the NULL stream of the iface */
   volatile int *err_h; /* mapped pinned flag written by kernels */
@@ -103,6 +104,7 @@ static aoq_status cuda_info(void *ctx, aoq_device_info *out) {
   out->total_memory = tot;
   out->free_memory = fr;
   out->caps = AOQ_CAP_GRAPHS | AOQ_CAP_IPC | AOQ_CAP_HOST_REGISTER | AOQ_CAP_QUANTIZE | AOQ_CAP_FUSED;
+  if (c->host_mapped) out->caps |= AOQ_CAP_HOST_MAPPED;
   out->linear_formats = aoq_gk_linear_formats();
   out->quantize_formats = aoq_gk_quantize_formats();
   out->threads = c->num_sms;
@@ -173,7 +175,7 @@ static aoq_status cuda_host_register(void *ctx, void *p, size_t n) {
   cuda_ctx *c = ctx;
   if (!p || !n) return aoq_err(AOQ_EINVAL, "cuda host_register: NULL or empty range");
   AOQ_TRY(setdev(c));
-  CU(cudaHostRegister(p, n, cudaHostRegisterPortable), "host_register");
+  CU(cudaHostRegister(p, n, cudaHostRegisterPortable | cudaHostRegisterMapped), "host_register");
   return AOQ_OK;
 }
 
@@ -714,6 +716,11 @@ aoq_status aoq_cuda_device_create(int index, aoq_device **out) {
   }
   *c->err_h = 0;
   c->num_sms = prop.multiProcessorCount;
+  int hp = 0;
+  c->host_mapped = cudaDeviceGetAttribute(&hp, cudaDevAttrCanUseHostPointerForRegisteredMem,
+                                          index) == cudaSuccess &&
+                   hp == 1 && prop.unifiedAddressing;
+  cudaGetLastError();
   memcpy(c->name, prop.name, sizeof c->name - 1);
   const char *inv = getenv("AOQ_BATCH_INVARIANT");
   if (inv && *inv && strcmp(inv, "0") != 0) {

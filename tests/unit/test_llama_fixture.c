@@ -63,6 +63,16 @@ static int setup(void **state) {
   }
   if (aoq_st_open(FIXTURE "/reference.safetensors", &f->ref) != AOQ_OK) return -1;
   f->vocab = aoq_model_info_get(f->m)->cfg.vocab_size;
+  /* the embedding table stays in host memory where kernels can read it, unless AOQ_EMBED=device */
+  aoq_device_info di;
+  if (aoq_device_info_get(f->dev, &di) != AOQ_OK) return -1;
+  const char *ev = getenv("AOQ_EMBED");
+  bool want_host = (di.caps & AOQ_CAP_HOST_MAPPED) && !(ev && !strcmp(ev, "device"));
+  if (aoq_model_info_get(f->m)->embed_on_host != want_host) {
+    fprintf(stderr, "embedding on the %s, expected on the %s\n",
+            aoq_model_info_get(f->m)->embed_on_host ? "host" : "device", want_host ? "host" : "device");
+    return -1;
+  }
   *state = f;
   return 0;
 }
@@ -260,5 +270,13 @@ int main(void) {
       cmocka_unit_test(test_prefill_and_greedy_generation),
       cmocka_unit_test(test_chunked_prefill_matches_single_chunk),
   };
+#ifdef AOQ_FIXTURE_BOTH_EMBEDS
+  /* the default placement of the embedding table (mapped host memory where the device reads it),
+   * then the table in device memory */
+  int rc = cmocka_run_group_tests_name("embed_default", tests, setup, teardown);
+  setenv("AOQ_EMBED", "device", 1);
+  return rc | cmocka_run_group_tests_name("embed_device", tests, setup, teardown);
+#else
   return cmocka_run_group_tests(tests, setup, teardown);
+#endif
 }

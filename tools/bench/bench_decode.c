@@ -7,7 +7,8 @@
  * every row's fp32 logits to the host and picks there, as a client asking for logits would).
  * Reports tokens/s, the weight and KV bytes read per step and per token, the achieved GB/s and that
  * as a fraction of a device-to-device copy timed with events in the same run, peak device memory
- * (from the device's free-memory deltas) and the load time. One line per run starting with `row:`
+ * (from the device's free-memory deltas; with the KV pool left out it is checked against issue 7's
+ * bound, the weights + one bf16 layer + 1 GiB) and the load time. One line per run starting with `row:`
  * sums them up for tables (tools/gpu/final_table.sh).
  */
 #include <stdio.h>
@@ -228,19 +229,35 @@ int aoq_bench_decode(int argc, char **argv) {
       printf("achieved_gbps: %.1f\n", r.gbps);
       printf("d2d_copy_gbps: %.1f\n", copy);
       if (copy > 0) printf("fraction_of_copy: %.3f\n", r.gbps / copy);
-      printf("peak_device_memory_mib: %.1f\n", (double)(free0 - free_min) / 1048576.0);
+      /* issue 7's memory bound: the quantized weights + one layer's bf16 weights + 1 GiB of
+       * workspace, the KV pool not counted */
+      double peak = (double)(free0 - free_min), kv = (double)info->kv_bytes;
+      double layer_bf16 = 2.0 * c->hidden_size *
+                          ((double)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim +
+                           (double)c->n_heads * c->head_dim + 3.0 * c->intermediate_size);
+      double budget = (double)info->weight_bytes + layer_bf16 + 1073741824.0;
+      printf("peak_device_memory_mib: %.1f\n", peak / 1048576.0);
       printf("weight_mib: %.1f\nkv_pool_mib: %.1f\n", (double)info->weight_bytes / 1048576.0,
-             (double)info->kv_bytes / 1048576.0);
+             kv / 1048576.0);
+      printf("embedding_mib: %.1f (%s memory)\n", (double)info->embed_bytes / 1048576.0,
+             info->embed_on_host ? "mapped host" : "device");
+      printf("load_peak_mib: %.1f\n", (double)info->load_peak_bytes / 1048576.0);
+      printf("model_work_mib: %.1f\n", (double)info->work_bytes / 1048576.0);
+      printf("peak_without_kv_mib: %.1f\n", (peak - kv) / 1048576.0);
+      printf("memory_budget_mib: %.1f (weights + one bf16 layer %.1f + 1024)\n",
+             budget / 1048576.0, layer_bf16 / 1048576.0);
+      printf("memory_within_budget: %s\n", peak - kv <= budget ? "yes" : "no");
       printf(
           "row: %s batch=%lld graph=%s tok_s=%.1f step_ms=%.3f gbps=%.1f of_copy=%.3f "
-          "peak_mib=%.0f weight_mib=%.0f load_s=%.2f prefill_tok_s=%.1f\n",
+          "peak_mib=%.0f weight_mib=%.0f peak_nokv_mib=%.0f budget_mib=%.0f load_s=%.2f "
+          "prefill_tok_s=%.1f\n",
           info->format, (long long)b,
           used ? "on"
           : on ? "unsupported"
                : "off",
           r.tok_s, r.step_ms, r.gbps, copy > 0 ? r.gbps / copy : 0,
-          (double)(free0 - free_min) / 1048576.0, (double)info->weight_bytes / 1048576.0,
-          info->load_seconds, r.prefill_tok_s);
+          peak / 1048576.0, (double)info->weight_bytes / 1048576.0, (peak - kv) / 1048576.0,
+          budget / 1048576.0, info->load_seconds, r.prefill_tok_s);
       fflush(stdout);
     }
   }
