@@ -642,9 +642,10 @@ aoq_status aoq_model_linear(aoq_model *m, const char *name, const uint16_t *x, u
 aoq_status aoq_model_logits_to_device(aoq_model *m, int row, void *dst) {
   if (!m || !dst || row < 0 || row >= m->max_seqs)
     return aoq_err(AOQ_EINVAL, "logits_to_device: bad row %d or NULL argument", row);
-  size_t bytes = (size_t)m->cfg.vocab_size * 4;
-  AOQ_TRY(aoq_dev_copy_d2d(m->dev, dst, (const uint8_t *)m->logits_f32 + (size_t)row * bytes, bytes,
-                           m->stream));
+  /* straight from the step's bf16 logits (the step converts to fp32 only for a host copy) */
+  int64_t v = m->cfg.vocab_size;
+  AOQ_TRY(aoq_dev_convert(m->dev, (const uint16_t *)m->logits_bf16 + (size_t)row * (size_t)v,
+                          AOQ_DTYPE_BF16, dst, AOQ_DTYPE_F32, v, m->stream));
   return aoq_dev_stream_sync(m->dev, m->stream);
 }
 

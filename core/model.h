@@ -118,9 +118,9 @@ aoq_status aoq_model_linear(aoq_model *m, const char *name, const uint16_t *x, u
  * client allocation of exactly rows x k would not hold), never through host memory. */
 aoq_status aoq_model_linear_mem(aoq_model *m, const char *name, const void *x, bool x_dev, void *y,
                                 bool y_dev, int64_t rows, int64_t *n_out, int64_t *k_out);
-/* Copies the fp32 logits (vocab floats) of row `row` of the last step that wrote host logits
- * (aoq_model_step / aoq_model_step_sample with non-NULL logits) device to device into dst
- * (device memory of the model's device), and waits for the copy. AOQ_EINVAL on a bad row. */
+/* Writes the fp32 logits (vocab floats) of logits row `row` of the last step (any step; its host
+ * logits may be NULL) into dst, device memory of the model's device, converted on the device from
+ * the step's bf16 logits, and waits for it. AOQ_EINVAL on a bad row. */
 aoq_status aoq_model_logits_to_device(aoq_model *m, int row, void *dst);
 /* Shape of a named linear (for validating requests); AOQ_ENOTFOUND. */
 aoq_status aoq_model_linear_shape(aoq_model *m, const char *name, int64_t *n, int64_t *k);

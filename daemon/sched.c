@@ -324,7 +324,9 @@ static long step_model(aoqd_sched *s, aoqd_model *dm) {
   for (int j = 0; j < m; j++) {
     if (!s->items[j].want_logits) continue;
     seq *q = s->seqs[s->idx[j]];
-    need_logits = need_logits || q->forward;
+    /* host logits only for forward rows into shared memory; device buffers take the row from
+     * the device (aoq_model_logits_to_device) */
+    need_logits = need_logits || (q->forward && !q->out_buf->device);
     sp[n_lg++] = q->forward ? (aoq_sample_params){.temperature = 0, .top_p = 1} : q->sp;
   }
   double t0 = aoqd_now();
