@@ -139,23 +139,17 @@ static int bench(aoq_device *cpu, aoq_device *cl, const char *fmt, int64_t m, in
 #endif
 
 int aoq_bench_clgemv(int argc, char **argv) {
-  static const char *const flags[] = {"help", NULL};
-  static const char *const vals[] = {"formats", "shapes", "m", "repeat", "cpu", "opencl", NULL};
   const char *formats = "bf16,int8wo,int4wo-128,fp8wo,nvfp4wo", *shapes = "1024x1024,4096x1024";
   const char *cpu_name = "cpu";
   int64_t m = 1, repeat = 5, index = 0;
-  if (aoq_bench_opt_flag(argc, argv, "help")) {
-    usage(stdout);
-    return 0;
-  }
-  if (aoq_bench_opts_check(argc, argv, flags, vals) ||
-      aoq_bench_opt_str(argc, argv, "formats", &formats) < 0 ||
-      aoq_bench_opt_str(argc, argv, "shapes", &shapes) < 0 ||
-      aoq_bench_opt_str(argc, argv, "cpu", &cpu_name) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "m", &m) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "repeat", &repeat) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "opencl", &index) < 0 || m < 1 || m > 4096 || repeat < 1 ||
-      repeat > 64 || index < 0 || index > 64) {
+  const aoq_bench_opt opts[] = {
+      {"formats", AOQ_OPT_STR, &formats}, {"shapes", AOQ_OPT_STR, &shapes},
+      {"cpu", AOQ_OPT_STR, &cpu_name},    {"m", AOQ_OPT_I64, &m},
+      {"repeat", AOQ_OPT_I64, &repeat},   {"opencl", AOQ_OPT_I64, &index},
+  };
+  int pr = AOQ_BENCH_PARSE(argc, argv, opts, usage);
+  if (pr) return pr == 1 ? 0 : 2;
+  if (m < 1 || m > 4096 || repeat < 1 || repeat > 64 || index < 0 || index > 64) {
     usage(stderr);
     return 2;
   }

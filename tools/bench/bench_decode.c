@@ -8,8 +8,8 @@
  * Reports tokens/s, the weight and KV bytes read per step and per token, the achieved GB/s and that
  * as a fraction of a device-to-device copy timed with events in the same run, peak device memory
  * (from the device's free-memory deltas; with the KV pool left out it is checked against issue 7's
- * bound, the weights + one bf16 layer + 1 GiB) and the load time. One line per run starting with `row:`
- * sums them up for tables (tools/gpu/final_table.sh).
+ * bound, the weights + one bf16 layer + 1 GiB) and the load time. One line per run starting with
+ * `row:` sums them up for tables (tools/gpu/final_table.sh).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,35 +108,24 @@ static aoq_status run_batch(aoq_model *m, int64_t batch, int64_t prompt, int64_t
 }
 
 int aoq_bench_decode(int argc, char **argv) {
-  static const char *const flags[] = {"model",  "synthetic",   "config", "batch",    "tokens",
-                                      "prompt", "device",      "graph",  "no-graph", "seed",
-                                      "help",   "host-logits", NULL};
-  static const char *const with_value[] = {"model",  "config", "batch", "tokens", "prompt",
-                                           "device", "seed",   "graph", NULL};
-  if (aoq_bench_opt_flag(argc, argv, "help")) {
-    usage(stdout);
-    return 0;
-  }
-  if (aoq_bench_plot_wanted(argc, argv)) /* a batch sweep of this subcommand, plotted */
+  if (!aoq_bench_opt_flag(argc, argv, "help") && aoq_bench_plot_wanted(argc, argv))
     return aoq_bench_plot_sweep(argc, argv, "decode", aoq_bench_decode, "batch",
-                                "decode_tokens_per_s");
-  if (aoq_bench_opts_check(argc, argv, flags, with_value)) {
-    usage(stderr);
-    return 2;
-  }
+                                "decode_tokens_per_s"); /* a batch sweep, plotted */
   const char *model = NULL, *config = "bf16", *device = "auto", *batch_s = "1", *graph = "on";
   int64_t tokens = 64, prompt = 16, seed = 0, batches[16];
-  if (aoq_bench_opt_str(argc, argv, "model", &model) < 0 ||
-      aoq_bench_opt_str(argc, argv, "config", &config) < 0 ||
-      aoq_bench_opt_str(argc, argv, "device", &device) < 0 ||
-      aoq_bench_opt_str(argc, argv, "batch", &batch_s) < 0 ||
-      aoq_bench_opt_str(argc, argv, "graph", &graph) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "tokens", &tokens) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "prompt", &prompt) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "seed", &seed) < 0)
-    return 2;
+  bool synthetic = false, host_logits = false, no_graph = false;
+  const aoq_bench_opt opts[] = {
+      {"model", AOQ_OPT_STR, &model},          {"config", AOQ_OPT_STR, &config},
+      {"device", AOQ_OPT_STR, &device},        {"batch", AOQ_OPT_STR, &batch_s},
+      {"graph", AOQ_OPT_STR, &graph},          {"tokens", AOQ_OPT_I64, &tokens},
+      {"prompt", AOQ_OPT_I64, &prompt},        {"seed", AOQ_OPT_I64, &seed},
+      {"synthetic", AOQ_OPT_FLAG, &synthetic}, {"host-logits", AOQ_OPT_FLAG, &host_logits},
+      {"no-graph", AOQ_OPT_FLAG, &no_graph},
+  };
+  int pr = AOQ_BENCH_PARSE(argc, argv, opts, usage);
+  if (pr) return pr == 1 ? 0 : 2;
   int nb = parse_batches(batch_s, batches, 16);
-  if (aoq_bench_opt_flag(argc, argv, "no-graph")) graph = "off";
+  if (no_graph) graph = "off";
   bool g_on = !strcmp(graph, "on") || !strcmp(graph, "both");
   bool g_off = !strcmp(graph, "off") || !strcmp(graph, "both");
   if (!model || !nb || tokens < 1 || prompt < 1 || prompt > 512 || !(g_on || g_off)) {
@@ -148,8 +137,6 @@ int aoq_bench_decode(int argc, char **argv) {
   int64_t batch = 1;
   for (int i = 0; i < nb; i++)
     if (batches[i] > batch) batch = batches[i];
-  bool synthetic = aoq_bench_opt_flag(argc, argv, "synthetic");
-  bool host_logits = aoq_bench_opt_flag(argc, argv, "host-logits");
 
   aoq_device *d = NULL;
   aoq_status s = aoq_device_open(device, &d);
@@ -244,8 +231,8 @@ int aoq_bench_decode(int argc, char **argv) {
       printf("load_peak_mib: %.1f\n", (double)info->load_peak_bytes / 1048576.0);
       printf("model_work_mib: %.1f\n", (double)info->work_bytes / 1048576.0);
       printf("peak_without_kv_mib: %.1f\n", (peak - kv) / 1048576.0);
-      printf("memory_budget_mib: %.1f (weights + one bf16 layer %.1f + 1024)\n",
-             budget / 1048576.0, layer_bf16 / 1048576.0);
+      printf("memory_budget_mib: %.1f (weights + one bf16 layer %.1f + 1024)\n", budget / 1048576.0,
+             layer_bf16 / 1048576.0);
       printf("memory_within_budget: %s\n", peak - kv <= budget ? "yes" : "no");
       printf(
           "row: %s batch=%lld graph=%s tok_s=%.1f step_ms=%.3f gbps=%.1f of_copy=%.3f "
@@ -255,9 +242,9 @@ int aoq_bench_decode(int argc, char **argv) {
           used ? "on"
           : on ? "unsupported"
                : "off",
-          r.tok_s, r.step_ms, r.gbps, copy > 0 ? r.gbps / copy : 0,
-          peak / 1048576.0, (double)info->weight_bytes / 1048576.0, (peak - kv) / 1048576.0,
-          budget / 1048576.0, info->load_seconds, r.prefill_tok_s);
+          r.tok_s, r.step_ms, r.gbps, copy > 0 ? r.gbps / copy : 0, peak / 1048576.0,
+          (double)info->weight_bytes / 1048576.0, (peak - kv) / 1048576.0, budget / 1048576.0,
+          info->load_seconds, r.prefill_tok_s);
       fflush(stdout);
     }
   }

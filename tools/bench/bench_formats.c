@@ -106,23 +106,18 @@ static int listed(const char *list, const char *name) {
 }
 
 int aoq_bench_formats(int argc, char **argv) {
-  static const char *const flags[] = {"help", NULL};
-  static const char *const vals[] = {"device", "n", "k", "m", "repeat", "formats", NULL};
-  if (aoq_bench_opt_flag(argc, argv, "help")) {
-    usage(stdout);
-    return 0;
-  }
   const char *dev_name = "cpu", *list = NULL;
   int64_t n = 4096, k = 4096, m = 16, repeat = 5;
-  if (aoq_bench_opts_check(argc, argv, flags, vals) ||
-      aoq_bench_opt_str(argc, argv, "device", &dev_name) < 0 ||
-      aoq_bench_opt_str(argc, argv, "formats", &list) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "n", &n) < 0 || aoq_bench_opt_i64(argc, argv, "k", &k) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "m", &m) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "repeat", &repeat) < 0) {
-    usage(stderr);
-    return 2;
-  }
+  const aoq_bench_opt opts[] = {
+      {"device", AOQ_OPT_STR, &dev_name},
+      {"formats", AOQ_OPT_STR, &list},
+      {"n", AOQ_OPT_I64, &n},
+      {"k", AOQ_OPT_I64, &k},
+      {"m", AOQ_OPT_I64, &m},
+      {"repeat", AOQ_OPT_I64, &repeat},
+  };
+  int pr = AOQ_BENCH_PARSE(argc, argv, opts, usage);
+  if (pr) return pr == 1 ? 0 : 2;
   if (n <= 0 || k <= 0 || m <= 0 || m > 4096 || repeat <= 0 || repeat > 64 ||
       n * k > ((int64_t)1 << 30)) {
     fprintf(stderr,

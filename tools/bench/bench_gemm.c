@@ -110,23 +110,18 @@ done:
 }
 
 int aoq_bench_gemm(int argc, char **argv) {
-  static const char *const flags[] = {"help", NULL};
-  static const char *const vals[] = {"device", "n", "k", "m", "repeat", "naive-repeat", NULL};
-  if (aoq_bench_opt_flag(argc, argv, "help")) {
-    usage(stdout);
-    return 0;
-  }
   const char *dev_name = "cpu", *mlist = "1,64";
   int64_t n = 4096, k = 4096, repeat = 10, naive_repeat = -1;
-  if (aoq_bench_opts_check(argc, argv, flags, vals) ||
-      aoq_bench_opt_str(argc, argv, "device", &dev_name) < 0 ||
-      aoq_bench_opt_str(argc, argv, "m", &mlist) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "n", &n) < 0 || aoq_bench_opt_i64(argc, argv, "k", &k) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "repeat", &repeat) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "naive-repeat", &naive_repeat) < 0) {
-    usage(stderr);
-    return 2;
-  }
+  const aoq_bench_opt opts[] = {
+      {"device", AOQ_OPT_STR, &dev_name},
+      {"m", AOQ_OPT_STR, &mlist},
+      {"n", AOQ_OPT_I64, &n},
+      {"k", AOQ_OPT_I64, &k},
+      {"repeat", AOQ_OPT_I64, &repeat},
+      {"naive-repeat", AOQ_OPT_I64, &naive_repeat},
+  };
+  int pr = AOQ_BENCH_PARSE(argc, argv, opts, usage);
+  if (pr) return pr == 1 ? 0 : 2;
   if (n <= 0 || k <= 0 || repeat <= 0 || repeat > 100000 || n * k > ((int64_t)1 << 34)) {
     fprintf(stderr, "aoq-bench gemm: need n, k, repeat > 0 (and n*k <= 2^34)\n");
     return 2;

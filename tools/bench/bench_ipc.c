@@ -137,27 +137,23 @@ static int gen_child(int tokens, uint64_t seed) {
   return ok ? 0 : 1;
 }
 
+static void ipc_usage(FILE *f) {
+  fprintf(f,
+          "usage: aoq-bench ipc [--endpoint EP --admin-endpoint EP] [--aoqd PATH] [--iters N] "
+          "[--tokens N]\n"
+          "  without --endpoint a private aoqd (tiny, synthetic, --device auto) is started\n");
+}
+
 int aoq_bench_ipc(int argc, char **argv) {
-  static const char *const flags[] = {"help",   "endpoint", "admin-endpoint", "aoqd", "iters",
-                                      "tokens", NULL};
-  static const char *const with_value[] = {"endpoint", "admin-endpoint", "aoqd",
-                                           "iters",    "tokens",         NULL};
-  if (aoq_bench_opts_check(argc, argv, flags, with_value)) return 2;
-  if (aoq_bench_opt_flag(argc, argv, "help")) {
-    printf(
-        "usage: aoq-bench ipc [--endpoint EP --admin-endpoint EP] [--aoqd PATH] [--iters N] "
-        "[--tokens N]\n"
-        "  without --endpoint a private aoqd (tiny, synthetic, --device auto) is started\n");
-    return 0;
-  }
   const char *ep = NULL, *aep = NULL, *aoqd = NULL;
   int64_t iters = 2000, tokens = 64;
-  if (aoq_bench_opt_str(argc, argv, "endpoint", &ep) < 0 ||
-      aoq_bench_opt_str(argc, argv, "admin-endpoint", &aep) < 0 ||
-      aoq_bench_opt_str(argc, argv, "aoqd", &aoqd) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "iters", &iters) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "tokens", &tokens) < 0)
-    return 2;
+  const aoq_bench_opt opts[] = {
+      {"endpoint", AOQ_OPT_STR, &ep},   {"admin-endpoint", AOQ_OPT_STR, &aep},
+      {"aoqd", AOQ_OPT_STR, &aoqd},     {"iters", AOQ_OPT_I64, &iters},
+      {"tokens", AOQ_OPT_I64, &tokens},
+  };
+  int pr = AOQ_BENCH_PARSE(argc, argv, opts, ipc_usage);
+  if (pr) return pr == 1 ? 0 : 2;
   if (iters < 10 || iters > 1000000 || tokens < 1 || tokens > 4000) {
     fprintf(stderr, "aoq-bench ipc: --iters in 10..1e6, --tokens in 1..4000\n");
     return 2;

@@ -303,33 +303,21 @@ out:
 }
 
 int aoq_bench_prefill(int argc, char **argv) {
-  static const char *const flags[] = {"model",  "synthetic", "config", "tokens", "reps",
-                                      "device", "engine",    "seed",   "sweep",  "m",
-                                      "no-ref", "chunk-mb",  "help",   NULL};
-  static const char *const with_value[] = {"model",  "config", "tokens", "reps",     "device",
-                                           "engine", "seed",   "m",      "chunk-mb", NULL};
-  if (aoq_bench_opt_flag(argc, argv, "help")) {
-    usage(stdout);
-    return 0;
-  }
-  if (aoq_bench_opts_check(argc, argv, flags, with_value)) {
-    usage(stderr);
-    return 2;
-  }
   const char *model = NULL, *config = "bf16", *device = "auto", *engine = NULL;
   const char *mlist = "64,65,96,128,192,256,512,1024,2048", *chunks = NULL;
   int64_t tokens = 2048, reps = 3, seed = 0;
-  if (aoq_bench_opt_str(argc, argv, "model", &model) < 0 ||
-      aoq_bench_opt_str(argc, argv, "config", &config) < 0 ||
-      aoq_bench_opt_str(argc, argv, "device", &device) < 0 ||
-      aoq_bench_opt_str(argc, argv, "engine", &engine) < 0 ||
-      aoq_bench_opt_str(argc, argv, "m", &mlist) < 0 ||
-      aoq_bench_opt_str(argc, argv, "chunk-mb", &chunks) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "tokens", &tokens) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "reps", &reps) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "seed", &seed) < 0)
-    return 2;
-  if (aoq_bench_opt_flag(argc, argv, "sweep")) return sweep(device, config, mlist, chunks);
+  bool synthetic = false, sweep_m = false, no_ref = false;
+  const aoq_bench_opt opts[] = {
+      {"model", AOQ_OPT_STR, &model},    {"config", AOQ_OPT_STR, &config},
+      {"device", AOQ_OPT_STR, &device},  {"engine", AOQ_OPT_STR, &engine},
+      {"m", AOQ_OPT_STR, &mlist},        {"chunk-mb", AOQ_OPT_STR, &chunks},
+      {"tokens", AOQ_OPT_I64, &tokens},  {"reps", AOQ_OPT_I64, &reps},
+      {"seed", AOQ_OPT_I64, &seed},      {"synthetic", AOQ_OPT_FLAG, &synthetic},
+      {"sweep", AOQ_OPT_FLAG, &sweep_m}, {"no-ref", AOQ_OPT_FLAG, &no_ref},
+  };
+  int pr = AOQ_BENCH_PARSE(argc, argv, opts, usage);
+  if (pr) return pr == 1 ? 0 : 2;
+  if (sweep_m) return sweep(device, config, mlist, chunks);
   if (!model || tokens < 1 || tokens > 65536 || reps < 1 || reps > 16 ||
       (engine && strcmp(engine, "own"))) {
     fprintf(stderr,
@@ -345,7 +333,7 @@ int aoq_bench_prefill(int argc, char **argv) {
   float *logits = NULL;
   int32_t *prompt = malloc(sizeof(int32_t) * (size_t)tokens);
   aoq_model_opts o = {.model = model,
-                      .synthetic = aoq_bench_opt_flag(argc, argv, "synthetic"),
+                      .synthetic = synthetic,
                       .seed = (uint64_t)seed,
                       .config = config,
                       .max_seqs = 1,
@@ -397,7 +385,7 @@ int aoq_bench_prefill(int argc, char **argv) {
   printf("kv_pool_mib: %.1f\n", (double)info->kv_bytes / 1048576.0);
 #ifdef AOQ_HAVE_CUDA
   double ref_ms = 0, flops = 0;
-  if (di.kind == AOQ_DEVICE_CUDA && !aoq_bench_opt_flag(argc, argv, "no-ref") &&
+  if (di.kind == AOQ_DEVICE_CUDA && !no_ref &&
       !cublas_reference(d, c, tokens, 5, &ref_ms, &flops)) {
     printf("cublas_gemm_ms: %.2f\n", ref_ms);
     printf("cublas_gemm_tflops: %.1f\n", flops / (ref_ms * 1e-3) / 1e12);

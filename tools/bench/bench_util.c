@@ -104,6 +104,37 @@ int aoq_bench_opts_check(int argc, char **argv, const char *const *flags,
   return 0;
 }
 
+int aoq_bench_parse(int argc, char **argv, const aoq_bench_opt *opts, int n,
+                    void (*usage)(FILE *)) {
+  if (aoq_bench_opt_flag(argc, argv, "help")) {
+    usage(stdout);
+    return 1;
+  }
+  const char *flags[34], *vals[33];
+  int nf = 0, nv = 0;
+  flags[nf++] = "help";
+  for (int i = 0; i < n && i < 32; i++) {
+    if (opts[i].kind == AOQ_OPT_FLAG)
+      flags[nf++] = opts[i].name;
+    else
+      vals[nv++] = opts[i].name;
+  }
+  flags[nf] = vals[nv] = NULL;
+  int bad = n > 32 || aoq_bench_opts_check(argc, argv, flags, vals) != 0;
+  for (int i = 0; i < n && !bad; i++) {
+    if (opts[i].kind == AOQ_OPT_FLAG) {
+      if (aoq_bench_opt_flag(argc, argv, opts[i].name)) *(bool *)opts[i].out = true;
+    } else if (opts[i].kind == AOQ_OPT_STR) {
+      bad = aoq_bench_opt_str(argc, argv, opts[i].name, (const char **)opts[i].out) < 0;
+    } else {
+      bad = aoq_bench_opt_i64(argc, argv, opts[i].name, (int64_t *)opts[i].out) < 0;
+    }
+  }
+  if (!bad) return 0;
+  usage(stderr);
+  return 2;
+}
+
 int aoq_bench_time_calls(aoq_device *d, aoq_bench_call_fn fn, void *arg, int per, int batches,
                          double *ms_out) {
   aoq_event *e0 = NULL, *e1 = NULL;

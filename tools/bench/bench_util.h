@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "devices/device.h"
 
@@ -31,6 +32,21 @@ bool aoq_bench_opt_flag(int argc, char **argv, const char *name);
  * argument to stderr and returns -1. */
 int aoq_bench_opts_check(int argc, char **argv, const char *const *flags,
                          const char *const *with_value);
+
+/* The whole option handling of a subcommand, from a table: --help prints usage to stdout; every
+ * other argument must be a table entry (`--name value` / `--name=value` for STR and I64, a bare
+ * `--name` for FLAG, which sets *out to true); options not given keep their *out. Returns 0 to go
+ * on, 1 after --help (the subcommand exits 0), 2 after printing the problem and then usage to
+ * stderr (exit 2). At most 32 entries. */
+typedef enum { AOQ_OPT_FLAG, AOQ_OPT_STR, AOQ_OPT_I64 } aoq_bench_opt_kind;
+typedef struct aoq_bench_opt {
+  const char *name; /* without "--" */
+  aoq_bench_opt_kind kind;
+  void *out; /* bool * (FLAG), const char ** (STR), int64_t * (I64) */
+} aoq_bench_opt;
+int aoq_bench_parse(int argc, char **argv, const aoq_bench_opt *opts, int n, void (*usage)(FILE *));
+#define AOQ_BENCH_PARSE(argc, argv, opts, usage) \
+  aoq_bench_parse(argc, argv, opts, (int)(sizeof(opts) / sizeof((opts)[0])), usage)
 
 /* Device timing with events: the median over `batches` timings of `per` back-to-back calls
  * fn(arg, i) (i counts every call, after 3 warm-up calls) of the ms per call, in *ms_out. Returns
