@@ -273,7 +273,16 @@ static aoq_status load_embedding(aoq_model *m) {
   }
   if (posix_memalign((void **)&t, 4096, bytes)) return aoq_err(AOQ_ENOMEM, "embedding: out of memory");
   aoq_status s = fetch(m, "model.embed_tokens.weight", 2, c->vocab_size, c->hidden_size, t);
-  if (s == AOQ_OK) s = aoq_dev_host_register(m->dev, t, bytes);
+  if (s == AOQ_OK && (s = aoq_dev_host_register(m->dev, t, bytes)) != AOQ_OK) {
+    /* pinning can fail (memlock limits, no IOMMU mapping): the table goes to the device */
+    AOQ_WARN("embedding table not pinned, kept on the device|bytes=%zu error=\"%s\"", bytes,
+             aoq_last_error());
+    aoq_err_clear();
+    s = aoq_dev_alloc(m->dev, bytes, &m->embed);
+    if (s == AOQ_OK) s = aoq_dev_copy_h2d(m->dev, m->embed, t, bytes, NULL);
+    free(t);
+    return s;
+  }
   if (s != AOQ_OK) {
     free(t);
     return s;
