@@ -720,6 +720,10 @@ aoq_status aoq_cuda_device_create(int index, aoq_device **out) {
     aoq_gk_set_batch_invariant(1);
     AOQ_INFO("cuda batch-invariant kernels|device=%d", index);
   }
+  /* programmatic dependent launch: on unless AOQ_PDL=0, where the kernels run sm_90+ code */
+  const char *pdl = getenv("AOQ_PDL");
+  int pdl_on = aoq_gk_set_pdl(!(pdl && strcmp(pdl, "0") == 0));
+  AOQ_INFO("cuda programmatic dependent launch|device=%d on=%d", index, pdl_on);
   if (aoq_cublas_open(&c->blas) == AOQ_OK)
     AOQ_INFO("cuda linear engine|device=%d engine=\"%s\"", index, aoq_cublas_describe(c->blas));
   else
