@@ -65,27 +65,29 @@ __global__ void __launch_bounds__(THREADS, G >= 4 ? 3 : 4) k_attn(attn_args a) {
   const int h0 = kvh * a.group + (blockIdx.y % a.hchunks) * G;
   const int gn = min(G, kvh * a.group + a.group - h0);
   const int tid = threadIdx.x, warp = tid / AOQ_LWARP, lane = tid % AOQ_LWARP, hd = a.hd;
-  AOQ_PDL_WAIT();
+  /* before the wait only step metadata (written by host copies, never by a kernel) */
+  bool in_run = false;
 #ifdef AOQ_HAVE_MMA_BF16
   if (a.fsplits > 0) { /* runs of rows belong to the tensor-core kernel */
     __shared__ unsigned sh2[2];
-    if (attn_row_in_run(a, row, sh2)) return;
+    in_run = attn_row_in_run(a, row, sh2);
   }
 #endif
   const int seq = a.row_seq[row], pos = a.row_pos[row];
   const int rsplits = row_splits(a, pos);
-  if (split >= rsplits) return; /* no tile of this row is this split's */
-  /* q first: its loads overlap the block-table checks */
+  const bool idle = in_run || split >= rsplits; /* no tile of this row is this split's */
+  bool bad = seq < 0 || seq >= a.n_seqs || pos < 0 || pos >= a.max_blocks * a.page_size;
+  const int32_t *bt = a.bt + (int64_t)(bad ? 0 : seq) * a.max_blocks;
+  if (!bad && !idle)
+    for (int blk = tid; blk <= pos / a.page_size; blk += THREADS)
+      if (bt[blk] < 0 || bt[blk] >= a.n_pages) bad = true;
+  AOQ_PDL_WAIT();
+  if (idle) return;
   for (int i = tid; i < G * hd; i += THREADS) {
     int g = i / hd, d = i % hd;
     qs[g][d] = g < gn ? aoq_bf16_to_f32(a.q[((int64_t)row * a.n_heads + h0 + g) * hd + d]) : 0.f;
   }
   if (tid < G) mx[tid] = -INFINITY, lsum[tid] = 0;
-  bool bad = seq < 0 || seq >= a.n_seqs || pos < 0 || pos >= a.max_blocks * a.page_size;
-  const int32_t *bt = a.bt + (int64_t)(bad ? 0 : seq) * a.max_blocks;
-  if (!bad)
-    for (int blk = tid; blk <= pos / a.page_size; blk += THREADS)
-      if (bt[blk] < 0 || bt[blk] >= a.n_pages) bad = true;
   bad = __syncthreads_or(bad);
   if (bad && tid == 0) atomicCAS(a.err, 0, AOQ_GK_ERR_ATTN_INDEX);
 

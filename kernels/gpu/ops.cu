@@ -95,14 +95,20 @@ __global__ void k_rmsnorm(uint16_t *__restrict__ x, const uint16_t *__restrict__
 __global__ void k_rmsnorm_vec(uint16_t *__restrict__ x, const uint16_t *__restrict__ t,
                               const uint16_t *__restrict__ w, uint16_t *__restrict__ y, int64_t n,
                               float eps) {
-  AOQ_PDL_WAIT();
   __shared__ float sh[32];
   const int64_t nc = n / 8;
   uint4 *xr = (uint4 *)(x + blockIdx.x * n);
   const uint4 *tr = t ? (const uint4 *)(t + blockIdx.x * n) : NULL;
   uint4 *yr = (uint4 *)(y + blockIdx.x * n);
   const uint4 *wr = (const uint4 *)w;
-  uint4 v[RMS_CHUNKS];
+  uint4 v[RMS_CHUNKS], wv[RMS_CHUNKS];
+  /* the weight is constant: its loads overlap the previous kernel's tail */
+#pragma unroll
+  for (int j = 0; j < RMS_CHUNKS; j++) {
+    int64_t c = threadIdx.x + (int64_t)j * blockDim.x;
+    if (c < nc) wv[j] = wr[c];
+  }
+  AOQ_PDL_WAIT();
   float s = 0;
 #pragma unroll
   for (int j = 0; j < RMS_CHUNKS; j++) {
@@ -126,8 +132,8 @@ __global__ void k_rmsnorm_vec(uint16_t *__restrict__ x, const uint16_t *__restri
   for (int j = 0; j < RMS_CHUNKS; j++) {
     int64_t c = threadIdx.x + (int64_t)j * blockDim.x;
     if (c >= nc) break;
-    uint4 wv = wr[c], o;
-    const uint16_t *e = (const uint16_t *)&v[j], *we = (const uint16_t *)&wv;
+    uint4 o;
+    const uint16_t *e = (const uint16_t *)&v[j], *we = (const uint16_t *)&wv[j];
     uint16_t *oe = (uint16_t *)&o;
 #pragma unroll
     for (int i = 0; i < 8; i++) oe[i] = TB(BF(we[i]) * aoq_round_bf16(BF(e[i]) * inv));
@@ -235,16 +241,21 @@ extern "C" int aoq_gk_embed(const uint16_t *table, int64_t n_rows, const int32_t
 
 /* ---- rope: HF rotate_half, cos/sin rounded to bf16, each product and sum rounded ---- */
 
-/* Rotates the pair (d, d + half) of one head: src -> dst (may alias). */
-static __device__ __forceinline__ void rope_pair(const uint16_t *src, uint16_t *dst, int d,
-                                                 int half, float p, const aoq_gk_rope_freqs &f) {
-  float ang = p * f.inv[d];
-  float c = aoq_round_bf16(cosf(ang)), sn = aoq_round_bf16(sinf(ang));
+/* Rotates the pair (d, d + half) of one head by (c, sn) = bf16(cos, sin): src -> dst (may
+ * alias). */
+static __device__ __forceinline__ void rope_rot(const uint16_t *src, uint16_t *dst, int d, int half,
+                                                float c, float sn) {
   float x1 = BF(src[d]), x2 = BF(src[d + half]);
   float a = aoq_round_bf16(x1 * c) - aoq_round_bf16(x2 * sn);
   float b = aoq_round_bf16(x2 * c) + aoq_round_bf16(x1 * sn);
   dst[d] = TB(a);
   dst[d + half] = TB(b);
+}
+
+static __device__ __forceinline__ void rope_pair(const uint16_t *src, uint16_t *dst, int d,
+                                                 int half, float p, const aoq_gk_rope_freqs &f) {
+  float ang = p * f.inv[d];
+  rope_rot(src, dst, d, half, aoq_round_bf16(cosf(ang)), aoq_round_bf16(sinf(ang)));
 }
 
 __global__ void k_rope(uint16_t *__restrict__ x, const int32_t *__restrict__ pos, int n_heads,
@@ -276,23 +287,31 @@ __global__ void k_qkv_rope_store(const uint16_t *__restrict__ qkv, uint16_t *__r
                                  const int32_t *__restrict__ pos, const int32_t *__restrict__ slots,
                                  int64_t n_slots, int n_heads, int nkv, int head_dim,
                                  aoq_gk_rope_freqs f, int *err) {
-  AOQ_PDL_WAIT();
+  __shared__ float cs[512], sn[512]; /* bf16(cos), bf16(sin) of the row's angles */
   const int half = head_dim / 2;
   const int64_t r = blockIdx.x, kvw = (int64_t)nkv * head_dim;
   const uint16_t *row = qkv + r * ((int64_t)(n_heads + 2 * nkv) * head_dim);
+  /* positions and slots are step metadata (host copies): the angles are ready before the wait */
   const float p = (float)pos[r];
   const int32_t slot = slots[r];
   const bool ok = slot >= 0 && slot < n_slots;
   if (!ok && threadIdx.x == 0) atomicCAS(err, 0, AOQ_GK_ERR_KV_SLOT);
+  for (int d = threadIdx.x; d < half; d += blockDim.x) {
+    float ang = p * f.inv[d];
+    cs[d] = aoq_round_bf16(cosf(ang)), sn[d] = aoq_round_bf16(sinf(ang));
+  }
+  AOQ_PDL_WAIT();
+  __syncthreads();
   /* q heads then k heads: (n_heads + nkv) * half rotated pairs */
   for (int i = threadIdx.x; i < (n_heads + nkv) * half; i += blockDim.x) {
     int h = i / half, d = i % half;
     const uint16_t *src = row + (int64_t)h * head_dim;
     if (h < n_heads)
-      rope_pair(src, q_out + r * ((int64_t)n_heads * head_dim) + (int64_t)h * head_dim, d, half, p,
-                f);
+      rope_rot(src, q_out + r * ((int64_t)n_heads * head_dim) + (int64_t)h * head_dim, d, half,
+               cs[d], sn[d]);
     else if (ok)
-      rope_pair(src, kc + (int64_t)slot * kvw + (int64_t)(h - n_heads) * head_dim, d, half, p, f);
+      rope_rot(src, kc + (int64_t)slot * kvw + (int64_t)(h - n_heads) * head_dim, d, half, cs[d],
+               sn[d]);
   }
   if (!ok) return;
   const uint16_t *v = row + (int64_t)(n_heads + nkv) * head_dim;

@@ -143,6 +143,8 @@ __device__ __forceinline__ float2 aoq_e4m3x2_to_f32x2(uint32_t b2) {
  * and its writes are visible, then lets the next kernel launch. Every block of every kernel must
  * execute it (a grid that finished without waiting could complete before its own predecessor),
  * before any read of an activation and any write (the predecessor may still read the buffer).
+ * What no kernel writes — weights, and the step metadata (positions, slots, block tables) that
+ * only host copies write — may be read before it, so those loads overlap the predecessor's tail.
  * Without PDL (off, HIP, before sm_90) the wait returns at once and aoq_launch is <<<>>>. */
 #if !defined(__HIPCC__) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define AOQ_PDL_WAIT() \
