@@ -78,9 +78,19 @@ __global__ void __launch_bounds__(THREADS, G >= 4 ? 3 : 4) k_attn(attn_args a) {
   const bool idle = in_run || split >= rsplits; /* no tile of this row is this split's */
   bool bad = seq < 0 || seq >= a.n_seqs || pos < 0 || pos >= a.max_blocks * a.page_size;
   const int32_t *bt = a.bt + (int64_t)(bad ? 0 : seq) * a.max_blocks;
-  if (!bad && !idle)
+  const int64_t kvw = (int64_t)a.nkv * hd;
+  if (!bad && !idle) {
     for (int blk = tid; blk <= pos / a.page_size; blk += THREADS)
       if (bt[blk] < 0 || bt[blk] >= a.n_pages) bad = true;
+    /* the K and V rows of the first tile into L2 (the previous steps' keys come from DRAM) */
+    const int p = split * TILE + tid;
+    const int32_t pg = p <= pos ? bt[p / a.page_size] : -1;
+    if (pg >= 0 && pg < a.n_pages) {
+      const int64_t off = ((int64_t)pg * a.page_size + p % a.page_size) * kvw + kvh * hd;
+      for (int e = 0; e < hd; e += 64)
+        aoq_prefetch_l2(a.k + off + e), aoq_prefetch_l2(a.v + off + e);
+    }
+  }
   AOQ_PDL_WAIT();
   if (idle) return;
   for (int i = tid; i < G * hd; i += THREADS) {
@@ -103,7 +113,6 @@ __global__ void __launch_bounds__(THREADS, G >= 4 ? 3 : 4) k_attn(attn_args a) {
   __syncthreads();
 
   const int n_tiles = bad ? 0 : pos / TILE + 1;
-  const int64_t kvw = (int64_t)a.nkv * hd;
   for (int tile = split; tile < n_tiles; tile += a.splits) {
     const int t0 = tile * TILE, nt = min(TILE, pos + 1 - t0);
     for (int t = tid; t < nt; t += THREADS) {

@@ -105,6 +105,9 @@ __device__ __forceinline__ void __syncwarp() {
   __builtin_amdgcn_wave_barrier();
 }
 #endif
+__device__ __forceinline__ void aoq_prefetch_l2(const void *p) {
+  (void)p;
+}
 /* two e4m3fn bytes (low byte = first element) -> two floats, exact */
 __device__ __forceinline__ float2 aoq_e4m3x2_to_f32x2(uint32_t b2) {
   float2 r;
@@ -126,6 +129,11 @@ __device__ __forceinline__ uint4 aoq_ld_stream16(const void *p) {
                : "l"(p));
   return r;
 }
+/* A hint to bring the 128-byte line at p into L2 (coherent for every SM: safe even for memory a
+ * running kernel still writes). */
+__device__ __forceinline__ void aoq_prefetch_l2(const void *p) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
 /* two e4m3fn bytes (low byte = first element) -> two floats, exact (e4m3 is a subset of fp16) */
 __device__ __forceinline__ float2 aoq_e4m3x2_to_f32x2(uint32_t b2) {
   __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(b2 & 0xffffu), __NV_E4M3);
@@ -139,14 +147,24 @@ __device__ __forceinline__ float2 aoq_e4m3x2_to_f32x2(uint32_t b2) {
 /* Programmatic dependent launch (sm_90+). A kernel started with aoq_launch may begin while the
  * kernel before it in the stream is still running (its launch and ramp overlap that kernel's
  * tail; captured into a graph this is a programmatic edge). So every kernel aoq_launch starts
- * runs AOQ_PDL_WAIT() before it touches memory: it waits until the previous kernel has completed
- * and its writes are visible, then lets the next kernel launch. Every block of every kernel must
- * execute it (a grid that finished without waiting could complete before its own predecessor),
- * before any read of an activation and any write (the predecessor may still read the buffer).
- * What no kernel writes — weights, and the step metadata (positions, slots, block tables) that
- * only host copies write — may be read before it, so those loads overlap the predecessor's tail.
- * Without PDL (off, HIP, before sm_90) the wait returns at once and aoq_launch is <<<>>>. */
-#if !defined(__HIPCC__) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+ * runs AOQ_PDL_WAIT() before it touches memory: it lets the next kernel launch (once every block
+ * of this one got there) and waits until the previous kernel has completed and its writes are
+ * visible. Every block of every kernel must execute it (a grid that finished without waiting
+ * could complete before its own predecessor), before any read of an activation and any write
+ * (the predecessor may still read the buffer). What no kernel writes — weights, and the step
+ * metadata (positions, slots, block tables) that only host copies write — may be read before it,
+ * so those loads overlap the predecessor's tail. Letting the next kernel launch before waiting
+ * (AOQ_PDL_TRIGGER_FIRST, the default) lets two kernels queue up behind the running one, each
+ * stopped at its own wait; order holds because a kernel completes only after its own wait, so
+ * a wait that returned implies every earlier kernel completed. Without PDL (off, HIP, before
+ * sm_90) the wait returns at once and aoq_launch is <<<>>>. */
+#ifndef AOQ_PDL_TRIGGER_FIRST
+#define AOQ_PDL_TRIGGER_FIRST 1
+#endif
+#if !defined(__HIPCC__) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && AOQ_PDL_TRIGGER_FIRST
+#define AOQ_PDL_WAIT() \
+  asm volatile("griddepcontrol.launch_dependents;\n\tgriddepcontrol.wait;" ::: "memory")
+#elif !defined(__HIPCC__) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define AOQ_PDL_WAIT() \
   asm volatile("griddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;" ::: "memory")
 #else
