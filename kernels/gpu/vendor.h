@@ -147,19 +147,19 @@ __device__ __forceinline__ float2 aoq_e4m3x2_to_f32x2(uint32_t b2) {
 /* Programmatic dependent launch (sm_90+). A kernel started with aoq_launch may begin while the
  * kernel before it in the stream is still running (its launch and ramp overlap that kernel's
  * tail; captured into a graph this is a programmatic edge). So every kernel aoq_launch starts
- * runs AOQ_PDL_WAIT() before it touches memory: it lets the next kernel launch (once every block
- * of this one got there) and waits until the previous kernel has completed and its writes are
- * visible. Every block of every kernel must execute it (a grid that finished without waiting
+ * runs AOQ_PDL_WAIT() before it touches memory: it waits until the previous kernel has completed
+ * and its writes are visible, then lets the next kernel launch (once every block of this one got
+ * there). Every block of every kernel must execute it (a grid that finished without waiting
  * could complete before its own predecessor), before any read of an activation and any write
  * (the predecessor may still read the buffer). What no kernel writes — weights, and the step
  * metadata (positions, slots, block tables) that only host copies write — may be read before it,
- * so those loads overlap the predecessor's tail. Letting the next kernel launch before waiting
- * (AOQ_PDL_TRIGGER_FIRST, the default) lets two kernels queue up behind the running one, each
- * stopped at its own wait; order holds because a kernel completes only after its own wait, so
- * a wait that returned implies every earlier kernel completed. Without PDL (off, HIP, before
- * sm_90) the wait returns at once and aoq_launch is <<<>>>. */
+ * so those loads overlap the predecessor's tail. Built with -DAOQ_PDL_TRIGGER_FIRST=1, the next
+ * kernel may launch before this one waits (still ordered: a kernel completes only after its own
+ * wait, so a wait that returned implies every earlier kernel completed); then kernels cascade,
+ * each queued at its own wait, and the H100 step was slower (docs/cuda.md, session 3). Without
+ * PDL (off, HIP, before sm_90) the wait returns at once and aoq_launch is <<<>>>. */
 #ifndef AOQ_PDL_TRIGGER_FIRST
-#define AOQ_PDL_TRIGGER_FIRST 1
+#define AOQ_PDL_TRIGGER_FIRST 0
 #endif
 #if !defined(__HIPCC__) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && AOQ_PDL_TRIGGER_FIRST
 #define AOQ_PDL_WAIT() \
