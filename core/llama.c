@@ -86,6 +86,8 @@ aoq_status aoq_llama_alloc_state(aoq_model *m) {
   m->info.work_bytes += m->ws_attn_bytes;
   AOQ_TRY(aoq_dev_stream_create(d, &m->stream));
   m->use_graphs = aoq_device_has(d, AOQ_CAP_GRAPHS) && !m->no_graphs;
+  const char *cls = getenv("AOQ_GRAPH_CTX");
+  m->graph_ctx_classes = !(cls && strcmp(cls, "0") == 0);
   return AOQ_OK;
 }
 
@@ -98,10 +100,11 @@ bool aoq_model_use_graphs(aoq_model *m, bool on) {
 
 void aoq_llama_graphs_drop(aoq_model *m) {
   for (int i = 0; i < AOQ_GRAPH_BUCKETS; i++)
-    if (m->graphs[i].g) {
-      aoq_dev_graph_destroy(m->dev, m->graphs[i].g);
-      m->graphs[i].g = NULL;
-    }
+    for (int j = 0; j < AOQ_GRAPH_CTX_CLASSES; j++)
+      if (m->graphs[i][j].g) {
+        aoq_dev_graph_destroy(m->dev, m->graphs[i][j].g);
+        m->graphs[i][j].g = NULL;
+      }
 }
 
 void aoq_llama_free_state(aoq_model *m) {
@@ -296,15 +299,21 @@ aoq_status aoq_llama_step(aoq_model *m, const aoq_step_item *items, int n, aoq_s
   int np = bucket >= 0 ? k_buckets[bucket] : n;
   meta_view hv = meta_at(m, m->h_meta, Tp, np), dv = meta_at(m, m->d_meta, Tp, np);
   int64_t Lp = pack(m, &hv, items, n, Tp, np);
-  int max_pos = 0;
-  if (bucket >= 0)
-    max_pos = m->max_blocks * m->page_size - 1; /* fixed bound: the graph serves any length */
-  else
-    for (int64_t r = 0; r < T; r++)
-      if (hv.pos[r] > max_pos) max_pos = hv.pos[r];
+  int max_pos = 0, cls = AOQ_GRAPH_CTX_CLASSES - 1;
+  for (int64_t r = 0; r < T; r++)
+    if (hv.pos[r] > max_pos) max_pos = hv.pos[r];
+  if (bucket >= 0) { /* fixed bound: the graph serves any length up to its class's */
+    int full = m->max_blocks * m->page_size - 1;
+    for (int k = 0; m->graph_ctx_classes && k + 1 < AOQ_GRAPH_CTX_CLASSES; k++)
+      if (max_pos < AOQ_GRAPH_CTX0 << 2 * k && (AOQ_GRAPH_CTX0 << 2 * k) - 1 < full) {
+        cls = k;
+        break;
+      }
+    max_pos = cls + 1 < AOQ_GRAPH_CTX_CLASSES ? (AOQ_GRAPH_CTX0 << 2 * cls) - 1 : full;
+  }
   AOQ_TRY(aoq_dev_copy_h2d(d, m->d_meta, m->h_meta, meta_entries(m, Tp, np) * 4, m->stream));
   if (bucket >= 0) {
-    aoq_decode_graph *g = &m->graphs[bucket];
+    aoq_decode_graph *g = &m->graphs[bucket][cls];
     if (!g->g) {
       AOQ_TRY(aoq_dev_graph_begin(d, m->stream));
       aoq_status s = forward(m, &dv, Tp, np, Lp, max_pos);

@@ -37,6 +37,12 @@ typedef struct aoq_decode_graph {
 } aoq_decode_graph;
 
 #define AOQ_GRAPH_BUCKETS 7 /* 1, 2, 4, 8, 16, 32, 64 */
+/* Context classes of a bucket's graphs: the attention is planned for positions below 128, 512,
+ * 2048, 8192, or the whole block table (a backend splits long contexts, and short rows under a
+ * long plan still pay for the split launch and its merge; the split of the keys gives the same
+ * bits in every class). AOQ_GRAPH_CTX=0 keeps one graph per bucket, planned for the longest. */
+#define AOQ_GRAPH_CTX_CLASSES 5
+#define AOQ_GRAPH_CTX0 128
 
 typedef struct aoq_seq_state {
   bool open;
@@ -95,8 +101,9 @@ struct aoq_model {
   int *h_mark;                  /* [max_seqs] duplicate check */
   aoq_stream *stream;
 
-  aoq_decode_graph graphs[AOQ_GRAPH_BUCKETS];
+  aoq_decode_graph graphs[AOQ_GRAPH_BUCKETS][AOQ_GRAPH_CTX_CLASSES];
   bool use_graphs, no_graphs;
+  bool graph_ctx_classes; /* graphs per context class (else one, planned for the longest) */
 };
 
 /* hfconfig.c */
@@ -117,8 +124,8 @@ void aoq_synth_fill(uint64_t seed, const char *name, uint16_t *out, int64_t n, i
 int64_t aoq_llama_wide(const aoq_model_config *c);
 aoq_status aoq_llama_alloc_state(aoq_model *m);
 void aoq_llama_free_state(aoq_model *m);
-aoq_status aoq_llama_step(aoq_model *m, const aoq_step_item *items, int n,
-                           aoq_sample_params *sp, int32_t *tokens, float *logits);
+aoq_status aoq_llama_step(aoq_model *m, const aoq_step_item *items, int n, aoq_sample_params *sp,
+                          int32_t *tokens, float *logits);
 void aoq_llama_graphs_drop(aoq_model *m);
 
 /* model_quant.c: quantizes bf16 host rows src[n,k] into w on d (device buffers allocated here;

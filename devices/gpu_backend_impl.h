@@ -800,6 +800,10 @@ aoq_status AOQ_GPU_CREATE(int index, aoq_device **out) {
     AOQ_INFO(AOQ_GPU_VENDOR " batch-invariant kernels|device=%d", index);
   }
 #ifdef AOQ_GPU_CUDA
+  /* programmatic dependent launch: on unless AOQ_PDL=0, where the kernels run sm_90+ code */
+  const char *pdl = getenv("AOQ_PDL");
+  int pdl_on = aoq_gk_set_pdl(!(pdl && strcmp(pdl, "0") == 0));
+  AOQ_INFO("cuda programmatic dependent launch|device=%d on=%d", index, pdl_on);
   if (aoq_cublas_open(&c->blas) == AOQ_OK)
     AOQ_INFO("cuda linear engine|device=%d engine=\"%s\"", index, aoq_cublas_describe(c->blas));
   else

@@ -23,6 +23,7 @@ extern "C" size_t aoq_gk_act_layout(int64_t m, int64_t k, size_t *off_xs) {
 
 /* max over the bf16 magnitude bits of the whole tensor (NaN bits sort above inf) */
 __global__ void k_amax_bits(const uint16_t *__restrict__ x, int64_t n, unsigned *out) {
+  AOQ_PDL_WAIT();
   unsigned a = 0;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
        i += (int64_t)gridDim.x * blockDim.x)
@@ -35,6 +36,7 @@ __global__ void k_amax_bits(const uint16_t *__restrict__ x, int64_t n, unsigned 
 __global__ void k_quant_fp8(const uint16_t *__restrict__ x, int64_t k, int per_tensor,
                             uint16_t *__restrict__ xb, float *xs, float *xt,
                             const unsigned *amax_all) {
+  AOQ_PDL_WAIT();
   __shared__ unsigned sh[32];
   const uint16_t *xr = x + blockIdx.x * k;
   unsigned a;
@@ -66,6 +68,7 @@ __global__ void k_quant_fp8(const uint16_t *__restrict__ x, int64_t k, int per_t
 /* MX (RCEIL) blocks of 32: one thread per block, aoq_mx_quant_row's steps for that block */
 __global__ void k_quant_mx(const uint16_t *__restrict__ x, int64_t m, int64_t k, int fp4,
                            uint16_t *__restrict__ xb) {
+  AOQ_PDL_WAIT();
   int64_t nb = m * (k / 32);
   for (int64_t b = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; b < nb;
        b += (int64_t)gridDim.x * blockDim.x) {
@@ -84,6 +87,7 @@ __global__ void k_quant_mx(const uint16_t *__restrict__ x, int64_t m, int64_t k,
 __global__ void k_quant_nvfp4(const uint16_t *__restrict__ x, int64_t m, int64_t k,
                               uint16_t *__restrict__ xb, const unsigned *amax_all,
                               const float *pts_w, float *xt) {
+  AOQ_PDL_WAIT();
   float pts = aoq_nvfp4_tensor_scale(aoq_bf16_to_f32((uint16_t)*amax_all));
   if (blockIdx.x == 0 && threadIdx.x == 0) *xt = aoq_round_bf16(pts * *pts_w);
   int64_t nb = m * (k / 16);
@@ -112,26 +116,27 @@ extern "C" int aoq_gk_act_quant(const aoq_qweight *w, const uint16_t *x, int64_t
   float *xs = (float *)((char *)ws + off), *xt = xs + m;
   unsigned *amax = (unsigned *)(xt + 1);
   int per_tensor = w->kind == AOQ_FMT_FP8DQ || w->kind == AOQ_FMT_NVFP4;
+  aoq_gpu_error_t e = AOQ_GPU_SUCCESS;
   if (per_tensor) {
-    aoq_gpu_error_t e = aoq_gpu_memset_async(amax, 0, sizeof *amax, st);
+    e = aoq_gpu_memset_async(amax, 0, sizeof *amax, st);
     if (e != AOQ_GPU_SUCCESS) return (int)e;
+    /* a plain launch: its predecessor is the memset, not a kernel */
     k_amax_bits<<<grid_for(m * k, 1024), 256, 0, st>>>(x, m * k, amax);
+    if ((e = aoq_gpu_get_last_error()) != AOQ_GPU_SUCCESS) return (int)e;
   }
   switch (w->kind) {
     case AOQ_FMT_FP8DQ:
     case AOQ_FMT_FP8DQ_ROW:
-      k_quant_fp8<<<(unsigned)m, 256, 0, st>>>(x, k, per_tensor, xb, xs, xt, amax);
-      break;
+      return aoq_launch(k_quant_fp8, (unsigned)m, 256, 0, st, x, k, per_tensor, xb, xs, xt,
+                        (const unsigned *)amax);
     case AOQ_FMT_MXFP8:
     case AOQ_FMT_MXFP4:
-      k_quant_mx<<<grid_for(m * k / 32, 128), 128, 0, st>>>(x, m, k, w->kind == AOQ_FMT_MXFP4, xb);
-      break;
+      return aoq_launch(k_quant_mx, grid_for(m * k / 32, 128), 128, 0, st, x, m, k,
+                        (int)(w->kind == AOQ_FMT_MXFP4), xb);
     case AOQ_FMT_NVFP4:
-      k_quant_nvfp4<<<grid_for(m * k / 16, 128), 128, 0, st>>>(x, m, k, xb, amax,
-                                                               (const float *)w->aux, xt);
-      break;
+      return aoq_launch(k_quant_nvfp4, grid_for(m * k / 16, 128), 128, 0, st, x, m, k, xb,
+                        (const unsigned *)amax, (const float *)w->aux, xt);
     default:
       return 0;
   }
-  return (int)aoq_gpu_get_last_error();
 }

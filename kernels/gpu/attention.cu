@@ -7,8 +7,10 @@
  * max is updated once per tile, and the softmax weights enter P.V rounded to bf16 (torch flash
  * semantics, as the CPU backend) while the normalizer sums them unrounded. Splits take tiles
  * s, s + splits, ... up to the row's own position, read on the device, so a captured graph stays
- * correct at any position. With more than one split, partial (max, sum, acc) go to the workspace
- * and a second kernel merges them.
+ * correct at any position. Splits past the row's last tile return at once; where the row's tiles
+ * all fall to split 0 (a short context under a plan made for a long one, as in a decode graph),
+ * that split writes the output itself. Otherwise partial (max, sum, acc) go to the workspace and
+ * a second kernel merges the splits that ran.
  */
 #include "base/numerics.h"
 #include "kernels/gpu/attention_impl.h"
@@ -18,6 +20,13 @@
 #define MAX_HD 256
 
 #define KB 8 /* loads in flight per thread: chunks of a key row, then value rows */
+
+/* Splits of the per-row kernel that hold key tiles of a row at position pos (1 for a position out
+ * of range: split 0 flags it and writes zeros). The kernel and the merge agree on it. */
+static __device__ __forceinline__ int row_splits(const attn_args &a, int pos) {
+  int tiles = pos >= 0 && pos < a.max_blocks * a.page_size ? pos / TILE + 1 : 1;
+  return min(a.splits, tiles);
+}
 
 /* VW bf16 values loaded with one access (16 bytes when head_dim % 8 == 0), kept raw until used. */
 template <int VW>
@@ -56,26 +65,42 @@ __global__ void __launch_bounds__(THREADS, G >= 4 ? 3 : 4) k_attn(attn_args a) {
   const int h0 = kvh * a.group + (blockIdx.y % a.hchunks) * G;
   const int gn = min(G, kvh * a.group + a.group - h0);
   const int tid = threadIdx.x, warp = tid / AOQ_LWARP, lane = tid % AOQ_LWARP, hd = a.hd;
+  /* before the wait only step metadata (written by host copies, never by a kernel) */
+  bool in_run = false;
 #ifdef AOQ_HAVE_MMA_BF16
   if (a.fsplits > 0) { /* runs of rows belong to the tensor-core kernel */
     __shared__ unsigned sh2[2];
-    if (attn_row_in_run(a, row, sh2)) return;
+    in_run = attn_row_in_run(a, row, sh2);
   }
 #endif
   const int seq = a.row_seq[row], pos = a.row_pos[row];
+  const int rsplits = row_splits(a, pos);
+  const bool idle = in_run || split >= rsplits; /* no tile of this row is this split's */
   bool bad = seq < 0 || seq >= a.n_seqs || pos < 0 || pos >= a.max_blocks * a.page_size;
   const int32_t *bt = a.bt + (int64_t)(bad ? 0 : seq) * a.max_blocks;
-  if (!bad)
+  const int64_t kvw = (int64_t)a.nkv * hd;
+  if (!bad && !idle) {
     for (int blk = tid; blk <= pos / a.page_size; blk += THREADS)
       if (bt[blk] < 0 || bt[blk] >= a.n_pages) bad = true;
-  bad = __syncthreads_or(bad);
-  if (bad && tid == 0) atomicCAS(a.err, 0, AOQ_GK_ERR_ATTN_INDEX);
-
+    /* the K and V rows of the first tile into L2 (the previous steps' keys come from DRAM) */
+    const int p = split * TILE + tid;
+    const int32_t pg = p <= pos ? bt[p / a.page_size] : -1;
+    if (pg >= 0 && pg < a.n_pages) {
+      const int64_t off = ((int64_t)pg * a.page_size + p % a.page_size) * kvw + kvh * hd;
+      for (int e = 0; e < hd; e += 64)
+        aoq_prefetch_l2(a.k + off + e), aoq_prefetch_l2(a.v + off + e);
+    }
+  }
+  AOQ_PDL_WAIT();
+  if (idle) return;
   for (int i = tid; i < G * hd; i += THREADS) {
     int g = i / hd, d = i % hd;
     qs[g][d] = g < gn ? aoq_bf16_to_f32(a.q[((int64_t)row * a.n_heads + h0 + g) * hd + d]) : 0.f;
   }
   if (tid < G) mx[tid] = -INFINITY, lsum[tid] = 0;
+  bad = __syncthreads_or(bad);
+  if (bad && tid == 0) atomicCAS(a.err, 0, AOQ_GK_ERR_ATTN_INDEX);
+
   /* P.V: thread = (key group kg, chunk ci of VW values); key groups take keys kg, kg + n_kg, .. */
   const int ch = hd / VW, n_kg = ch >= THREADS ? 1 : THREADS / ch;
   const int kg = ch >= THREADS ? 0 : tid / ch, ci = ch >= THREADS ? tid : tid % ch;
@@ -88,7 +113,6 @@ __global__ void __launch_bounds__(THREADS, G >= 4 ? 3 : 4) k_attn(attn_args a) {
   __syncthreads();
 
   const int n_tiles = bad ? 0 : pos / TILE + 1;
-  const int64_t kvw = (int64_t)a.nkv * hd;
   for (int tile = split; tile < n_tiles; tile += a.splits) {
     const int t0 = tile * TILE, nt = min(TILE, pos + 1 - t0);
     for (int t = tid; t < nt; t += THREADS) {
@@ -210,7 +234,7 @@ __global__ void __launch_bounds__(THREADS, G >= 4 ? 3 : 4) k_attn(attn_args a) {
     for (int g = 0; g < G; g++) {
       if (g >= gn) break;
       int64_t oh = (int64_t)row * a.n_heads + h0 + g;
-      if (a.splits == 1) {
+      if (rsplits == 1) { /* the bits the merge would give: its factors are exp(0) = 1 */
         float inv = lsum[g] > 0 ? 1.0f / lsum[g] : 0.0f;
         a.out[oh * hd + d] = aoq_f32_to_bf16(fin[g][j] * inv);
       } else {
@@ -222,12 +246,13 @@ __global__ void __launch_bounds__(THREADS, G >= 4 ? 3 : 4) k_attn(attn_args a) {
   }
 }
 
-/* grid (m, n_heads), 128 threads: merges the splits of one head of one row (the row's kernel's
- * split count; a kernel that ran unsplit wrote the row itself) */
+/* grid (m, n_heads), 128 threads: merges the splits of one head of one row (the splits that ran
+ * for it; a row whose kernel ran as one split was written there) */
 __global__ void k_attn_merge(attn_args a) {
+  AOQ_PDL_WAIT();
   const int64_t row = blockIdx.x, oh = row * gridDim.y + blockIdx.y;
   const int hd = a.hd;
-  int splits = a.splits;
+  int splits = row_splits(a, a.row_pos[row]);
 #ifdef AOQ_HAVE_MMA_BF16
   if (a.fsplits > 0) {
     __shared__ unsigned sh2[2];
@@ -255,20 +280,16 @@ __global__ void k_attn_merge(attn_args a) {
 }
 
 template <int VW>
-static void launch_rows(const attn_args &a, int g, dim3 grid, aoq_gpu_stream_t st) {
+static int launch_rows(const attn_args &a, int g, dim3 grid, aoq_gpu_stream_t st) {
   switch (g) {
     case 8:
-      k_attn<8, VW><<<grid, THREADS, 0, st>>>(a);
-      break;
+      return aoq_launch(k_attn<8, VW>, grid, THREADS, 0, st, a);
     case 4:
-      k_attn<4, VW><<<grid, THREADS, 0, st>>>(a);
-      break;
+      return aoq_launch(k_attn<4, VW>, grid, THREADS, 0, st, a);
     case 2:
-      k_attn<2, VW><<<grid, THREADS, 0, st>>>(a);
-      break;
+      return aoq_launch(k_attn<2, VW>, grid, THREADS, 0, st, a);
     default:
-      k_attn<1, VW><<<grid, THREADS, 0, st>>>(a);
-      break;
+      return aoq_launch(k_attn<1, VW>, grid, THREADS, 0, st, a);
   }
 }
 
@@ -341,18 +362,14 @@ extern "C" int aoq_gk_attention(const aoq_kv_cache *kv, const aoq_attn_batch *b,
   a.splits = p.splits, a.fsplits = p.fsplits, a.ws_splits = p.ws_splits;
   a.scale = scale, a.err = err;
   dim3 grid((unsigned)m, (unsigned)(kv->n_kv_heads * a.hchunks), (unsigned)a.splits);
-  if (kv->head_dim % 8 == 0)
-    launch_rows<8>(a, g, grid, st);
-  else
-    launch_rows<1>(a, g, grid, st);
-  int e = (int)aoq_gpu_get_last_error();
+  int e = kv->head_dim % 8 == 0 ? launch_rows<8>(a, g, grid, st) : launch_rows<1>(a, g, grid, st);
   if (e) return e;
 #ifdef AOQ_HAVE_MMA_BF16
   if (a.fsplits > 0 && (e = attn_prefill_launch(a, st)) != 0) return e;
 #endif
   if (a.splits > 1 || a.fsplits > 1) {
     dim3 g2((unsigned)m, (unsigned)n_heads);
-    k_attn_merge<<<g2, 128, 0, st>>>(a);
+    return aoq_launch(k_attn_merge, g2, 128, 0, st, a);
   }
-  return (int)aoq_gpu_get_last_error();
+  return 0;
 }

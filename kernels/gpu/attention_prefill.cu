@@ -99,6 +99,7 @@ __global__ void __launch_bounds__(GB * 128, 1) k_attn_prefill(attn_args a) {
   uint16_t *ksm = smem, *vsm = smem + 2 * KT * LD; /* [2][KT][LD] each */
   __shared__ unsigned sh2[2];
   __shared__ int bad_run;
+  AOQ_PDL_WAIT();
   const int chunk = (int)(gridDim.x - 1 - blockIdx.x); /* longest (last) chunks first */
   const int hgroups = a.group / GB, kvh = blockIdx.y / hgroups, split = blockIdx.z;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, c = lane % 4;
@@ -293,8 +294,7 @@ static int launch(const attn_args &a, aoq_gpu_stream_t st) {
   if (e != cudaSuccess) return (int)e;
   dim3 grid((unsigned)((a.m + RUN_CHUNK - 1) / RUN_CHUNK), (unsigned)(a.nkv * (a.group / GB)),
             (unsigned)a.fsplits);
-  k_attn_prefill<HD, GB><<<grid, GB * 128, smem, st>>>(a);
-  return (int)cudaGetLastError();
+  return aoq_launch(k_attn_prefill<HD, GB>, grid, GB * 128, smem, st, a);
 }
 
 int attn_prefill_launch(const attn_args &a, aoq_gpu_stream_t st) {

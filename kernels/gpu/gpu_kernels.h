@@ -35,6 +35,13 @@ enum {
 void aoq_gk_set_batch_invariant(int on);
 int aoq_gk_batch_invariant(void);
 
+/* Programmatic dependent launch (process-wide; the CUDA backend sets it at open, on unless
+ * $AOQ_PDL is 0): kernels may launch before their predecessor in the stream ends (vendor.h,
+ * AOQ_PDL_WAIT). Turning it on succeeds only where the kernels were built for sm_90+ and the
+ * device runs that code; returns the state now in force. */
+int aoq_gk_set_pdl(int on);
+int aoq_gk_pdl(void);
+
 /* Formats `aoq_gk_linear` implements: bit per aoq_format_kind. */
 uint64_t aoq_gk_linear_formats(void);
 /* Checks w's shape/group/buffers for the kernels; 0 if supported, else a static reason. */

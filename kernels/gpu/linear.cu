@@ -424,6 +424,7 @@ static int with_decoder(aoq_format_kind kind, F &&f) {
 template <class D, int M, int R>
 __global__ void __launch_bounds__(LIN_WARPS * 32)
     k_gemv(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int m) {
+  AOQ_PDL_WAIT();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t row0 = ((int64_t)blockIdx.x * LIN_WARPS + warp) * R;
   if (row0 >= w.n) return;
@@ -498,8 +499,7 @@ template <class D, int M, int R>
 static int launch_mr(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
   int64_t rows_per_block = (int64_t)LIN_WARPS * R;
   unsigned blocks = (unsigned)((w.n + rows_per_block - 1) / rows_per_block);
-  k_gemv<D, M, R><<<blocks, LIN_WARPS * 32, 0, st>>>(w, x, y, m);
-  return (int)aoq_gpu_get_last_error();
+  return aoq_launch(k_gemv<D, M, R>, blocks, LIN_WARPS * 32, 0, st, w, x, y, m);
 }
 
 #ifdef AOQ_HAVE_MMA_BF16
@@ -590,6 +590,7 @@ struct mma_u2<DecMX8> {
 template <class D, int NT, int MW>
 __global__ void __launch_bounds__(MW * 32, NT == 1 ? 32 / MW : 1)
     k_gemv_mma(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int m) {
+  AOQ_PDL_WAIT();
   __shared__ float red[MW][16][8 * NT];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
   const int64_t row0 = (int64_t)blockIdx.x * 16;
@@ -640,17 +641,13 @@ static int launch_nt(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_
    * the warps (hence the k split and its summation order) depend on n only. */
   unsigned blocks = (unsigned)((w.n + 15) / 16);
   if (aoq_gk_batch_invariant()) {
-    if (blocks >= 1024)
-      k_gemv_mma<D, NT, 4><<<blocks, 128, 0, st>>>(w, x, y, m);
-    else
-      k_gemv_mma<D, NT, 8><<<blocks, 256, 0, st>>>(w, x, y, m);
-  } else if (blocks >= 1024)
-    k_gemv_mma<D, NT, 4><<<blocks, 128, 0, st>>>(w, x, y, m);
-  else if (blocks >= 512 || NT >= 4)
-    k_gemv_mma<D, NT, 8><<<blocks, 256, 0, st>>>(w, x, y, m);
-  else
-    k_gemv_mma < D, NT<4 ? NT : 2, 16><<<blocks, 512, 0, st>>>(w, x, y, m);
-  return (int)aoq_gpu_get_last_error();
+    if (blocks >= 1024) return aoq_launch(k_gemv_mma<D, NT, 4>, blocks, 128, 0, st, w, x, y, m);
+    return aoq_launch(k_gemv_mma<D, NT, 8>, blocks, 256, 0, st, w, x, y, m);
+  }
+  if (blocks >= 1024) return aoq_launch(k_gemv_mma<D, NT, 4>, blocks, 128, 0, st, w, x, y, m);
+  if (blocks >= 512 || NT >= 4)
+    return aoq_launch(k_gemv_mma<D, NT, 8>, blocks, 256, 0, st, w, x, y, m);
+  return aoq_launch(k_gemv_mma<D, (NT < 4 ? NT : 2), 16>, blocks, 512, 0, st, w, x, y, m);
 }
 
 template <class D>

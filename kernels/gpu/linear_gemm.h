@@ -16,6 +16,7 @@
 template <class D>
 __global__ void __launch_bounds__(128)
     k_gemm(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int64_t m) {
+  AOQ_PDL_WAIT();
   using namespace nvcuda;
   __shared__ __align__(32) uint16_t xs[GB * GLD];
   __shared__ __align__(32) uint16_t ws[GB * GLD];
@@ -97,8 +98,7 @@ template <class D>
 static int launch_gemm(const wargs &w, const uint16_t *x, uint16_t *y, int64_t m,
                        aoq_gpu_stream_t st) {
   dim3 grid((unsigned)((w.n + GB - 1) / GB), (unsigned)((m + GB - 1) / GB));
-  k_gemm<D><<<grid, 128, 0, st>>>(w, x, y, m);
-  return (int)aoq_gpu_get_last_error();
+  return aoq_launch(k_gemm<D>, grid, 128, 0, st, w, x, y, m);
 }
 #define AOQ_HAVE_GEMM 1
 #endif

@@ -65,6 +65,7 @@ template <class D, int NT, int W>
 __global__ void __launch_bounds__(W * 32, 1)
     k_skinny(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int m, int nsplit,
              int pf) {
+  AOQ_PDL_WAIT();
   typedef SkCfg<D, NT, W> C;
   extern __shared__ __align__(16) unsigned char sk_smem[];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
@@ -248,13 +249,16 @@ static int launch_skinny_nt(const wargs &w, const uint16_t *x, uint16_t *y, int 
   cfg.blockDim = dim3(C::T);
   cfg.dynamicSmemBytes = C::SMEM;
   cfg.stream = st;
-  cudaLaunchAttribute at[1];
+  cudaLaunchAttribute at[2];
   at[0].id = cudaLaunchAttributeClusterDimension;
   at[0].val.clusterDim.x = 1;
   at[0].val.clusterDim.y = (unsigned)nsplit;
   at[0].val.clusterDim.z = 1;
+  at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization; /* vendor.h, aoq_launch */
+  at[1].val.programmaticStreamSerializationAllowed = 1;
+  if (nsplit <= 1) at[0] = at[1];
   cfg.attrs = at;
-  cfg.numAttrs = nsplit > 1 ? 1 : 0;
+  cfg.numAttrs = (nsplit > 1 ? 1 : 0) + (aoq_gk_pdl() ? 1 : 0);
   e = cudaLaunchKernelEx(&cfg, k_skinny<D, NT, W>, w, x, y, m, nsplit, w.pf);
   if (e != AOQ_GPU_SUCCESS) return (int)e;
   return (int)aoq_gpu_get_last_error();

@@ -98,6 +98,7 @@ __global__ void __launch_bounds__(ST)
              samp_params sp) {
   __shared__ double hist[256];
   __shared__ double sh[ST / AOQ_LWARP];
+  AOQ_PDL_WAIT();
   __shared__ float sv[ST / AOQ_LWARP];
   __shared__ int si[ST / AOQ_LWARP];
   __shared__ double csum[ST];
@@ -202,9 +203,8 @@ extern "C" int aoq_gk_sample(const uint16_t *logits, int32_t *out, int64_t m, in
     samp_params sp;
     memset(&sp, 0, sizeof sp);
     memcpy(sp.p, p + r0, (size_t)n * sizeof *p);
-    k_sample<<<(unsigned)n, ST, 0, (aoq_gpu_stream_t)stream>>>(logits + r0 * vocab, out + r0, vocab,
-                                                               sp);
-    int rc = (int)aoq_gpu_get_last_error();
+    int rc = aoq_launch(k_sample, (unsigned)n, ST, 0, (aoq_gpu_stream_t)stream, logits + r0 * vocab,
+                        out + r0, vocab, sp);
     if (rc) return rc;
   }
   return 0;

@@ -105,6 +105,9 @@ __device__ __forceinline__ void __syncwarp() {
   __builtin_amdgcn_wave_barrier();
 }
 #endif
+__device__ __forceinline__ void aoq_prefetch_l2(const void *p) {
+  (void)p;
+}
 /* two e4m3fn bytes (low byte = first element) -> two floats, exact */
 __device__ __forceinline__ float2 aoq_e4m3x2_to_f32x2(uint32_t b2) {
   float2 r;
@@ -126,6 +129,11 @@ __device__ __forceinline__ uint4 aoq_ld_stream16(const void *p) {
                : "l"(p));
   return r;
 }
+/* A hint to bring the 128-byte line at p into L2 (coherent for every SM: safe even for memory a
+ * running kernel still writes). */
+__device__ __forceinline__ void aoq_prefetch_l2(const void *p) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
 /* two e4m3fn bytes (low byte = first element) -> two floats, exact (e4m3 is a subset of fp16) */
 __device__ __forceinline__ float2 aoq_e4m3x2_to_f32x2(uint32_t b2) {
   __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(b2 & 0xffffu), __NV_E4M3);
@@ -135,6 +143,59 @@ __device__ __forceinline__ float2 aoq_e4m3x2_to_f32x2(uint32_t b2) {
 #endif
 
 #define AOQ_LWARP 32 /* lanes of a logical warp */
+
+/* Programmatic dependent launch (sm_90+). A kernel started with aoq_launch may begin while the
+ * kernel before it in the stream is still running (its launch and ramp overlap that kernel's
+ * tail; captured into a graph this is a programmatic edge). So every kernel aoq_launch starts
+ * runs AOQ_PDL_WAIT() before it touches memory: it waits until the previous kernel has completed
+ * and its writes are visible, then lets the next kernel launch (once every block of this one got
+ * there). Every block of every kernel must execute it (a grid that finished without waiting
+ * could complete before its own predecessor), before any read of an activation and any write
+ * (the predecessor may still read the buffer). What no kernel writes — weights, and the step
+ * metadata (positions, slots, block tables) that only host copies write — may be read before it,
+ * so those loads overlap the predecessor's tail. Built with -DAOQ_PDL_TRIGGER_FIRST=1, the next
+ * kernel may launch before this one waits (still ordered: a kernel completes only after its own
+ * wait, so a wait that returned implies every earlier kernel completed); then kernels cascade,
+ * each queued at its own wait, and the H100 step was slower (docs/cuda.md, session 3). Without
+ * PDL (off, HIP, before sm_90) the wait returns at once and aoq_launch is <<<>>>. */
+#ifndef AOQ_PDL_TRIGGER_FIRST
+#define AOQ_PDL_TRIGGER_FIRST 0
+#endif
+#if !defined(__HIPCC__) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && AOQ_PDL_TRIGGER_FIRST
+#define AOQ_PDL_WAIT() \
+  asm volatile("griddepcontrol.launch_dependents;\n\tgriddepcontrol.wait;" ::: "memory")
+#elif !defined(__HIPCC__) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define AOQ_PDL_WAIT() \
+  asm volatile("griddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;" ::: "memory")
+#else
+#define AOQ_PDL_WAIT() ((void)0)
+#endif
+
+#ifdef __cplusplus
+extern "C" int aoq_gk_pdl(void); /* gpu_kernels.h: whether launches carry the PDL attribute */
+#endif
+
+/* Launches k<<<grid, block, smem, st>>>(args...), with the programmatic-serialization attribute
+ * when aoq_gk_pdl() is on; returns the launch error (0 = success). */
+template <typename... P, typename... A>
+static inline int aoq_launch(void (*k)(P...), dim3 grid, dim3 block, size_t smem,
+                             aoq_gpu_stream_t st, A... args) {
+#if defined(__HIPCC__)
+  k<<<grid, block, smem, st>>>(args...);
+  return (int)hipGetLastError();
+#else
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = st;
+  cudaLaunchAttribute at[1];
+  at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  at[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = at;
+  cfg.numAttrs = aoq_gk_pdl() ? 1 : 0;
+  cudaError_t e = cudaLaunchKernelEx(&cfg, k, args...);
+  cudaError_t l = cudaGetLastError(); /* also clears a launch error recorded there */
+  return (int)(e != cudaSuccess ? e : l);
+#endif
+}
 
 /* Lanes of the hardware warp/wavefront of the target being compiled: 64 on CDNA (gfx90a, gfx940),
  * 32 on RDNA (gfx1030) and NVIDIA. Kernels index shuffles with AOQ_LWARP; this is for code that

@@ -4,7 +4,9 @@
  * existing cache (split over the keys), decode rows (per-row kernel), mixed batches whose runs
  * straddle the 64-row routing chunks, GQA groups 1/3/4/8, head_dim 64 and 128 (36, 200, 250 on
  * the per-row kernel alone), pages out of order; a graph captured on decode rows and replayed on a
- * prefill run; a bad page in a run.
+ * prefill run; a bad page in a run; decode rows under a split plan made for a far longer context
+ * (a decode graph's) equal to the same rows planned for their own context, bit for bit, and a
+ * decode row at a position out of range under such a plan.
  */
 #include "tests/gpu/cuda_test_util.h"
 
@@ -67,10 +69,13 @@ static int rows_max_pos(const rows *r) {
   return mp;
 }
 
-/* Attention of rows r over cache c on device d; returns the downloaded bf16 output. */
-static uint16_t *attend(aoq_device *d, const cache *c, const rows *r, const uint16_t *hq, int nh) {
+/* Attention of rows r over cache c on device d, its kernels planned for positions up to
+ * max(mp, the rows' largest); returns the downloaded bf16 output. */
+static uint16_t *attend_plan(aoq_device *d, const cache *c, const rows *r, const uint16_t *hq,
+                             int nh, int mp) {
   aoq_kv_cache kv = c->kv;
-  const int hd = kv.head_dim, m = r->m, mp = rows_max_pos(r);
+  const int hd = kv.head_dim, m = r->m;
+  if (mp < rows_max_pos(r)) mp = rows_max_pos(r);
   const size_t qbytes = (size_t)m * nh * hd * 2;
   kv.k = dev_upload(d, c->hk, (size_t)c->elems * 2);
   kv.v = dev_upload(d, c->hv, (size_t)c->elems * 2);
@@ -95,6 +100,10 @@ static uint16_t *attend(aoq_device *d, const cache *c, const rows *r, const uint
   return out;
 }
 
+static uint16_t *attend(aoq_device *d, const cache *c, const rows *r, const uint16_t *hq, int nh) {
+  return attend_plan(d, c, r, hq, nh, 0);
+}
+
 /* Same tolerance as test_cuda_ops.c's attention: bf16 output, weights rounded to bf16. */
 static void compare(const char *what, const uint16_t *got, const uint16_t *want, int64_t n) {
   double worst = 0;
@@ -110,6 +119,7 @@ static void compare(const char *what, const uint16_t *got, const uint16_t *want,
 static void run_case(const char *what, int nh, int nkv, int hd, int ps, int n_seqs, const rows *r) {
   cache c;
   cache_make(&c, nkv, hd, ps, n_seqs, rows_max_pos(r) + 1);
+  if (r->m < 1 || nh < 1 || hd < 1) abort(); /* (and GCC's range analysis sees n > 0) */
   uint16_t *hq = bf16_random((int64_t)r->m * nh * hd, 1);
   uint16_t *want = attend(g_cpu, &c, r, hq, nh), *got = attend(g_gpu, &c, r, hq, nh);
   char name[160];
@@ -238,6 +248,85 @@ static void test_graph_replay(void **state) {
   cache_free(&c);
 }
 
+/* Decode rows planned for a context of 16384 (as the decode graph of a model is: up to 64 splits
+ * at batch 1) give the bits of the same rows planned for their own context: a row whose tiles
+ * all fall to split 0 is written by it (no merge), and a longer row merges only the splits that
+ * ran, each one tile in both plans. Batch 1 at positions 0..2047 and a batch of 8 mixed ones. */
+static void test_short_rows_long_plan(void **state) {
+  (void)state;
+  const int nh = 32, nkv = 8, hd = 128, plan = 16383;
+  const int one[] = {0, 5, 47, 127, 128, 200, 1000, 2047};
+  for (size_t i = 0; i <= sizeof one / sizeof one[0]; i++) {
+    rows r = {0};
+    if (i < sizeof one / sizeof one[0]) {
+      rows_add(&r, 0, one[i], 1);
+    } else { /* the batch of 8: every position of the list, one sequence each */
+      for (int s = 0; s < 8; s++) rows_add(&r, s, one[s], 1);
+    }
+    cache c;
+    cache_make(&c, nkv, hd, 16, r.m, rows_max_pos(&r) + 1);
+    uint16_t *hq = bf16_random((int64_t)r.m * nh * hd, 1);
+    uint16_t *own = attend(g_gpu, &c, &r, hq, nh), *lp = attend_plan(g_gpu, &c, &r, hq, nh, plan);
+    uint16_t *want = attend(g_cpu, &c, &r, hq, nh);
+    char name[96];
+    snprintf(name, sizeof name, "decode, plan %d: %d rows, last at %d", plan + 1, r.m,
+             r.rp[r.m - 1]);
+    compare(name, lp, want, (int64_t)r.m * nh * hd);
+    if (memcmp(own, lp, (size_t)r.m * nh * hd * 2))
+      fail_msg("%s: %lld values differ from the rows' own plan", name,
+               (long long)count_diff(own, lp, (int64_t)r.m * nh * hd));
+    free(hq), free(own), free(lp), free(want);
+    cache_free(&c);
+    rows_free(&r);
+  }
+}
+
+/* A decode row at a position past its block table, under a long plan: zeros, and the error at
+ * the next sync, once; the good row beside it is still right. */
+static void test_bad_position_long_plan(void **state) {
+  (void)state;
+  const int nh = 8, nkv = 2, hd = 64, m = 2;
+  cache c;
+  cache_make(&c, nkv, hd, 16, m, 300);
+  aoq_kv_cache kv = c.kv;
+  kv.k = dev_upload(g_gpu, c.hk, (size_t)c.elems * 2);
+  kv.v = dev_upload(g_gpu, c.hv, (size_t)c.elems * 2);
+  rows r = {0};
+  rows_add(&r, 0, 299, 1);
+  rows_add(&r, 1, c.max_blocks * 16 + 3, 1); /* out of range */
+  aoq_attn_batch b = {dev_upload(g_gpu, r.rs, m * 4),
+                      dev_upload(g_gpu, r.rp, m * 4),
+                      dev_upload(g_gpu, c.bt, (size_t)m * c.max_blocks * 4),
+                      m,
+                      c.max_blocks,
+                      16383};
+  const size_t qbytes = (size_t)m * nh * hd * 2;
+  uint16_t *hq = bf16_random((int64_t)m * nh * hd, 1);
+  void *q = dev_upload(g_gpu, hq, qbytes), *o = dev_upload(g_gpu, NULL, qbytes);
+  assert_int_equal(aoq_dev_memset(g_gpu, o, 0xff, qbytes, NULL), AOQ_OK);
+  size_t wsz = aoq_dev_attention_workspace(g_gpu, &kv, m, nh, 16383);
+  void *ws = wsz ? dev_upload(g_gpu, NULL, wsz) : NULL;
+  assert_int_equal(aoq_dev_attention(g_gpu, &kv, &b, q, o, m, nh, 0.125f, AOQ_DTYPE_BF16, ws, NULL),
+                   AOQ_OK);
+  assert_int_equal(aoq_dev_stream_sync(g_gpu, NULL), AOQ_EINVAL);
+  assert_int_equal(aoq_dev_stream_sync(g_gpu, NULL), AOQ_OK);
+  uint16_t *got = dev_download(g_gpu, o, qbytes);
+  for (int i = 0; i < nh * hd; i++)
+    if (got[nh * hd + i] != 0) fail_msg("bad row, value %d: 0x%04x, not 0", i, got[nh * hd + i]);
+  rows good = {0};
+  rows_add(&good, 0, 299, 1);
+  uint16_t *want = attend(g_cpu, &c, &good, hq, nh);
+  compare("good row beside a bad one, plan 16384", got, want, (int64_t)nh * hd);
+  free(want), free(got), free(hq);
+  rows_free(&good);
+  aoq_dev_free(g_gpu, kv.k), aoq_dev_free(g_gpu, kv.v), aoq_dev_free(g_gpu, (void *)b.row_seq);
+  aoq_dev_free(g_gpu, (void *)b.row_pos), aoq_dev_free(g_gpu, (void *)b.block_tables);
+  aoq_dev_free(g_gpu, q), aoq_dev_free(g_gpu, o);
+  if (ws) aoq_dev_free(g_gpu, ws);
+  rows_free(&r);
+  cache_free(&c);
+}
+
 /* A run whose block table names a page outside the cache: reported at the next sync, once. */
 static void test_bad_page_in_run(void **state) {
   (void)state;
@@ -275,9 +364,13 @@ static void test_bad_page_in_run(void **state) {
 int main(void) {
   open_devices_or_skip();
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_prefill_rows),    cmocka_unit_test(test_chunked_prefill),
-      cmocka_unit_test(test_mixed_batch),     cmocka_unit_test(test_graph_replay),
+      cmocka_unit_test(test_prefill_rows),
+      cmocka_unit_test(test_chunked_prefill),
+      cmocka_unit_test(test_mixed_batch),
+      cmocka_unit_test(test_graph_replay),
       cmocka_unit_test(test_bad_page_in_run),
+      cmocka_unit_test(test_short_rows_long_plan),
+      cmocka_unit_test(test_bad_position_long_plan),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   close_devices();

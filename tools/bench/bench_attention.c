@@ -6,7 +6,9 @@
  *     rows in reverse order (no runs: the per-row kernel, the only path before session 2);
  *     time per call and TFLOP/s of the causal work (4 * head_dim * heads * sum(pos + 1) flops);
  *   - decode at batch B (one row per sequence at position ctx - 1): GB/s of the K/V bytes the
- *     rows must read, against the device-to-device copy bandwidth (read + write) of the same run.
+ *     rows must read, against the device-to-device copy bandwidth (read + write) of the same run;
+ *     with --plan N the kernels are planned for positions up to N - 1, as in a decode graph
+ *     (captured once for the longest sequence, replayed at every length).
  * Device events around `per` back-to-back calls, median of batches; block tables rotate over
  * copies of the cache that together exceed the GPU's L2, so decode reads stream from memory.
  */
@@ -29,10 +31,11 @@
 static void usage(FILE *f) {
   fprintf(f,
           "usage: aoq-bench attention [--device NAME] [--prompt P] [--chunk C] [--ctx N]\n"
-          "                           [--batch LIST] [--repeat R]\n"
+          "                           [--batch LIST] [--plan N] [--repeat R]\n"
           "  One layer of Llama-3.1-8B attention (32/8 heads x 128, pages of 16): prefill of P\n"
           "  rows, a chunk of C rows after a cache of P (tensor-core kernel vs the per-row kernel\n"
-          "  on the same rows reversed), decode at each batch of LIST at context N.\n"
+          "  on the same rows reversed), decode at each batch of LIST at context N, planned for\n"
+          "  a context of --plan (as a decode graph: 16384 in aoq-bench decode; default N).\n"
           "  Defaults: --device cuda:0 --prompt 2048 --chunk 512 --ctx 2048 --batch 1,8,64\n"
           "  --repeat 10.\n");
 }
@@ -96,9 +99,10 @@ static int upload_random(aoq_device *d, void *dst, size_t n) {
 }
 
 static int work_make(work *w, aoq_device *d, const int32_t *rs, const int32_t *rp, int64_t m,
-                     int n_seqs, int max_pos, int copies) {
+                     int n_seqs, int max_pos, int plan_pos, int copies) {
   memset(w, 0, sizeof *w);
   w->d = d, w->m = m, w->copies = copies;
+  if (plan_pos < max_pos) plan_pos = max_pos;
   int max_blocks = max_pos / PS + 1, per_copy = n_seqs * max_blocks;
   w->kv = (aoq_kv_cache){NULL, NULL, per_copy * copies, PS, NKV, HD, AOQ_DTYPE_BF16};
   size_t kv_elems = (size_t)w->kv.n_pages * PS * NKV * HD, q_elems = (size_t)m * NH * HD;
@@ -128,15 +132,15 @@ static int work_make(work *w, aoq_device *d, const int32_t *rs, const int32_t *r
     return fail("upload");
   for (int c = 0; c < copies; c++)
     w->b[c] = (aoq_attn_batch){w->rs,  w->rp,      (const int32_t *)w->bt + (size_t)c * per_copy,
-                               n_seqs, max_blocks, max_pos};
-  size_t wsb = aoq_dev_attention_workspace(d, &w->kv, m, NH, max_pos);
+                               n_seqs, max_blocks, plan_pos};
+  size_t wsb = aoq_dev_attention_workspace(d, &w->kv, m, NH, plan_pos);
   if (wsb && aoq_dev_alloc(d, wsb, &w->ws)) return fail("workspace alloc");
   return 0;
 }
 
 /* Times rows (rs, rp) and prints one line; flops and kv bytes are per call. */
 static int run(aoq_device *d, const char *name, const int32_t *rs, const int32_t *rp, int64_t m,
-               int n_seqs, int copies, int repeat, double copy_gbs) {
+               int n_seqs, int plan_pos, int copies, int repeat, double copy_gbs) {
   int max_pos = 0;
   double flops = 0, kv_bytes = 0;
   for (int64_t i = 0; i < m; i++) {
@@ -151,7 +155,7 @@ static int run(aoq_device *d, const char *name, const int32_t *rs, const int32_t
     kv_bytes += (last + 1.0) * NKV * HD * 2 * 2;
   }
   work w;
-  if (work_make(&w, d, rs, rp, m, n_seqs, max_pos, copies)) return 1;
+  if (work_make(&w, d, rs, rp, m, n_seqs, max_pos, plan_pos, copies)) return 1;
   double ms;
   int rc = aoq_bench_time_calls(d, work_call, &w, repeat, 7, &ms);
   work_free(&w);
@@ -171,17 +175,17 @@ static int run_prompt(aoq_device *d, const char *name, int p0, int n, int repeat
   for (int rev = 0; rev < 2 && !rc; rev++) {
     for (int i = 0; i < n; i++) rp[i] = rev ? p0 + n - 1 - i : p0 + i;
     snprintf(label, sizeof label, "%s%s", name, rev ? " (per-row)" : "");
-    rc = run(d, label, rs, rp, n, 1, 1, repeat, copy_gbs);
+    rc = run(d, label, rs, rp, n, 1, 0, 1, repeat, copy_gbs);
   }
   free(rs), free(rp);
   return rc;
 }
 
 int aoq_bench_attention(int argc, char **argv) {
-  static const char *const flags[] = {"device", "prompt", "chunk", "ctx",
-                                      "batch",  "repeat", "help",  NULL};
-  static const char *const with_value[] = {"device", "prompt", "chunk", "ctx",
-                                           "batch",  "repeat", NULL};
+  static const char *const flags[] = {"device", "prompt", "chunk", "ctx", "batch",
+                                      "plan",   "repeat", "help",  NULL};
+  static const char *const with_value[] = {"device", "prompt", "chunk",  "ctx",
+                                           "batch",  "plan",   "repeat", NULL};
   if (aoq_bench_opt_flag(argc, argv, "help")) {
     usage(stdout);
     return 0;
@@ -191,11 +195,12 @@ int aoq_bench_attention(int argc, char **argv) {
     return 2;
   }
   const char *dev_name = "cuda:0", *batch_list = "1,8,64";
-  int64_t prompt = 2048, chunk = 512, ctx = 2048, repeat = 10;
+  int64_t prompt = 2048, chunk = 512, ctx = 2048, plan = 0, repeat = 10;
   if (aoq_bench_opt_str(argc, argv, "device", &dev_name) < 0 ||
       aoq_bench_opt_i64(argc, argv, "prompt", &prompt) < 0 ||
       aoq_bench_opt_i64(argc, argv, "chunk", &chunk) < 0 ||
       aoq_bench_opt_i64(argc, argv, "ctx", &ctx) < 0 ||
+      aoq_bench_opt_i64(argc, argv, "plan", &plan) < 0 || plan < 0 || plan > 131072 ||
       aoq_bench_opt_str(argc, argv, "batch", &batch_list) < 0 ||
       aoq_bench_opt_i64(argc, argv, "repeat", &repeat) < 0 || repeat < 1 || prompt < 1 ||
       prompt > 65536 || chunk < 0 || chunk > 65536 || ctx < 1 || ctx > 131072) {
@@ -242,8 +247,11 @@ int aoq_bench_attention(int argc, char **argv) {
     double one = (double)bsz * ctx * NKV * HD * 4;
     int copies = host ? 1 : (int)(512e6 / one) + 1;
     if (copies > MAX_COPIES) copies = MAX_COPIES;
-    snprintf(name, sizeof name, "decode batch %d", bsz);
-    int rc = run(d, name, rs, rp, bsz, bsz, copies, (int)repeat * 2, copy_gbs);
+    if (plan > ctx)
+      snprintf(name, sizeof name, "decode batch %d (plan %lld)", bsz, (long long)plan);
+    else
+      snprintf(name, sizeof name, "decode batch %d", bsz);
+    int rc = run(d, name, rs, rp, bsz, bsz, (int)plan - 1, copies, (int)repeat * 2, copy_gbs);
     free(rs), free(rp);
     if (rc) return 1;
   }
