@@ -100,12 +100,27 @@ __global__ void k_quant_nvfp4(const uint16_t *__restrict__ x, int64_t m, int64_t
 }
 
 
-/* --- the dynamic formats of linear_dec.h: one block per row (int8 / fp8 per token) --- */
+/* --- the dynamic formats of linear_dec.h: per token (int8, fp8), grid (m, S) ---
+ * Every block of a row reduces the whole row (16-byte loads; x is 16-byte aligned and k % 32 == 0
+ * here), then quantizes its 1/S of the row: at decode widths one row is spread over S blocks
+ * instead of one SM (a 256-thread block took ~14 us for a 14336-wide row). */
 
-/* max (u32) or min/max (f32) over the block, broadcast to every thread */
-static __device__ unsigned block_max_u(unsigned a, unsigned *sh) {
+static __device__ __forceinline__ unsigned max_mag8(uint4 v) {
+  unsigned a = 0;
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    uint32_t w = (j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w) & 0x7fff7fffu;
+    a = max(a, max(w & 0xffffu, w >> 16));
+  }
+  return a;
+}
+
+/* max |x| bits of row xr over the block, broadcast to every thread */
+static __device__ unsigned row_amax_bits(const uint16_t *xr, int64_t k, unsigned *sh) {
+  unsigned a = 0;
+  for (int64_t i = threadIdx.x; i < k / 8; i += blockDim.x)
+    a = max(a, max_mag8(((const uint4 *)xr)[i]));
   for (int o = 16; o > 0; o >>= 1) a = max(a, (unsigned)AOQ_SHFL_XOR(a, o));
-  __syncthreads();
   if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = a;
   __syncthreads();
   a = 0;
@@ -118,13 +133,11 @@ __global__ void k_quant_int8(const uint16_t *__restrict__ x, int64_t k, int8_t *
                              float *xs) {
   __shared__ unsigned sh[32];
   const uint16_t *xr = x + blockIdx.x * k;
-  unsigned a = 0;
-  for (int64_t i = threadIdx.x; i < k; i += blockDim.x) a = max(a, (unsigned)(xr[i] & 0x7fffu));
-  a = block_max_u(a, sh);
+  unsigned a = row_amax_bits(xr, k, sh);
   const float s = aoq_int8_scale(aoq_bf16_to_f32((uint16_t)a)), inv = 1.0f / s;
-  if (threadIdx.x == 0) xs[blockIdx.x] = s;
+  if (threadIdx.x == 0 && blockIdx.y == 0) xs[blockIdx.x] = s;
   int8_t *qr = q + blockIdx.x * k;
-  for (int64_t i = threadIdx.x; i < k; i += blockDim.x) {
+  for (int64_t i = blockIdx.y * blockDim.x + threadIdx.x; i < k; i += gridDim.y * blockDim.x) {
     float v = aoq_bf16_to_f32(xr[i]) * inv, av = v < 0 ? -v : v;
     float r = (float)aoq_rne_u32(av > 200.0f ? 200.0f : av);
     r = v < 0 ? -r : r;
@@ -139,10 +152,15 @@ __global__ void k_quant_int8_asym(const uint16_t *__restrict__ x, int64_t k,
   __shared__ float smn[32], smx[32];
   const uint16_t *xr = x + blockIdx.x * k;
   float mn = 0.0f, mx = 0.0f;
-  for (int64_t i = threadIdx.x; i < k; i += blockDim.x) {
-    float v = aoq_bf16_to_f32(xr[i]);
-    mn = v < mn ? v : mn;
-    mx = v > mx ? v : mx;
+  for (int64_t i = threadIdx.x; i < k / 8; i += blockDim.x) {
+    uint4 v = ((const uint4 *)xr)[i];
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      uint32_t w = j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
+      float lo = __uint_as_float(w << 16), hi = __uint_as_float(w & 0xffff0000u);
+      mn = lo < mn ? lo : mn, mx = lo > mx ? lo : mx; /* NaN: skipped, as the reference does */
+      mn = hi < mn ? hi : mn, mx = hi > mx ? hi : mx;
+    }
   }
   for (int o = 16; o > 0; o >>= 1) {
     mn = fminf(mn, AOQ_SHFL_XOR(mn, o));
@@ -160,7 +178,7 @@ __global__ void k_quant_int8_asym(const uint16_t *__restrict__ x, int64_t k,
   z = z < -128 ? -128 : z > 127 ? 127 : z;
   const float inv = aoq_round_bf16(1.0f / s);
   uint16_t *br = xb + blockIdx.x * k;
-  for (int64_t i = threadIdx.x; i < k; i += blockDim.x) {
+  for (int64_t i = blockIdx.y * blockDim.x + threadIdx.x; i < k; i += gridDim.y * blockDim.x) {
     float v = aoq_round_bf16(aoq_bf16_to_f32(xr[i]) * inv), av = v < 0 ? -v : v;
     float r = (float)aoq_rne_u32(av > 1e6f ? 1e6f : av);
     int qi = (int)(v < 0 ? -r : r) + z;
@@ -174,15 +192,21 @@ __global__ void k_quant_fp8_mslk(const uint16_t *__restrict__ x, int64_t k,
                                  uint16_t *__restrict__ xb, float *xs) {
   __shared__ unsigned sh[32];
   const uint16_t *xr = x + blockIdx.x * k;
-  unsigned a = 0;
-  for (int64_t i = threadIdx.x; i < k; i += blockDim.x) a = max(a, (unsigned)(xr[i] & 0x7fffu));
-  a = block_max_u(a, sh);
+  unsigned a = row_amax_bits(xr, k, sh);
   const float af = aoq_bf16_to_f32((uint16_t)a);
   const float s = (af > 0.001953125f ? af : 0.001953125f) / 448.0f;
-  if (threadIdx.x == 0) xs[blockIdx.x] = s;
+  if (threadIdx.x == 0 && blockIdx.y == 0) xs[blockIdx.x] = s;
   uint16_t *br = xb + blockIdx.x * k;
-  for (int64_t i = threadIdx.x; i < k; i += blockDim.x)
+  for (int64_t i = blockIdx.y * blockDim.x + threadIdx.x; i < k; i += gridDim.y * blockDim.x)
     br[i] = aoq_f32_to_bf16(aoq_e4m3_to_f32(aoq_f32_to_e4m3(aoq_bf16_to_f32(xr[i]) / s)));
+}
+
+/* blocks per row of the per-token kernels: ~2 per SM over all rows, 1..16, >= 256 elements */
+static dim3 row_grid(int64_t m, int64_t k) {
+  int64_t s = (264 + m - 1) / m;
+  if (s > 16) s = 16;
+  if (s > k / 256) s = k / 256;
+  return dim3((unsigned)m, (unsigned)(s < 1 ? 1 : s));
 }
 
 /* fp8 e4m3 per 1 x 128 block (FP8DQ_BLOCK): one warp per block, scale bf16(amax / 448) */
@@ -236,14 +260,14 @@ extern "C" int aoq_gk_act_quant(const aoq_qweight *w, const uint16_t *x, int64_t
                                                                (const float *)w->aux, xt);
       break;
     case AOQ_FMT_INT8DQ:
-      k_quant_int8<<<(unsigned)m, 256, 0, st>>>(x, k, (int8_t *)xb, xs);
+      k_quant_int8<<<row_grid(m, k), 256, 0, st>>>(x, k, (int8_t *)xb, xs);
       break;
     case AOQ_FMT_INT8_INTX:
     case AOQ_FMT_INT8_INT4:
-      k_quant_int8_asym<<<(unsigned)m, 256, 0, st>>>(x, k, xb);
+      k_quant_int8_asym<<<row_grid(m, k), 256, 0, st>>>(x, k, xb);
       break;
     case AOQ_FMT_FP8_INT4:
-      k_quant_fp8_mslk<<<(unsigned)m, 256, 0, st>>>(x, k, xb, xs);
+      k_quant_fp8_mslk<<<row_grid(m, k), 256, 0, st>>>(x, k, xb, xs);
       break;
     case AOQ_FMT_FP8DQ_BLOCK: /* k % 128 == 0 (aoq_gk_linear_check) */
       k_quant_fp8_block<<<(unsigned)((m * (k / 128) + 7) / 8), 256, 0, st>>>(x, m * (k / 128), xb,

@@ -703,7 +703,9 @@ extern "C" uint64_t aoq_gk_linear_formats(void) {
 #ifdef AOQ_HAVE_MMA_BF16
          /* linear_dec.h */
          | (1ull << AOQ_FMT_INT8DQ) | (1ull << AOQ_FMT_FP8DQ_BLOCK) | (1ull << AOQ_FMT_INTXWO) |
-         (1ull << AOQ_FMT_INT8_INTX) | (1ull << AOQ_FMT_INT8_INT4) | (1ull << AOQ_FMT_FP8_INT4)
+         (1ull << AOQ_FMT_INT8_INTX) | (1ull << AOQ_FMT_INT8_INT4) | (1ull << AOQ_FMT_FP8_INT4) |
+         (1ull << AOQ_FMT_W158) | (1ull << AOQ_FMT_FP6_E3M2) | (1ull << AOQ_FMT_FP6_E2M3) |
+         (1ull << AOQ_FMT_CODEBOOK)
 #endif
       ;
 }
@@ -778,6 +780,16 @@ static int skinny_fmt(aoq_format_kind kind, const wargs &a, const uint16_t *x, u
       kind, [&](auto d) { return launch_skinny<decltype(d)>(a, x, y, m, ns, warps, st); });
 }
 #endif
+
+extern "C" int aoq_gk_dec_dequant_rows(const aoq_qweight *w, int64_t r0, int64_t rows,
+                                       uint16_t *out, void *stream) {
+#ifdef AOQ_HAVE_MMA_BF16
+  return dec_dequant_rows(w, r0, rows, out, (aoq_gpu_stream_t)stream);
+#else
+  (void)w, (void)r0, (void)rows, (void)out, (void)stream;
+  return (int)cudaErrorInvalidValue;
+#endif
+}
 
 extern "C" size_t aoq_gk_linear_workspace(const aoq_qweight *w, int64_t m) {
   if (!is_dynamic(w->kind) || m <= 0) return 0;

@@ -34,6 +34,7 @@
 typedef struct dargs {
   const uint8_t *q;
   const void *scale;
+  const void *aux; /* CODEBOOK: bf16 codebook [2^b] */
   const void *x;   /* bf16 [m, k], or int8 [m, k] (INT8DQ) */
   const float *xs; /* per row [m] (INT8DQ, FP8_INT4), per 1x128 block [m, kb] (FP8DQ_BLOCK) */
   int64_t n, k, row_bytes, kb;
@@ -74,24 +75,32 @@ static __device__ __forceinline__ void ld_group(const uint8_t *p, uint32_t o[W])
   }
 }
 
-/* Elements 2p and 2p+1 of a lane group of a signed B-bit LSB-first stream as the bf16x2 of
- * (q * s) rounded once (RNE), or of q itself where s2 is 1. B <= 7: the offset-binary code
- * q + 2^(B-1) sits under the bf16 exponent of 128, so one bf16x2 subtraction gives q exactly and
- * one multiply rounds q * s (exact in fp32: 8 x 8 significant bits) as the reference does. */
+/* The codes of elements 2p and 2p+1 of a lane group of a B-bit LSB-first stream, in bits
+ * [0, B) and [16, 16 + B) (B <= 8: a pair spans at most two words). */
 template <int B>
-static __device__ __forceinline__ uint32_t intx_pair(const uint32_t wd[B], int p, aoq_bf162 s2) {
+static __device__ __forceinline__ uint32_t code_pair(const uint32_t wd[B], int p) {
   const int bit = 2 * p * B, wi = bit >> 5, sh = bit & 31;
   uint32_t t = (sh + 2 * B <= 32) ? wd[wi] >> sh : __funnelshift_r(wd[wi], wd[wi + 1], sh);
+  const uint32_t M = ((1u << B) - 1u) * 0x10001u;
+  if constexpr (B == 8) return __byte_perm(t, 0, 0x4140) & M;
+  return __byte_perm(t, t << (16 - B), 0x7610) & M;
+}
+
+/* Elements 2p and 2p+1 of a signed B-bit stream as the bf16x2 of (q * s) rounded once (RNE), or
+ * of q itself where s2 is 1. B <= 7: the offset-binary code q + 2^(B-1) sits under the bf16
+ * exponent of 128, so one bf16x2 subtraction gives q exactly and one multiply rounds q * s
+ * (exact in fp32: 8 x 8 significant bits) as the reference does. */
+template <int B>
+static __device__ __forceinline__ uint32_t intx_pair(const uint32_t wd[B], int p, aoq_bf162 s2) {
+  const uint32_t u = code_pair<B>(wd, p);
   if constexpr (B == 8) {
-    float lo = (float)(int8_t)(t & 0xffu), hi = (float)(int8_t)((t >> 8) & 0xffu);
+    float lo = (float)(int8_t)(u & 0xffu), hi = (float)(int8_t)(u >> 16);
     float s = __low2float(s2);
     return pack_bf2(lo * s, hi * s);
   } else {
-    const uint32_t M = (1u << B) - 1u, K = ((1u << (B - 1)) | 0x4300u) * 0x10001u;
-    uint32_t u = __byte_perm(t, t << (16 - B), 0x7610);
-    uint32_t v = (u & (M * 0x10001u)) ^ K;
+    const uint32_t v = u ^ (((1u << (B - 1)) | 0x4300u) * 0x10001u);
     const uint32_t kb = (uint32_t)aoq_f32_to_bf16(128.0f + (float)(1 << (B - 1))) * 0x10001u;
-    aoq_bf162 q = __hsub2_rn(*(aoq_bf162 *)&v, *(const aoq_bf162 *)&kb);
+    aoq_bf162 q = __hsub2_rn(*(const aoq_bf162 *)&v, *(const aoq_bf162 *)&kb);
     aoq_bf162 d = __hmul2_rn(q, s2);
     return *(uint32_t *)&d;
   }
@@ -117,6 +126,89 @@ struct DxIntx {
   }
   static __device__ uint32_t pair(const uint32_t wd[W], int p, const P &pr) {
     return intx_pair<B>(wd, p, pr.s);
+  }
+  static __device__ float gscale(const dargs &, int64_t, int, int64_t) {
+    return 1.0f;
+  }
+  static __device__ float epi(float acc, const dargs &, int64_t, int) {
+    return acc;
+  }
+};
+
+/* W158: 2-bit codes q + 1 (q in -1..1), one bf16 scale per tensor: bf16(q * s) */
+struct DxW158 {
+  enum { W = 2, MMA = DK_BF16, GS = 0 };
+  struct P {
+    aoq_bf162 s;
+  };
+  static __device__ P prm(const dargs &a, int64_t, int64_t) {
+    uint32_t ss = (uint32_t)((const uint16_t *)a.scale)[0] * 0x10001u;
+    P p;
+    p.s = *(aoq_bf162 *)&ss;
+    return p;
+  }
+  static __device__ uint32_t pair(const uint32_t wd[W], int p, const P &pr) {
+    const uint32_t v = code_pair<2>(wd, p) | 0x43004300u, k129 = 0x43014301u; /* 128 + c, 129 */
+    aoq_bf162 d = __hmul2_rn(__hsub2_rn(*(const aoq_bf162 *)&v, *(const aoq_bf162 *)&k129), pr.s);
+    return *(uint32_t *)&d;
+  }
+  static __device__ float gscale(const dargs &, int64_t, int, int64_t) {
+    return 1.0f;
+  }
+  static __device__ float epi(float acc, const dargs &, int64_t, int) {
+    return acc;
+  }
+};
+
+/* FP6 (E3M2 / E2M3): 6-bit codes, bit 5 the sign, one bf16 scale per row: bf16(fp6 * s). The
+ * 5 magnitude bits placed at the top of the fp32 mantissa/exponent fields are 2^-(127 - bias)
+ * times the value (subnormals included), so one multiply decodes them. */
+template <int MB> /* mantissa bits: 2 (E3M2, bias 3) or 3 (E2M3, bias 1) */
+struct DxFp6 {
+  enum { W = 6, MMA = DK_BF16, GS = 0 };
+  struct P {
+    float s;
+  };
+  static __device__ P prm(const dargs &a, int64_t row, int64_t) {
+    P p;
+    p.s = aoq_bf16_to_f32(((const uint16_t *)a.scale)[row]);
+    return p;
+  }
+  static __device__ float val(uint32_t c) {
+    const float mul = MB == 2 ? 0x1p124f : 0x1p126f; /* 2^(127 - bias) */
+    return __uint_as_float(((c & 31u) << (23 - MB)) | ((c & 32u) << 26)) * mul;
+  }
+  static __device__ uint32_t pair(const uint32_t wd[W], int p, const P &pr) {
+    const uint32_t u = code_pair<6>(wd, p);
+    return pack_bf2(val(u & 63u) * pr.s, val(u >> 16) * pr.s);
+  }
+  static __device__ float gscale(const dargs &, int64_t, int, int64_t) {
+    return 1.0f;
+  }
+  static __device__ float epi(float acc, const dargs &, int64_t, int) {
+    return acc;
+  }
+};
+
+/* CODEBOOK: unsigned B-bit indices into a bf16 codebook of 2^B entries (aux, read through L1),
+ * bf16 group scales: bf16(codebook[c] * s) */
+template <int B>
+struct DxCb {
+  enum { W = B, MMA = DK_BF16, GS = 0 };
+  struct P {
+    float s;
+    const uint16_t *cb;
+  };
+  static __device__ P prm(const dargs &a, int64_t row, int64_t lg) {
+    P p;
+    p.s = aoq_bf16_to_f32(((const uint16_t *)a.scale)[row * (a.k / a.group) + lg * 32 / a.group]);
+    p.cb = (const uint16_t *)a.aux;
+    return p;
+  }
+  static __device__ uint32_t pair(const uint32_t wd[W], int p, const P &pr) {
+    const uint32_t u = code_pair<B>(wd, p);
+    float lo = aoq_bf16_to_f32(__ldg(pr.cb + (u & 0xffu))), hi = aoq_bf16_to_f32(__ldg(pr.cb + (u >> 16)));
+    return pack_bf2(lo * pr.s, hi * pr.s);
   }
   static __device__ float gscale(const dargs &, int64_t, int, int64_t) {
     return 1.0f;
@@ -228,7 +320,7 @@ __global__ void __launch_bounds__(MW * 32, NT == 1 ? 32 / MW : 1)
   const int64_t row0 = (int64_t)blockIdx.x * 16;
   const int64_t ra = min(row0 + g, a.n - 1), rb = min(row0 + g + 8, a.n - 1);
   const uint8_t *qa = a.q + ra * a.row_bytes, *qb = a.q + rb * a.row_bytes;
-  const int xe = D::MMA == DK_S8 ? 1 : 2; /* bytes per x element */
+  const int xe = (int)D::MMA == (int)DK_S8 ? 1 : 2; /* bytes per x element */
   const uint8_t *xr[NT];
   bool xv[NT];
 #pragma unroll
@@ -262,7 +354,7 @@ __global__ void __launch_bounds__(MW * 32, NT == 1 ? 32 / MW : 1)
       const int64_t lg = s0 + u * step + c;
       if (s0 + u * step >= nlg) break; /* warp-uniform: no lane of the quad has work */
       const bool ok = lg < nlg;
-      if constexpr (D::MMA == DK_S8) {
+      if constexpr ((int)D::MMA == (int)DK_S8) {
 #pragma unroll
         for (int t = 0; t < NT; t++) {
           uint4 x0 = make_uint4(0, 0, 0, 0), x1 = x0;
@@ -347,7 +439,9 @@ static int dec_rows(const dargs &a, uint16_t *y, int m, aoq_gpu_stream_t st) {
 
 static bool dec_format(aoq_format_kind k) {
   return k == AOQ_FMT_INTXWO || k == AOQ_FMT_INT8_INTX || k == AOQ_FMT_INT8_INT4 ||
-         k == AOQ_FMT_INT8DQ || k == AOQ_FMT_FP8_INT4 || k == AOQ_FMT_FP8DQ_BLOCK;
+         k == AOQ_FMT_INT8DQ || k == AOQ_FMT_FP8_INT4 || k == AOQ_FMT_FP8DQ_BLOCK ||
+         k == AOQ_FMT_W158 || k == AOQ_FMT_FP6_E3M2 || k == AOQ_FMT_FP6_E2M3 ||
+         k == AOQ_FMT_CODEBOOK;
 }
 
 template <class F>
@@ -359,6 +453,31 @@ static int with_dec(const aoq_qweight *w, F &&f) {
       return f(DxF8I4{});
     case AOQ_FMT_FP8DQ_BLOCK:
       return f(DxF8Blk{});
+    case AOQ_FMT_W158:
+      return f(DxW158{});
+    case AOQ_FMT_FP6_E3M2:
+      return f(DxFp6<2>{});
+    case AOQ_FMT_FP6_E2M3:
+      return f(DxFp6<3>{});
+    case AOQ_FMT_CODEBOOK:
+      switch (w->bits) {
+        case 1:
+          return f(DxCb<1>{});
+        case 2:
+          return f(DxCb<2>{});
+        case 3:
+          return f(DxCb<3>{});
+        case 4:
+          return f(DxCb<4>{});
+        case 5:
+          return f(DxCb<5>{});
+        case 6:
+          return f(DxCb<6>{});
+        case 7:
+          return f(DxCb<7>{});
+        default:
+          return f(DxCb<8>{});
+      }
     default: /* INTXWO, INT8_INTX, INT8_INT4 */
       switch (w->bits) {
         case 1:
@@ -397,29 +516,53 @@ static const char *dec_check(const aoq_qweight *w) {
     case AOQ_FMT_FP8DQ_BLOCK:
       if (w->k % 128) return "fp8dq-block: k must be a multiple of 128";
       return 0;
+    case AOQ_FMT_W158:
+    case AOQ_FMT_FP6_E3M2:
+    case AOQ_FMT_FP6_E2M3:
+      if (w->k % 32) return "w158 / fp6: k must be a multiple of 32";
+      if ((uintptr_t)w->scale & 1) return "w158 / fp6: scale not 2-byte aligned";
+      return 0;
+    case AOQ_FMT_CODEBOOK:
+      if (!w->aux || ((uintptr_t)w->aux & 1)) return "codebook: aux (the codebook) NULL or odd";
+      [[fallthrough]]; /* the stream and group rules of intx */
     default:
-      if (w->bits < 1 || w->bits > 8) return "intx: bits must be 1..8";
+      if (w->bits < 1 || w->bits > 8) return "intx / codebook: bits must be 1..8";
       if (w->k % 32 || g % 32 || w->k % g)
-        return "intx: k and the group must be multiples of 32, the group dividing k";
-      if ((uintptr_t)w->scale & 1) return "intx: scale not 2-byte aligned";
+        return "intx / codebook: k and the group must be multiples of 32, the group dividing k";
+      if ((uintptr_t)w->scale & 1) return "intx / codebook: scale not 2-byte aligned";
       return 0;
   }
+}
+
+/* The kernels' view of w (x, xs: set by the caller) */
+static dargs dec_args(const aoq_qweight *w) {
+  dargs a;
+  a.q = (const uint8_t *)w->qdata;
+  a.scale = w->scale;
+  a.aux = w->aux;
+  a.x = 0;
+  a.xs = 0;
+  a.n = w->n, a.k = w->k, a.kb = w->k / 128;
+  const bool per_row = w->kind == AOQ_FMT_FP6_E3M2 || w->kind == AOQ_FMT_FP6_E2M3 ||
+                       w->kind == AOQ_FMT_W158 || w->group <= 0;
+  a.group = (int)(per_row ? w->k : w->group);
+  const int bits = w->kind == AOQ_FMT_INT8DQ || w->kind == AOQ_FMT_FP8DQ_BLOCK ? 8
+                   : w->kind == AOQ_FMT_W158                                   ? 2
+                   : w->kind == AOQ_FMT_FP6_E3M2 || w->kind == AOQ_FMT_FP6_E2M3 ? 6
+                                                                                : w->bits;
+  a.row_bytes = (w->k * bits + 31) / 32 * 4;
+  return a;
 }
 
 /* y = x @ W^T for the formats above; ws: act_quant.cu's workspace for the dynamic ones */
 static int dec_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *y, int64_t m, void *ws,
                       aoq_gpu_stream_t st) {
-  dargs a;
-  a.q = (const uint8_t *)w->qdata;
-  a.scale = w->scale;
+  dargs a = dec_args(w);
   a.x = x;
-  a.xs = 0;
-  a.n = w->n, a.k = w->k, a.kb = w->k / 128;
-  a.group = (int)(w->group > 0 ? w->group : w->k);
-  a.row_bytes = (w->k * (w->kind == AOQ_FMT_INT8DQ || w->kind == AOQ_FMT_FP8DQ_BLOCK ? 8 : w->bits) +
-                 31) / 32 * 4;
+  if ((uintptr_t)x & 15) return (int)cudaErrorMisalignedAddress; /* 16-byte x loads */
   const bool i8 = w->kind == AOQ_FMT_INT8DQ;
-  if (w->kind != AOQ_FMT_INTXWO) {
+  if (w->kind == AOQ_FMT_INT8DQ || w->kind == AOQ_FMT_FP8DQ_BLOCK || w->kind == AOQ_FMT_FP8_INT4 ||
+      w->kind == AOQ_FMT_INT8_INTX || w->kind == AOQ_FMT_INT8_INT4) {
     if (!ws) return (int)cudaErrorInvalidValue;
     int rc = aoq_gk_act_quant(w, x, m, ws, st);
     if (rc) return rc;
@@ -438,6 +581,43 @@ static int dec_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *y, int6
     if (rc) return rc;
   }
   return 0;
+}
+
+/* Weight rows [r0, r0 + rows) of the weight-only decoders as bf16 [rows, k], through the same
+ * pair() as k_dec (the operand of the cuBLAS path, devices/cuda/cublas.c): one thread per lane
+ * group, 64 contiguous output bytes. */
+template <class D>
+__global__ void k_dec_rows(dargs a, int64_t r0, int64_t rows, uint16_t *__restrict__ out) {
+  const int64_t nlg = a.k / 32, total = rows * nlg;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t r = i / nlg, lg = i % nlg, row = r0 + r;
+    uint32_t wd[D::W];
+    ld_group<D::W>(a.q + row * a.row_bytes + lg * 4 * D::W, wd);
+    const typename D::P p = D::prm(a, row, lg);
+    uint4 *o = (uint4 *)(out + r * a.k + lg * 32);
+#pragma unroll
+    for (int h = 0; h < 4; h++)
+      o[h] = make_uint4(D::pair(wd, 4 * h, p), D::pair(wd, 4 * h + 1, p), D::pair(wd, 4 * h + 2, p),
+                        D::pair(wd, 4 * h + 3, p));
+  }
+}
+
+static int dec_dequant_rows(const aoq_qweight *w, int64_t r0, int64_t rows, uint16_t *out,
+                            aoq_gpu_stream_t st) {
+  if (!dec_format(w->kind) || dec_check(w) || rows <= 0 || r0 < 0 || r0 + rows > w->n)
+    return (int)cudaErrorInvalidValue;
+  const dargs a = dec_args(w);
+  return with_dec(w, [&](auto d) {
+    typedef decltype(d) D;
+    if constexpr (D::GS == 0 && (int)D::MMA == (int)DK_BF16) {
+      int64_t g = (rows * (w->k / 32) + 255) / 256;
+      k_dec_rows<D><<<(unsigned)(g > 65535 ? 65535 : g), 256, 0, st>>>(a, r0, rows, out);
+      return (int)aoq_gpu_get_last_error();
+    } else {
+      return (int)cudaErrorInvalidValue; /* int8dq, fp8-int4, fp8dq-block: not dequant-then-mm */
+    }
+  });
 }
 
 #endif /* AOQ_HAVE_MMA_BF16 */

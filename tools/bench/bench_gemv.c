@@ -37,11 +37,14 @@ static const gcfg cfgs[] = {
     {"intx4wo-128", AOQ_FMT_INTXWO, 128}, {"intx3wo-32", AOQ_FMT_INTXWO, 32},
     {"intx5wo-32", AOQ_FMT_INTXWO, 32},  {"intx6wo-32", AOQ_FMT_INTXWO, 32},
     {"intx2wo-32", AOQ_FMT_INTXWO, 32},  {"intx8wo", AOQ_FMT_INTXWO, 0},
+    {"w158", AOQ_FMT_W158, 0},           {"fp6-e3m2", AOQ_FMT_FP6_E3M2, 0},
+    {"codebook4-32", AOQ_FMT_CODEBOOK, 32},
 };
 
 static bool planned(aoq_format_kind k) {
   return k == AOQ_FMT_INT8DQ || k == AOQ_FMT_FP8DQ_BLOCK || k == AOQ_FMT_FP8_INT4 ||
-         k == AOQ_FMT_INT8_INT4 || k == AOQ_FMT_INT8_INTX || k == AOQ_FMT_INTXWO;
+         k == AOQ_FMT_INT8_INT4 || k == AOQ_FMT_INT8_INTX || k == AOQ_FMT_INTXWO ||
+         k == AOQ_FMT_W158 || k == AOQ_FMT_FP6_E3M2 || k == AOQ_FMT_CODEBOOK;
 }
 
 static const struct {
@@ -59,8 +62,8 @@ static void usage(FILE *f) {
           "  Times y[m,n] = x[m,k] @ W^T for the Llama-3.1-8B shapes (qkv, o, gate+up, down,\n"
           "  lm_head) with W packed in CFG (bf16, int8wo, fp8wo, int4wo-32/64/128/256, fp8dq,\n"
           "  fp8dq-row, mxfp8, mxfp4, nvfp4, nvfp4wo, int8dq, fp8dq-block, fp8-int4, int8-int4,\n"
-          "  int8-intx4, intx4wo-32/128, intx2/3/5/6wo-32, intx8wo, or all). Dynamic formats\n"
-          "  include their activation quantization.\n"
+          "  int8-intx4, intx4wo-32/128, intx2/3/5/6wo-32, intx8wo, w158, fp6-e3m2, codebook4-32,\n"
+          "  or all). Dynamic formats include their activation quantization.\n"
           "  Defaults: --device cuda:0 --config all --m 1 --repeat 20.\n");
 }
 
@@ -228,9 +231,13 @@ int aoq_bench_gemv(int argc, char **argv) {
         if (hs && (aoq_dev_alloc(d, plan.scale_bytes, &w[i].scale) ||
                    aoq_dev_copy_h2d(d, w[i].scale, hs, plan.scale_bytes, NULL)))
           return fail("scale upload");
-        if (plan.aux_bytes) {
+        if (plan.aux_bytes) { /* nvfp4: the f32 per-tensor scale; codebook: bf16 entries */
+          uint16_t cb[256];
           const float pts = 0.01f;
-          if (aoq_dev_alloc(d, 4, &w[i].aux) || aoq_dev_copy_h2d(d, w[i].aux, &pts, 4, NULL))
+          for (int j = 0; j < 256; j++) cb[j] = aoq_f32_to_bf16((float)(j - 8) / 8.0f);
+          const void *src = c->kind == AOQ_FMT_CODEBOOK ? (const void *)cb : (const void *)&pts;
+          if (plan.aux_bytes > sizeof cb || aoq_dev_alloc(d, plan.aux_bytes, &w[i].aux) ||
+              aoq_dev_copy_h2d(d, w[i].aux, src, plan.aux_bytes, NULL))
             return fail("aux upload");
         }
       }
