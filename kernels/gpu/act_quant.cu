@@ -99,7 +99,6 @@ __global__ void k_quant_nvfp4(const uint16_t *__restrict__ x, int64_t m, int64_t
   }
 }
 
-
 /* --- the dynamic formats of linear_dec.h: per token (int8, fp8), grid (m, S) ---
  * Every block of a row reduces the whole row (16-byte loads; x is 16-byte aligned and k % 32 == 0
  * here), then quantizes its 1/S of the row: at decode widths one row is spread over S blocks
@@ -222,8 +221,7 @@ __global__ void k_quant_fp8_block(const uint16_t *__restrict__ x, int64_t nb,
   const float s = aoq_fp8_scale(aoq_bf16_to_f32((uint16_t)a), AOQ_E4M3_MAX);
   if (lane == 0) xs[b] = s;
   for (int i = lane; i < 128; i += 32)
-    xb[b * 128 + i] =
-        aoq_f32_to_bf16(aoq_e4m3_to_f32(aoq_f32_to_e4m3(aoq_bf16_to_f32(xr[i]) / s)));
+    xb[b * 128 + i] = aoq_f32_to_bf16(aoq_e4m3_to_f32(aoq_f32_to_e4m3(aoq_bf16_to_f32(xr[i]) / s)));
 }
 
 static unsigned grid_for(int64_t n, int t) {
@@ -271,7 +269,7 @@ extern "C" int aoq_gk_act_quant(const aoq_qweight *w, const uint16_t *x, int64_t
       break;
     case AOQ_FMT_FP8DQ_BLOCK: /* k % 128 == 0 (aoq_gk_linear_check) */
       k_quant_fp8_block<<<(unsigned)((m * (k / 128) + 7) / 8), 256, 0, st>>>(x, m * (k / 128), xb,
-                                                                            xs);
+                                                                             xs);
       break;
     default:
       return 0;

@@ -679,8 +679,8 @@ static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu
 }
 #define GEMV_SLICE 64 /* rows of x one GEMV launch takes (8 n-tiles of the mma) */
 
-#include "kernels/gpu/linear_skinny.h"
 #include "kernels/gpu/linear_dec.h"
+#include "kernels/gpu/linear_skinny.h"
 #else
 #define GEMV_SLICE 16
 template <class D>
@@ -699,7 +699,8 @@ extern "C" uint64_t aoq_gk_linear_formats(void) {
   return (1ull << AOQ_FMT_BF16) | (1ull << AOQ_FMT_INT8WO) | (1ull << AOQ_FMT_FP8WO) |
          (1ull << AOQ_FMT_INT4WO) | (1ull << AOQ_FMT_INT4WO_HQQ) | (1ull << AOQ_FMT_FP8DQ) |
          (1ull << AOQ_FMT_FP8DQ_ROW) | (1ull << AOQ_FMT_MXFP8) | (1ull << AOQ_FMT_MXFP4) |
-         (1ull << AOQ_FMT_NVFP4) | (1ull << AOQ_FMT_NVFP4WO)
+         (1ull << AOQ_FMT_NVFP4) |
+         (1ull << AOQ_FMT_NVFP4WO)
 #ifdef AOQ_HAVE_MMA_BF16
          /* linear_dec.h */
          | (1ull << AOQ_FMT_INT8DQ) | (1ull << AOQ_FMT_FP8DQ_BLOCK) | (1ull << AOQ_FMT_INTXWO) |

@@ -207,7 +207,8 @@ struct DxCb {
   }
   static __device__ uint32_t pair(const uint32_t wd[W], int p, const P &pr) {
     const uint32_t u = code_pair<B>(wd, p);
-    float lo = aoq_bf16_to_f32(__ldg(pr.cb + (u & 0xffu))), hi = aoq_bf16_to_f32(__ldg(pr.cb + (u >> 16)));
+    float lo = aoq_bf16_to_f32(__ldg(pr.cb + (u & 0xffu))),
+          hi = aoq_bf16_to_f32(__ldg(pr.cb + (u >> 16)));
     return pack_bf2(lo * pr.s, hi * pr.s);
   }
   static __device__ float gscale(const dargs &, int64_t, int, int64_t) {
@@ -287,7 +288,8 @@ struct dec_u {
 /* One lane group (32 elements of rows g and g+8) through 8 bf16 mma per n-tile: pair p of the
  * lane group is k-slot pair p % 2 of mma p / 2, and x's 16-byte load h holds pairs 4h..4h+3. */
 template <class D, int NT>
-static __device__ __forceinline__ void dec_mma_bf16(const uint32_t wa[D::W], const uint32_t wb[D::W],
+static __device__ __forceinline__ void dec_mma_bf16(const uint32_t wa[D::W],
+                                                    const uint32_t wb[D::W],
                                                     const typename D::P &pa,
                                                     const typename D::P &pb,
                                                     const uint8_t *const xr[NT], const bool xv[NT],
@@ -546,8 +548,8 @@ static dargs dec_args(const aoq_qweight *w) {
   const bool per_row = w->kind == AOQ_FMT_FP6_E3M2 || w->kind == AOQ_FMT_FP6_E2M3 ||
                        w->kind == AOQ_FMT_W158 || w->group <= 0;
   a.group = (int)(per_row ? w->k : w->group);
-  const int bits = w->kind == AOQ_FMT_INT8DQ || w->kind == AOQ_FMT_FP8DQ_BLOCK ? 8
-                   : w->kind == AOQ_FMT_W158                                   ? 2
+  const int bits = w->kind == AOQ_FMT_INT8DQ || w->kind == AOQ_FMT_FP8DQ_BLOCK  ? 8
+                   : w->kind == AOQ_FMT_W158                                    ? 2
                    : w->kind == AOQ_FMT_FP6_E3M2 || w->kind == AOQ_FMT_FP6_E2M3 ? 6
                                                                                 : w->bits;
   a.row_bytes = (w->k * bits + 31) / 32 * 4;

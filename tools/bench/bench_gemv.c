@@ -23,21 +23,34 @@ typedef struct gcfg {
 } gcfg;
 
 static const gcfg cfgs[] = {
-    {"bf16", AOQ_FMT_BF16, 0},           {"int8wo", AOQ_FMT_INT8WO, 0},
-    {"fp8wo", AOQ_FMT_FP8WO, 0},         {"int4wo-32", AOQ_FMT_INT4WO, 32},
-    {"int4wo-64", AOQ_FMT_INT4WO, 64},   {"int4wo-128", AOQ_FMT_INT4WO, 128},
-    {"int4wo-256", AOQ_FMT_INT4WO, 256}, {"fp8dq", AOQ_FMT_FP8DQ, 0},
-    {"fp8dq-row", AOQ_FMT_FP8DQ_ROW, 0}, {"mxfp8", AOQ_FMT_MXFP8, 32},
-    {"mxfp4", AOQ_FMT_MXFP4, 32},        {"nvfp4", AOQ_FMT_NVFP4, 16},
+    {"bf16", AOQ_FMT_BF16, 0},
+    {"int8wo", AOQ_FMT_INT8WO, 0},
+    {"fp8wo", AOQ_FMT_FP8WO, 0},
+    {"int4wo-32", AOQ_FMT_INT4WO, 32},
+    {"int4wo-64", AOQ_FMT_INT4WO, 64},
+    {"int4wo-128", AOQ_FMT_INT4WO, 128},
+    {"int4wo-256", AOQ_FMT_INT4WO, 256},
+    {"fp8dq", AOQ_FMT_FP8DQ, 0},
+    {"fp8dq-row", AOQ_FMT_FP8DQ_ROW, 0},
+    {"mxfp8", AOQ_FMT_MXFP8, 32},
+    {"mxfp4", AOQ_FMT_MXFP4, 32},
+    {"nvfp4", AOQ_FMT_NVFP4, 16},
     {"nvfp4wo", AOQ_FMT_NVFP4WO, 16},
     /* the formats of kernels/gpu/linear_dec.h: planned from the name (aoq_format_plan) */
-    {"int8dq", AOQ_FMT_INT8DQ, 0},       {"fp8dq-block", AOQ_FMT_FP8DQ_BLOCK, 128},
-    {"fp8-int4", AOQ_FMT_FP8_INT4, 128}, {"int8-int4", AOQ_FMT_INT8_INT4, 32},
-    {"int8-intx4", AOQ_FMT_INT8_INTX, 32}, {"intx4wo-32", AOQ_FMT_INTXWO, 32},
-    {"intx4wo-128", AOQ_FMT_INTXWO, 128}, {"intx3wo-32", AOQ_FMT_INTXWO, 32},
-    {"intx5wo-32", AOQ_FMT_INTXWO, 32},  {"intx6wo-32", AOQ_FMT_INTXWO, 32},
-    {"intx2wo-32", AOQ_FMT_INTXWO, 32},  {"intx8wo", AOQ_FMT_INTXWO, 0},
-    {"w158", AOQ_FMT_W158, 0},           {"fp6-e3m2", AOQ_FMT_FP6_E3M2, 0},
+    {"int8dq", AOQ_FMT_INT8DQ, 0},
+    {"fp8dq-block", AOQ_FMT_FP8DQ_BLOCK, 128},
+    {"fp8-int4", AOQ_FMT_FP8_INT4, 128},
+    {"int8-int4", AOQ_FMT_INT8_INT4, 32},
+    {"int8-intx4", AOQ_FMT_INT8_INTX, 32},
+    {"intx4wo-32", AOQ_FMT_INTXWO, 32},
+    {"intx4wo-128", AOQ_FMT_INTXWO, 128},
+    {"intx3wo-32", AOQ_FMT_INTXWO, 32},
+    {"intx5wo-32", AOQ_FMT_INTXWO, 32},
+    {"intx6wo-32", AOQ_FMT_INTXWO, 32},
+    {"intx2wo-32", AOQ_FMT_INTXWO, 32},
+    {"intx8wo", AOQ_FMT_INTXWO, 0},
+    {"w158", AOQ_FMT_W158, 0},
+    {"fp6-e3m2", AOQ_FMT_FP6_E3M2, 0},
     {"codebook4-32", AOQ_FMT_CODEBOOK, 32},
 };
 
@@ -117,8 +130,8 @@ static void fill_host(const gcfg *c, uint8_t *q, size_t qb, uint8_t *s, size_t s
     memcpy(q + i, &r, qb - i < 8 ? qb - i : 8);
   }
   if (c->kind == AOQ_FMT_INT8WO || c->kind == AOQ_FMT_FP8WO || c->kind == AOQ_FMT_FP8DQ ||
-      c->kind == AOQ_FMT_FP8DQ_ROW || c->kind == AOQ_FMT_INT8DQ ||
-      c->kind == AOQ_FMT_FP8DQ_BLOCK || c->kind == AOQ_FMT_FP8_INT4) {
+      c->kind == AOQ_FMT_FP8DQ_ROW || c->kind == AOQ_FMT_INT8DQ || c->kind == AOQ_FMT_FP8DQ_BLOCK ||
+      c->kind == AOQ_FMT_FP8_INT4) {
     for (size_t i = 0; i < sb / 4; i++) ((float *)s)[i] = 0.01f;
   } else if (c->kind == AOQ_FMT_MXFP8 || c->kind == AOQ_FMT_MXFP4) {
     memset(s, 120, sb);
