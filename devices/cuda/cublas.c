@@ -185,7 +185,7 @@ aoq_status aoq_cublas_gemm_bf16(aoq_cublas *h, const void *w, const void *x, voi
 
 static bool is_dynamic(aoq_format_kind k) {
   return k == AOQ_FMT_FP8DQ || k == AOQ_FMT_FP8DQ_ROW || k == AOQ_FMT_MXFP8 || k == AOQ_FMT_MXFP4 ||
-         k == AOQ_FMT_NVFP4;
+         k == AOQ_FMT_NVFP4 || k == AOQ_FMT_INT8_INTX || k == AOQ_FMT_INT8_INT4;
 }
 
 static bool sums_f32(aoq_format_kind k) { /* scales applied to the fp32 sums */
@@ -239,6 +239,15 @@ bool aoq_cublas_linear_wants(const aoq_cublas *h, const aoq_qweight *w, int64_t 
     case AOQ_FMT_MXFP4:
     case AOQ_FMT_NVFP4:
     case AOQ_FMT_NVFP4WO:
+    /* kernels/gpu/linear_dec.h's weight-only decoders (int8-intx / int8-int4: x fake-quantized
+     * to bf16 first, then the same bf16 GEMM) */
+    case AOQ_FMT_INTXWO:
+    case AOQ_FMT_INT8_INTX:
+    case AOQ_FMT_INT8_INT4:
+    case AOQ_FMT_W158:
+    case AOQ_FMT_FP6_E3M2:
+    case AOQ_FMT_FP6_E2M3:
+    case AOQ_FMT_CODEBOOK:
       return m >= h->min_m_packed;
     default:
       return false;

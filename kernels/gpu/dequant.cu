@@ -152,8 +152,8 @@ extern "C" int aoq_gk_dequant_rows(const aoq_qweight *w, int64_t r0, int64_t row
     DQ(AOQ_FMT_NVFP4)
     DQ(AOQ_FMT_NVFP4WO)
 #undef DQ
-    default:
-      return (int)cudaErrorInvalidValue;
+    default: /* the weight-only formats of linear_dec.h */
+      return aoq_gk_dec_dequant_rows(w, r0, rows, out, stream);
   }
   return (int)aoq_gpu_get_last_error();
 }
@@ -400,8 +400,8 @@ extern "C" int aoq_gk_act_quant_rows(const aoq_qweight *w, const uint16_t *x, in
       k_aq_blocks<AOQ_FMT_NVFP4>
           <<<g, AQ_THREADS, 0, st>>>(x8, n8, xb, amax, (const float *)w->aux, xt);
       break;
-    default:
-      return 0;
+    default: /* int8-intx / int8-int4's fake quantization (act_quant.cu); others: nothing */
+      return aoq_gk_act_quant(w, x, m, ws, stream);
   }
   return (int)aoq_gpu_get_last_error();
 }

@@ -65,6 +65,10 @@ int aoq_gk_act_quant(const aoq_qweight *w, const uint16_t *x, int64_t m, void *w
  * all of y (c NULL, r0 = 0, rows = n); other formats nothing. xs/xt: act_quant's scales. */
 int aoq_gk_dequant_rows(const aoq_qweight *w, int64_t r0, int64_t rows, uint16_t *out,
                         void *stream);
+/* dequant_rows of the weight-only formats of linear_dec.h (intx, int8-intx, int8-int4, w158,
+ * fp6, codebook); called by aoq_gk_dequant_rows. */
+int aoq_gk_dec_dequant_rows(const aoq_qweight *w, int64_t r0, int64_t rows, uint16_t *out,
+                            void *stream);
 int aoq_gk_gemm_epilogue(const aoq_qweight *w, const float *c, int64_t m, int64_t r0, int64_t rows,
                          uint16_t *y, const float *xs, const float *xt, void *stream);
 /* aoq_gk_act_quant's bytes and workspace for many rows (16-byte accesses, lanes sharing each

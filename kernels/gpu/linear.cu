@@ -676,6 +676,7 @@ static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu
 }
 #define GEMV_SLICE 64 /* rows of x one GEMV launch takes (8 n-tiles of the mma) */
 
+#include "kernels/gpu/linear_dec.h"
 #include "kernels/gpu/linear_skinny.h"
 #else
 #define GEMV_SLICE 16
@@ -695,12 +696,22 @@ extern "C" uint64_t aoq_gk_linear_formats(void) {
   return (1ull << AOQ_FMT_BF16) | (1ull << AOQ_FMT_INT8WO) | (1ull << AOQ_FMT_FP8WO) |
          (1ull << AOQ_FMT_INT4WO) | (1ull << AOQ_FMT_INT4WO_HQQ) | (1ull << AOQ_FMT_FP8DQ) |
          (1ull << AOQ_FMT_FP8DQ_ROW) | (1ull << AOQ_FMT_MXFP8) | (1ull << AOQ_FMT_MXFP4) |
-         (1ull << AOQ_FMT_NVFP4) | (1ull << AOQ_FMT_NVFP4WO);
+         (1ull << AOQ_FMT_NVFP4) |
+         (1ull << AOQ_FMT_NVFP4WO)
+#ifdef AOQ_HAVE_MMA_BF16
+         /* linear_dec.h */
+         | (1ull << AOQ_FMT_INT8DQ) | (1ull << AOQ_FMT_FP8DQ_BLOCK) | (1ull << AOQ_FMT_INTXWO) |
+         (1ull << AOQ_FMT_INT8_INTX) | (1ull << AOQ_FMT_INT8_INT4) | (1ull << AOQ_FMT_FP8_INT4) |
+         (1ull << AOQ_FMT_W158) | (1ull << AOQ_FMT_FP6_E3M2) | (1ull << AOQ_FMT_FP6_E2M3) |
+         (1ull << AOQ_FMT_CODEBOOK)
+#endif
+      ;
 }
 
 static bool is_dynamic(aoq_format_kind k) {
   return k == AOQ_FMT_FP8DQ || k == AOQ_FMT_FP8DQ_ROW || k == AOQ_FMT_MXFP8 || k == AOQ_FMT_MXFP4 ||
-         k == AOQ_FMT_NVFP4;
+         k == AOQ_FMT_NVFP4 || k == AOQ_FMT_INT8DQ || k == AOQ_FMT_FP8DQ_BLOCK ||
+         k == AOQ_FMT_INT8_INTX || k == AOQ_FMT_INT8_INT4 || k == AOQ_FMT_FP8_INT4;
 }
 
 static int epl_of(aoq_format_kind k) {
@@ -725,6 +736,9 @@ static int epl_of(aoq_format_kind k) {
 }
 
 extern "C" const char *aoq_gk_linear_check(const aoq_qweight *w) {
+#ifdef AOQ_HAVE_MMA_BF16
+  if (dec_format(w->kind)) return dec_check(w);
+#endif
   int epl = epl_of(w->kind);
   if (!epl) return "no GPU kernel for this format";
   if (w->n <= 0 || w->k <= 0) return "empty weight";
@@ -765,6 +779,16 @@ static int skinny_fmt(aoq_format_kind kind, const wargs &a, const uint16_t *x, u
 }
 #endif
 
+extern "C" int aoq_gk_dec_dequant_rows(const aoq_qweight *w, int64_t r0, int64_t rows,
+                                       uint16_t *out, void *stream) {
+#ifdef AOQ_HAVE_MMA_BF16
+  return dec_dequant_rows(w, r0, rows, out, (aoq_gpu_stream_t)stream);
+#else
+  (void)w, (void)r0, (void)rows, (void)out, (void)stream;
+  return (int)cudaErrorInvalidValue;
+#endif
+}
+
 extern "C" size_t aoq_gk_linear_workspace(const aoq_qweight *w, int64_t m) {
   if (!is_dynamic(w->kind) || m <= 0) return 0;
   size_t off;
@@ -775,6 +799,9 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
                              void *ws, int num_sms, void *stream) {
   (void)num_sms;
   aoq_gpu_stream_t st = (aoq_gpu_stream_t)stream;
+#ifdef AOQ_HAVE_MMA_BF16
+  if (dec_format(w->kind)) return dec_linear(w, x, y, m, ws, st);
+#endif
   wargs a;
   a.q = (const uint8_t *)w->qdata;
   a.scale = w->scale;

@@ -24,9 +24,34 @@ typedef struct qcase {
   const char *name;
 } qcase;
 
+/* The formats of linear_dec.h: a random bf16 weight through the reference quantizer (c->name is
+ * the format string), so the scales are real ones. */
+static bool planned(aoq_format_kind k) {
+  return k == AOQ_FMT_INT8DQ || k == AOQ_FMT_FP8DQ_BLOCK || k == AOQ_FMT_INTXWO ||
+         k == AOQ_FMT_INT8_INTX || k == AOQ_FMT_INT8_INT4 || k == AOQ_FMT_FP8_INT4 ||
+         k == AOQ_FMT_W158 || k == AOQ_FMT_FP6_E3M2 || k == AOQ_FMT_FP6_E2M3 ||
+         k == AOQ_FMT_CODEBOOK;
+}
+
+static void make_planned(const qcase *c, int64_t n, int64_t k, aoq_qweight *w) {
+  aoq_format f;
+  assert_int_equal(aoq_format_parse(c->name, &f), AOQ_OK);
+  assert_int_equal(f.kind, c->kind);
+  assert_int_equal(aoq_format_plan(&f, n, k, w), AOQ_OK);
+  assert_int_equal(aoq_qweight_host_alloc(w), AOQ_OK);
+  uint16_t *src = bf16_random(n * k, 0.05f);
+  src[3] = aoq_f32_to_bf16(0.4f); /* an outlier in row 0 */
+  assert_int_equal(aoq_quantize_ref(src, w), AOQ_OK);
+  free(src);
+}
+
 /* Random packed weight on the host and its reference bf16 dequantization wref[n,k]. */
 static void make_weight(const qcase *c, int64_t n, int64_t k, aoq_qweight *w, uint16_t *wref) {
   memset(w, 0, sizeof *w);
+  if (planned(c->kind)) {
+    make_planned(c, n, k, w);
+    return;
+  }
   w->kind = c->kind, w->n = n, w->k = k, w->group = c->group ? c->group : (int)k;
   switch (c->kind) {
     case AOQ_FMT_BF16:
@@ -175,6 +200,10 @@ static void run_case(const qcase *c, int64_t n, int64_t k, const int *ms, int nm
       double rt = c->kind == AOQ_FMT_INT8WO || c->kind == AOQ_FMT_NVFP4 ? 2.0 / 128 : 1.0 / 128;
       check_close(w2, yg, yp, m * n, am * 1e-3, rt);
       assert_true(count_diff(yg, yp, m * n) <= m * n / 4);
+      /* int8dq: exact int32 sums and the same epilogue on both sides */
+      if (c->kind == AOQ_FMT_INT8DQ && count_diff(yg, yp, m * n))
+        fail_msg("%s: %lld outputs differ from the CPU's (expected bit-identical)", w2,
+                 (long long)count_diff(yg, yp, m * n));
       free(yp);
       aoq_dev_free(g_cpu, pws), aoq_dev_free(g_cpu, py);
     }
@@ -220,6 +249,49 @@ static const qcase cases[] = {
     {AOQ_FMT_NVFP4, 16, "nvfp4"},        {AOQ_FMT_NVFP4WO, 16, "nvfp4wo"},
 };
 
+/* linear_dec.h: every bit width of intx (odd ones straddle words), groups 32..k */
+static const qcase dec_cases[] = {
+    {AOQ_FMT_INT8DQ, 0, "int8dq"},
+    {AOQ_FMT_FP8DQ_BLOCK, 128, "fp8dq-block"},
+    {AOQ_FMT_FP8_INT4, 128, "fp8-int4"},
+    {AOQ_FMT_INT8_INT4, 32, "int8-int4"},
+    {AOQ_FMT_INT8_INTX, 32, "int8-intx4"},
+    {AOQ_FMT_INT8_INTX, 64, "int8-intx7-64"},
+    {AOQ_FMT_INTXWO, 32, "intx1wo-32"},
+    {AOQ_FMT_INTXWO, 64, "intx2wo-64"},
+    {AOQ_FMT_INTXWO, 32, "intx3wo-32"},
+    {AOQ_FMT_INTXWO, 32, "intx4wo-32"},
+    {AOQ_FMT_INTXWO, 128, "intx4wo-128"},
+    {AOQ_FMT_INTXWO, 256, "intx5wo-256"},
+    {AOQ_FMT_INTXWO, 64, "intx6wo-64"},
+    {AOQ_FMT_INTXWO, 0, "intx7wo"},
+    {AOQ_FMT_INTXWO, 32, "intx8wo-32"},
+    {AOQ_FMT_INTXWO, 0, "intx8wo"},
+    {AOQ_FMT_W158, 0, "w158"},
+    {AOQ_FMT_FP6_E3M2, 0, "fp6-e3m2"},
+    {AOQ_FMT_FP6_E2M3, 0, "fp6-e2m3"},
+    {AOQ_FMT_CODEBOOK, 32, "codebook4-32"},
+    {AOQ_FMT_CODEBOOK, 64, "codebook3-64"},
+    {AOQ_FMT_CODEBOOK, 128, "codebook7-128"},
+};
+
+static void test_linear_dec_formats(void **state) {
+  (void)state;
+  const int ms[] = {1, 2, 3, 5, 8, 9, 16, 17, 33, 64, 70, 130};
+  const int big_k[] = {1, 4, 16};
+  for (size_t i = 0; i < sizeof dec_cases / sizeof dec_cases[0]; i++) {
+    const qcase *c = &dec_cases[i];
+    /* n not a multiple of 16 (fp8dq-block: of 128) */
+    run_case(c, c->kind == AOQ_FMT_FP8DQ_BLOCK ? 384 : 301, 1024, ms, 12);
+    /* long rows, few blocks: 16 warps split k */
+    run_case(c, 128, 4096, big_k, 3);
+    /* k = 1152: 36 lane groups, the last warp step partial */
+    if (1152 % (c->group ? c->group : 1) == 0) run_case(c, 256, 1152, big_k, 3);
+    /* many blocks of rows, short rows (4 warps per block); not for the k-means of codebook */
+    if (c->kind != AOQ_FMT_CODEBOOK) run_case(c, 17024, c->group > 128 ? 256 : 128, big_k, 2);
+  }
+}
+
 static void test_linear_all_formats(void **state) {
   (void)state;
   const int ms[] = {1, 2, 3, 4, 5, 8, 9, 11, 16, 17, 32, 33, 37, 64, 70};
@@ -243,6 +315,14 @@ static void test_linear_rejects(void **state) {
   w.scale = dev_upload(g_gpu, NULL, 1024);
   void *x = dev_upload(g_gpu, NULL, 4096), *y = dev_upload(g_gpu, NULL, 4096);
   /* group 16 is below the kernel's 32-element chunk */
+  assert_int_equal(aoq_dev_linear(g_gpu, &w, x, y, 1, AOQ_DTYPE_BF16, NULL, NULL),
+                   AOQ_EUNSUPPORTED);
+  /* intx groups must be multiples of the 32-element lane group */
+  w.kind = AOQ_FMT_INTXWO, w.bits = 3;
+  assert_int_equal(aoq_dev_linear(g_gpu, &w, x, y, 1, AOQ_DTYPE_BF16, NULL, NULL),
+                   AOQ_EUNSUPPORTED);
+  /* fp8-int4 needs k % 128 == 0 */
+  w.kind = AOQ_FMT_FP8_INT4, w.bits = 4, w.group = 128;
   assert_int_equal(aoq_dev_linear(g_gpu, &w, x, y, 1, AOQ_DTYPE_BF16, NULL, NULL),
                    AOQ_EUNSUPPORTED);
   w.kind = AOQ_FMT_CODEBOOK;
@@ -302,6 +382,7 @@ int main(void) {
   open_devices_or_skip();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_linear_all_formats),
+      cmocka_unit_test(test_linear_dec_formats),
       cmocka_unit_test(test_linear_rejects),
       cmocka_unit_test(test_quantize_bit_exact),
   };

@@ -12,6 +12,7 @@
 
 #include "base/error.h"
 #include "base/numerics.h"
+#include "core/format.h"
 #include "devices/device.h"
 #include "tools/bench/bench_util.h"
 
@@ -22,14 +23,42 @@ typedef struct gcfg {
 } gcfg;
 
 static const gcfg cfgs[] = {
-    {"bf16", AOQ_FMT_BF16, 0},           {"int8wo", AOQ_FMT_INT8WO, 0},
-    {"fp8wo", AOQ_FMT_FP8WO, 0},         {"int4wo-32", AOQ_FMT_INT4WO, 32},
-    {"int4wo-64", AOQ_FMT_INT4WO, 64},   {"int4wo-128", AOQ_FMT_INT4WO, 128},
-    {"int4wo-256", AOQ_FMT_INT4WO, 256}, {"fp8dq", AOQ_FMT_FP8DQ, 0},
-    {"fp8dq-row", AOQ_FMT_FP8DQ_ROW, 0}, {"mxfp8", AOQ_FMT_MXFP8, 32},
-    {"mxfp4", AOQ_FMT_MXFP4, 32},        {"nvfp4", AOQ_FMT_NVFP4, 16},
+    {"bf16", AOQ_FMT_BF16, 0},
+    {"int8wo", AOQ_FMT_INT8WO, 0},
+    {"fp8wo", AOQ_FMT_FP8WO, 0},
+    {"int4wo-32", AOQ_FMT_INT4WO, 32},
+    {"int4wo-64", AOQ_FMT_INT4WO, 64},
+    {"int4wo-128", AOQ_FMT_INT4WO, 128},
+    {"int4wo-256", AOQ_FMT_INT4WO, 256},
+    {"fp8dq", AOQ_FMT_FP8DQ, 0},
+    {"fp8dq-row", AOQ_FMT_FP8DQ_ROW, 0},
+    {"mxfp8", AOQ_FMT_MXFP8, 32},
+    {"mxfp4", AOQ_FMT_MXFP4, 32},
+    {"nvfp4", AOQ_FMT_NVFP4, 16},
     {"nvfp4wo", AOQ_FMT_NVFP4WO, 16},
+    /* the formats of kernels/gpu/linear_dec.h: planned from the name (aoq_format_plan) */
+    {"int8dq", AOQ_FMT_INT8DQ, 0},
+    {"fp8dq-block", AOQ_FMT_FP8DQ_BLOCK, 128},
+    {"fp8-int4", AOQ_FMT_FP8_INT4, 128},
+    {"int8-int4", AOQ_FMT_INT8_INT4, 32},
+    {"int8-intx4", AOQ_FMT_INT8_INTX, 32},
+    {"intx4wo-32", AOQ_FMT_INTXWO, 32},
+    {"intx4wo-128", AOQ_FMT_INTXWO, 128},
+    {"intx3wo-32", AOQ_FMT_INTXWO, 32},
+    {"intx5wo-32", AOQ_FMT_INTXWO, 32},
+    {"intx6wo-32", AOQ_FMT_INTXWO, 32},
+    {"intx2wo-32", AOQ_FMT_INTXWO, 32},
+    {"intx8wo", AOQ_FMT_INTXWO, 0},
+    {"w158", AOQ_FMT_W158, 0},
+    {"fp6-e3m2", AOQ_FMT_FP6_E3M2, 0},
+    {"codebook4-32", AOQ_FMT_CODEBOOK, 32},
 };
+
+static bool planned(aoq_format_kind k) {
+  return k == AOQ_FMT_INT8DQ || k == AOQ_FMT_FP8DQ_BLOCK || k == AOQ_FMT_FP8_INT4 ||
+         k == AOQ_FMT_INT8_INT4 || k == AOQ_FMT_INT8_INTX || k == AOQ_FMT_INTXWO ||
+         k == AOQ_FMT_W158 || k == AOQ_FMT_FP6_E3M2 || k == AOQ_FMT_CODEBOOK;
+}
 
 static const struct {
   const char *name;
@@ -45,8 +74,9 @@ static void usage(FILE *f) {
           "usage: aoq-bench gemv [--device NAME] [--config CFG|all] [--m LIST] [--repeat R]\n"
           "  Times y[m,n] = x[m,k] @ W^T for the Llama-3.1-8B shapes (qkv, o, gate+up, down,\n"
           "  lm_head) with W packed in CFG (bf16, int8wo, fp8wo, int4wo-32/64/128/256, fp8dq,\n"
-          "  fp8dq-row, mxfp8, mxfp4, nvfp4, nvfp4wo, or all). Dynamic formats include their\n"
-          "  activation quantization.\n"
+          "  fp8dq-row, mxfp8, mxfp4, nvfp4, nvfp4wo, int8dq, fp8dq-block, fp8-int4, int8-int4,\n"
+          "  int8-intx4, intx4wo-32/128, intx2/3/5/6wo-32, intx8wo, w158, fp6-e3m2, codebook4-32,\n"
+          "  or all). Dynamic formats include their activation quantization.\n"
           "  Defaults: --device cuda:0 --config all --m 1 --repeat 20.\n");
 }
 
@@ -59,6 +89,10 @@ static uint64_t next_u64(void) {
 /* Fills a host buffer of the packed weight with random bytes and valid scales. */
 static void fill_plan(const gcfg *c, int64_t n, int64_t k, aoq_qweight *w) {
   memset(w, 0, sizeof *w);
+  aoq_format f;
+  if (planned(c->kind) && aoq_format_parse(c->name, &f) == AOQ_OK &&
+      aoq_format_plan(&f, n, k, w) == AOQ_OK)
+    return;
   w->kind = c->kind, w->n = n, w->k = k, w->group = c->group ? c->group : (int)k;
   switch (c->kind) {
     case AOQ_FMT_BF16:
@@ -96,12 +130,15 @@ static void fill_host(const gcfg *c, uint8_t *q, size_t qb, uint8_t *s, size_t s
     memcpy(q + i, &r, qb - i < 8 ? qb - i : 8);
   }
   if (c->kind == AOQ_FMT_INT8WO || c->kind == AOQ_FMT_FP8WO || c->kind == AOQ_FMT_FP8DQ ||
-      c->kind == AOQ_FMT_FP8DQ_ROW) {
+      c->kind == AOQ_FMT_FP8DQ_ROW || c->kind == AOQ_FMT_INT8DQ || c->kind == AOQ_FMT_FP8DQ_BLOCK ||
+      c->kind == AOQ_FMT_FP8_INT4) {
     for (size_t i = 0; i < sb / 4; i++) ((float *)s)[i] = 0.01f;
   } else if (c->kind == AOQ_FMT_MXFP8 || c->kind == AOQ_FMT_MXFP4) {
     memset(s, 120, sb);
   } else if (c->kind == AOQ_FMT_NVFP4 || c->kind == AOQ_FMT_NVFP4WO) {
     memset(s, 0x38, sb);
+  } else if (sb && planned(c->kind)) { /* intx: bf16 group scales */
+    for (size_t i = 0; i < sb / 2; i++) ((uint16_t *)s)[i] = aoq_f32_to_bf16(0.01f);
   } else if (sb) {
     for (size_t i = 0; i < sb / 2; i++) ((uint16_t *)s)[i] = aoq_f32_to_bf16(i % 2 ? 0.f : 0.01f);
   }
@@ -207,9 +244,13 @@ int aoq_bench_gemv(int argc, char **argv) {
         if (hs && (aoq_dev_alloc(d, plan.scale_bytes, &w[i].scale) ||
                    aoq_dev_copy_h2d(d, w[i].scale, hs, plan.scale_bytes, NULL)))
           return fail("scale upload");
-        if (plan.aux_bytes) {
+        if (plan.aux_bytes) { /* nvfp4: the f32 per-tensor scale; codebook: bf16 entries */
+          uint16_t cb[256];
           const float pts = 0.01f;
-          if (aoq_dev_alloc(d, 4, &w[i].aux) || aoq_dev_copy_h2d(d, w[i].aux, &pts, 4, NULL))
+          for (int j = 0; j < 256; j++) cb[j] = aoq_f32_to_bf16((float)(j - 8) / 8.0f);
+          const void *src = c->kind == AOQ_FMT_CODEBOOK ? (const void *)cb : (const void *)&pts;
+          if (plan.aux_bytes > sizeof cb || aoq_dev_alloc(d, plan.aux_bytes, &w[i].aux) ||
+              aoq_dev_copy_h2d(d, w[i].aux, src, plan.aux_bytes, NULL))
             return fail("aux upload");
         }
       }
