@@ -235,7 +235,6 @@ __global__ void __launch_bounds__(MW * 32, NT == 1 ? 32 / MW : 1)
   }
 }
 
-
 /* ---- the pipelined tensor-core GEMV (m = 1..16) ----
  * Same tiles, lanes, k split and summation order as k_gemv_mma (so the same bits), but each
  * warp streams its weights global -> shared memory through a ring of S stages with cp.async: a
@@ -390,8 +389,8 @@ __global__ void __launch_bounds__(MW * 32, WPS >= MW ? WPS / MW : 1)
       D::dec8p(wb, sub, pb, B);
 #pragma unroll
       for (int t = 0; t < NT; t++) {
-        uint4 v = xv[t] && ok ? *(const uint4 *)(xr[t] + ch * D::EPL + sub * 8)
-                              : make_uint4(0, 0, 0, 0);
+        uint4 v =
+            xv[t] && ok ? *(const uint4 *)(xr[t] + ch * D::EPL + sub * 8) : make_uint4(0, 0, 0, 0);
         if (D::PAIR == 0) {
           X[t][0] = v.x, X[t][1] = v.y, X[t][2] = v.z, X[t][3] = v.w;
         } else { /* pairs (j, j + 4) */
@@ -408,7 +407,7 @@ __global__ void __launch_bounds__(MW * 32, WPS >= MW ? WPS / MW : 1)
   }
   cp_async_wait<0>();
   __syncthreads(); /* every warp is done with its ring: the reduction tile reuses it */
-  float(*red)[16][8 * NT] = (float(*)[16][8 * NT])gv_smem;
+  float(*red)[16][8 * NT] = (float(*)[16][8 * NT]) gv_smem;
 #pragma unroll
   for (int t = 0; t < NT; t++) {
     red[warp][g][8 * t + 2 * c] = acc[t][0];
@@ -488,9 +487,7 @@ static int launch_nt(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_
    * wide tiles (NT >= 4) stop at 8 warps (shared memory of the k reduction). Batch-invariant:
    * the warps (hence the k split and its summation order) depend on n only. */
   unsigned blocks = (unsigned)((w.n + 15) / 16);
-  const int mw = blocks >= 1024                                           ? 4
-                 : aoq_gk_batch_invariant() || blocks >= 512 || NT >= 4 ? 8
-                                                                          : 16;
+  const int mw = blocks >= 1024 ? 4 : aoq_gk_batch_invariant() || blocks >= 512 || NT >= 4 ? 8 : 16;
   if constexpr (NT <= 2) {
     /* the ring reads a parameter pair (nvfp4's two e4m3) from one aligned word: even offsets */
     if (gv_variant() != 0 && !(gv_par<D>::MODE == 2 && ((uintptr_t)w.scale & 1))) {

@@ -17,7 +17,7 @@
  * each block leaves its fp32 partial tile in its shared memory and, after a cluster barrier,
  * sums a slice of the tile over the cluster's blocks (distributed shared memory) in rank order
  * — deterministic, no workspace, no second launch — and applies the format's epilogue. */
-#define SK_MIN_M 17 /* 4-bit formats; nvfp4 and the 8/16-bit ones from 33 (aoq_gk_linear) */
+#define SK_MIN_M 17    /* 4-bit formats; nvfp4 and the 8/16-bit ones from 33 (aoq_gk_linear) */
 #define SK_SMS 132     /* split planning target (H100 SXM); any count is correct, this one fills */
 #define SK_MAX_SPLIT 8 /* portable cluster size */
 

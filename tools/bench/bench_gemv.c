@@ -145,7 +145,7 @@ static aoq_status lin_call(void *p, int i) {
 }
 
 int aoq_bench_gemv(int argc, char **argv) {
-  static const char *const flags[] = {"device", "config", "m",   "shape",
+  static const char *const flags[] = {"device", "config", "m",    "shape",
                                       "repeat", "help",   "hash", NULL};
   static const char *const with_value[] = {"device", "config", "m", "shape", "repeat", NULL};
   if (aoq_bench_opt_flag(argc, argv, "help")) {

@@ -7,9 +7,18 @@
 # and 16) with variant 0 and that variant. If the ship holds bin/aoq-bench-base (another build's
 # aoq-bench, e.g. of the merge base), its table is taken in the same call. Logs to $OUT.
 # Ship first: AOQ_SHIP_TESTS="test_cuda_linear test_cuda_invariant test_cuda_gemm"
-#   tools/gpu/ship.sh BUILD NAME, and set AOQ_SHIP=.ship-NAME.
+#   tools/gpu/ship.sh BUILD NAME, and set AOQ_SHIP=.ship-NAME. A copy of this script placed in the
+#   ship folder also runs from there (bash .ship-NAME/gemv_variants.sh), for a checkout without it.
 set -uo pipefail
-. "$(dirname "$0")/lib.sh"
+here=$(cd "$(dirname "$0")" && pwd)
+if [ -f "$here/lib.sh" ]; then
+  . "$here/lib.sh"
+else # inside the ship folder
+  ship=$here out=${OUT:-$here/out}
+  mkdir -p "$out"
+  [ -d "$ship/bin" ] || tar -C "$ship" -xf "$ship"/bin.tar.*
+  export LD_LIBRARY_PATH=$ship/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
 bench=$ship/bin/aoq-bench
 cfgs=${AOQ_GEMV_CONFIGS:-int4wo-128,mxfp4,nvfp4,int8wo,fp8wo,mxfp8,bf16}
 shapes=gate+up,down
