@@ -38,7 +38,7 @@ typedef struct wargs {
   const float *xt; /* dynamic formats: per-tensor value (fp8dq x scale, nvfp4 combined pts) */
   int64_t n, k, row_bytes;
   int group;
-  int lg; /* log2(group) where group is a power of two (skinny GEMM, int4), else 0 */
+  int lg; /* int4: log2(group) where group is a power of two, else 0 */
   int pf; /* weight loads with the L2 256-byte prefetch: bit 0 skinny GEMM, bit 1 mma GEMV */
 } wargs;
 
@@ -176,9 +176,12 @@ struct DecI4 {
     p.z = *(aoq_bf162 *)&zz;
     return p;
   }
+  /* the group of chunk c: shifts where the group is a power of two (w.lg, set by aoq_gk_linear;
+   * a division by the run-time group cost ~20 instructions per chunk and row in the GEMV) */
   static __device__ P prm(const wargs &w, int64_t row, int64_t c) {
-    const uint16_t *sz = (const uint16_t *)w.scale + (row * (w.k / w.group) + c * 32 / w.group) * 2;
-    return of_word(*(const uint32_t *)sz);
+    const int64_t gi =
+        w.lg ? row * (w.k >> w.lg) + ((c * 32) >> w.lg) : row * (w.k / w.group) + c * 32 / w.group;
+    return of_word(((const uint32_t *)w.scale)[gi]);
   }
   /* staged parameters (skinny GEMM): the {scale, zero} words of one row over a 128-k stage */
   static __device__ P prm0(const wargs &, int64_t) {

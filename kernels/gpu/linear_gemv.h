@@ -101,25 +101,6 @@ static __device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-static __device__ __forceinline__ void cp_async16(unsigned dst, const void *src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src));
-}
-/* weights: the L2 fetches 256 B around the chunk, so the next stages of the row hit L2 and DRAM
- * sees 256-byte bursts instead of one 64-byte piece per row and stage */
-static __device__ __forceinline__ void cp_async16_pf(unsigned dst, const void *src) {
-  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"(dst), "l"(src));
-}
-static __device__ __forceinline__ void cp_async4(unsigned dst, const void *src) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(dst), "l"(src));
-}
-static __device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;");
-}
-template <int N>
-static __device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
-
 /* the weight stream of the GEMV; with the L2 256-byte prefetch (wargs.pf bit 1) DRAM serves
  * 256-byte bursts of a row where the block's warps ask for 64 bytes each */
 static __device__ __forceinline__ uint4 ld_w(const wargs &w, const void *p) {
@@ -235,270 +216,20 @@ __global__ void __launch_bounds__(MW * 32, NT == 1 ? 32 / MW : 1)
   }
 }
 
-/* ---- the pipelined tensor-core GEMV (m = 1..16) ----
- * Same tiles, lanes, k split and summation order as k_gemv_mma (so the same bits), but each
- * warp streams its weights global -> shared memory through a ring of S stages with cp.async: a
- * stage is one 16-byte chunk of rows g and g + 8 per lane (1 KB per warp) plus, for formats with
- * per-chunk parameters, the 4-byte word holding them. S - 1 stages are in flight while the warp
- * decodes the oldest, so HBM keeps getting requests while the warps compute, without registers
- * for the data in flight (v7 had 64 registers and loaded only after decoding). */
-
-/* Where a decoder's per-chunk format parameters come from (gv_par<D>::MODE): 0 — D::prm at
- * decode time (any decoder: an L1/L2 load per stage), 1 — constant per row (D::prm0 once),
- * 2 — through the ring: rowoff + choff is the byte offset in w.scale of chunk ch's parameters,
- * the aligned word holding it is copied with the weights and get() decodes it as D::prm does. */
-template <class D>
-struct gv_par {
-  enum { MODE = 0 };
-};
-template <>
-struct gv_par<DecFP8> {
-  enum { MODE = 1 };
-};
-template <>
-struct gv_par<DecI4> { /* {scale, zero} words; w.lg = log2(group) for power-of-two groups */
-  enum { MODE = 2 };
-  static __device__ int64_t rowoff(const wargs &w, int64_t row) {
-    return row * (w.k / w.group) * 4;
-  }
-  static __device__ int64_t choff(const wargs &w, int64_t ch) {
-    return (w.lg ? (ch * 32) >> w.lg : ch * 32 / w.group) * 4;
-  }
-  static __device__ DecI4::P get(const DecI4::P &, uint32_t wd, int) {
-    return DecI4::of_word(wd);
-  }
-};
-template <int KIND>
-struct gv_par<DecFP4<KIND>> { /* e8m0 per 32 (MXFP4), two e4m3 per 32 (NVFP4: sel is 0 or 2) */
-  enum { MODE = 2 };
-  typedef typename DecFP4<KIND>::P P;
-  static __device__ int64_t rowoff(const wargs &w, int64_t row) {
-    return KIND == AOQ_FMT_MXFP4 ? row * (w.k / 32) : row * (w.k / 16);
-  }
-  static __device__ int64_t choff(const wargs &, int64_t ch) {
-    return KIND == AOQ_FMT_MXFP4 ? ch : 2 * ch;
-  }
-  static __device__ P get(const P &p0, uint32_t wd, int sel) {
-    P p = p0;
-    if (KIND == AOQ_FMT_MXFP4) {
-      p.s0 = p.s1 = aoq_e8m0_to_f32((uint8_t)(wd >> (8 * sel)));
-    } else {
-      p.s0 = aoq_e4m3_to_f32((uint8_t)(wd >> (8 * sel)));
-      p.s1 = aoq_e4m3_to_f32((uint8_t)(wd >> (8 * sel + 8)));
-    }
-    return p;
-  }
-};
-template <>
-struct gv_par<DecMX8> { /* one e8m0 per 32 elements = 2 chunks */
-  enum { MODE = 2 };
-  static __device__ int64_t rowoff(const wargs &w, int64_t row) {
-    return row * (w.k / 32);
-  }
-  static __device__ int64_t choff(const wargs &, int64_t ch) {
-    return ch >> 1;
-  }
-  static __device__ DecMX8::P get(const DecMX8::P &, uint32_t wd, int sel) {
-    DecMX8::P p;
-    p.s = aoq_e8m0_to_f32((uint8_t)(wd >> (8 * sel)));
-    return p;
-  }
-};
-
-/* shared memory of one warp's ring stage: weights (2 x 32 lanes x 16 B), then parameter words */
-template <class D>
-struct gv_stage {
-  enum { PB = gv_par<D>::MODE == 2 ? 256 : 0, BYTES = 1024 + PB };
-};
-
-template <class D, int NT, int MW, int S, int WPS>
-__global__ void __launch_bounds__(MW * 32, WPS >= MW ? WPS / MW : 1)
-    k_gemv_ring(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int m) {
-  typedef gv_par<D> PT;
-  enum { SB = gv_stage<D>::BYTES };
-  extern __shared__ __align__(16) unsigned char gv_smem[];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
-  const int64_t row0 = (int64_t)blockIdx.x * 16;
-  const int64_t ra = min(row0 + g, w.n - 1), rb = min(row0 + g + 8, w.n - 1);
-  const uint8_t *qa = w.q + ra * w.row_bytes, *qb = w.q + rb * w.row_bytes;
-  /* lane's chunks: s0 + i * step; the stage count is the warp's (lane c = 0), so the mma stays
-   * converged; a lane past the row's end copies its last chunk again and multiplies zeros */
-  const int64_t nch = w.k / D::EPL, step = (int64_t)MW * 4, s0 = (int64_t)warp * 4 + c;
-  const int cnt = warp * 4 < nch ? (int)((nch - warp * 4 + step - 1) / step) : 0;
-  unsigned char *ring = gv_smem + warp * S * SB;
-  const unsigned ring_s = (unsigned)__cvta_generic_to_shared(ring);
-  const uint8_t *sc = (const uint8_t *)w.scale;
-  int64_t poa = 0, pob = 0;
-  if constexpr (PT::MODE == 2) poa = PT::rowoff(w, ra), pob = PT::rowoff(w, rb);
-  const typename D::P p0a = D::prm0(w, ra), p0b = D::prm0(w, rb);
-  auto issue = [&](int i) {
-    const int64_t ch = min(s0 + i * step, nch - 1);
-    const unsigned b = ring_s + (i % S) * SB + lane * 16;
-    if (w.pf & 2) {
-      cp_async16_pf(b, qa + ch * 16);
-      cp_async16_pf(b + 512, qb + ch * 16);
-    } else {
-      cp_async16(b, qa + ch * 16);
-      cp_async16(b + 512, qb + ch * 16);
-    }
-    if constexpr (PT::MODE == 2) {
-      const int64_t o = PT::choff(w, ch);
-      const unsigned pb = ring_s + (i % S) * SB + 1024 + lane * 4;
-      cp_async4(pb, (const void *)((uintptr_t)(sc + poa + o) & ~(uintptr_t)3));
-      cp_async4(pb + 128, (const void *)((uintptr_t)(sc + pob + o) & ~(uintptr_t)3));
-    }
-  };
-  float acc[NT][4];
-#pragma unroll
-  for (int t = 0; t < NT; t++) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0;
-  const uint16_t *xr[NT];
-  bool xv[NT];
-#pragma unroll
-  for (int t = 0; t < NT; t++)
-    xv[t] = g + 8 * t < m, xr[t] = x + (int64_t)(xv[t] ? g + 8 * t : 0) * w.k;
-#pragma unroll
-  for (int p = 0; p < S - 1; p++) {
-    if (p < cnt) issue(p);
-    cp_async_commit();
-  }
-  for (int i = 0; i < cnt; i++) {
-    cp_async_wait<S - 2>(); /* this lane's stage i landed (each lane reads only its own bytes) */
-    const unsigned char *sb = ring + (i % S) * SB;
-    const uint4 wa = *(const uint4 *)(sb + lane * 16), wb = *(const uint4 *)(sb + 512 + lane * 16);
-    const int64_t ch = s0 + i * step;
-    const bool ok = ch < nch;
-    typename D::P pa, pb;
-    if constexpr (PT::MODE == 2) {
-      const int64_t o = PT::choff(w, min(ch, nch - 1));
-      pa = PT::get(p0a, *(const uint32_t *)(sb + 1024 + lane * 4),
-                   (int)(((uintptr_t)sc + poa + o) & 3));
-      pb = PT::get(p0b, *(const uint32_t *)(sb + 1152 + lane * 4),
-                   (int)(((uintptr_t)sc + pob + o) & 3));
-    } else if constexpr (PT::MODE == 1) {
-      pa = p0a, pb = p0b;
-    } else {
-      pa = D::prm(w, ra, min(ch, nch - 1)), pb = D::prm(w, rb, min(ch, nch - 1));
-    }
-    /* refill the slot decoded in the previous iteration */
-    if (i + S - 1 < cnt) issue(i + S - 1);
-    cp_async_commit();
-#pragma unroll
-    for (int sub = 0; sub < D::EPL / 8; sub++) {
-      uint32_t A[4], B[4], X[NT][4];
-      D::dec8p(wa, sub, pa, A);
-      D::dec8p(wb, sub, pb, B);
-#pragma unroll
-      for (int t = 0; t < NT; t++) {
-        uint4 v =
-            xv[t] && ok ? *(const uint4 *)(xr[t] + ch * D::EPL + sub * 8) : make_uint4(0, 0, 0, 0);
-        if (D::PAIR == 0) {
-          X[t][0] = v.x, X[t][1] = v.y, X[t][2] = v.z, X[t][3] = v.w;
-        } else { /* pairs (j, j + 4) */
-          X[t][0] = __byte_perm(v.x, v.z, 0x5410), X[t][1] = __byte_perm(v.x, v.z, 0x7632);
-          X[t][2] = __byte_perm(v.y, v.w, 0x5410), X[t][3] = __byte_perm(v.y, v.w, 0x7632);
-        }
-      }
-#pragma unroll
-      for (int t = 0; t < NT; t++) {
-        mma16816(acc[t], A[0], B[0], A[1], B[1], X[t][0], X[t][1]);
-        mma16816(acc[t], A[2], B[2], A[3], B[3], X[t][2], X[t][3]);
-      }
-    }
-  }
-  cp_async_wait<0>();
-  __syncthreads(); /* every warp is done with its ring: the reduction tile reuses it */
-  float(*red)[16][8 * NT] = (float(*)[16][8 * NT]) gv_smem;
-#pragma unroll
-  for (int t = 0; t < NT; t++) {
-    red[warp][g][8 * t + 2 * c] = acc[t][0];
-    red[warp][g][8 * t + 2 * c + 1] = acc[t][1];
-    red[warp][g + 8][8 * t + 2 * c] = acc[t][2];
-    red[warp][g + 8][8 * t + 2 * c + 1] = acc[t][3];
-  }
-  __syncthreads();
-  for (int i = threadIdx.x; i < 16 * 8 * NT; i += MW * 32) {
-    int r = i % 16, col = i / 16;
-    int64_t row = row0 + r;
-    if (col >= m || row >= w.n) continue;
-    float v = 0;
-#pragma unroll
-    for (int k = 0; k < MW; k++) v += red[k][r][col];
-    y[(int64_t)col * w.n + row] = aoq_f32_to_bf16(D::epi(v, w, row, col));
-  }
-}
-
-template <class D, int NT, int MW, int S, int WPS = NT == 1 ? 32 : 0>
-static int launch_ring(const wargs &w, const uint16_t *x, uint16_t *y, int m, unsigned blocks,
-                       aoq_gpu_stream_t st) {
-  static_assert(S * gv_stage<D>::BYTES >= 16 * 8 * NT * 4, "the reduction tile fits the ring");
-  const int smem = MW * S * gv_stage<D>::BYTES;
-  auto *k = k_gemv_ring<D, NT, MW, S, WPS>;
-  /* the attributes once per device (a host call per launch would cost the small shapes) */
-  static unsigned long long done;
-  int dev = 0;
-  aoq_gpu_error_t e = cudaGetDevice(&dev);
-  if (e != AOQ_GPU_SUCCESS) return (int)e;
-  if (dev >= 64 || !(__atomic_load_n(&done, __ATOMIC_ACQUIRE) >> dev & 1)) {
-    e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-    if (e != AOQ_GPU_SUCCESS) return (int)e;
-    /* shared memory for the blocks that the registers allow (WPS warps per SM, ~24 unbounded) */
-    const int wps = WPS ? WPS : 24, per_sm = wps >= MW ? wps / MW : 1;
-    const int carve = (per_sm * (smem + 1024) * 100 + 233471) / 233472; /* % of 228 KB, up */
-    e = cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout,
-                             carve > 100 ? 100 : carve);
-    if (e != AOQ_GPU_SUCCESS) return (int)e;
-    if (dev < 64) __atomic_fetch_or(&done, 1ull << dev, __ATOMIC_RELEASE);
-  }
-  k<<<blocks, MW * 32, smem, st>>>(w, x, y, m);
-  return (int)aoq_gpu_get_last_error();
-}
-
-/* AOQ_GEMV_VARIANT (measurement only): 0 v7's kernel, 1 ring of 4 stages, 2 the same with the
- * L2 256-byte prefetch, 3 ring of 2 stages, 4 ring of 3 stages (m <= 8); 5, 6 (m = 9..16): ring
- * of 4 stages with registers for 32 / 24 warps per SM */
-static int gv_variant(void) {
-  static int v = -1;
-  if (v < 0) {
-    const char *e = getenv("AOQ_GEMV_VARIANT");
-    v = e ? atoi(e) : 0;
-  }
-  return v;
-}
-
-template <class D, int NT, int MW>
-static int launch_ring_v(const wargs &w0, const uint16_t *x, uint16_t *y, int m, unsigned blocks,
-                         aoq_gpu_stream_t st) {
-  wargs w = w0;
-  const int v = gv_variant();
-  if (v == 2) w.pf |= 2;
-  if constexpr (NT == 1) {
-    if (v == 3) return launch_ring<D, NT, MW, 2>(w, x, y, m, blocks, st);
-    if (v == 4) return launch_ring<D, NT, MW, 3>(w, x, y, m, blocks, st);
-  } else {
-    if (v == 5) return launch_ring<D, NT, MW, 4, 32>(w, x, y, m, blocks, st);
-    if (v == 6) return launch_ring<D, NT, MW, 4, 24>(w, x, y, m, blocks, st);
-  }
-  return launch_ring<D, NT, MW, 4>(w, x, y, m, blocks, st);
-}
-
 template <class D, int NT>
 static int launch_nt(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
   /* 16 rows per block; small n gets more warps per block (split k) to keep ~32 warps per SM;
    * wide tiles (NT >= 4) stop at 8 warps (shared memory of the k reduction). Batch-invariant:
    * the warps (hence the k split and its summation order) depend on n only. */
   unsigned blocks = (unsigned)((w.n + 15) / 16);
-  const int mw = blocks >= 1024 ? 4 : aoq_gk_batch_invariant() || blocks >= 512 || NT >= 4 ? 8 : 16;
-  if constexpr (NT <= 2) {
-    /* the ring reads a parameter pair (nvfp4's two e4m3) from one aligned word: even offsets */
-    if (gv_variant() != 0 && !(gv_par<D>::MODE == 2 && ((uintptr_t)w.scale & 1))) {
-      if (mw == 4) return launch_ring_v<D, NT, 4>(w, x, y, m, blocks, st);
-      if (mw == 8) return launch_ring_v<D, NT, 8>(w, x, y, m, blocks, st);
-      return launch_ring_v<D, NT, 16>(w, x, y, m, blocks, st);
-    }
-  }
-  if (mw == 4)
+  if (aoq_gk_batch_invariant()) {
+    if (blocks >= 1024)
+      k_gemv_mma<D, NT, 4><<<blocks, 128, 0, st>>>(w, x, y, m);
+    else
+      k_gemv_mma<D, NT, 8><<<blocks, 256, 0, st>>>(w, x, y, m);
+  } else if (blocks >= 1024)
     k_gemv_mma<D, NT, 4><<<blocks, 128, 0, st>>>(w, x, y, m);
-  else if (mw == 8)
+  else if (blocks >= 512 || NT >= 4)
     k_gemv_mma<D, NT, 8><<<blocks, 256, 0, st>>>(w, x, y, m);
   else
     k_gemv_mma < D, NT<4 ? NT : 2, 16><<<blocks, 512, 0, st>>>(w, x, y, m);
@@ -521,10 +252,8 @@ struct fma_first<DecI8> {
 template <class D>
 static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
   if constexpr (fma_first<D>::v) {
-    static int fma = -1;
-    if (fma < 0) fma = !getenv("AOQ_GEMV_FMA") || atoi(getenv("AOQ_GEMV_FMA")) != 0;
-    if (m == 1 && fma && !aoq_gk_batch_invariant()) return launch_mr<D, 1, 1>(w, x, y, m, st);
-    if (m == 2 && fma && !aoq_gk_batch_invariant()) return launch_mr<D, 2, 2>(w, x, y, m, st);
+    if (m == 1 && !aoq_gk_batch_invariant()) return launch_mr<D, 1, 1>(w, x, y, m, st);
+    if (m == 2 && !aoq_gk_batch_invariant()) return launch_mr<D, 2, 2>(w, x, y, m, st);
   }
   if (m <= 8) return launch_nt<D, 1>(w, x, y, m, st);
   if (m <= 16) return launch_nt<D, 2>(w, x, y, m, st);

@@ -17,9 +17,28 @@
  * each block leaves its fp32 partial tile in its shared memory and, after a cluster barrier,
  * sums a slice of the tile over the cluster's blocks (distributed shared memory) in rank order
  * — deterministic, no workspace, no second launch — and applies the format's epilogue. */
-#define SK_MIN_M 17    /* 4-bit formats; nvfp4 and the 8/16-bit ones from 33 (aoq_gk_linear) */
+#define SK_MIN_M 17 /* 4-bit formats; nvfp4 and the 8/16-bit ones from 33 (aoq_gk_linear) */
 #define SK_SMS 132     /* split planning target (H100 SXM); any count is correct, this one fills */
 #define SK_MAX_SPLIT 8 /* portable cluster size */
+
+static __device__ __forceinline__ void cp_async16(unsigned dst, const void *src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src));
+}
+/* weights: the L2 fetches 256 B around the chunk, so the next stages of the row hit L2 and DRAM
+ * sees 256-byte bursts instead of one 64-byte piece per row and stage */
+static __device__ __forceinline__ void cp_async16_pf(unsigned dst, const void *src) {
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"(dst), "l"(src));
+}
+static __device__ __forceinline__ void cp_async4(unsigned dst, const void *src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(dst), "l"(src));
+}
+static __device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;");
+}
+template <int N>
+static __device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N));
+}
 
 template <class D, int NT, int W>
 struct SkCfg {
