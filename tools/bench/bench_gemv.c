@@ -71,12 +71,15 @@ static const struct {
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: aoq-bench gemv [--device NAME] [--config CFG|all] [--m LIST] [--repeat R]\n"
+          "usage: aoq-bench gemv [--device NAME] [--config CFG[,CFG...]|all] [--m LIST]\n"
+          "                      [--shape NAME[,NAME...]] [--repeat R] [--hash]\n"
           "  Times y[m,n] = x[m,k] @ W^T for the Llama-3.1-8B shapes (qkv, o, gate+up, down,\n"
-          "  lm_head) with W packed in CFG (bf16, int8wo, fp8wo, int4wo-32/64/128/256, fp8dq,\n"
-          "  fp8dq-row, mxfp8, mxfp4, nvfp4, nvfp4wo, int8dq, fp8dq-block, fp8-int4, int8-int4,\n"
-          "  int8-intx4, intx4wo-32/128, intx2/3/5/6wo-32, intx8wo, w158, fp6-e3m2, codebook4-32,\n"
-          "  or all). Dynamic formats include their activation quantization.\n"
+          "  lm_head; --shape picks some) with W packed in CFG (bf16, int8wo, fp8wo,\n"
+          "  int4wo-32/64/128/256, fp8dq, fp8dq-row, mxfp8, mxfp4, nvfp4, nvfp4wo, int8dq,\n"
+          "  fp8dq-block, fp8-int4, int8-int4, int8-intx4, intx4wo-32/128, intx2/3/5/6wo-32,\n"
+          "  intx8wo, w158, fp6-e3m2, codebook4-32, or all; a comma list picks several).\n"
+          "  Dynamic formats include their activation quantization. --hash adds a column with a\n"
+          "  hash of y's bytes (the inputs are fixed: equal hashes = bit-identical kernels).\n"
           "  Defaults: --device cuda:0 --config all --m 1 --repeat 20.\n");
 }
 
@@ -144,6 +147,23 @@ static void fill_host(const gcfg *c, uint8_t *q, size_t qb, uint8_t *s, size_t s
   }
 }
 
+/* Marks on[i] for each comma-separated name of `list` found among n names (the first at
+ * `first`, the others `stride` bytes apart); -1 if one is unknown. */
+static int in_list(const char *list, int n, const char *const *first, size_t stride, bool *on) {
+  for (const char *p = list; *p;) {
+    size_t len = strcspn(p, ",");
+    int hit = -1;
+    for (int i = 0; i < n; i++) {
+      const char *name = *(const char *const *)((const char *)first + (size_t)i * stride);
+      if (strlen(name) == len && !strncmp(name, p, len)) hit = i;
+    }
+    if (hit < 0) return -1;
+    on[hit] = true;
+    p += len + (p[len] == ',');
+  }
+  return 0;
+}
+
 static int fail(const char *what) {
   fprintf(stderr, "aoq-bench gemv: %s: %s\n", what, aoq_last_error());
   return 1;
@@ -163,8 +183,9 @@ static aoq_status lin_call(void *p, int i) {
 }
 
 int aoq_bench_gemv(int argc, char **argv) {
-  static const char *const flags[] = {"device", "config", "m", "repeat", "help", NULL};
-  static const char *const with_value[] = {"device", "config", "m", "repeat", NULL};
+  static const char *const flags[] = {"device", "config", "m",    "shape",
+                                      "repeat", "help",   "hash", NULL};
+  static const char *const with_value[] = {"device", "config", "m", "shape", "repeat", NULL};
   if (aoq_bench_opt_flag(argc, argv, "help")) {
     usage(stdout);
     return 0;
@@ -173,11 +194,13 @@ int aoq_bench_gemv(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  const char *dev_name = "cuda:0", *cfg_name = "all", *m_list = "1";
+  const char *dev_name = "cuda:0", *cfg_name = "all", *m_list = "1", *shape_list = NULL;
+  const bool hash = aoq_bench_opt_flag(argc, argv, "hash");
   int64_t repeat = 20;
   if (aoq_bench_opt_str(argc, argv, "device", &dev_name) < 0 ||
       aoq_bench_opt_str(argc, argv, "config", &cfg_name) < 0 ||
       aoq_bench_opt_str(argc, argv, "m", &m_list) < 0 ||
+      aoq_bench_opt_str(argc, argv, "shape", &shape_list) < 0 ||
       aoq_bench_opt_i64(argc, argv, "repeat", &repeat) < 0 || repeat < 1) {
     usage(stderr);
     return 2;
@@ -194,15 +217,20 @@ int aoq_bench_gemv(int argc, char **argv) {
     ms[nm++] = v;
     p = *end == ',' ? end + 1 : end;
   }
-  int ncfg = (int)(sizeof cfgs / sizeof cfgs[0]), sel = -1;
-  if (strcmp(cfg_name, "all")) {
-    for (int i = 0; i < ncfg; i++)
-      if (!strcmp(cfgs[i].name, cfg_name)) sel = i;
-    if (sel < 0) {
-      fprintf(stderr, "aoq-bench gemv: unknown config '%s'\n", cfg_name);
-      usage(stderr);
-      return 2;
-    }
+  const int ncfg = (int)(sizeof cfgs / sizeof cfgs[0]);
+  const int nshape = (int)(sizeof shapes / sizeof shapes[0]);
+  bool cfg_on[sizeof cfgs / sizeof cfgs[0]], shape_on[sizeof shapes / sizeof shapes[0]];
+  for (int i = 0; i < ncfg; i++) cfg_on[i] = !strcmp(cfg_name, "all");
+  for (int i = 0; i < nshape; i++) shape_on[i] = !shape_list;
+  if (!cfg_on[0] && in_list(cfg_name, ncfg, &cfgs[0].name, sizeof cfgs[0], cfg_on) < 0) {
+    fprintf(stderr, "aoq-bench gemv: unknown config in '%s'\n", cfg_name);
+    usage(stderr);
+    return 2;
+  }
+  if (shape_list && in_list(shape_list, nshape, &shapes[0].name, sizeof shapes[0], shape_on) < 0) {
+    fprintf(stderr, "aoq-bench gemv: unknown shape in '%s'\n", shape_list);
+    usage(stderr);
+    return 2;
   }
   aoq_device *d;
   if (aoq_device_open(dev_name, &d)) return fail(dev_name);
@@ -216,16 +244,17 @@ int aoq_bench_gemv(int argc, char **argv) {
   if (!(copy_gbs > 0)) return 1;
   printf("# device-to-device copy: %.1f GB/s (read + write)\n", copy_gbs);
 
-  printf("%-11s %-8s %4s %10s %10s %9s %7s\n", "config", "shape", "m", "us/call", "MB", "GB/s",
-         "%copy");
+  printf("%-11s %-8s %4s %10s %10s %9s %7s%s\n", "config", "shape", "m", "us/call", "MB", "GB/s",
+         "%copy", hash ? "  y-hash" : "");
   for (int ci = 0; ci < ncfg; ci++) {
-    if (sel >= 0 && ci != sel) continue;
+    if (!cfg_on[ci]) continue;
     const gcfg *c = &cfgs[ci];
     if (!(info.linear_formats & (1ull << c->kind))) {
       printf("%-11s (not supported by %s)\n", c->name, dev_name);
       continue;
     }
-    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+    for (int si = 0; si < nshape; si++) {
+      if (!shape_on[si]) continue;
       aoq_qweight plan;
       fill_plan(c, shapes[si].n, shapes[si].k, &plan);
       size_t bytes = plan.qdata_bytes + plan.scale_bytes;
@@ -267,8 +296,17 @@ int aoq_bench_gemv(int argc, char **argv) {
         if (aoq_bench_time_calls(d, lin_call, &la, host ? 1 : (int)repeat, host ? 3 : 7, &t))
           return 1;
         double gbs = (double)bytes / (t * 1e-3) / 1e9;
-        printf("%-11s %-8s %4lld %10.2f %10.2f %9.1f %6.1f%%\n", c->name, shapes[si].name,
+        printf("%-11s %-8s %4lld %10.2f %10.2f %9.1f %6.1f%%", c->name, shapes[si].name,
                (long long)ms[mi], t * 1e3, (double)bytes / 1e6, gbs, 100.0 * gbs / copy_gbs);
+        if (hash) {
+          uint8_t *hy = malloc(yb);
+          if (!hy || aoq_dev_copy_d2h(d, hy, la.y, yb, NULL)) return fail("y download");
+          uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+          for (size_t i = 0; i < yb; i++) h = (h ^ hy[i]) * 0x100000001b3ull;
+          printf("  %016llx", (unsigned long long)h);
+          free(hy);
+        }
+        printf("\n");
         aoq_dev_free(d, la.x), aoq_dev_free(d, la.y), aoq_dev_free(d, la.ws);
       }
       for (int i = 0; i < copies; i++)

@@ -1,0 +1,271 @@
+/*
+ * linear_gemv.h — part of kernels/gpu/linear.cu (included once, after the decoders and
+ * with_decoder): the GEMV for m <= 64 rows of x. The FMA GEMV (HIP, and bf16/int8wo at m <= 2 on
+ * CUDA) and the tensor-core GEMV (m = 1..64, CUDA) with their launchers; `launch<D>` picks one.
+ * Defines GEMV_SLICE, the rows of x one GEMV launch takes.
+ */
+template <class D, int M, int R>
+__global__ void __launch_bounds__(LIN_WARPS * 32)
+    k_gemv(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int m) {
+  AOQ_PDL_WAIT();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t row0 = ((int64_t)blockIdx.x * LIN_WARPS + warp) * R;
+  if (row0 >= w.n) return;
+  float acc[R][M];
+#pragma unroll
+  for (int r = 0; r < R; r++)
+#pragma unroll
+    for (int i = 0; i < M; i++) acc[r][i] = 0;
+  const int64_t nch = w.k / D::EPL;
+  const uint8_t *qr[R];
+#pragma unroll
+  for (int r = 0; r < R; r++) qr[r] = w.q + (row0 + r < w.n ? row0 + r : row0) * w.row_bytes;
+  constexpr int U = R == 1 ? 4 : 2; /* chunks in flight per lane */
+  for (int64_t c0 = lane; c0 < nch; c0 += 32 * U) {
+    uint4 raw[U][R];
+#pragma unroll
+    for (int u = 0; u < U; u++)
+#pragma unroll
+      for (int r = 0; r < R; r++)
+        if (c0 + u * 32 < nch) raw[u][r] = aoq_ld_stream16(qr[r] + (c0 + u * 32) * 16);
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int64_t c = c0 + u * 32;
+      if (c >= nch) break;
+      typename D::P prm[R];
+#pragma unroll
+      for (int r = 0; r < R; r++) prm[r] = D::prm(w, row0 + r < w.n ? row0 + r : row0, c);
+#pragma unroll
+      for (int sub = 0; sub < D::EPL / 8; sub++) {
+        float wf[R][8];
+#pragma unroll
+        for (int r = 0; r < R; r++) D::dec8(raw[u][r], sub, prm[r], wf[r]);
+#pragma unroll
+        for (int i = 0; i < M; i++) {
+          if (i >= m) break;
+          uint4 xv = *(const uint4 *)(x + (int64_t)i * w.k + c * D::EPL + sub * 8);
+          float xf[8];
+#pragma unroll
+          for (int j = 0; j < 4; j++)
+            xf[2 * j] = bf_lo(word(xv, j)), xf[2 * j + 1] = bf_hi(word(xv, j));
+#pragma unroll
+          for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int j = 0; j < 8; j++) acc[r][i] = fmaf(wf[r][j], xf[j], acc[r][i]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; r++)
+#pragma unroll
+    for (int i = 0; i < M; i++) {
+      float v = acc[r][i];
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) v += AOQ_SHFL_XOR(v, o);
+      acc[r][i] = v;
+    }
+  if (lane < M && lane < m) {
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      if (row0 + r >= w.n) break;
+      float v = 0;
+#pragma unroll
+      for (int i = 0; i < M; i++)
+        if (i == lane) v = acc[r][i];
+      y[(int64_t)lane * w.n + row0 + r] = aoq_f32_to_bf16(D::epi(v, w, row0 + r, lane));
+    }
+  }
+}
+
+template <class D, int M, int R>
+static int launch_mr(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
+  int64_t rows_per_block = (int64_t)LIN_WARPS * R;
+  unsigned blocks = (unsigned)((w.n + rows_per_block - 1) / rows_per_block);
+  return aoq_launch(k_gemv<D, M, R>, blocks, LIN_WARPS * 32, 0, st, w, x, y, m);
+}
+
+#ifdef AOQ_HAVE_MMA_BF16
+/* ---- m = 1..16 on tensor cores: mma.sync m16n8k16, weights as A (16 rows), x as B ----
+ * The dot product over k does not care which k a register slot stands for, as long as A and B
+ * agree: lane (g = lane/4, c = lane%4) loads chunk c of the current step for rows g and g+8 and
+ * x[g] (x[g+8] for the second n-tile) at the same k, so every 16-byte load feeds the tensor core
+ * without shuffles. A block's 4 warps share 16 weight rows and split k; fp32 partial tiles are
+ * summed in shared memory. */
+static __device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                                uint32_t a3, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* the weight stream of the GEMV; with the L2 256-byte prefetch (wargs.pf bit 1) DRAM serves
+ * 256-byte bursts of a row where the block's warps ask for 64 bytes each */
+static __device__ __forceinline__ uint4 ld_w(const wargs &w, const void *p) {
+  if (!(w.pf & 2)) return aoq_ld_stream16(p);
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "l"(p));
+  return r;
+}
+
+template <class D, int NT, int U, bool FULL>
+static __device__ __forceinline__ void mma_step(const wargs &w, const uint8_t *qa,
+                                                const uint8_t *qb, int64_t ra, int64_t rb,
+                                                const uint16_t *const xr[NT], const bool xv[NT],
+                                                int64_t s0, int64_t step, int64_t nch,
+                                                float acc[NT][4]) {
+  uint4 wa[U], wb[U];
+  typename D::P pa[U], pb[U];
+#pragma unroll
+  for (int u = 0; u < U; u++) {
+    const int64_t ch = s0 + u * step;
+    if (FULL || ch < nch) wa[u] = ld_w(w, qa + ch * 16), wb[u] = ld_w(w, qb + ch * 16);
+  }
+#pragma unroll
+  for (int u = 0; u < U; u++) {
+    const int64_t ch = s0 + u * step;
+    if (FULL || ch < nch) pa[u] = D::prm(w, ra, ch), pb[u] = D::prm(w, rb, ch);
+  }
+#pragma unroll
+  for (int u = 0; u < U; u++) {
+    const int64_t ch = s0 + u * step;
+    if (!FULL && ch >= nch) break;
+#pragma unroll
+    for (int sub = 0; sub < D::EPL / 8; sub++) {
+      uint32_t A[4], B[4], X[NT][4];
+      D::dec8p(wa[u], sub, pa[u], A);
+      D::dec8p(wb[u], sub, pb[u], B);
+#pragma unroll
+      for (int t = 0; t < NT; t++) {
+        uint4 v = xv[t] ? *(const uint4 *)(xr[t] + ch * D::EPL + sub * 8) : make_uint4(0, 0, 0, 0);
+        if (D::PAIR == 0) {
+          X[t][0] = v.x, X[t][1] = v.y, X[t][2] = v.z, X[t][3] = v.w;
+        } else { /* pairs (j, j + 4) */
+          X[t][0] = __byte_perm(v.x, v.z, 0x5410), X[t][1] = __byte_perm(v.x, v.z, 0x7632);
+          X[t][2] = __byte_perm(v.y, v.w, 0x5410), X[t][3] = __byte_perm(v.y, v.w, 0x7632);
+        }
+      }
+#pragma unroll
+      for (int t = 0; t < NT; t++) {
+        mma16816(acc[t], A[0], B[0], A[1], B[1], X[t][0], X[t][1]);
+        mma16816(acc[t], A[2], B[2], A[3], B[3], X[t][2], X[t][3]);
+      }
+    }
+  }
+}
+
+/* chunks in flight per lane: 4, except where 4 would not fit 64 registers (mxfp8 spilled 36 B) */
+template <class D>
+struct mma_u2 {
+  enum { v = 0 };
+};
+template <>
+struct mma_u2<DecMX8> {
+  enum { v = 1 };
+};
+
+/* One n-tile (m <= 8, decode): at most 64 registers, so 32 warps fit an SM whatever the block
+ * size (v6 measured 76-98 registers for the int4/fp4 decoders: one 512-thread block per SM). */
+template <class D, int NT, int MW>
+__global__ void __launch_bounds__(MW * 32, NT == 1 ? 32 / MW : 1)
+    k_gemv_mma(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int m) {
+  AOQ_PDL_WAIT();
+  __shared__ float red[MW][16][8 * NT];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
+  const int64_t row0 = (int64_t)blockIdx.x * 16;
+  const int64_t ra = min(row0 + g, w.n - 1), rb = min(row0 + g + 8, w.n - 1);
+  const uint8_t *qa = w.q + ra * w.row_bytes, *qb = w.q + rb * w.row_bytes;
+  float acc[NT][4];
+#pragma unroll
+  for (int t = 0; t < NT; t++) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0;
+  const int64_t nch = w.k / D::EPL; /* chunks per row; a step takes 4 */
+  const uint16_t *xr[NT];
+  bool xv[NT];
+#pragma unroll
+  for (int t = 0; t < NT; t++)
+    xv[t] = g + 8 * t < m, xr[t] = x + (int64_t)(xv[t] ? g + 8 * t : 0) * w.k;
+  /* U chunks per lane in flight (U x 2 x 16 bytes); their format parameters (scales: per chunk for
+   * int4 / fp4 / mxfp8, usually an L2/DRAM miss) are loaded together with the weights, before any
+   * decoding, so a step waits for one memory latency instead of one per chunk. Full steps have no
+   * guards. */
+  constexpr int U = D::EPL == 32 || mma_u2<D>::v ? 2 : 4;
+  const int64_t step = (int64_t)MW * 4;
+  int64_t s0 = (int64_t)warp * 4 + c;
+  for (; s0 + (U - 1) * step < nch; s0 += step * U)
+    mma_step<D, NT, U, true>(w, qa, qb, ra, rb, xr, xv, s0, step, nch, acc);
+  if (s0 < nch) mma_step<D, NT, U, false>(w, qa, qb, ra, rb, xr, xv, s0, step, nch, acc);
+#pragma unroll
+  for (int t = 0; t < NT; t++) {
+    red[warp][g][8 * t + 2 * c] = acc[t][0];
+    red[warp][g][8 * t + 2 * c + 1] = acc[t][1];
+    red[warp][g + 8][8 * t + 2 * c] = acc[t][2];
+    red[warp][g + 8][8 * t + 2 * c + 1] = acc[t][3];
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < 16 * 8 * NT; i += MW * 32) {
+    int r = i % 16, col = i / 16;
+    int64_t row = row0 + r;
+    if (col >= m || row >= w.n) continue;
+    float v = 0;
+#pragma unroll
+    for (int k = 0; k < MW; k++) v += red[k][r][col];
+    y[(int64_t)col * w.n + row] = aoq_f32_to_bf16(D::epi(v, w, row, col));
+  }
+}
+
+template <class D, int NT>
+static int launch_nt(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
+  /* 16 rows per block; small n gets more warps per block (split k) to keep ~32 warps per SM;
+   * wide tiles (NT >= 4) stop at 8 warps (shared memory of the k reduction). Batch-invariant:
+   * the warps (hence the k split and its summation order) depend on n only. */
+  unsigned blocks = (unsigned)((w.n + 15) / 16);
+  if (aoq_gk_batch_invariant()) {
+    if (blocks >= 1024) return aoq_launch(k_gemv_mma<D, NT, 4>, blocks, 128, 0, st, w, x, y, m);
+    return aoq_launch(k_gemv_mma<D, NT, 8>, blocks, 256, 0, st, w, x, y, m);
+  }
+  if (blocks >= 1024) return aoq_launch(k_gemv_mma<D, NT, 4>, blocks, 128, 0, st, w, x, y, m);
+  if (blocks >= 512 || NT >= 4)
+    return aoq_launch(k_gemv_mma<D, NT, 8>, blocks, 256, 0, st, w, x, y, m);
+  return aoq_launch(k_gemv_mma<D, (NT < 4 ? NT : 2), 16>, blocks, 512, 0, st, w, x, y, m);
+}
+
+template <class D>
+struct fma_first {
+  enum { v = 0 };
+};
+template <>
+struct fma_first<DecBF16> {
+  enum { v = 1 };
+};
+template <>
+struct fma_first<DecI8> {
+  enum { v = 1 };
+};
+
+template <class D>
+static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
+  if constexpr (fma_first<D>::v) {
+    if (m == 1 && !aoq_gk_batch_invariant()) return launch_mr<D, 1, 1>(w, x, y, m, st);
+    if (m == 2 && !aoq_gk_batch_invariant()) return launch_mr<D, 2, 2>(w, x, y, m, st);
+  }
+  if (m <= 8) return launch_nt<D, 1>(w, x, y, m, st);
+  if (m <= 16) return launch_nt<D, 2>(w, x, y, m, st);
+  if (m <= 32) return launch_nt<D, 4>(w, x, y, m, st);
+  return launch_nt<D, 8>(w, x, y, m, st);
+}
+#define GEMV_SLICE 64 /* rows of x one GEMV launch takes (8 n-tiles of the mma) */
+#else
+#define GEMV_SLICE 16
+template <class D>
+static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
+  if (m == 1) return launch_mr<D, 1, 1>(w, x, y, m, st);
+  if (m == 2) return launch_mr<D, 2, 2>(w, x, y, m, st);
+  if (m <= 4) return launch_mr<D, 4, 2>(w, x, y, m, st);
+  if (m <= 8) return launch_mr<D, 8, 4>(w, x, y, m, st);
+  return launch_mr<D, 16, 4>(w, x, y, m, st);
+}
+#endif
