@@ -1,7 +1,7 @@
 /*
  * linear.cu — y[m,n] = x[m,k] @ W^T with W in its packed format (devices/device.h summary,
  * docs/layouts.md): GEMV (m <= 8, and up to 64 for the formats where it is faster), skinny
- * tensor-core GEMM (m = 17..64 for int4wo and mxfp4, 33..64 for the others; CUDA sm_90), tiled
+ * tensor-core GEMM (m = 9..64 for the 4-bit formats, 33..64 for the others; CUDA sm_90), tiled
  * GEMM (m > 64).
  *
  * FMA GEMV (HIP, and bf16/int8wo at m <= 2 on CUDA): each warp owns R weight rows; every lane
@@ -39,7 +39,7 @@ typedef struct wargs {
   int64_t n, k, row_bytes;
   int group;
   int lg; /* log2(group) where group is a power of two (skinny GEMM, int4), else 0 */
-  int pf; /* weight loads with the L2 256-byte prefetch: bit 0 skinny GEMM, bit 1 mma GEMV */
+  int pf; /* bit 1: mma GEMV weight loads with the L2 256-byte prefetch */
 } wargs;
 
 static __device__ __forceinline__ float bf_lo(uint32_t u) {
@@ -747,13 +747,13 @@ extern "C" const char *aoq_gk_linear_check(const aoq_qweight *w) {
 #ifdef AOQ_HAVE_SKINNY
 /* The skinny GEMM's k splits for this weight (>= 1) in variant var, or 0 where it cannot take it
  * (k not a whole number of halves, int4 groups that straddle a half). The plan depends on the
- * shape only, so the workspace asked for m rows covers every call with up to m rows. */
-static int sk_plan(const aoq_qweight *w, int var) {
+ * shape and the n-tile count of m only (no workspace: the splits meet in a cluster). */
+static int sk_plan(const aoq_qweight *w, int var, int64_t m) {
   const int64_t kh = 4 * (int64_t)epl_of(w->kind);
   if (!kh || w->k % kh) return 0;
   if ((w->kind == AOQ_FMT_INT4WO || w->kind == AOQ_FMT_INT4WO_HQQ) && (w->group & (w->group - 1)))
     return 0;
-  const sk_variant v = sk_variants[sk_var_of(w->kind, var)];
+  const sk_variant v = sk_variants[sk_var_of(w->kind, var)][sk_ntix((int)m)];
   const int64_t blocks = (w->n + v.w * 32 - 1) / (v.w * 32), nh = w->k / kh;
   int64_t s = SK_SMS * v.bps / blocks; /* as many splits as fill the SMs' block slots once */
   if (s > nh / 4) s = nh / 4;          /* ... with at least 4 halves each */
@@ -763,8 +763,8 @@ static int sk_plan(const aoq_qweight *w, int var) {
 
 static int skinny_fmt(aoq_format_kind kind, const wargs &a, const uint16_t *x, uint16_t *y, int m,
                       int ns, int var, aoq_gpu_stream_t st) {
-  return with_decoder(
-      kind, [&](auto d) { return launch_skinny<decltype(d)>(a, x, y, m, ns, var, st); });
+  return with_decoder(kind,
+                      [&](auto d) { return launch_skinny<decltype(d)>(a, x, y, m, ns, var, st); });
 }
 #endif
 
@@ -798,22 +798,21 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
     a.xt = a.xs + m;
   }
 #ifdef AOQ_HAVE_SKINNY
-  /* The skinny GEMM takes int4wo and mxfp4 from m = 17, nvfp4(wo) and the 8/16-bit formats from
-   * m = 33, where the whole decode step measured faster than with the GEMV (docs/cuda.md,
-   * session 2: at m = 16 the GEMV's step is 15-21% shorter). AOQ_SKINNY overrides that for
-   * diagnosis: "0" keeps the GEMV everywhere, "VARIANT,MIN_M,PREFETCH" picks the kernel variant
-   * (sk_variants), the smallest m (0: the default above) and the L2 prefetch bits (wargs.pf). */
+  /* The skinny GEMM takes the 4-bit formats from m = 9 and the 8/16-bit ones from m = 33, where
+   * the decode step / the linears measured faster than with the GEMV (docs/cuda.md, session 3:
+   * int4wo-128 batch 16 5.54 vs 5.84 ms, nvfp4 batch 32 8.50 vs 9.44 ms). AOQ_SKINNY overrides
+   * that for diagnosis: "0" keeps the GEMV everywhere, "VARIANT,MIN_M,PREFETCH" picks the kernel
+   * variant (sk_variants, 1 the default), the smallest m (0: the default above) and wargs.pf. */
   const bool b4 = epl_of(w->kind) == 32;
-  int sk_var = SK_DEFAULT, sk_min = 0;
+  int sk_var = 1, sk_min = 0;
   if (const char *ev = getenv("AOQ_SKINNY")) {
     if (sscanf(ev, "%d,%d,%d", &sk_var, &sk_min, &a.pf) >= 1 && sk_var == 0) sk_min = 65;
   }
-  const bool nv = w->kind == AOQ_FMT_NVFP4 || w->kind == AOQ_FMT_NVFP4WO;
-  if (sk_min <= 0) sk_min = b4 && !nv ? SK_MIN_M : 33;
+  if (sk_min <= 0) sk_min = b4 ? SK_MIN_M : 33;
   if (m >= sk_min && m <= 64 && !aoq_gk_batch_invariant()) {
     if (w->kind == AOQ_FMT_INT4WO || w->kind == AOQ_FMT_INT4WO_HQQ)
       while ((1 << a.lg) < w->group) a.lg++;
-    int ns = sk_plan(w, sk_var);
+    int ns = sk_plan(w, sk_var, m);
     /* staged scale words are read with 4-byte copies */
     if (ns && w->kind != AOQ_FMT_BF16 && ((uintptr_t)w->scale & 3)) ns = 0;
     if (ns > 1) { /* k splits are thread-block clusters: sm_90 and later */

@@ -21,17 +21,12 @@
  * shared memory and, after a cluster barrier, sums a slice of the tile over the cluster's blocks
  * (distributed shared memory) in rank order — deterministic, no workspace, no second launch —
  * and applies the format's epilogue. */
-#define SK_MIN_M 17 /* 4-bit formats; nvfp4 and the 8/16-bit ones from 33 (aoq_gk_linear) */
+#define SK_MIN_M 9     /* 4-bit formats; the 8/16-bit ones from 33 (aoq_gk_linear) */
 #define SK_SMS 132     /* split planning target (H100 SXM); any count is correct, this one fills */
 #define SK_MAX_SPLIT 8 /* portable cluster size */
 
 static __device__ __forceinline__ void cp_async16(unsigned dst, const void *src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src));
-}
-/* weights: the L2 fetches 256 B around the chunk, so the next stages of the row hit L2 and DRAM
- * sees 256-byte bursts */
-static __device__ __forceinline__ void cp_async16_pf(unsigned dst, const void *src) {
-  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"(dst), "l"(src));
 }
 static __device__ __forceinline__ void cp_async4(unsigned dst, const void *src) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(dst), "l"(src));
@@ -63,15 +58,18 @@ struct SkCfg {
     STAGE = WB + XB + PB,
     BUDGET = (BPS == 1 ? 200 : 220 / BPS) * 1024,
     FITS = 2 * STAGE <= BUDGET,
-    STAGES = BUDGET / STAGE > 12  ? 12
-             : BUDGET / STAGE < 2 ? 2
-                                  : BUDGET / STAGE,
-    TILE = 8 * NT * ROWS * 4, /* the split-k partial tile, kept in the drained ring */
-    SMEM = STAGES * STAGE > TILE ? STAGES * STAGE : TILE,
-    CPR = 4 * H,              /* 16-byte weight chunks per row and stage */
-    NWC = ROWS * CPR / T,     /* weight copies per thread and stage */
-    RSTEP = T / CPR,          /* rows between a thread's weight copies (even: one swizzle) */
-    NXC = (XV + T - 1) / T    /* x copies per thread and stage */
+    STAGES = BUDGET / STAGE > 12 ? 12
+             : BUDGET / STAGE<2 ? 2 : BUDGET / STAGE,
+                              TILE = 8 * NT * ROWS * 4, /* the split-k partial tile, kept in the
+                                                           drained ring */
+                              SMEM = STAGES * STAGE>
+                            TILE
+                 ? STAGES *STAGE
+                 : TILE,
+    CPR = 4 * H,           /* 16-byte weight chunks per row and stage */
+    NWC = ROWS * CPR / T,  /* weight copies per thread and stage */
+    RSTEP = T / CPR,       /* rows between a thread's weight copies (even: one swizzle) */
+    NXC = (XV + T - 1) / T /* x copies per thread and stage */
   };
 };
 /* the largest H <= H0 whose two stages fit the budget */
@@ -86,8 +84,7 @@ struct SkFit<D, NT, W, 1, BPS> {
 
 template <class D, int NT, int W, int H, int BPS>
 __global__ void __launch_bounds__(W * 32, BPS)
-    k_skinny(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int m, int nsplit,
-             int pf) {
+    k_skinny(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int m, int nsplit) {
   typedef SkCfg<D, NT, W, H, BPS> C;
   extern __shared__ __align__(16) unsigned char sk_smem[];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
@@ -108,7 +105,7 @@ __global__ void __launch_bounds__(W * 32, BPS)
   }
   auto issue = [&](int64_t st, int slot) {
     const unsigned b = sbase + slot * C::STAGE;
-    const int64_t hb = st * H;                   /* the stage's first half */
+    const int64_t hb = st * H;                     /* the stage's first half */
     const int nhs = (int)min((int64_t)H, h1 - hb); /* halves in this stage */
 #pragma unroll
     for (int j = 0; j < C::NWC; j++) {
@@ -116,10 +113,7 @@ __global__ void __launch_bounds__(W * 32, BPS)
       const int r = wr0 + j * C::RSTEP; /* RSTEP is even: the swizzle of wdst holds for all j */
       const uint8_t *src = w.q + min(row0 + r, w.n - 1) * w.row_bytes + hb * 64 + wch * 16;
       const unsigned dst = b + wdst + j * C::RSTEP * C::RB;
-      if (pf & 1)
-        cp_async16_pf(dst, src);
-      else
-        cp_async16(dst, src);
+      cp_async16(dst, src);
     }
 #pragma unroll
     for (int j = 0; j < C::NXC; j++) {
@@ -189,8 +183,8 @@ __global__ void __launch_bounds__(W * 32, BPS)
           if constexpr (D::PWMAX > 0)
             pr[rt][h] = D::prms(
                 p0[rt][h],
-                (const uint32_t *)(base + C::WB + C::XB) + (hh * C::ROWS + lr[rt][h]) * D::PWMAX,
-                c, w, min(row0 + lr[rt][h], w.n - 1), k0);
+                (const uint32_t *)(base + C::WB + C::XB) + (hh * C::ROWS + lr[rt][h]) * D::PWMAX, c,
+                w, min(row0 + lr[rt][h], w.n - 1), k0);
           else
             pr[rt][h] = p0[rt][h];
         }
@@ -289,29 +283,27 @@ static int launch_skinny_nt(const wargs &w, const uint16_t *x, uint16_t *y, int 
   at[0].val.clusterDim.z = 1;
   cfg.attrs = at;
   cfg.numAttrs = nsplit > 1 ? 1 : 0;
-  e = cudaLaunchKernelEx(&cfg, k_skinny<D, NT, W, H, BPS>, w, x, y, m, nsplit, w.pf);
+  e = cudaLaunchKernelEx(&cfg, k_skinny<D, NT, W, H, BPS>, w, x, y, m, nsplit);
   if (e != AOQ_GPU_SUCCESS) return (int)e;
   return (int)aoq_gpu_get_last_error();
 }
 
-template <class D, int W, int H, int BPS>
-static int launch_skinny_v(const wargs &w, const uint16_t *x, uint16_t *y, int m, int nsplit,
-                           aoq_gpu_stream_t st) {
-  if (m <= 16) return launch_skinny_nt<D, 2, W, H, BPS>(w, x, y, m, nsplit, st);
-  if (m <= 32) return launch_skinny_nt<D, 4, W, H, BPS>(w, x, y, m, nsplit, st);
-  return launch_skinny_nt<D, 8, W, H, BPS>(w, x, y, m, nsplit, st);
-}
-
-/* Variants measured in session 3 (AOQ_SKINNY=V,...): warps per block, halves per stage, blocks
- * per SM. 1 is session 2's kernel. Only the decoders of sk_exp build the others; the rest run
- * the default. */
+/* Variants (AOQ_SKINNY=V,...), each a {warps, halves per stage, blocks per SM} per n-tile count
+ * (m <= 16, <= 32, <= 64). 1, the default, won session 3's sweep (docs/cuda.md); 2 is session 2's
+ * kernel, 3 a fourth block per SM, 4 small blocks at m > 32 too. Only the decoders of sk_exp
+ * build 2..4; the others run 1. */
 struct sk_variant {
   int w, h, bps;
 };
-static const sk_variant sk_variants[] = {{8, 1, 1}, {8, 1, 1}, {8, 2, 1}, {8, 4, 1},
-                                         {8, 2, 2}, {8, 1, 2}, {4, 2, 3}};
-#define SK_NVAR 7
-#define SK_DEFAULT 1
+#define SK_NVAR 5
+static const sk_variant sk_variants[SK_NVAR][3] = {{{0, 0, 0}, {0, 0, 0}, {0, 0, 0}},
+                                                   {{4, 2, 3}, {4, 2, 3}, {8, 2, 2}},
+                                                   {{8, 1, 1}, {8, 1, 1}, {8, 1, 1}},
+                                                   {{4, 2, 4}, {4, 2, 4}, {8, 2, 2}},
+                                                   {{4, 2, 3}, {4, 2, 3}, {4, 2, 3}}};
+static int sk_ntix(int m) {
+  return m <= 16 ? 0 : m <= 32 ? 1 : 2;
+}
 template <class D>
 struct sk_exp {
   enum { v = 0 };
@@ -338,30 +330,28 @@ struct sk_exp<DecFP4<AOQ_FMT_NVFP4>> {
 };
 
 template <class D>
-static int launch_skinny(const wargs &w, const uint16_t *x, uint16_t *y, int m, int nsplit,
-                         int var, aoq_gpu_stream_t st) {
+static int launch_skinny(const wargs &w, const uint16_t *x, uint16_t *y, int m, int nsplit, int var,
+                         aoq_gpu_stream_t st) {
   if constexpr (sk_exp<D>::v) {
-    switch (var) {
-      case 2:
-        return launch_skinny_v<D, 8, 2, 1>(w, x, y, m, nsplit, st);
-      case 3:
-        return launch_skinny_v<D, 8, 4, 1>(w, x, y, m, nsplit, st);
-      case 4:
-        return launch_skinny_v<D, 8, 2, 2>(w, x, y, m, nsplit, st);
-      case 5:
-        return launch_skinny_v<D, 8, 1, 2>(w, x, y, m, nsplit, st);
-      case 6:
-        return launch_skinny_v<D, 4, 2, 3>(w, x, y, m, nsplit, st);
-      default:
-        break;
+    if (var == 2) {
+      if (m <= 16) return launch_skinny_nt<D, 2, 8, 1, 1>(w, x, y, m, nsplit, st);
+      if (m <= 32) return launch_skinny_nt<D, 4, 8, 1, 1>(w, x, y, m, nsplit, st);
+      return launch_skinny_nt<D, 8, 8, 1, 1>(w, x, y, m, nsplit, st);
     }
+    if (var == 3) {
+      if (m <= 16) return launch_skinny_nt<D, 2, 4, 2, 4>(w, x, y, m, nsplit, st);
+      if (m <= 32) return launch_skinny_nt<D, 4, 4, 2, 4>(w, x, y, m, nsplit, st);
+    }
+    if (var == 4 && m > 32) return launch_skinny_nt<D, 8, 4, 2, 3>(w, x, y, m, nsplit, st);
   }
-  return launch_skinny_v<D, 8, 1, 1>(w, x, y, m, nsplit, st);
+  if (m <= 16) return launch_skinny_nt<D, 2, 4, 2, 3>(w, x, y, m, nsplit, st);
+  if (m <= 32) return launch_skinny_nt<D, 4, 4, 2, 3>(w, x, y, m, nsplit, st);
+  return launch_skinny_nt<D, 8, 8, 2, 2>(w, x, y, m, nsplit, st);
 }
-/* the variant a decoder runs when asked for var */
+/* the variant a format runs when asked for var */
 static int sk_var_of(aoq_format_kind kind, int var) {
   const bool exp = kind == AOQ_FMT_BF16 || kind == AOQ_FMT_INT8WO || kind == AOQ_FMT_INT4WO ||
                    kind == AOQ_FMT_INT4WO_HQQ || kind == AOQ_FMT_MXFP4 || kind == AOQ_FMT_NVFP4;
-  return exp && var >= 1 && var < SK_NVAR ? var : SK_DEFAULT;
+  return exp && var >= 1 && var < SK_NVAR ? var : 1;
 }
 #define AOQ_HAVE_SKINNY 1
