@@ -745,26 +745,24 @@ extern "C" const char *aoq_gk_linear_check(const aoq_qweight *w) {
 }
 
 #ifdef AOQ_HAVE_SKINNY
-/* The skinny GEMM's k splits for this weight (>= 1) in variant var, or 0 where it cannot take it
- * (k not a whole number of halves, int4 groups that straddle a half). The plan depends on the
- * shape and the n-tile count of m only (no workspace: the splits meet in a cluster). */
-static int sk_plan(const aoq_qweight *w, int var, int64_t m) {
+/* The skinny GEMM's k splits for this weight (>= 1), or 0 where it cannot take it (k not a whole
+ * number of halves, int4 groups that straddle a half). The plan depends on the shape only (no
+ * workspace: the splits meet in a cluster). */
+static int sk_plan(const aoq_qweight *w) {
   const int64_t kh = 4 * (int64_t)epl_of(w->kind);
   if (!kh || w->k % kh) return 0;
   if ((w->kind == AOQ_FMT_INT4WO || w->kind == AOQ_FMT_INT4WO_HQQ) && (w->group & (w->group - 1)))
     return 0;
-  const sk_variant v = sk_variants[sk_var_of(w->kind, var)][sk_ntix((int)m)];
-  const int64_t blocks = (w->n + v.w * 32 - 1) / (v.w * 32), nh = w->k / kh;
-  int64_t s = SK_SMS * v.bps / blocks; /* as many splits as fill the SMs' block slots once */
-  if (s > nh / 4) s = nh / 4;          /* ... with at least 4 halves each */
+  const int64_t blocks = (w->n + SK_W * 32 - 1) / (SK_W * 32), nh = w->k / kh;
+  int64_t s = SK_SMS * SK_BPS / blocks; /* as many splits as fill the SMs' block slots once */
+  if (s > nh / 4) s = nh / 4;           /* ... with at least 4 halves each */
   if (s > SK_MAX_SPLIT) s = SK_MAX_SPLIT;
   return s < 1 ? 1 : (int)s;
 }
 
 static int skinny_fmt(aoq_format_kind kind, const wargs &a, const uint16_t *x, uint16_t *y, int m,
-                      int ns, int var, aoq_gpu_stream_t st) {
-  return with_decoder(kind,
-                      [&](auto d) { return launch_skinny<decltype(d)>(a, x, y, m, ns, var, st); });
+                      int ns, aoq_gpu_stream_t st) {
+  return with_decoder(kind, [&](auto d) { return launch_skinny<decltype(d)>(a, x, y, m, ns, st); });
 }
 #endif
 
@@ -801,18 +799,18 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
   /* The skinny GEMM takes the 4-bit formats from m = 9 and the 8/16-bit ones from m = 33, where
    * the decode step / the linears measured faster than with the GEMV (docs/cuda.md, session 3:
    * int4wo-128 batch 16 5.54 vs 5.84 ms, nvfp4 batch 32 8.50 vs 9.44 ms). AOQ_SKINNY overrides
-   * that for diagnosis: "0" keeps the GEMV everywhere, "VARIANT,MIN_M,PREFETCH" picks the kernel
-   * variant (sk_variants, 1 the default), the smallest m (0: the default above) and wargs.pf. */
+   * that for diagnosis: "0" keeps the GEMV everywhere, "1,MIN_M,PF" sets the smallest m (0: the
+   * default above) and wargs.pf. */
   const bool b4 = epl_of(w->kind) == 32;
-  int sk_var = 1, sk_min = 0;
+  int sk_on = 1, sk_min = 0;
   if (const char *ev = getenv("AOQ_SKINNY")) {
-    if (sscanf(ev, "%d,%d,%d", &sk_var, &sk_min, &a.pf) >= 1 && sk_var == 0) sk_min = 65;
+    if (sscanf(ev, "%d,%d,%d", &sk_on, &sk_min, &a.pf) >= 1 && sk_on == 0) sk_min = 65;
   }
   if (sk_min <= 0) sk_min = b4 ? SK_MIN_M : 33;
   if (m >= sk_min && m <= 64 && !aoq_gk_batch_invariant()) {
     if (w->kind == AOQ_FMT_INT4WO || w->kind == AOQ_FMT_INT4WO_HQQ)
       while ((1 << a.lg) < w->group) a.lg++;
-    int ns = sk_plan(w, sk_var, m);
+    int ns = sk_plan(w);
     /* staged scale words are read with 4-byte copies */
     if (ns && w->kind != AOQ_FMT_BF16 && ((uintptr_t)w->scale & 3)) ns = 0;
     if (ns > 1) { /* k splits are thread-block clusters: sm_90 and later */
@@ -822,7 +820,7 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
           major < 9)
         ns = 0;
     }
-    if (ns) return skinny_fmt(w->kind, a, x, y, (int)m, ns, sk_var, st);
+    if (ns) return skinny_fmt(w->kind, a, x, y, (int)m, ns, st);
   }
 #endif
 #ifdef AOQ_HAVE_GEMM

@@ -11,8 +11,8 @@
  * cp.async through a ring of STAGES stages (as deep as the shared memory allows).
  * A stage is H halves; a half is one 16-byte chunk per row and lane (k = 4 * EPL: 32, 64 or 128,
  * 64 B of every row), the unit the decoders' staged parameters are defined on. The copies of a
- * stage read each row's H * 64 bytes as one contiguous run (consecutive lanes, one instruction),
- * so the memory system sees whole 128/256-byte lines per row instead of 64-byte pieces. In
+ * stage read each row's H * 64 bytes as one contiguous run (consecutive lanes, one instruction;
+ * measured to neither help nor hurt, docs/cuda.md session 3: kept for the fewer barriers). In
  * shared memory a row's chunks are XOR-swizzled (odd rows: chunk ^ 4), so lane (g, c) reading
  * chunk 4 h + c of rows g = 0..7 is conflict-free; the activation vector of the same k is stored
  * permuted per half ((sub, c) order, rows 64 mod 128 bytes apart), conflict-free too. Decoding is
@@ -20,7 +20,8 @@
  * blockIdx.y splits k over a thread-block cluster: each block leaves its fp32 partial tile in its
  * shared memory and, after a cluster barrier, sums a slice of the tile over the cluster's blocks
  * (distributed shared memory) in rank order — deterministic, no workspace, no second launch —
- * and applies the format's epilogue. */
+ * and applies the format's epilogue. BPS blocks share an SM (shared memory and registers are
+ * budgeted for it): small blocks, several per SM, were what made session 3's kernel faster. */
 #define SK_MIN_M 9     /* 4-bit formats; the 8/16-bit ones from 33 (aoq_gk_linear) */
 #define SK_SMS 132     /* split planning target (H100 SXM); any count is correct, this one fills */
 #define SK_MAX_SPLIT 8 /* portable cluster size */
@@ -288,70 +289,17 @@ static int launch_skinny_nt(const wargs &w, const uint16_t *x, uint16_t *y, int 
   return (int)aoq_gpu_get_last_error();
 }
 
-/* Variants (AOQ_SKINNY=V,...), each a {warps, halves per stage, blocks per SM} per n-tile count
- * (m <= 16, <= 32, <= 64). 1, the default, won session 3's sweep (docs/cuda.md); 2 is session 2's
- * kernel, 3 a fourth block per SM, 4 small blocks at m > 32 too. Only the decoders of sk_exp
- * build 2..4; the others run 1. */
-struct sk_variant {
-  int w, h, bps;
-};
-#define SK_NVAR 5
-static const sk_variant sk_variants[SK_NVAR][3] = {{{0, 0, 0}, {0, 0, 0}, {0, 0, 0}},
-                                                   {{4, 2, 3}, {4, 2, 3}, {8, 2, 2}},
-                                                   {{8, 1, 1}, {8, 1, 1}, {8, 1, 1}},
-                                                   {{4, 2, 4}, {4, 2, 4}, {8, 2, 2}},
-                                                   {{4, 2, 3}, {4, 2, 3}, {4, 2, 3}}};
-static int sk_ntix(int m) {
-  return m <= 16 ? 0 : m <= 32 ? 1 : 2;
-}
-template <class D>
-struct sk_exp {
-  enum { v = 0 };
-};
-template <>
-struct sk_exp<DecBF16> {
-  enum { v = 1 };
-};
-template <>
-struct sk_exp<DecI8> {
-  enum { v = 1 };
-};
-template <>
-struct sk_exp<DecI4> {
-  enum { v = 1 };
-};
-template <>
-struct sk_exp<DecFP4<AOQ_FMT_MXFP4>> {
-  enum { v = 1 };
-};
-template <>
-struct sk_exp<DecFP4<AOQ_FMT_NVFP4>> {
-  enum { v = 1 };
-};
+/* The geometry session 3's sweep kept (docs/cuda.md): 4 warps (128 rows) per block, stages of
+ * two halves, 3 blocks per SM, for every m. */
+#define SK_W 4
+#define SK_H 2
+#define SK_BPS 3
 
 template <class D>
-static int launch_skinny(const wargs &w, const uint16_t *x, uint16_t *y, int m, int nsplit, int var,
+static int launch_skinny(const wargs &w, const uint16_t *x, uint16_t *y, int m, int nsplit,
                          aoq_gpu_stream_t st) {
-  if constexpr (sk_exp<D>::v) {
-    if (var == 2) {
-      if (m <= 16) return launch_skinny_nt<D, 2, 8, 1, 1>(w, x, y, m, nsplit, st);
-      if (m <= 32) return launch_skinny_nt<D, 4, 8, 1, 1>(w, x, y, m, nsplit, st);
-      return launch_skinny_nt<D, 8, 8, 1, 1>(w, x, y, m, nsplit, st);
-    }
-    if (var == 3) {
-      if (m <= 16) return launch_skinny_nt<D, 2, 4, 2, 4>(w, x, y, m, nsplit, st);
-      if (m <= 32) return launch_skinny_nt<D, 4, 4, 2, 4>(w, x, y, m, nsplit, st);
-    }
-    if (var == 4 && m > 32) return launch_skinny_nt<D, 8, 4, 2, 3>(w, x, y, m, nsplit, st);
-  }
-  if (m <= 16) return launch_skinny_nt<D, 2, 4, 2, 3>(w, x, y, m, nsplit, st);
-  if (m <= 32) return launch_skinny_nt<D, 4, 4, 2, 3>(w, x, y, m, nsplit, st);
-  return launch_skinny_nt<D, 8, 8, 2, 2>(w, x, y, m, nsplit, st);
-}
-/* the variant a format runs when asked for var */
-static int sk_var_of(aoq_format_kind kind, int var) {
-  const bool exp = kind == AOQ_FMT_BF16 || kind == AOQ_FMT_INT8WO || kind == AOQ_FMT_INT4WO ||
-                   kind == AOQ_FMT_INT4WO_HQQ || kind == AOQ_FMT_MXFP4 || kind == AOQ_FMT_NVFP4;
-  return exp && var >= 1 && var < SK_NVAR ? var : 1;
+  if (m <= 16) return launch_skinny_nt<D, 2, SK_W, SK_H, SK_BPS>(w, x, y, m, nsplit, st);
+  if (m <= 32) return launch_skinny_nt<D, 4, SK_W, SK_H, SK_BPS>(w, x, y, m, nsplit, st);
+  return launch_skinny_nt<D, 8, SK_W, SK_H, SK_BPS>(w, x, y, m, nsplit, st);
 }
 #define AOQ_HAVE_SKINNY 1
