@@ -1,7 +1,7 @@
 /*
  * linear.cu — y[m,n] = x[m,k] @ W^T with W in its packed format (devices/device.h summary,
  * docs/layouts.md): GEMV (m <= 8, and up to 64 for the formats where it is faster), skinny
- * tensor-core GEMM (m = 17..64 for int4wo and mxfp4, 33..64 for the others; CUDA sm_90), tiled
+ * tensor-core GEMM (m = 9..64 for the 4-bit formats, 33..64 for the others; CUDA sm_90), tiled
  * GEMM (m > 64).
  *
  * FMA GEMV (HIP, and bf16/int8wo at m <= 2 on CUDA): each warp owns R weight rows; every lane
@@ -39,7 +39,7 @@ typedef struct wargs {
   int64_t n, k, row_bytes;
   int group;
   int lg; /* int4: log2(group) where group is a power of two, else 0 */
-  int pf; /* weight loads with the L2 256-byte prefetch: bit 0 skinny GEMM, bit 1 mma GEMV */
+  int pf; /* bit 1: mma GEMV weight loads with the L2 256-byte prefetch */
 } wargs;
 
 static __device__ __forceinline__ float bf_lo(uint32_t u) {
@@ -497,25 +497,23 @@ extern "C" const char *aoq_gk_linear_check(const aoq_qweight *w) {
 
 #ifdef AOQ_HAVE_SKINNY
 /* The skinny GEMM's k splits for this weight (>= 1), or 0 where it cannot take it (k not a whole
- * number of stages, int4 groups that straddle a stage). The plan depends on the shape only, so
- * the workspace asked for m rows covers every call with up to m rows. */
-static int sk_plan(const aoq_qweight *w, int warps) {
-  const int64_t kt = 4 * (int64_t)epl_of(w->kind);
-  if (!kt || w->k % kt) return 0;
+ * number of halves, int4 groups that straddle a half). The plan depends on the shape only (no
+ * workspace: the splits meet in a cluster). */
+static int sk_plan(const aoq_qweight *w) {
+  const int64_t kh = 4 * (int64_t)epl_of(w->kind);
+  if (!kh || w->k % kh) return 0;
   if ((w->kind == AOQ_FMT_INT4WO || w->kind == AOQ_FMT_INT4WO_HQQ) && (w->group & (w->group - 1)))
     return 0;
-  /* W = 4: two blocks per SM */
-  const int64_t blocks = (w->n + warps * 32 - 1) / (warps * 32), nst = w->k / kt;
-  int64_t s = SK_SMS * (warps == 4 ? 2 : 1) / blocks; /* as many splits as fill the SMs once */
-  if (s > nst / 4) s = nst / 4;                       /* ... with at least 4 stages each */
+  const int64_t blocks = (w->n + SK_W * 32 - 1) / (SK_W * 32), nh = w->k / kh;
+  int64_t s = SK_SMS * SK_BPS / blocks; /* as many splits as fill the SMs' block slots once */
+  if (s > nh / 4) s = nh / 4;           /* ... with at least 4 halves each */
   if (s > SK_MAX_SPLIT) s = SK_MAX_SPLIT;
   return s < 1 ? 1 : (int)s;
 }
 
 static int skinny_fmt(aoq_format_kind kind, const wargs &a, const uint16_t *x, uint16_t *y, int m,
-                      int ns, int warps, aoq_gpu_stream_t st) {
-  return with_decoder(
-      kind, [&](auto d) { return launch_skinny<decltype(d)>(a, x, y, m, ns, warps, st); });
+                      int ns, aoq_gpu_stream_t st) {
+  return with_decoder(kind, [&](auto d) { return launch_skinny<decltype(d)>(a, x, y, m, ns, st); });
 }
 #endif
 
@@ -565,21 +563,19 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
     a.xt = a.xs + m;
   }
 #ifdef AOQ_HAVE_SKINNY
-  /* The skinny GEMM takes int4wo and mxfp4 from m = 17, nvfp4(wo) and the 8/16-bit formats from
-   * m = 33, where the whole decode step measured faster than with the GEMV (docs/cuda.md,
-   * session 2: at m = 16 the GEMV's step is 15-21% shorter). AOQ_SKINNY overrides that for
-   * diagnosis: "0" keeps the GEMV everywhere, "WARPS,MIN_M,PREFETCH" picks 4 or 8 warps per
-   * block, the smallest m (0: the default above) and the L2 prefetch bits (wargs.pf). */
+  /* The skinny GEMM takes the 4-bit formats from m = 9 and the 8/16-bit ones from m = 33, where
+   * the decode step / the linears measured faster than with the GEMV (docs/cuda.md, session 3:
+   * int4wo-128 batch 16 5.54 vs 5.84 ms, nvfp4 batch 32 8.50 vs 9.44 ms). AOQ_SKINNY overrides
+   * that for diagnosis: "0" keeps the GEMV everywhere, "1,MIN_M,PF" sets the smallest m (0: the
+   * default above) and wargs.pf. */
   const bool b4 = epl_of(w->kind) == 32;
-  int sk_warps = 8, sk_min = 0;
+  int sk_on = 1, sk_min = 0;
   if (const char *ev = getenv("AOQ_SKINNY")) {
-    if (sscanf(ev, "%d,%d,%d", &sk_warps, &sk_min, &a.pf) >= 1 && sk_warps == 0) sk_min = 65;
+    if (sscanf(ev, "%d,%d,%d", &sk_on, &sk_min, &a.pf) >= 1 && sk_on == 0) sk_min = 65;
   }
-  const bool nv = w->kind == AOQ_FMT_NVFP4 || w->kind == AOQ_FMT_NVFP4WO;
-  if (sk_min <= 0) sk_min = b4 && !nv ? SK_MIN_M : 33;
-  if (sk_warps != 4) sk_warps = 8;
+  if (sk_min <= 0) sk_min = b4 ? SK_MIN_M : 33;
   if (m >= sk_min && m <= 64 && !aoq_gk_batch_invariant()) {
-    int ns = sk_plan(w, sk_warps);
+    int ns = sk_plan(w);
     /* staged scale words are read with 4-byte copies */
     if (ns && w->kind != AOQ_FMT_BF16 && ((uintptr_t)w->scale & 3)) ns = 0;
     if (ns > 1) { /* k splits are thread-block clusters: sm_90 and later */
@@ -589,7 +585,7 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
           major < 9)
         ns = 0;
     }
-    if (ns) return skinny_fmt(w->kind, a, x, y, (int)m, ns, sk_warps, st);
+    if (ns) return skinny_fmt(w->kind, a, x, y, (int)m, ns, st);
   }
 #endif
 #ifdef AOQ_HAVE_GEMM

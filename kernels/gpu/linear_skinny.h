@@ -8,26 +8,26 @@
  * the mma count per decoded weight dominate. Here a block of W warps owns W * 32 weight rows;
  * each warp owns 2 row tiles (32 rows) and all n-tiles, so one B fragment (x) feeds two A tiles.
  * Weights, activations and the per-stage format parameters go global -> shared memory with
- * cp.async through a ring of STAGES stages (as deep as the shared memory allows); a stage is one
- * 16-byte chunk per row and lane (k = 4 * EPL: 32, 64 or 128), rows x 64 B. Lane (g, c) reads chunk
- * c of its rows (64 B rows: a quarter warp reads 128 contiguous bytes) and the activation vector
- * of the same k, which the copy stored permuted ((sub, c) order, rows 64 mod 128 bytes apart), so
- * those reads are conflict-free too; decoding is the GEMV's (dec8p), the weight is mma's A, x is
- * B. Where n / rows blocks cannot fill the GPU, blockIdx.y splits k over a thread-block cluster:
- * each block leaves its fp32 partial tile in its shared memory and, after a cluster barrier,
- * sums a slice of the tile over the cluster's blocks (distributed shared memory) in rank order
- * — deterministic, no workspace, no second launch — and applies the format's epilogue. */
-#define SK_MIN_M 17 /* 4-bit formats; nvfp4 and the 8/16-bit ones from 33 (aoq_gk_linear) */
+ * cp.async through a ring of STAGES stages (as deep as the shared memory allows).
+ * A stage is H halves; a half is one 16-byte chunk per row and lane (k = 4 * EPL: 32, 64 or 128,
+ * 64 B of every row), the unit the decoders' staged parameters are defined on. The copies of a
+ * stage read each row's H * 64 bytes as one contiguous run (consecutive lanes, one instruction;
+ * measured to neither help nor hurt, docs/cuda.md session 3: kept for the fewer barriers). In
+ * shared memory a row's chunks are XOR-swizzled (odd rows: chunk ^ 4), so lane (g, c) reading
+ * chunk 4 h + c of rows g = 0..7 is conflict-free; the activation vector of the same k is stored
+ * permuted per half ((sub, c) order, rows 64 mod 128 bytes apart), conflict-free too. Decoding is
+ * the GEMV's (dec8p), the weight is mma's A, x is B. Where n / rows blocks cannot fill the GPU,
+ * blockIdx.y splits k over a thread-block cluster: each block leaves its fp32 partial tile in its
+ * shared memory and, after a cluster barrier, sums a slice of the tile over the cluster's blocks
+ * (distributed shared memory) in rank order — deterministic, no workspace, no second launch —
+ * and applies the format's epilogue. BPS blocks share an SM (shared memory and registers are
+ * budgeted for it): small blocks, several per SM, were what made session 3's kernel faster. */
+#define SK_MIN_M 9     /* 4-bit formats; the 8/16-bit ones from 33 (aoq_gk_linear) */
 #define SK_SMS 132     /* split planning target (H100 SXM); any count is correct, this one fills */
 #define SK_MAX_SPLIT 8 /* portable cluster size */
 
 static __device__ __forceinline__ void cp_async16(unsigned dst, const void *src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src));
-}
-/* weights: the L2 fetches 256 B around the chunk, so the next stages of the row hit L2 and DRAM
- * sees 256-byte bursts instead of one 64-byte piece per row and stage */
-static __device__ __forceinline__ void cp_async16_pf(unsigned dst, const void *src) {
-  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"(dst), "l"(src));
 }
 static __device__ __forceinline__ void cp_async4(unsigned dst, const void *src) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(dst), "l"(src));
@@ -40,58 +40,66 @@ static __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;" ::"n"(N));
 }
 
-template <class D, int NT, int W>
+/* geometry: W warps, H halves per stage, BPS blocks per SM (the shared-memory budget and the
+ * register bound follow) */
+template <class D, int NT, int W, int H, int BPS>
 struct SkCfg {
   enum {
     T = W * 32,                                 /* threads */
     ROWS = W * 32,                              /* weight rows per block */
-    KT = 4 * D::EPL,                            /* k per stage */
-    XS = (KT * 2) % 128 ? KT * 2 : KT * 2 + 64, /* bytes per x row: 64 mod 128 */
-    VPR = KT / 8,                               /* 16-byte vectors per x row */
-    WB = ROWS * 64,                             /* weight bytes per stage */
-    XB = 8 * NT * XS,
-    PB = ROWS * D::PWMAX * 4,
+    KH = 4 * D::EPL,                            /* k per half */
+    RB = 64 * H,                                /* bytes of a row per stage */
+    XS = (KH * 2) % 128 ? KH * 2 : KH * 2 + 64, /* bytes per x row and half: 64 mod 128 */
+    VPR = KH / 8,                               /* 16-byte vectors per x row and half */
+    XVH = 8 * NT * VPR,                         /* x vectors per half */
+    XV = H * XVH,                               /* x vectors per stage */
+    WB = ROWS * RB,                             /* weight bytes per stage */
+    XB = H * 8 * NT * XS,
+    PB = H * ROWS * D::PWMAX * 4,
     STAGE = WB + XB + PB,
-    BUDGET = W >= 8 ? 200 * 1024 : 100 * 1024, /* W = 4: two blocks per SM */
-    STAGES = BUDGET / STAGE > 12  ? 12
-             : BUDGET / STAGE < 2 ? 2
-                                  : BUDGET / STAGE,
-    SMEM = STAGES * STAGE,
-    NXC = (8 * NT * VPR + T - 1) / T /* x copies per thread and stage */
+    BUDGET = (BPS == 1 ? 200 : 220 / BPS) * 1024,
+    FITS = 2 * STAGE <= BUDGET,
+    STAGES = BUDGET / STAGE > 12 ? 12
+             : BUDGET / STAGE<2 ? 2 : BUDGET / STAGE,
+                              TILE = 8 * NT * ROWS * 4, /* the split-k partial tile, kept in the
+                                                           drained ring */
+                              SMEM = STAGES * STAGE>
+                            TILE
+                 ? STAGES *STAGE
+                 : TILE,
+    CPR = 4 * H,           /* 16-byte weight chunks per row and stage */
+    NWC = ROWS * CPR / T,  /* weight copies per thread and stage */
+    RSTEP = T / CPR,       /* rows between a thread's weight copies (even: one swizzle) */
+    NXC = (XV + T - 1) / T /* x copies per thread and stage */
   };
 };
+/* the largest H <= H0 whose two stages fit the budget */
+template <class D, int NT, int W, int H, int BPS>
+struct SkFit {
+  enum { h = SkCfg<D, NT, W, H, BPS>::FITS ? H : SkFit<D, NT, W, H / 2, BPS>::h };
+};
+template <class D, int NT, int W, int BPS>
+struct SkFit<D, NT, W, 1, BPS> {
+  enum { h = 1 };
+};
 
-template <class D, int NT, int W>
-__global__ void __launch_bounds__(W * 32, 1)
-    k_skinny(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int m, int nsplit,
-             int pf) {
+template <class D, int NT, int W, int H, int BPS>
+__global__ void __launch_bounds__(W * 32, BPS)
+    k_skinny(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int m, int nsplit) {
   AOQ_PDL_WAIT();
-  typedef SkCfg<D, NT, W> C;
+  typedef SkCfg<D, NT, W, H, BPS> C;
   extern __shared__ __align__(16) unsigned char sk_smem[];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
   const int64_t row0 = (int64_t)blockIdx.x * C::ROWS;
   const int split = blockIdx.y;
-  const int64_t nst = w.k / C::KT;
+  const int64_t nh = w.k / C::KH, nst = (nh + H - 1) / H; /* the last stage may be partial */
   const int64_t st0 = nst * split / nsplit, st1 = nst * (split + 1) / nsplit;
+  const int64_t h1 = min(st1 * H, nh); /* this split's halves end */
   const unsigned sbase = (unsigned)__cvta_generic_to_shared(sk_smem);
 
-  /* this thread's copies of a stage: 4 weight chunks (shared offset i * 16), up to NXC x vectors,
-   * up to PWMAX parameter words; sources advance by 64 B / KT elements per stage */
-  const uint8_t *wsrc[4];
-#pragma unroll
-  for (int j = 0; j < 4; j++) {
-    const int i = tid + j * C::T;
-    wsrc[j] = w.q + min(row0 + (i >> 2), w.n - 1) * w.row_bytes + (i & 3) * 16;
-  }
-  const uint16_t *xsrc[C::NXC];
-  unsigned xdst[C::NXC];
-#pragma unroll
-  for (int j = 0; j < C::NXC; j++) {
-    const int i = min(tid + j * C::T, 8 * NT * C::VPR - 1);
-    const int t = i / C::VPR, v = i % C::VPR, cc = v / (D::EPL / 8), sub = v % (D::EPL / 8);
-    xsrc[j] = x + (int64_t)min(t, m - 1) * w.k + v * 8; /* rows past m: copies, discarded */
-    xdst[j] = C::WB + t * C::XS + (sub * 4 + cc) * 16;
-  }
+  /* this thread's weight copies: chunk wch of rows wr0 + j * RSTEP (the same chunk for every j) */
+  const int wch = tid % C::CPR, wr0 = tid / C::CPR;
+  const unsigned wdst = wr0 * C::RB + ((wch ^ (H > 1 ? (wr0 & 1) * 4 : 0)) * 16);
   int pw = 0, lpw = 0;
   if constexpr (D::PWMAX > 0) {
     pw = D::pwords(w);
@@ -99,26 +107,37 @@ __global__ void __launch_bounds__(W * 32, 1)
   }
   auto issue = [&](int64_t st, int slot) {
     const unsigned b = sbase + slot * C::STAGE;
+    const int64_t hb = st * H;                     /* the stage's first half */
+    const int nhs = (int)min((int64_t)H, h1 - hb); /* halves in this stage */
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
-      if (pf & 1)
-        cp_async16_pf(b + (tid + j * C::T) * 16, wsrc[j] + st * 64);
-      else
-        cp_async16(b + (tid + j * C::T) * 16, wsrc[j] + st * 64);
+    for (int j = 0; j < C::NWC; j++) {
+      if (H > 1 && wch / 4 >= nhs) break;
+      const int r = wr0 + j * C::RSTEP; /* RSTEP is even: the swizzle of wdst holds for all j */
+      const uint8_t *src = w.q + min(row0 + r, w.n - 1) * w.row_bytes + hb * 64 + wch * 16;
+      const unsigned dst = b + wdst + j * C::RSTEP * C::RB;
+      cp_async16(dst, src);
     }
 #pragma unroll
-    for (int j = 0; j < C::NXC; j++)
-      if (C::NXC * C::T == 8 * NT * C::VPR || tid + j * C::T < 8 * NT * C::VPR)
-        cp_async16(b + xdst[j], xsrc[j] + st * C::KT);
+    for (int j = 0; j < C::NXC; j++) {
+      const int i = tid + j * C::T;
+      if (C::NXC * C::T != C::XV && i >= C::XV) break;
+      const int hh = i / C::XVH, t = (i % C::XVH) / C::VPR, v = i % C::VPR;
+      if (H > 1 && hh >= nhs) break;
+      const int cc = v / (D::EPL / 8), sub = v % (D::EPL / 8);
+      /* rows past m: copies of row m - 1, discarded */
+      cp_async16(b + C::WB + (hh * 8 * NT + t) * C::XS + (sub * 4 + cc) * 16,
+                 x + (int64_t)min(t, m - 1) * w.k + (hb + hh) * C::KH + v * 8);
+    }
     if constexpr (D::PWMAX > 0) {
       const uint32_t *sc = (const uint32_t *)w.scale;
+      const int per_half = C::ROWS << lpw;
 #pragma unroll
-      for (int j = 0; j < D::PWMAX; j++) {
-        const int i = tid + j * C::T;
-        if (i < (C::ROWS << lpw)) {
-          const int r = i >> lpw, jj = i & (pw - 1);
-          cp_async4(b + C::WB + C::XB + (r * D::PWMAX + jj) * 4,
-                    sc + D::pword0(w, min(row0 + r, w.n - 1), st * C::KT) + jj);
+      for (int j = 0; j < H * D::PWMAX; j++) {
+        const int i = tid + j * C::T, hh = i / per_half, ih = i % per_half;
+        if (hh < nhs) {
+          const int r = ih >> lpw, jj = ih & (pw - 1);
+          cp_async4(b + C::WB + C::XB + ((hh * C::ROWS + r) * D::PWMAX + jj) * 4,
+                    sc + D::pword0(w, min(row0 + r, w.n - 1), (hb + hh) * C::KH) + jj);
         }
       }
     }
@@ -138,6 +157,7 @@ __global__ void __launch_bounds__(W * 32, 1)
       lr[rt][h] = warp * 32 + rt * 16 + h * 8 + g;
       p0[rt][h] = D::prm0(w, min(row0 + lr[rt][h], w.n - 1));
     }
+  const int swz = H > 1 ? (g & 1) * 4 : 0; /* lr & 1 == g & 1 */
 
 #pragma unroll
   for (int p = 0; p < C::STAGES - 1; p++) {
@@ -151,41 +171,48 @@ __global__ void __launch_bounds__(W * 32, 1)
     if (st + C::STAGES - 1 < st1) issue(st + C::STAGES - 1, (i + C::STAGES - 1) % C::STAGES);
     cp_async_commit();
     const unsigned char *base = sk_smem + (i % C::STAGES) * C::STAGE;
-    uint4 wr[2][2];
-    typename D::P pr[2][2];
 #pragma unroll
-    for (int rt = 0; rt < 2; rt++)
-#pragma unroll
-      for (int h = 0; h < 2; h++) {
-        wr[rt][h] = *(const uint4 *)(base + lr[rt][h] * 64 + c * 16);
-        if constexpr (D::PWMAX > 0)
-          pr[rt][h] =
-              D::prms(p0[rt][h], (const uint32_t *)(base + C::WB + C::XB) + lr[rt][h] * D::PWMAX, c,
-                      w, min(row0 + lr[rt][h], w.n - 1), st * C::KT);
-        else
-          pr[rt][h] = p0[rt][h];
-      }
-#pragma unroll
-    for (int sub = 0; sub < D::EPL / 8; sub++) {
-      uint32_t A[2][2][4];
+    for (int hh = 0; hh < H; hh++) {
+      const int64_t k0 = (st * H + hh) * C::KH;
+      if (H > 1 && k0 >= h1 * C::KH) break;
+      uint4 wr[2][2];
+      typename D::P pr[2][2];
 #pragma unroll
       for (int rt = 0; rt < 2; rt++)
 #pragma unroll
-        for (int h = 0; h < 2; h++) D::dec8p(wr[rt][h], sub, pr[rt][h], A[rt][h]);
-#pragma unroll
-      for (int t = 0; t < NT; t++) {
-        const uint4 v = *(const uint4 *)(base + C::WB + (8 * t + g) * C::XS + (sub * 4 + c) * 16);
-        uint32_t X[4];
-        if (D::PAIR == 0) {
-          X[0] = v.x, X[1] = v.y, X[2] = v.z, X[3] = v.w;
-        } else { /* pairs (j, j + 4) */
-          X[0] = __byte_perm(v.x, v.z, 0x5410), X[1] = __byte_perm(v.x, v.z, 0x7632);
-          X[2] = __byte_perm(v.y, v.w, 0x5410), X[3] = __byte_perm(v.y, v.w, 0x7632);
+        for (int h = 0; h < 2; h++) {
+          wr[rt][h] = *(const uint4 *)(base + lr[rt][h] * C::RB + (((4 * hh + c) ^ swz) * 16));
+          if constexpr (D::PWMAX > 0)
+            pr[rt][h] = D::prms(
+                p0[rt][h],
+                (const uint32_t *)(base + C::WB + C::XB) + (hh * C::ROWS + lr[rt][h]) * D::PWMAX, c,
+                w, min(row0 + lr[rt][h], w.n - 1), k0);
+          else
+            pr[rt][h] = p0[rt][h];
         }
+      const unsigned char *xb = base + C::WB + hh * 8 * NT * C::XS;
 #pragma unroll
-        for (int rt = 0; rt < 2; rt++) {
-          mma16816(acc[rt][t], A[rt][0][0], A[rt][1][0], A[rt][0][1], A[rt][1][1], X[0], X[1]);
-          mma16816(acc[rt][t], A[rt][0][2], A[rt][1][2], A[rt][0][3], A[rt][1][3], X[2], X[3]);
+      for (int sub = 0; sub < D::EPL / 8; sub++) {
+        uint32_t A[2][2][4];
+#pragma unroll
+        for (int rt = 0; rt < 2; rt++)
+#pragma unroll
+          for (int h = 0; h < 2; h++) D::dec8p(wr[rt][h], sub, pr[rt][h], A[rt][h]);
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+          const uint4 v = *(const uint4 *)(xb + (8 * t + g) * C::XS + (sub * 4 + c) * 16);
+          uint32_t X[4];
+          if (D::PAIR == 0) {
+            X[0] = v.x, X[1] = v.y, X[2] = v.z, X[3] = v.w;
+          } else { /* pairs (j, j + 4) */
+            X[0] = __byte_perm(v.x, v.z, 0x5410), X[1] = __byte_perm(v.x, v.z, 0x7632);
+            X[2] = __byte_perm(v.y, v.w, 0x5410), X[3] = __byte_perm(v.y, v.w, 0x7632);
+          }
+#pragma unroll
+          for (int rt = 0; rt < 2; rt++) {
+            mma16816(acc[rt][t], A[rt][0][0], A[rt][1][0], A[rt][0][1], A[rt][1][1], X[0], X[1]);
+            mma16816(acc[rt][t], A[rt][0][2], A[rt][1][2], A[rt][0][3], A[rt][1][3], X[2], X[3]);
+          }
         }
       }
     }
@@ -236,12 +263,14 @@ __global__ void __launch_bounds__(W * 32, 1)
 #endif
 }
 
-template <class D, int NT, int W>
+template <class D, int NT, int W, int H0, int BPS>
 static int launch_skinny_nt(const wargs &w, const uint16_t *x, uint16_t *y, int m, int nsplit,
                             aoq_gpu_stream_t st) {
-  typedef SkCfg<D, NT, W> C;
-  static_assert(8 * NT * C::ROWS * 4 <= C::SMEM, "the split-k tile lives in the ring");
-  aoq_gpu_error_t e = cudaFuncSetAttribute(k_skinny<D, NT, W>,
+  constexpr int H = SkFit<D, NT, W, H0, BPS>::h;
+  typedef SkCfg<D, NT, W, H, BPS> C;
+  static_assert(C::SMEM <= 227 * 1024, "a block's shared memory");
+  static_assert(C::RSTEP % 2 == 0 && C::ROWS * C::CPR % C::T == 0, "copy geometry");
+  aoq_gpu_error_t e = cudaFuncSetAttribute(k_skinny<D, NT, W, H, BPS>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
   if (e != AOQ_GPU_SUCCESS) return (int)e;
   cudaLaunchConfig_t cfg = {};
@@ -259,24 +288,22 @@ static int launch_skinny_nt(const wargs &w, const uint16_t *x, uint16_t *y, int 
   if (nsplit <= 1) at[0] = at[1];
   cfg.attrs = at;
   cfg.numAttrs = (nsplit > 1 ? 1 : 0) + (aoq_gk_pdl() ? 1 : 0);
-  e = cudaLaunchKernelEx(&cfg, k_skinny<D, NT, W>, w, x, y, m, nsplit, w.pf);
+  e = cudaLaunchKernelEx(&cfg, k_skinny<D, NT, W, H, BPS>, w, x, y, m, nsplit);
   if (e != AOQ_GPU_SUCCESS) return (int)e;
   return (int)aoq_gpu_get_last_error();
 }
 
-template <class D, int W>
-static int launch_skinny_w(const wargs &w, const uint16_t *x, uint16_t *y, int m, int nsplit,
-                           aoq_gpu_stream_t st) {
-  if (m <= 8) return launch_skinny_nt<D, 1, W>(w, x, y, m, nsplit, st);
-  if (m <= 16) return launch_skinny_nt<D, 2, W>(w, x, y, m, nsplit, st);
-  if (m <= 32) return launch_skinny_nt<D, 4, W>(w, x, y, m, nsplit, st);
-  return launch_skinny_nt<D, 8, W>(w, x, y, m, nsplit, st);
-}
+/* The geometry session 3's sweep kept (docs/cuda.md): 4 warps (128 rows) per block, stages of
+ * two halves, 3 blocks per SM, for every m. */
+#define SK_W 4
+#define SK_H 2
+#define SK_BPS 3
 
 template <class D>
 static int launch_skinny(const wargs &w, const uint16_t *x, uint16_t *y, int m, int nsplit,
-                         int warps, aoq_gpu_stream_t st) {
-  if (warps == 4) return launch_skinny_w<D, 4>(w, x, y, m, nsplit, st);
-  return launch_skinny_w<D, 8>(w, x, y, m, nsplit, st);
+                         aoq_gpu_stream_t st) {
+  if (m <= 16) return launch_skinny_nt<D, 2, SK_W, SK_H, SK_BPS>(w, x, y, m, nsplit, st);
+  if (m <= 32) return launch_skinny_nt<D, 4, SK_W, SK_H, SK_BPS>(w, x, y, m, nsplit, st);
+  return launch_skinny_nt<D, 8, SK_W, SK_H, SK_BPS>(w, x, y, m, nsplit, st);
 }
 #define AOQ_HAVE_SKINNY 1
