@@ -563,9 +563,11 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
     a.xt = a.xs + m;
   }
 #ifdef AOQ_HAVE_SKINNY
-  /* The skinny GEMM takes the 4-bit formats from m = 9 and the 8/16-bit ones from m = 33, where
-   * the decode step / the linears measured faster than with the GEMV (docs/cuda.md, session 3:
-   * int4wo-128 batch 16 5.54 vs 5.84 ms, nvfp4 batch 32 8.50 vs 9.44 ms). AOQ_SKINNY overrides
+  /* The skinny GEMM takes the 4-bit formats from m = 9, bf16 and mxfp8 from m = 33, where the
+   * decode step / the linears measured faster than with the GEMV (docs/cuda.md, session 3:
+   * int4wo-128 batch 16 5.54 vs 5.84 ms, nvfp4 batch 32 8.50 vs 9.44 ms); int8wo and the fp8
+   * formats stay on the GEMV up to m = 64 (batch-64 step: int8wo 9.70 vs 10.35 ms, fp8wo 9.77 vs
+   * 10.18, fp8dq-row 10.70 vs 11.07; batch 32 within 0.04 ms either way). AOQ_SKINNY overrides
    * that for diagnosis: "0" keeps the GEMV everywhere, "1,MIN_M,PF" sets the smallest m (0: the
    * default above) and wargs.pf. */
   const bool b4 = epl_of(w->kind) == 32;
@@ -573,7 +575,9 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
   if (const char *ev = getenv("AOQ_SKINNY")) {
     if (sscanf(ev, "%d,%d,%d", &sk_on, &sk_min, &a.pf) >= 1 && sk_on == 0) sk_min = 65;
   }
-  if (sk_min <= 0) sk_min = b4 ? SK_MIN_M : 33;
+  const bool gemv8 = w->kind == AOQ_FMT_INT8WO || w->kind == AOQ_FMT_FP8WO ||
+                     w->kind == AOQ_FMT_FP8DQ || w->kind == AOQ_FMT_FP8DQ_ROW;
+  if (sk_min <= 0) sk_min = b4 ? SK_MIN_M : gemv8 ? 65 : 33;
   if (m >= sk_min && m <= 64 && !aoq_gk_batch_invariant()) {
     int ns = sk_plan(w);
     /* staged scale words are read with 4-byte copies */
