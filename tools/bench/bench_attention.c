@@ -182,28 +182,18 @@ static int run_prompt(aoq_device *d, const char *name, int p0, int n, int repeat
 }
 
 int aoq_bench_attention(int argc, char **argv) {
-  static const char *const flags[] = {"device", "prompt", "chunk", "ctx", "batch",
-                                      "plan",   "repeat", "help",  NULL};
-  static const char *const with_value[] = {"device", "prompt", "chunk",  "ctx",
-                                           "batch",  "plan",   "repeat", NULL};
-  if (aoq_bench_opt_flag(argc, argv, "help")) {
-    usage(stdout);
-    return 0;
-  }
-  if (aoq_bench_opts_check(argc, argv, flags, with_value)) {
-    usage(stderr);
-    return 2;
-  }
   const char *dev_name = "cuda:0", *batch_list = "1,8,64";
   int64_t prompt = 2048, chunk = 512, ctx = 2048, plan = 0, repeat = 10;
-  if (aoq_bench_opt_str(argc, argv, "device", &dev_name) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "prompt", &prompt) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "chunk", &chunk) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "ctx", &ctx) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "plan", &plan) < 0 || plan < 0 || plan > 131072 ||
-      aoq_bench_opt_str(argc, argv, "batch", &batch_list) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "repeat", &repeat) < 0 || repeat < 1 || prompt < 1 ||
-      prompt > 65536 || chunk < 0 || chunk > 65536 || ctx < 1 || ctx > 131072) {
+  const aoq_bench_opt opts[] = {
+      {"device", AOQ_OPT_STR, &dev_name}, {"batch", AOQ_OPT_STR, &batch_list},
+      {"prompt", AOQ_OPT_I64, &prompt},   {"chunk", AOQ_OPT_I64, &chunk},
+      {"ctx", AOQ_OPT_I64, &ctx},         {"plan", AOQ_OPT_I64, &plan},
+      {"repeat", AOQ_OPT_I64, &repeat},
+  };
+  int pr = AOQ_BENCH_PARSE(argc, argv, opts, usage);
+  if (pr) return pr == 1 ? 0 : 2;
+  if (plan < 0 || plan > 131072 || repeat < 1 || prompt < 1 || prompt > 65536 || chunk < 0 ||
+      chunk > 65536 || ctx < 1 || ctx > 131072) {
     usage(stderr);
     return 2;
   }

@@ -183,25 +183,17 @@ static aoq_status lin_call(void *p, int i) {
 }
 
 int aoq_bench_gemv(int argc, char **argv) {
-  static const char *const flags[] = {"device", "config", "m",    "shape",
-                                      "repeat", "help",   "hash", NULL};
-  static const char *const with_value[] = {"device", "config", "m", "shape", "repeat", NULL};
-  if (aoq_bench_opt_flag(argc, argv, "help")) {
-    usage(stdout);
-    return 0;
-  }
-  if (aoq_bench_opts_check(argc, argv, flags, with_value)) {
-    usage(stderr);
-    return 2;
-  }
   const char *dev_name = "cuda:0", *cfg_name = "all", *m_list = "1", *shape_list = NULL;
-  const bool hash = aoq_bench_opt_flag(argc, argv, "hash");
+  bool hash = false;
   int64_t repeat = 20;
-  if (aoq_bench_opt_str(argc, argv, "device", &dev_name) < 0 ||
-      aoq_bench_opt_str(argc, argv, "config", &cfg_name) < 0 ||
-      aoq_bench_opt_str(argc, argv, "m", &m_list) < 0 ||
-      aoq_bench_opt_str(argc, argv, "shape", &shape_list) < 0 ||
-      aoq_bench_opt_i64(argc, argv, "repeat", &repeat) < 0 || repeat < 1) {
+  const aoq_bench_opt opts[] = {
+      {"device", AOQ_OPT_STR, &dev_name}, {"config", AOQ_OPT_STR, &cfg_name},
+      {"m", AOQ_OPT_STR, &m_list},        {"shape", AOQ_OPT_STR, &shape_list},
+      {"repeat", AOQ_OPT_I64, &repeat},   {"hash", AOQ_OPT_FLAG, &hash},
+  };
+  int pr = AOQ_BENCH_PARSE(argc, argv, opts, usage);
+  if (pr) return pr == 1 ? 0 : 2;
+  if (repeat < 1) {
     usage(stderr);
     return 2;
   }
