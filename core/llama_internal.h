@@ -115,7 +115,7 @@ aoq_status aoq_model_config_check(const aoq_model_config *cfg);
 /* synth.c: fills out[n*k] (bf16) with the synthetic values of tensor `name` for `seed`. Uniform in
  * [-a, a): a = sqrt(3/k) for linears (unit output variance for unit inputs), 1 for embeddings;
  * norms are 1 +- 0.125. Same seed and name give the same bytes on every machine. */
-/* Samples device free memory into info.load_peak_bytes (use above mem_base, without the KV pool). */
+/* Samples device free memory into info.load_peak_bytes (use above mem_base, KV pool excluded). */
 void aoq_model_mem_sample(aoq_model *m);
 void aoq_synth_fill(uint64_t seed, const char *name, uint16_t *out, int64_t n, int64_t k);
 

@@ -271,7 +271,8 @@ static aoq_status load_embedding(aoq_model *m) {
     free(t);
     return s;
   }
-  if (posix_memalign((void **)&t, 4096, bytes)) return aoq_err(AOQ_ENOMEM, "embedding: out of memory");
+  if (posix_memalign((void **)&t, 4096, bytes))
+    return aoq_err(AOQ_ENOMEM, "embedding: out of memory");
   aoq_status s = fetch(m, "model.embed_tokens.weight", 2, c->vocab_size, c->hidden_size, t);
   if (s == AOQ_OK && (s = aoq_dev_host_register(m->dev, t, bytes)) != AOQ_OK) {
     /* pinning can fail (memlock limits, no IOMMU mapping): the table goes to the device */

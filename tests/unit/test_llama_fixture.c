@@ -70,7 +70,8 @@ static int setup(void **state) {
   bool want_host = (di.caps & AOQ_CAP_HOST_MAPPED) && !(ev && !strcmp(ev, "device"));
   if (aoq_model_info_get(f->m)->embed_on_host != want_host) {
     fprintf(stderr, "embedding on the %s, expected on the %s\n",
-            aoq_model_info_get(f->m)->embed_on_host ? "host" : "device", want_host ? "host" : "device");
+            aoq_model_info_get(f->m)->embed_on_host ? "host" : "device",
+            want_host ? "host" : "device");
     return -1;
   }
   *state = f;
