@@ -240,13 +240,16 @@ fail:
  * Load
  * ---------------------------------------------------------------------------------------- */
 
-static aoq_status upload_bf16(aoq_model *m, const char *name, int ndim, int64_t d0, int64_t d1,
-                              uint16_t *host, void **dev) {
-  size_t bytes = (size_t)d0 * (size_t)(ndim == 1 ? 1 : d1) * 2;
-  AOQ_TRY(fetch(m, name, ndim, d0, d1, host));
+static aoq_status to_device(aoq_model *m, const uint16_t *host, size_t bytes, void **dev) {
   AOQ_TRY(aoq_dev_alloc(m->dev, bytes, dev));
   AOQ_TRY(aoq_dev_copy_h2d(m->dev, *dev, host, bytes, NULL));
   return aoq_dev_stream_sync(m->dev, NULL);
+}
+
+static aoq_status upload_bf16(aoq_model *m, const char *name, int ndim, int64_t d0, int64_t d1,
+                              uint16_t *host, void **dev) {
+  AOQ_TRY(fetch(m, name, ndim, d0, d1, host));
+  return to_device(m, host, (size_t)d0 * (size_t)(ndim == 1 ? 1 : d1) * 2, dev);
 }
 
 /* Where the device's kernels can read registered host memory (AOQ_CAP_HOST_MAPPED), the
@@ -264,34 +267,24 @@ static aoq_status load_embedding(aoq_model *m) {
   size_t bytes = (size_t)c->vocab_size * (size_t)c->hidden_size * 2;
   m->info.embed_bytes = bytes;
   uint16_t *t = NULL;
-  if (!embed_on_host(m)) {
-    if (!(t = malloc(bytes))) return aoq_err(AOQ_ENOMEM, "embedding staging: out of memory");
-    aoq_status s =
-        upload_bf16(m, "model.embed_tokens.weight", 2, c->vocab_size, c->hidden_size, t, &m->embed);
-    free(t);
-    return s;
-  }
   if (posix_memalign((void **)&t, 4096, bytes))
     return aoq_err(AOQ_ENOMEM, "embedding: out of memory");
   aoq_status s = fetch(m, "model.embed_tokens.weight", 2, c->vocab_size, c->hidden_size, t);
-  if (s == AOQ_OK && (s = aoq_dev_host_register(m->dev, t, bytes)) != AOQ_OK) {
+  if (s == AOQ_OK && embed_on_host(m)) {
+    if (aoq_dev_host_register(m->dev, t, bytes) == AOQ_OK) {
+      m->embed_host = t;
+      m->embed = t;
+      m->info.embed_on_host = true;
+      return AOQ_OK;
+    }
     /* pinning can fail (memlock limits, no IOMMU mapping): the table goes to the device */
     AOQ_WARN("embedding table not pinned, kept on the device|bytes=%zu error=\"%s\"", bytes,
              aoq_last_error());
     aoq_err_clear();
-    s = aoq_dev_alloc(m->dev, bytes, &m->embed);
-    if (s == AOQ_OK) s = aoq_dev_copy_h2d(m->dev, m->embed, t, bytes, NULL);
-    free(t);
-    return s;
   }
-  if (s != AOQ_OK) {
-    free(t);
-    return s;
-  }
-  m->embed_host = t;
-  m->embed = t;
-  m->info.embed_on_host = true;
-  return AOQ_OK;
+  if (s == AOQ_OK) s = to_device(m, t, bytes, &m->embed);
+  free(t);
+  return s;
 }
 
 static aoq_status load_resident(aoq_model *m) {
