@@ -338,23 +338,26 @@ AOQ_HD void aoq_fp8_quant_row(const uint16_t *x, int64_t k, float scale, uint8_t
 
 /* MSLK quantize_fp8_row (§3, fp8-int4 activations): amax floored at 1/512, scale = amax / 448
  * in fp32, q = e4m3(x / scale). Returns the scale. */
+AOQ_HD float aoq_fp8_mslk_scale(float amax) {
+  return (amax > 0.001953125f ? amax : 0.001953125f) / 448.0f;
+}
 AOQ_HD float aoq_fp8_quant_row_mslk(const uint16_t *x, int64_t k, uint8_t *q) {
-  float a = aoq_amax_bf16(x, k);
-  float s = (a > 0.001953125f ? a : 0.001953125f) / 448.0f;
+  float s = aoq_fp8_mslk_scale(aoq_amax_bf16(x, k));
   aoq_fp8_quant_row(x, k, s, q);
   return s;
 }
 
 /* int8 symmetric per-token (§0, §2): scale = bf16(amax / 127.5) (fp32 eps floor),
  * q = clamp(RNE(x * fp32(1/scale)), -128, 127). Returns the scale. */
+AOQ_HD int8_t aoq_int8_q(float x, float inv) { /* one element: clamp(RNE(x * inv)) */
+  float v = x * inv, a = v < 0 ? -v : v;
+  float r = (float)aoq_rne_u32(a > 200.0f ? 200.0f : a);
+  r = v < 0 ? -r : r;
+  return (int8_t)(r > 127.0f ? 127 : r < -128.0f ? -128 : (int)r);
+}
 AOQ_HD float aoq_int8_quant_row(const uint16_t *x, int64_t k, int8_t *q) {
   float s = aoq_int8_scale(aoq_amax_bf16(x, k)), inv = 1.0f / s;
-  for (int64_t i = 0; i < k; i++) {
-    float v = aoq_bf16_to_f32(x[i]) * inv, a = v < 0 ? -v : v;
-    float r = (float)aoq_rne_u32(a > 200.0f ? 200.0f : a);
-    r = v < 0 ? -r : r;
-    q[i] = (int8_t)(r > 127.0f ? 127 : r < -128.0f ? -128 : (int)r);
-  }
+  for (int64_t i = 0; i < k; i++) q[i] = aoq_int8_q(aoq_bf16_to_f32(x[i]), inv);
   return s;
 }
 
@@ -362,6 +365,23 @@ AOQ_HD float aoq_int8_quant_row(const uint16_t *x, int64_t k, int8_t *q) {
  * scale = (mx - mn) / 255 computed in bf16 (the activation dtype; fp32 eps floor),
  * zp = clamp(-128 - RNE(mn / scale), -128, 127), q = clamp(RNE(x * (1/scale)) + zp, -128, 127).
  * Dequant (q - zp) * scale. */
+/* The scale and zero point of a row whose min(x, 0) / max(x, 0) are mn / mx. */
+AOQ_HD float aoq_int8_asym_params(float mn, float mx, int *zp) {
+  float s = aoq_round_bf16(aoq_round_bf16(mx - mn) / 255.0f);
+  if (!(s >= 1.1920929e-7f)) s = 1.1920929e-7f;
+  float t = aoq_round_bf16(mn / s), at = t < 0 ? -t : t;
+  float rt = (float)aoq_rne_u32(at > 1e6f ? 1e6f : at);
+  int z = -128 - (int)(t < 0 ? -rt : rt);
+  *zp = z < -128 ? -128 : z > 127 ? 127 : z;
+  return s;
+}
+/* One element: clamp(RNE(bf16(x * inv)) + zp), inv = bf16(1 / scale). */
+AOQ_HD int aoq_int8_asym_q(float x, float inv, int zp) {
+  float v = aoq_round_bf16(x * inv), a = v < 0 ? -v : v;
+  float r = (float)aoq_rne_u32(a > 1e6f ? 1e6f : a);
+  int qi = (int)(v < 0 ? -r : r) + zp;
+  return qi < -128 ? -128 : qi > 127 ? 127 : qi;
+}
 AOQ_HD void aoq_int8_asym_quant_row(const uint16_t *x, int64_t k, int8_t *q, float *scale,
                                     int32_t *zp) {
   float mn = 0.0f, mx = 0.0f;
@@ -370,19 +390,10 @@ AOQ_HD void aoq_int8_asym_quant_row(const uint16_t *x, int64_t k, int8_t *q, flo
     mn = v < mn ? v : mn;
     mx = v > mx ? v : mx;
   }
-  float s = aoq_round_bf16(aoq_round_bf16(mx - mn) / 255.0f);
-  if (!(s >= 1.1920929e-7f)) s = 1.1920929e-7f;
-  float t = aoq_round_bf16(mn / s), at = t < 0 ? -t : t;
-  float rt = (float)aoq_rne_u32(at > 1e6f ? 1e6f : at);
-  int z = -128 - (int)(t < 0 ? -rt : rt);
-  z = z < -128 ? -128 : z > 127 ? 127 : z;
+  int z;
+  float s = aoq_int8_asym_params(mn, mx, &z);
   float inv = aoq_round_bf16(1.0f / s);
-  for (int64_t i = 0; i < k; i++) {
-    float v = aoq_round_bf16(aoq_bf16_to_f32(x[i]) * inv), a = v < 0 ? -v : v;
-    float r = (float)aoq_rne_u32(a > 1e6f ? 1e6f : a);
-    int qi = (int)(v < 0 ? -r : r) + z;
-    q[i] = (int8_t)(qi < -128 ? -128 : qi > 127 ? 127 : qi);
-  }
+  for (int64_t i = 0; i < k; i++) q[i] = (int8_t)aoq_int8_asym_q(aoq_bf16_to_f32(x[i]), inv, z);
   *scale = s;
   *zp = z;
 }

@@ -140,12 +140,8 @@ __global__ void k_quant_int8(const uint16_t *__restrict__ x, int64_t k, int8_t *
   const float s = aoq_int8_scale(aoq_bf16_to_f32((uint16_t)a)), inv = 1.0f / s;
   if (threadIdx.x == 0 && blockIdx.y == 0) xs[blockIdx.x] = s;
   int8_t *qr = q + blockIdx.x * k;
-  for (int64_t i = blockIdx.y * blockDim.x + threadIdx.x; i < k; i += gridDim.y * blockDim.x) {
-    float v = aoq_bf16_to_f32(xr[i]) * inv, av = v < 0 ? -v : v;
-    float r = (float)aoq_rne_u32(av > 200.0f ? 200.0f : av);
-    r = v < 0 ? -r : r;
-    qr[i] = (int8_t)(r > 127.0f ? 127 : r < -128.0f ? -128 : (int)r);
-  }
+  for (int64_t i = blockIdx.y * blockDim.x + threadIdx.x; i < k; i += gridDim.y * blockDim.x)
+    qr[i] = aoq_int8_q(aoq_bf16_to_f32(xr[i]), inv);
 }
 
 /* int8 asymmetric per token, fake-quantized (INT8_INTX, INT8_INT4: §5 and the CPU backend's
@@ -173,19 +169,11 @@ __global__ void k_quant_int8_asym(const uint16_t *__restrict__ x, int64_t k,
   __syncthreads();
   mn = 0.0f, mx = 0.0f;
   for (int i = 0; i < (int)blockDim.x / 32; i++) mn = fminf(mn, smn[i]), mx = fmaxf(mx, smx[i]);
-  float s = aoq_round_bf16(aoq_round_bf16(mx - mn) / 255.0f);
-  if (!(s >= 1.1920929e-7f)) s = 1.1920929e-7f;
-  float t = aoq_round_bf16(mn / s), at = t < 0 ? -t : t;
-  float rt = (float)aoq_rne_u32(at > 1e6f ? 1e6f : at);
-  int z = -128 - (int)(t < 0 ? -rt : rt);
-  z = z < -128 ? -128 : z > 127 ? 127 : z;
-  const float inv = aoq_round_bf16(1.0f / s);
+  int z;
+  const float s = aoq_int8_asym_params(mn, mx, &z), inv = aoq_round_bf16(1.0f / s);
   uint16_t *br = xb + blockIdx.x * k;
   for (int64_t i = blockIdx.y * blockDim.x + threadIdx.x; i < k; i += gridDim.y * blockDim.x) {
-    float v = aoq_round_bf16(aoq_bf16_to_f32(xr[i]) * inv), av = v < 0 ? -v : v;
-    float r = (float)aoq_rne_u32(av > 1e6f ? 1e6f : av);
-    int qi = (int)(v < 0 ? -r : r) + z;
-    qi = qi < -128 ? -128 : qi > 127 ? 127 : qi;
+    int qi = aoq_int8_asym_q(aoq_bf16_to_f32(xr[i]), inv, z);
     br[i] = aoq_f32_to_bf16(aoq_round_bf16((float)(qi - z)) * s);
   }
 }
@@ -196,8 +184,7 @@ __global__ void k_quant_fp8_mslk(const uint16_t *__restrict__ x, int64_t k,
   __shared__ unsigned sh[32];
   const uint16_t *xr = x + blockIdx.x * k;
   unsigned a = row_amax_bits(xr, k, sh);
-  const float af = aoq_bf16_to_f32((uint16_t)a);
-  const float s = (af > 0.001953125f ? af : 0.001953125f) / 448.0f;
+  const float s = aoq_fp8_mslk_scale(aoq_bf16_to_f32((uint16_t)a));
   if (threadIdx.x == 0 && blockIdx.y == 0) xs[blockIdx.x] = s;
   uint16_t *br = xb + blockIdx.x * k;
   for (int64_t i = blockIdx.y * blockDim.x + threadIdx.x; i < k; i += gridDim.y * blockDim.x)
