@@ -20,6 +20,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/numerics.h"
 #include "kernels/gpu/gpu_kernels.h"
@@ -53,12 +54,42 @@ static __device__ __forceinline__ uint32_t word(const uint4 &r, int i) {
   return i == 0 ? r.x : i == 1 ? r.y : i == 2 ? r.z : r.w;
 }
 
-/* --- decoders: EPL elements per 16-byte chunk; dec8 writes elements [8*sub, 8*sub + 8) --- */
+/* (a & m) | o in one instruction: nvcc splits the C form into two LOP3s (SASS of v7) */
+static __device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t m, uint32_t o) {
+#if defined(__CUDA_ARCH__) && !defined(__HIPCC__)
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(a), "r"(m), "r"(o));
+  return r;
+#else
+  return (a & m) | o;
+#endif
+}
+/* a | (b & m) in one instruction */
+static __device__ __forceinline__ uint32_t or_and(uint32_t a, uint32_t b, uint32_t m) {
+#if defined(__CUDA_ARCH__) && !defined(__HIPCC__)
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xF8;" : "=r"(r) : "r"(a), "r"(b), "r"(m));
+  return r;
+#else
+  return a | (b & m);
+#endif
+}
+
+/* --- decoders: EPL elements per 16-byte chunk; dec8 writes elements [8*sub, 8*sub + 8) ---
+ * prm(w, row, c): the format parameters of chunk c of a row. The mma GEMV takes them in two
+ * steps, prow(w, row) once per row (the row's first parameter byte, 64-bit math) and
+ * prmc(w, pr, c) per chunk (32-bit offsets), which give the same values. */
 
 struct DecBF16 {
   enum { EPL = 8, PWMAX = 0 };
   struct P {};
   static __device__ P prm(const wargs &, int64_t, int64_t) {
+    return P();
+  }
+  static __device__ const uint8_t *prow(const wargs &, int64_t) {
+    return nullptr;
+  }
+  static __device__ P prmc(const wargs &, const uint8_t *, int) {
     return P();
   }
   static __device__ P prm0(const wargs &, int64_t) {
@@ -97,6 +128,12 @@ struct DecI8 {
   static __device__ P prm(const wargs &, int64_t, int64_t) {
     return P();
   }
+  static __device__ const uint8_t *prow(const wargs &, int64_t) {
+    return nullptr;
+  }
+  static __device__ P prmc(const wargs &, const uint8_t *, int) {
+    return P();
+  }
   static __device__ P prm0(const wargs &, int64_t) {
     return P();
   }
@@ -133,6 +170,14 @@ struct DecFP8 {
   static __device__ P prm(const wargs &w, int64_t row, int64_t) {
     P p;
     p.s = ((const float *)w.scale)[row];
+    return p;
+  }
+  static __device__ const uint8_t *prow(const wargs &w, int64_t row) {
+    return (const uint8_t *)((const float *)w.scale + row);
+  }
+  static __device__ P prmc(const wargs &, const uint8_t *pr, int) {
+    P p;
+    p.s = *(const float *)pr;
     return p;
   }
   static __device__ P prm0(const wargs &w, int64_t row) {
@@ -183,6 +228,12 @@ struct DecI4 {
         w.lg ? row * (w.k >> w.lg) + ((c * 32) >> w.lg) : row * (w.k / w.group) + c * 32 / w.group;
     return of_word(((const uint32_t *)w.scale)[gi]);
   }
+  static __device__ const uint8_t *prow(const wargs &w, int64_t row) {
+    return (const uint8_t *)w.scale + 4 * row * (w.lg ? w.k >> w.lg : w.k / w.group);
+  }
+  static __device__ P prmc(const wargs &w, const uint8_t *pr, int c) {
+    return of_word(((const uint32_t *)pr)[w.lg ? (c * 32) >> w.lg : c * 32 / w.group]);
+  }
   /* staged parameters (skinny GEMM): the {scale, zero} words of one row over a 128-k stage */
   static __device__ P prm0(const wargs &, int64_t) {
     return P();
@@ -217,7 +268,7 @@ struct DecI4 {
     aoq_bf162 k136 = *(const aoq_bf162 *)&c136;
 #pragma unroll
     for (int j = 0; j < 4; j++) {
-      uint32_t v = ((wd >> (4 * j)) & 0x000f000fu) | 0x43004300u;
+      uint32_t v = and_or(wd >> (4 * j), 0x000f000fu, 0x43004300u);
       aoq_bf162 d = __hadd2_rn(__hmul2_rn(__hsub2_rn(*(aoq_bf162 *)&v, k136), p.s), p.z);
       o[j] = *(uint32_t *)&d;
     }
@@ -232,6 +283,12 @@ struct DecF8Raw {
   enum { EPL = 16, PAIR = 0, PWMAX = 0 };
   struct P {};
   static __device__ P prm(const wargs &, int64_t, int64_t) {
+    return P();
+  }
+  static __device__ const uint8_t *prow(const wargs &, int64_t) {
+    return nullptr;
+  }
+  static __device__ P prmc(const wargs &, const uint8_t *, int) {
     return P();
   }
   static __device__ P prm0(const wargs &, int64_t) {
@@ -272,6 +329,14 @@ struct DecMX8 {
   static __device__ P prm(const wargs &w, int64_t row, int64_t c) {
     P p;
     p.s = aoq_e8m0_to_f32(((const uint8_t *)w.scale)[row * (w.k / 32) + c / 2]);
+    return p;
+  }
+  static __device__ const uint8_t *prow(const wargs &w, int64_t row) {
+    return (const uint8_t *)w.scale + row * (w.k / 32);
+  }
+  static __device__ P prmc(const wargs &, const uint8_t *pr, int c) {
+    P p;
+    p.s = aoq_e8m0_to_f32(pr[c >> 1]);
     return p;
   }
   /* staged: the aligned word holding the row's two e8m0 bytes of a 64-k stage (k % 64 == 0, so
@@ -334,6 +399,21 @@ struct DecFP4 {
     p.pts = KIND == AOQ_FMT_NVFP4WO ? *(const float *)w.aux : 1.0f;
     return p;
   }
+  static __device__ const uint8_t *prow(const wargs &w, int64_t row) {
+    return (const uint8_t *)w.scale + row * (KIND == AOQ_FMT_MXFP4 ? w.k / 32 : w.k / 16);
+  }
+  static __device__ P prmc(const wargs &w, const uint8_t *pr, int c) {
+    P p;
+    if (KIND == AOQ_FMT_MXFP4) {
+      p.s0 = p.s1 = aoq_e8m0_to_f32(pr[c]);
+    } else { /* the two e4m3 block scales of the chunk: one aligned 2-byte load (k % 32 == 0) */
+      const uint32_t two = ((const uint16_t *)pr)[c];
+      p.s0 = aoq_e4m3_to_f32((uint8_t)two);
+      p.s1 = aoq_e4m3_to_f32((uint8_t)(two >> 8));
+    }
+    p.pts = KIND == AOQ_FMT_NVFP4WO ? *(const float *)w.aux : 1.0f;
+    return p;
+  }
   /* staged (skinny GEMM): a 128-k stage has 4 e8m0 (1 word) or 8 e4m3 block scales (2 words) per
    * row, word-aligned when k % 128 == 0; the per-tensor scale is loaded once (prm0) */
   enum { PWMAX = KIND == AOQ_FMT_MXFP4 ? 1 : 2 };
@@ -383,8 +463,10 @@ struct DecFP4 {
     const aoq_bf162 s2 = __floats2bfloat162_rn(s, s); /* exact: e8m0 / e4m3 values */
 #pragma unroll
     for (int j = 0; j < 4; j++) {
-      uint32_t t = wd >> (4 * j);
-      uint32_t v = ((t << 6) & 0x01c001c0u) | ((t << 12) & 0x80008000u);
+      /* nibble j's magnitude to bits 6..8 and its sign to bit 15 (of both halves): 2 shifts and
+       * 2 LOP3 (the same bits as ((t << 6) & M) | ((t << 12) & S) with t = wd >> 4j) */
+      const uint32_t mg = j < 2 ? wd << (6 - 4 * j) : wd >> (4 * j - 6);
+      uint32_t v = or_and(mg & 0x01c001c0u, wd << (12 - 4 * j), 0x80008000u);
       aoq_bf162 d = __hmul2_rn(__hmul2_rn(*(aoq_bf162 *)&v, k126), s2);
       uint32_t u = *(uint32_t *)&d;
       if (KIND == AOQ_FMT_NVFP4WO) u = pack_bf2(bf_lo(u) * p.pts, bf_hi(u) * p.pts);
@@ -575,6 +657,14 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
   if (const char *ev = getenv("AOQ_SKINNY")) {
     if (sscanf(ev, "%d,%d,%d", &sk_on, &sk_min, &a.pf) >= 1 && sk_on == 0) sk_min = 65;
   }
+  /* AOQ_GEMV (diagnosis): "post" issues the mma GEMV's first loads after the PDL wait, "db"
+   * takes the rotating-register variant at m <= 8 */
+  static int gemv_mode = -1;
+  if (gemv_mode < 0) {
+    const char *gv = getenv("AOQ_GEMV");
+    gemv_mode = !gv ? 0 : !strcmp(gv, "post") ? 4 : !strcmp(gv, "db") ? 8 : !strcmp(gv, "dbpost") ? 12 : 0;
+  }
+  a.pf |= gemv_mode;
   const bool gemv8 = w->kind == AOQ_FMT_INT8WO || w->kind == AOQ_FMT_FP8WO ||
                      w->kind == AOQ_FMT_FP8DQ || w->kind == AOQ_FMT_FP8DQ_ROW;
   if (sk_min <= 0) sk_min = b4 ? SK_MIN_M : gemv8 ? 65 : 33;
