@@ -7,7 +7,10 @@
  * of the rows per block), the GEMV widths m = 1..8, the skinny GEMM's n-tile edges (m = 9, 16, 17,
  * 32, 33, 64) with and without k split across blocks (even and uneven splits), and m > 64. Every
  * call is made twice: the results must be bit-identical (the split-k sums are deterministic).
+ * int8dq is bit-identical to the CPU at every m: its own kernel below m = 128, cuBLAS's int8 GEMM
+ * from there (AOQ_CUBLAS_INT8=strict here: a refused GEMM fails the test instead of falling back).
  */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include "core/format.h"
 #include "tests/gpu/cuda_test_util.h"
 
@@ -277,12 +280,23 @@ static const qcase dec_cases[] = {
 
 static void test_linear_dec_formats(void **state) {
   (void)state;
-  const int ms[] = {1, 2, 3, 5, 8, 9, 16, 17, 33, 64, 70, 130};
+  /* m >= 128: cuBLAS for the weight-only formats and int8dq (its int8 GEMM), where it is loaded */
+  const int ms[] = {1, 2, 3, 5, 8, 9, 16, 17, 33, 64, 70, 130, 256};
   const int big_k[] = {1, 4, 16};
+  aoq_device_info info;
+  assert_int_equal(aoq_device_info_get(g_gpu, &info), AOQ_OK);
+  print_message("  engine: %s\n", info.linear_engine[0] ? info.linear_engine : "own kernels");
+  const char *cb = getenv("AOQ_CUBLAS"), *i8 = getenv("AOQ_CUBLAS_INT8");
+  const bool cb_off = cb && (!strcmp(cb, "off") || !strcmp(cb, "0") || !strcmp(cb, "none"));
+  if (!cb_off && i8 && !strcmp(i8, "strict") && !strstr(info.linear_engine, "int8 gemm strict"))
+    fail_msg(
+        "cuBLAS with the strict int8 GEMM expected: int8dq at m = 130 / 256 would not test "
+        "it (AOQ_CUBLAS=off or AOQ_CUBLAS_INT8=off run this test on the own kernels)");
   for (size_t i = 0; i < sizeof dec_cases / sizeof dec_cases[0]; i++) {
     const qcase *c = &dec_cases[i];
-    /* n not a multiple of 16 (fp8dq-block: of 128) */
-    run_case(c, c->kind == AOQ_FMT_FP8DQ_BLOCK ? 384 : 301, 1024, ms, 12);
+    /* n not a multiple of 16 (fp8dq-block: of 128); m = 256 only for int8dq (exact, cheap) */
+    run_case(c, c->kind == AOQ_FMT_FP8DQ_BLOCK ? 384 : 301, 1024, ms,
+             c->kind == AOQ_FMT_INT8DQ ? 13 : 12);
     /* long rows, few blocks: 16 warps split k */
     run_case(c, 128, 4096, big_k, 3);
     /* k = 1152: 36 lane groups, the last warp step partial */
@@ -379,6 +393,7 @@ static void test_quantize_bit_exact(void **state) {
 }
 
 int main(void) {
+  setenv("AOQ_CUBLAS_INT8", "strict", 0); /* unless the caller says otherwise */
   open_devices_or_skip();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_linear_all_formats),
