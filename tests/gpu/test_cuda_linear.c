@@ -252,7 +252,8 @@ static const qcase cases[] = {
     {AOQ_FMT_NVFP4, 16, "nvfp4"},        {AOQ_FMT_NVFP4WO, 16, "nvfp4wo"},
 };
 
-/* linear_dec.h: every bit width of intx (odd ones straddle words), groups 32..k */
+/* linear_dec.h: every bit width of intx (odd ones straddle words), groups 16..k (16 and 48: the
+ * two halves of a 32-element lane group take different scales) */
 static const qcase dec_cases[] = {
     {AOQ_FMT_INT8DQ, 0, "int8dq"},
     {AOQ_FMT_FP8DQ_BLOCK, 128, "fp8dq-block"},
@@ -276,6 +277,13 @@ static const qcase dec_cases[] = {
     {AOQ_FMT_CODEBOOK, 32, "codebook4-32"},
     {AOQ_FMT_CODEBOOK, 64, "codebook3-64"},
     {AOQ_FMT_CODEBOOK, 128, "codebook7-128"},
+    {AOQ_FMT_INTXWO, 16, "intx4wo-16"},
+    {AOQ_FMT_INTXWO, 16, "intx3wo-16"},
+    {AOQ_FMT_INTXWO, 16, "intx8wo-16"},
+    {AOQ_FMT_INTXWO, 48, "intx2wo-48"},
+    {AOQ_FMT_INT8_INTX, 16, "int8-intx5-16"},
+    {AOQ_FMT_CODEBOOK, 16, "codebook4-16"},
+    {AOQ_FMT_CODEBOOK, 48, "codebook2-48"},
 };
 
 static void test_linear_dec_formats(void **state) {
@@ -294,15 +302,18 @@ static void test_linear_dec_formats(void **state) {
         "it (AOQ_CUBLAS=off or AOQ_CUBLAS_INT8=off run this test on the own kernels)");
   for (size_t i = 0; i < sizeof dec_cases / sizeof dec_cases[0]; i++) {
     const qcase *c = &dec_cases[i];
-    /* n not a multiple of 16 (fp8dq-block: of 128); m = 256 only for int8dq (exact, cheap) */
-    run_case(c, c->kind == AOQ_FMT_FP8DQ_BLOCK ? 384 : 301, 1024, ms,
+    const int g = c->group ? c->group : 1;
+    /* n not a multiple of 16 (fp8dq-block: of 128); m = 256 only for int8dq (exact, cheap);
+     * groups of 48: k = 1536 */
+    run_case(c, c->kind == AOQ_FMT_FP8DQ_BLOCK ? 384 : 301, 1024 % g ? 1536 : 1024, ms,
              c->kind == AOQ_FMT_INT8DQ ? 13 : 12);
     /* long rows, few blocks: 16 warps split k */
-    run_case(c, 128, 4096, big_k, 3);
+    run_case(c, 128, 4096 % g ? 4608 : 4096, big_k, 3);
     /* k = 1152: 36 lane groups, the last warp step partial */
-    if (1152 % (c->group ? c->group : 1) == 0) run_case(c, 256, 1152, big_k, 3);
+    if (1152 % g == 0) run_case(c, 256, 1152, big_k, 3);
     /* many blocks of rows, short rows (4 warps per block); not for the k-means of codebook */
-    if (c->kind != AOQ_FMT_CODEBOOK) run_case(c, 17024, c->group > 128 ? 256 : 128, big_k, 2);
+    if (c->kind != AOQ_FMT_CODEBOOK)
+      run_case(c, 17024, c->group > 128 ? 256 : g == 48 ? 96 : 128, big_k, 2);
   }
 }
 
@@ -331,10 +342,12 @@ static void test_linear_rejects(void **state) {
   /* group 16 is below the kernel's 32-element chunk */
   assert_int_equal(aoq_dev_linear(g_gpu, &w, x, y, 1, AOQ_DTYPE_BF16, NULL, NULL),
                    AOQ_EUNSUPPORTED);
-  /* intx groups must be multiples of the 32-element lane group */
-  w.kind = AOQ_FMT_INTXWO, w.bits = 3;
+  /* intx groups must be multiples of 16 (group 16 runs: two scales per 32-element lane group) */
+  w.kind = AOQ_FMT_INTXWO, w.bits = 3, w.group = 8;
   assert_int_equal(aoq_dev_linear(g_gpu, &w, x, y, 1, AOQ_DTYPE_BF16, NULL, NULL),
                    AOQ_EUNSUPPORTED);
+  w.group = 16;
+  assert_int_equal(aoq_dev_linear(g_gpu, &w, x, y, 1, AOQ_DTYPE_BF16, NULL, NULL), AOQ_OK);
   /* fp8-int4 needs k % 128 == 0 */
   w.kind = AOQ_FMT_FP8_INT4, w.bits = 4, w.group = 128;
   assert_int_equal(aoq_dev_linear(g_gpu, &w, x, y, 1, AOQ_DTYPE_BF16, NULL, NULL),
