@@ -255,7 +255,7 @@ static void plan_of(const aoq_cublas *h, const aoq_qweight *w, int64_t m, plan *
     return;
   }
   if (w->kind == AOQ_FMT_INT8DQ) { /* no decoded copy: W is the GEMM's operand as it is */
-    const size_t per_row = (size_t)m * 4;
+    const size_t per_row = (size_t)pad16(m) * 4;
     const int64_t min_rows = w->n < 64 ? w->n : 64;
     size_t part = (size_t)pad16(w->n) * per_row;
     if (part > h->budget) part = h->budget;
@@ -264,7 +264,8 @@ static void plan_of(const aoq_cublas *h, const aoq_qweight *w, int64_t m, plan *
     if (chunk < w->n) chunk &= ~(int64_t)63;
     if (chunk < min_rows) chunk = min_rows;
     if (chunk > w->n) chunk = w->n;
-    p->part = part + 16 * per_row + 256; /* pad16(chunk) may pass part / per_row by 15 rows */
+    /* pad16(chunk) may pass part / per_row by 15 rows; then the 16-row tail copy (linear_i8) */
+    p->part = part + 16 * per_row + 256 + al256((size_t)w->k * 16) + 256;
     p->chunk = chunk;
     return;
   }
@@ -286,8 +287,10 @@ bool aoq_cublas_linear_wants(const aoq_cublas *h, const aoq_qweight *w, int64_t 
   switch (w->kind) {
     case AOQ_FMT_BF16:
       return m >= h->min_m_bf16;
-    case AOQ_FMT_INT8DQ: /* the int8 GEMM (k_dec's mma is 0.2 of cuBLAS bf16 at 2048 rows) */
-      return h->i8 != I8_OFF && m >= h->min_m_packed;
+    /* int8dq: the int8 GEMM (k_dec's mma is 0.2 of cuBLAS bf16 at 2048 rows); m >= 16 leaves
+     * room for x's padding rows (linear_i8) */
+    case AOQ_FMT_INT8DQ:
+      return h->i8 != I8_OFF && m >= h->min_m_packed && m >= 16;
     case AOQ_FMT_INT8WO:
     case AOQ_FMT_FP8WO:
     case AOQ_FMT_FP8DQ:
@@ -332,20 +335,34 @@ size_t aoq_cublas_linear_workspace(const aoq_cublas *h, const aoq_qweight *w, in
 /* int8dq: x -> int8 per token (act_quant.cu, the CPU's bytes), then per chunk of weight rows the
  * int8 GEMM's exact int32 sums and the epilogue bf16(bf16(acc * x_s) * w_s): the same int32 sums
  * and the same epilogue as k_dec and the CPU backend, so the output is bit-identical to both.
- * Where cuBLAS refuses the GEMM (not supported / invalid value / arch mismatch) the whole linear
- * runs on k_dec instead (the workspace holds k_dec's), unless AOQ_CUBLAS_INT8=strict. */
+ * Every GEMM dimension is a multiple of 16 (the int8 kernels' alignment rules are strict): the
+ * token count is padded with zero rows of x (room: act_quant's region is sized for bf16), and a
+ * chunk's last rows % 16 go through a zero-padded 16-row copy of themselves; the epilogue reads
+ * only the real rows and columns. Where cuBLAS refuses the GEMM (not supported / invalid value /
+ * arch mismatch) the whole linear runs on k_dec instead (the workspace holds k_dec's), unless
+ * AOQ_CUBLAS_INT8=strict. */
 static aoq_status linear_i8(aoq_cublas *h, const aoq_qweight *w, const void *x, void *y, int64_t m,
                             void *ws, void *stream, const plan *p) {
+  const int64_t k = w->k, mp = pad16(m), ldc = pad16(p->chunk);
+  cudaStream_t st = (cudaStream_t)stream;
   KL(aoq_gk_act_quant_rows(w, x, m, ws, stream), "act_quant");
   size_t off;
-  aoq_gk_act_layout(m, w->k, &off);
+  aoq_gk_act_layout(m, k, &off); /* off >= 2 m k >= mp k for m >= 16 */
   const float *xs = (const float *)((const char *)ws + off);
+  if (mp > m) KL(cudaMemsetAsync((int8_t *)ws + m * k, 0, (size_t)((mp - m) * k), st), "memset");
   int32_t *c = (int32_t *)((char *)ws + p->act); /* 256-byte aligned */
-  const int64_t ldc = pad16(p->chunk);
+  int8_t *tail = (int8_t *)c + al256((size_t)(ldc * mp) * 4);
   for (int64_t r0 = 0; r0 < w->n; r0 += p->chunk) {
-    int64_t rows = w->n - r0 < p->chunk ? w->n - r0 : p->chunk;
-    blas_status s =
-        gemm_i8(h, (const int8_t *)w->qdata + r0 * w->k, ws, c, rows, m, w->k, ldc, stream);
+    const int64_t rows = w->n - r0 < p->chunk ? w->n - r0 : p->chunk, r16 = rows & ~(int64_t)15;
+    const int8_t *wr = (const int8_t *)w->qdata + r0 * k;
+    blas_status s = r16 ? gemm_i8(h, wr, ws, c, r16, mp, k, ldc, stream) : 0;
+    if (!s && rows > r16) {
+      KL(cudaMemsetAsync(tail, 0, (size_t)(16 * k), st), "memset");
+      KL(cudaMemcpyAsync(tail, wr + r16 * k, (size_t)((rows - r16) * k), cudaMemcpyDeviceToDevice,
+                         st),
+         "copy");
+      s = gemm_i8(h, tail, ws, c + r16, 16, mp, k, ldc, stream);
+    }
     if (s) {
       if (h->i8 == I8_STRICT || (s != 7 && s != 8 && s != 15)) return blas_err(s, "int8 gemm");
       pthread_mutex_lock(&h->mu);
