@@ -5,7 +5,8 @@
  * (fp32 reassociation: one bf16 ulp, two for the post-scaled int8wo / nvfp4). Weights come from
  * the reference quantizer (core/format.h), as the model loader makes them.
  *  - the decode of every format is bit-exact with the CPU backend's decoders and, for the
- *    weight-only formats, with the reference dequantization;
+ *    weight-only formats, with the reference dequantization (linear_dec.h's too: intx, codebook
+ *    with groups of 16 / 32 / 48 / per row, w158, fp6);
  *  - the BLAS path's activation quantization writes act_quant.cu's bytes;
  *  - m = 128, 300, 2048 through cuBLAS, with one chunk and with many (AOQ_CUBLAS_CHUNK_MB=1);
  *  - the same with cuBLAS disabled (AOQ_CUBLAS=off): the own kernels' path still agrees;
@@ -123,6 +124,44 @@ static void test_dequant_bit_exact(void **state) {
 
 static bool same_bf16(uint16_t a, uint16_t b) {
   return a == b || ((a & 0x7fff) > 0x7f80 && (b & 0x7fff) > 0x7f80); /* or both NaN */
+}
+
+/* linear_dec.h's weight-only decoders (the cuBLAS path's operand, aoq_gk_dec_dequant_rows) give
+ * the reference dequantization bit for bit, groups of 16 and 48 (two scales per 32-element lane
+ * group) included. */
+static void test_dec_dequant_bit_exact(void **state) {
+  (void)state;
+  static const char *const names[] = {"intx4wo-32",   "intx4wo-16",   "intx3wo-16", "intx5wo-48",
+                                      "intx8wo-16",   "intx1wo-16",   "intx7wo",    "codebook4-16",
+                                      "codebook2-48", "codebook4-32", "w158",       "fp6-e3m2"};
+  const int64_t n = 200, k = 1536, r0 = 72;
+  aoq_stream *st = NULL;
+  assert_int_equal(aoq_dev_stream_create(g_gpu, &st), AOQ_OK);
+  for (size_t f = 0; f < sizeof names / sizeof names[0]; f++) {
+    aoq_qweight hw;
+    assert_true(make_weight(names[f], n, k, &hw));
+    aoq_qweight dw = upload_weight(g_gpu, &hw);
+    const size_t bytes = (size_t)((n - r0) * k) * 2;
+    uint16_t *out_d = NULL, *ref = malloc((size_t)(n * k) * 2);
+    assert_int_equal(aoq_dev_alloc(g_gpu, bytes, (void **)&out_d), AOQ_OK);
+    assert_int_equal(aoq_dev_memset(g_gpu, out_d, 0xff, bytes, st), AOQ_OK);
+    assert_int_equal(aoq_gk_dequant_rows(&dw, r0, n - r0, out_d, st), 0);
+    assert_int_equal(aoq_dev_stream_sync(g_gpu, st), AOQ_OK);
+    uint16_t *got = dev_download(g_gpu, out_d, bytes);
+    assert_int_equal(aoq_dequantize_ref(&hw, ref), AOQ_OK);
+    int64_t bad = 0;
+    for (int64_t i = 0; i < (n - r0) * k; i++)
+      if (got[i] != ref[r0 * k + i] && bad++ < 3)
+        print_message("%s: row %lld col %lld: gpu %04x ref %04x\n", names[f],
+                      (long long)(r0 + i / k), (long long)(i % k), got[i], ref[r0 * k + i]);
+    if (bad)
+      fail_msg("%s: %lld decoded elements differ from the reference", names[f], (long long)bad);
+    free(got), free(ref);
+    aoq_dev_free(g_gpu, out_d);
+    free_weight(g_gpu, &dw);
+    aoq_qweight_host_free(&hw);
+  }
+  aoq_dev_stream_destroy(g_gpu, st);
 }
 
 /* The BLAS path's activation quantization writes act_quant.cu's bytes (xb, and xs or xt). */
@@ -333,6 +372,7 @@ int main(void) {
   open_devices_or_skip();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_dequant_bit_exact),
+      cmocka_unit_test(test_dec_dequant_bit_exact),
       cmocka_unit_test(test_act_quant_rows_bit_exact),
       cmocka_unit_test(test_linear_cublas_one_chunk),
       cmocka_unit_test(test_linear_cublas_chunks),
