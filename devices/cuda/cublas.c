@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/log.h"
 #include "kernels/gpu/gpu_kernels.h"
 
 /* The cuBLAS v2 API subset aoq calls, declared from cublas_api.h / library_types.h (CUDA 13):
@@ -22,11 +23,17 @@ enum {
   BLAS_OP_T = 1,
   BLAS_R_32F = 0,                /* cudaDataType CUDA_R_32F */
   BLAS_R_16BF = 14,              /* CUDA_R_16BF */
+  BLAS_R_8I = 3,                 /* CUDA_R_8I */
+  BLAS_R_32I = 10,               /* CUDA_R_32I */
   BLAS_COMPUTE_32F = 68,         /* cublasComputeType_t CUBLAS_COMPUTE_32F */
+  BLAS_COMPUTE_32I = 72,         /* CUBLAS_COMPUTE_32I: int32 sums, int32 alpha / beta */
   BLAS_GEMM_DEFAULT = -1,        /* cublasGemmAlgo_t */
   BLAS_MATH_DEFAULT = 0,         /* cublasMath_t */
   BLAS_MATH_NO_REDUCED_RED = 16, /* CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION */
 };
+/* the int8 GEMM of int8dq (AOQ_CUBLAS_INT8 at open): off, on with k_dec where cuBLAS refuses the
+ * call, or strict (a refusal is an error: tests use it to know the GEMM ran) */
+enum { I8_OFF = 0, I8_ON = 1, I8_STRICT = 2 };
 typedef blas_status (*fn_create)(blas_handle *);
 typedef blas_status (*fn_destroy)(blas_handle);
 typedef blas_status (*fn_set_stream)(blas_handle, cudaStream_t);
@@ -47,6 +54,8 @@ struct aoq_cublas {
   fn_version version;
   fn_gemm_ex gemm_ex;
   int min_m_bf16, min_m_packed; /* the linear runs here from these row counts on */
+  int i8;                       /* I8_OFF / I8_ON / I8_STRICT */
+  bool i8_refused;              /* a refusal was logged (once per handle, under mu) */
   size_t budget;                /* bytes of decoded chunk (+ fp32 sums) per call */
   char desc[256];
 };
@@ -151,8 +160,19 @@ aoq_status aoq_cublas_open(aoq_cublas **out) {
   /* 128 MiB: gate+up (28672 x 4096) in two GEMMs, down in one; measured (aoq-bench prefill
    * --sweep --chunk-mb): within 1% of 256 MiB at m = 2048, 64 MiB costs 4-5% on gate+up/down */
   h->budget = (size_t)env_long("AOQ_CUBLAS_CHUNK_MB", 128, 1, 1L << 20) << 20;
-  snprintf(h->desc, sizeof h->desc, "cublas %d (%s), m >= %d (bf16) / %d (packed), chunk %zu MiB",
-           ver, name, h->min_m_bf16, h->min_m_packed, h->budget >> 20);
+  const char *i8 = getenv("AOQ_CUBLAS_INT8");
+  h->i8 = !i8 || !*i8                              ? I8_ON
+          : !strcmp(i8, "off") || !strcmp(i8, "0") ? I8_OFF
+          : !strcmp(i8, "strict")                  ? I8_STRICT
+                                                   : I8_ON;
+  /* the library's path last: device info keeps 127 characters */
+  snprintf(h->desc, sizeof h->desc,
+           "cublas %d, m >= %d (bf16) / %d (packed), chunk %zu MiB, int8 gemm %s (%s)", ver,
+           h->min_m_bf16, h->min_m_packed, h->budget >> 20,
+           h->i8 == I8_OFF      ? "off"
+           : h->i8 == I8_STRICT ? "strict"
+                                : "on",
+           name);
   *out = h;
   return AOQ_OK;
 }
@@ -181,11 +201,29 @@ aoq_status aoq_cublas_gemm_bf16(aoq_cublas *h, const void *w, const void *x, voi
   return AOQ_OK;
 }
 
+/* Column-major like aoq_cublas_gemm_bf16: c^T[rows, m] (ldc) = W[rows, k] int8 @ X[m, k]^T int8,
+ * exact int32 sums (torch's _int_mm). cublasGemmEx's CUBLAS_COMPUTE_32I takes int8 A and B with
+ * int32 C and int32 alpha / beta; A and B 4-byte aligned with lda, ldb multiples of 4 (the "TN"
+ * operands here: k % 32 == 0 for int8dq). Returns cuBLAS's status (0 = success). */
+static blas_status gemm_i8(aoq_cublas *h, const void *w, const void *x, int32_t *c, int64_t rows,
+                           int64_t m, int64_t k, int64_t ldc, void *stream) {
+  const int32_t one = 1, zero = 0;
+  pthread_mutex_lock(&h->mu);
+  blas_status s = h->set_stream(h->h, (cudaStream_t)stream);
+  if (!s)
+    s = h->gemm_ex(h->h, BLAS_OP_T, BLAS_OP_N, (int)rows, (int)m, (int)k, &one, w, BLAS_R_8I,
+                   (int)k, x, BLAS_R_8I, (int)k, &zero, c, BLAS_R_32I, (int)ldc, BLAS_COMPUTE_32I,
+                   BLAS_GEMM_DEFAULT);
+  pthread_mutex_unlock(&h->mu);
+  return s;
+}
+
 /* ---- the linear ---- */
 
 static bool is_dynamic(aoq_format_kind k) {
   return k == AOQ_FMT_FP8DQ || k == AOQ_FMT_FP8DQ_ROW || k == AOQ_FMT_MXFP8 || k == AOQ_FMT_MXFP4 ||
-         k == AOQ_FMT_NVFP4 || k == AOQ_FMT_INT8_INTX || k == AOQ_FMT_INT8_INT4;
+         k == AOQ_FMT_NVFP4 || k == AOQ_FMT_INT8_INTX || k == AOQ_FMT_INT8_INT4 ||
+         k == AOQ_FMT_INT8DQ;
 }
 
 static bool sums_f32(aoq_format_kind k) { /* scales applied to the fp32 sums */
@@ -196,9 +234,14 @@ static size_t al256(size_t b) {
   return (b + 255) & ~(size_t)255;
 }
 
+static int64_t pad16(int64_t r) { /* int8dq's int32 C: ldc, a multiple of 16 rows */
+  return (r + 15) & ~(int64_t)15;
+}
+
 /* Workspace: [activations, dynamic formats: act_quant's layout] [decoded chunk bf16 rows x k]
- * [fp32 sums m x rows (fp8dq)]. The decoded part is given the whole budget unless the whole
- * weight needs less, so the size only grows with m; chunk rows then follow from that size. */
+ * [fp32 sums m x rows (fp8dq)]; int8dq: [act_quant's int8 x and scales] [int32 sums m x ldc].
+ * The chunk part is given the whole budget unless the whole weight needs less, so the size only
+ * grows with m; chunk rows then follow from that size. */
 typedef struct plan {
   size_t act, part; /* act_quant bytes; decoded + sums bytes reserved */
   int64_t chunk;    /* weight rows per GEMM */
@@ -209,6 +252,21 @@ static void plan_of(const aoq_cublas *h, const aoq_qweight *w, int64_t m, plan *
   p->act = is_dynamic(w->kind) ? al256(aoq_gk_act_layout(m, w->k, &off)) : 0;
   if (w->kind == AOQ_FMT_BF16) {
     p->part = 0, p->chunk = w->n;
+    return;
+  }
+  if (w->kind == AOQ_FMT_INT8DQ) { /* no decoded copy: W is the GEMM's operand as it is */
+    const size_t per_row = (size_t)pad16(m) * 4;
+    const int64_t min_rows = w->n < 64 ? w->n : 64;
+    size_t part = (size_t)pad16(w->n) * per_row;
+    if (part > h->budget) part = h->budget;
+    if (part < (size_t)pad16(min_rows) * per_row) part = (size_t)pad16(min_rows) * per_row;
+    int64_t chunk = (int64_t)(part / per_row);
+    if (chunk < w->n) chunk &= ~(int64_t)63;
+    if (chunk < min_rows) chunk = min_rows;
+    if (chunk > w->n) chunk = w->n;
+    /* pad16(chunk) may pass part / per_row by 15 rows; then the 16-row tail copy (linear_i8) */
+    p->part = part + 16 * per_row + 256 + al256((size_t)w->k * 16) + 256;
+    p->chunk = chunk;
     return;
   }
   const size_t per_row = (size_t)w->k * 2 + (sums_f32(w->kind) ? (size_t)m * 4 : 0);
@@ -229,6 +287,10 @@ bool aoq_cublas_linear_wants(const aoq_cublas *h, const aoq_qweight *w, int64_t 
   switch (w->kind) {
     case AOQ_FMT_BF16:
       return m >= h->min_m_bf16;
+    /* int8dq: the int8 GEMM (k_dec's mma is 0.2 of cuBLAS bf16 at 2048 rows); m >= 16 leaves
+     * room for x's padding rows (linear_i8) */
+    case AOQ_FMT_INT8DQ:
+      return h->i8 != I8_OFF && m >= h->min_m_packed && m >= 16;
     case AOQ_FMT_INT8WO:
     case AOQ_FMT_FP8WO:
     case AOQ_FMT_FP8DQ:
@@ -270,10 +332,64 @@ size_t aoq_cublas_linear_workspace(const aoq_cublas *h, const aoq_qweight *w, in
     }                                                                                            \
   } while (0)
 
+/* int8dq: x -> int8 per token (act_quant.cu, the CPU's bytes), then per chunk of weight rows the
+ * int8 GEMM's exact int32 sums and the epilogue bf16(bf16(acc * x_s) * w_s): the same int32 sums
+ * and the same epilogue as k_dec and the CPU backend, so the output is bit-identical to both.
+ * Every GEMM dimension is a multiple of 16 (the int8 kernels' alignment rules are strict): the
+ * token count is padded with zero rows of x (room: act_quant's region is sized for bf16), and a
+ * chunk's last rows % 16 go through a zero-padded 16-row copy of themselves; the epilogue reads
+ * only the real rows and columns. Where cuBLAS refuses the GEMM (not supported / invalid value /
+ * arch mismatch) the whole linear runs on k_dec instead (the workspace holds k_dec's), unless
+ * AOQ_CUBLAS_INT8=strict. */
+static aoq_status linear_i8(aoq_cublas *h, const aoq_qweight *w, const void *x, void *y, int64_t m,
+                            void *ws, void *stream, const plan *p) {
+  const int64_t k = w->k, mp = pad16(m), ldc = pad16(p->chunk);
+  cudaStream_t st = (cudaStream_t)stream;
+  KL(aoq_gk_act_quant_rows(w, x, m, ws, stream), "act_quant");
+  size_t off;
+  aoq_gk_act_layout(m, k, &off); /* off >= 2 m k >= mp k for m >= 16 */
+  const float *xs = (const float *)((const char *)ws + off);
+  if (mp > m) KL(cudaMemsetAsync((int8_t *)ws + m * k, 0, (size_t)((mp - m) * k), st), "memset");
+  int32_t *c = (int32_t *)((char *)ws + p->act); /* 256-byte aligned */
+  int8_t *tail = (int8_t *)c + al256((size_t)(ldc * mp) * 4);
+  for (int64_t r0 = 0; r0 < w->n; r0 += p->chunk) {
+    const int64_t rows = w->n - r0 < p->chunk ? w->n - r0 : p->chunk, r16 = rows & ~(int64_t)15;
+    const int8_t *wr = (const int8_t *)w->qdata + r0 * k;
+    blas_status s = r16 ? gemm_i8(h, wr, ws, c, r16, mp, k, ldc, stream) : 0;
+    if (!s && rows > r16) {
+      KL(cudaMemsetAsync(tail, 0, (size_t)(16 * k), st), "memset");
+      KL(cudaMemcpyAsync(tail, wr + r16 * k, (size_t)((rows - r16) * k), cudaMemcpyDeviceToDevice,
+                         st),
+         "copy");
+      s = gemm_i8(h, tail, ws, c + r16, 16, mp, k, ldc, stream);
+    }
+    if (s) {
+      if (h->i8 == I8_STRICT || (s != 7 && s != 8 && s != 15)) return blas_err(s, "int8 gemm");
+      pthread_mutex_lock(&h->mu);
+      const bool first = !h->i8_refused;
+      h->i8_refused = true;
+      pthread_mutex_unlock(&h->mu);
+      if (first)
+        AOQ_WARN(
+            "cublas int8 gemm refused (%s, %d) for [%lld x %lld] at m = %lld: int8dq runs on "
+            "aoq's own kernel",
+            status_name(s), s, (long long)w->n, (long long)w->k, (long long)m);
+      KL(aoq_gk_linear(w, x, y, m, ws, 0, stream), "linear");
+      return AOQ_OK;
+    }
+    KL(aoq_gk_i8_epilogue(w, c, ldc, m, r0, rows, y, xs, stream), "epilogue");
+  }
+  return AOQ_OK;
+}
+
 aoq_status aoq_cublas_linear(aoq_cublas *h, const aoq_qweight *w, const void *x, void *y, int64_t m,
                              void *ws, void *stream) {
   plan p;
   plan_of(h, w, m, &p);
+  if (w->kind == AOQ_FMT_INT8DQ) {
+    if (!ws) return aoq_err(AOQ_EINVAL, "cublas linear: NULL workspace");
+    return linear_i8(h, w, x, y, m, ws, stream, &p);
+  }
   if (w->kind == AOQ_FMT_BF16)
     return aoq_cublas_gemm_bf16(h, w->qdata, x, y, w->n, m, w->k, w->n, false, stream);
   if (!ws) return aoq_err(AOQ_EINVAL, "cublas linear: NULL workspace");

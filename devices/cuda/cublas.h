@@ -13,8 +13,13 @@
  * weight rows to the bf16 operand the format's GEMM multiplies (kernels/gpu/dequant.cu, exact)
  * in the workspace, each chunk multiplied by cublasGemmEx; the dynamic formats quantize their
  * activations first (act_quant.cu, bit-exact with the CPU), so every format keeps its reference
- * numerics (spec/formats.md) up to the fp32 summation order. Thresholds and the chunk budget:
- * AOQ_CUBLAS_MIN_M (rows, both kinds), AOQ_CUBLAS_CHUNK_MB (default 128), read at open.
+ * numerics (spec/formats.md) up to the fp32 summation order. int8dq multiplies its int8 weight
+ * and its int8 per-token activations as they are (cublasGemmEx, CUBLAS_COMPUTE_32I: exact int32
+ * sums, chunked over weight rows), then kernels/gpu's epilogue: bit-identical to aoq's own kernel
+ * and to the CPU backend; where cuBLAS refuses that GEMM, the linear runs on aoq's own kernel.
+ * Thresholds and the chunk budget: AOQ_CUBLAS_MIN_M (rows, both kinds), AOQ_CUBLAS_CHUNK_MB
+ * (default 128), AOQ_CUBLAS_INT8 ("off": int8dq on aoq's kernel; "strict": a refused int8 GEMM is
+ * an error instead of the fallback), read at open.
  *
  * Thread safety: calls may come from several threads on different streams; the handle's stream is
  * set before each GEMM under a mutex. The GEMMs use cuBLAS's default workspace pool (each
@@ -41,7 +46,8 @@ typedef struct aoq_cublas aoq_cublas;
  * Free with aoq_cublas_close (NULL is fine). */
 aoq_status aoq_cublas_open(aoq_cublas **out);
 void aoq_cublas_close(aoq_cublas *h);
-/* "cublas 130001 (libcublas.so.13), m >= 65/128" — borrowed, valid until close. */
+/* "cublas 130001, m >= 65 (bf16) / 128 (packed), chunk 128 MiB, int8 gemm on (libcublas.so.13)"
+ * — borrowed, valid until close. */
 const char *aoq_cublas_describe(const aoq_cublas *h);
 
 /* Column-major cuBLAS view of row-major aoq tensors: y[m, ldy] (columns c0.. of it, given as the

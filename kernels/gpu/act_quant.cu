@@ -134,6 +134,7 @@ static __device__ unsigned row_amax_bits(const uint16_t *xr, int64_t k, unsigned
 /* int8 symmetric per token (INT8DQ): aoq_int8_quant_row's scale and elements; q int8 [m, k] */
 __global__ void k_quant_int8(const uint16_t *__restrict__ x, int64_t k, int8_t *__restrict__ q,
                              float *xs) {
+  AOQ_PDL_WAIT();
   __shared__ unsigned sh[32];
   const uint16_t *xr = x + blockIdx.x * k;
   unsigned a = row_amax_bits(xr, k, sh);
@@ -148,6 +149,7 @@ __global__ void k_quant_int8(const uint16_t *__restrict__ x, int64_t k, int8_t *
  * prepare_x): aoq_int8_asym_quant_row, then xb = bf16(bf16(q - zp) * scale) */
 __global__ void k_quant_int8_asym(const uint16_t *__restrict__ x, int64_t k,
                                   uint16_t *__restrict__ xb) {
+  AOQ_PDL_WAIT();
   __shared__ float smn[32], smx[32];
   const uint16_t *xr = x + blockIdx.x * k;
   float mn = 0.0f, mx = 0.0f;
@@ -181,6 +183,7 @@ __global__ void k_quant_int8_asym(const uint16_t *__restrict__ x, int64_t k,
 /* fp8 e4m3 per token, MSLK (FP8_INT4): aoq_fp8_quant_row_mslk; xb = the e4m3 values in bf16 */
 __global__ void k_quant_fp8_mslk(const uint16_t *__restrict__ x, int64_t k,
                                  uint16_t *__restrict__ xb, float *xs) {
+  AOQ_PDL_WAIT();
   __shared__ unsigned sh[32];
   const uint16_t *xr = x + blockIdx.x * k;
   unsigned a = row_amax_bits(xr, k, sh);
@@ -202,6 +205,7 @@ static dim3 row_grid(int64_t m, int64_t k) {
 /* fp8 e4m3 per 1 x 128 block (FP8DQ_BLOCK): one warp per block, scale bf16(amax / 448) */
 __global__ void k_quant_fp8_block(const uint16_t *__restrict__ x, int64_t nb,
                                   uint16_t *__restrict__ xb, float *xs) {
+  AOQ_PDL_WAIT(); /* before the early return: every block waits (vendor.h) */
   const int64_t b = blockIdx.x * (int64_t)(blockDim.x / 32) + (threadIdx.x >> 5);
   if (b >= nb) return;
   const int lane = threadIdx.x & 31;
@@ -250,23 +254,18 @@ extern "C" int aoq_gk_act_quant(const aoq_qweight *w, const uint16_t *x, int64_t
     case AOQ_FMT_NVFP4:
       return aoq_launch(k_quant_nvfp4, grid_for(m * k / 16, 128), 128, 0, st, x, m, k, xb,
                         (const unsigned *)amax, (const float *)w->aux, xt);
-    /* the formats of linear_dec.h: plain launches (their kernels have no PDL wait yet) */
+    /* the formats of linear_dec.h (their kernels wait first, like every aoq_launch kernel) */
     case AOQ_FMT_INT8DQ:
-      k_quant_int8<<<row_grid(m, k), 256, 0, st>>>(x, k, (int8_t *)xb, xs);
-      break;
+      return aoq_launch(k_quant_int8, row_grid(m, k), 256, 0, st, x, k, (int8_t *)xb, xs);
     case AOQ_FMT_INT8_INTX:
     case AOQ_FMT_INT8_INT4:
-      k_quant_int8_asym<<<row_grid(m, k), 256, 0, st>>>(x, k, xb);
-      break;
+      return aoq_launch(k_quant_int8_asym, row_grid(m, k), 256, 0, st, x, k, xb);
     case AOQ_FMT_FP8_INT4:
-      k_quant_fp8_mslk<<<row_grid(m, k), 256, 0, st>>>(x, k, xb, xs);
-      break;
+      return aoq_launch(k_quant_fp8_mslk, row_grid(m, k), 256, 0, st, x, k, xb, xs);
     case AOQ_FMT_FP8DQ_BLOCK: /* k % 128 == 0 (aoq_gk_linear_check) */
-      k_quant_fp8_block<<<(unsigned)((m * (k / 128) + 7) / 8), 256, 0, st>>>(x, m * (k / 128), xb,
-                                                                             xs);
-      break;
+      return aoq_launch(k_quant_fp8_block, (unsigned)((m * (k / 128) + 7) / 8), 256, 0, st, x,
+                        m * (k / 128), xb, xs);
     default:
       return 0;
   }
-  return (int)aoq_gpu_get_last_error();
 }

@@ -71,6 +71,11 @@ int aoq_gk_dec_dequant_rows(const aoq_qweight *w, int64_t r0, int64_t rows, uint
                             void *stream);
 int aoq_gk_gemm_epilogue(const aoq_qweight *w, const float *c, int64_t m, int64_t r0, int64_t rows,
                          uint16_t *y, const float *xs, const float *xt, void *stream);
+/* int8dq after the int8 GEMM: y[i, r0 + j] = bf16(bf16(c[j + i * ldc] * xs[i]) * w_s[r0 + j]) for
+ * j < rows, i < m; c the exact int32 sums in column-major [ldc, m] (ldc >= rows), xs act_quant's
+ * per-token scales (k_dec's and the CPU backend's epilogue, so the result is bit-identical). */
+int aoq_gk_i8_epilogue(const aoq_qweight *w, const int32_t *c, int64_t ldc, int64_t m, int64_t r0,
+                       int64_t rows, uint16_t *y, const float *xs, void *stream);
 /* aoq_gk_act_quant's bytes and workspace for many rows (16-byte accesses, lanes sharing each
  * MX / NVFP4 block); k % 32 == 0, x 16-byte aligned. */
 int aoq_gk_act_quant_rows(const aoq_qweight *w, const uint16_t *x, int64_t m, void *ws,

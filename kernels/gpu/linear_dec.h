@@ -2,7 +2,7 @@
  * linear_dec.h — the linear of the formats whose packed chunks do not fit linear.cu's 16-byte
  * decoder interface, or whose accumulation is not a plain fp32 sum of bf16 products (included by
  * linear.cu, CUDA sm_80+ only: mma.sync):
- *   INTXWO (b = 1..8, any group that is a multiple of 32), INT8_INTX, INT8_INT4: x (INT8_INTX /
+ *   INTXWO (b = 1..8, any group that is a multiple of 16), INT8_INTX, INT8_INT4: x (INT8_INTX /
  *     INT8_INT4: x fake-quantized, int8 asymmetric per token, act_quant.cu) @ bf16(q * s)
  *   INT8DQ: int8 x int8 on the integer tensor cores (mma .s8.s8.s32: exact int32 sums, torch's
  *     _int_mm), then bf16(bf16(acc * x_scale) * w_scale)
@@ -110,22 +110,42 @@ static __device__ __forceinline__ uint32_t intx_pair(const uint32_t wd[B], int p
 
 enum { DK_BF16 = 0, DK_S8 = 1 }; /* mma kind */
 
-/* INTXWO / INT8_INTX / INT8_INT4: bf16 group scales, any group that is a multiple of 32 */
-template <int B>
+/* Groups that are odd multiples of 16 (16, 48, ...; H = true): the two 16-element halves of lane
+ * group lg may lie in two groups. The scale indices of both halves within a row: a group boundary
+ * is a multiple of 16, so the second half moves to the next group exactly when the first half is
+ * the last 16 elements of its group (no second division). */
+static __device__ __forceinline__ void half_idx(const dargs &a, int64_t lg, int64_t &i0,
+                                                int64_t &i1) {
+  const int64_t e = lg * 32;
+  i0 = e / a.group;
+  i1 = i0 + (e - i0 * a.group + 16 == a.group);
+}
+
+/* INTXWO / INT8_INTX / INT8_INT4: bf16 group scales, any group that is a multiple of 32 (H: of
+ * 16; pairs 0..7 of a lane group take s[0], pairs 8..15 s[1]) */
+template <int B, bool H = false>
 struct DxIntx {
   enum { W = B, MMA = DK_BF16, GS = 0 };
   struct P {
-    aoq_bf162 s;
+    aoq_bf162 s[H ? 2 : 1];
   };
   static __device__ P prm(const dargs &a, int64_t row, int64_t lg) {
-    uint16_t s = ((const uint16_t *)a.scale)[row * (a.k / a.group) + lg * 32 / a.group];
-    uint32_t ss = (uint32_t)s * 0x10001u;
     P p;
-    p.s = *(aoq_bf162 *)&ss;
+    if constexpr (H) {
+      const uint16_t *sc = (const uint16_t *)a.scale + row * (a.k / a.group);
+      int64_t i0, i1;
+      half_idx(a, lg, i0, i1);
+      const uint32_t s0 = (uint32_t)sc[i0] * 0x10001u, s1 = (uint32_t)sc[i1] * 0x10001u;
+      p.s[0] = *(const aoq_bf162 *)&s0, p.s[1] = *(const aoq_bf162 *)&s1;
+    } else {
+      uint16_t s = ((const uint16_t *)a.scale)[row * (a.k / a.group) + lg * 32 / a.group];
+      uint32_t ss = (uint32_t)s * 0x10001u;
+      p.s[0] = *(aoq_bf162 *)&ss;
+    }
     return p;
   }
   static __device__ uint32_t pair(const uint32_t wd[W], int p, const P &pr) {
-    return intx_pair<B>(wd, p, pr.s);
+    return intx_pair<B>(wd, p, pr.s[H && p >= 8 ? 1 : 0]);
   }
   static __device__ float gscale(const dargs &, int64_t, int, int64_t) {
     return 1.0f;
@@ -191,25 +211,34 @@ struct DxFp6 {
 };
 
 /* CODEBOOK: unsigned B-bit indices into a bf16 codebook of 2^B entries (aux, read through L1),
- * bf16 group scales: bf16(codebook[c] * s) */
-template <int B>
+ * bf16 group scales (groups as DxIntx's, H likewise): bf16(codebook[c] * s) */
+template <int B, bool H = false>
 struct DxCb {
   enum { W = B, MMA = DK_BF16, GS = 0 };
   struct P {
-    float s;
+    float s[H ? 2 : 1];
     const uint16_t *cb;
   };
   static __device__ P prm(const dargs &a, int64_t row, int64_t lg) {
     P p;
-    p.s = aoq_bf16_to_f32(((const uint16_t *)a.scale)[row * (a.k / a.group) + lg * 32 / a.group]);
+    if constexpr (H) {
+      const uint16_t *sc = (const uint16_t *)a.scale + row * (a.k / a.group);
+      int64_t i0, i1;
+      half_idx(a, lg, i0, i1);
+      p.s[0] = aoq_bf16_to_f32(sc[i0]), p.s[1] = aoq_bf16_to_f32(sc[i1]);
+    } else {
+      p.s[0] =
+          aoq_bf16_to_f32(((const uint16_t *)a.scale)[row * (a.k / a.group) + lg * 32 / a.group]);
+    }
     p.cb = (const uint16_t *)a.aux;
     return p;
   }
   static __device__ uint32_t pair(const uint32_t wd[W], int p, const P &pr) {
     const uint32_t u = code_pair<B>(wd, p);
+    const float s = pr.s[H && p >= 8 ? 1 : 0];
     float lo = aoq_bf16_to_f32(__ldg(pr.cb + (u & 0xffu))),
           hi = aoq_bf16_to_f32(__ldg(pr.cb + (u >> 16)));
-    return pack_bf2(lo * pr.s, hi * pr.s);
+    return pack_bf2(lo * s, hi * s);
   }
   static __device__ float gscale(const dargs &, int64_t, int, int64_t) {
     return 1.0f;
@@ -273,6 +302,19 @@ template <class D>
 struct dec_acc {
   typedef float t;
 };
+/* the half-group variants (groups of 16, 48, ...) */
+template <class D>
+struct dec_half {
+  enum { v = 0 };
+};
+template <int B>
+struct dec_half<DxIntx<B, true>> {
+  enum { v = 1 };
+};
+template <int B>
+struct dec_half<DxCb<B, true>> {
+  enum { v = 1 };
+};
 template <>
 struct dec_acc<DxI8> {
   typedef int t;
@@ -315,6 +357,7 @@ static __device__ __forceinline__ void dec_mma_bf16(const uint32_t wa[D::W],
 template <class D, int NT, int MW>
 __global__ void __launch_bounds__(MW * 32, NT == 1 ? 32 / MW : 1)
     k_dec(dargs a, uint16_t *__restrict__ y, int m) {
+  AOQ_PDL_WAIT();
   typedef typename dec_acc<D>::t acc_t;
   constexpr int W = D::W, U = dec_u<D>::v;
   __shared__ acc_t red[MW][16][8 * NT];
@@ -416,19 +459,24 @@ __global__ void __launch_bounds__(MW * 32, NT == 1 ? 32 / MW : 1)
 }
 
 /* 16 rows per block; warps per block (the k split) from n only: ~32 warps per SM where the
- * rows alone do not fill the SMs; 8 at most for wide tiles (shared memory of the reduction) */
+ * rows alone do not fill the SMs; 8 at most for wide tiles (shared memory of the reduction). The
+ * half-group variants take 8 warps at every n (fewer kernels to build; not tuned).
+ * aoq_launch: with PDL the kernel starts under its predecessor's tail and waits (AOQ_PDL_WAIT)
+ * before its first load, as the GEMV kernels do. */
 template <class D, int NT>
 static int dec_launch(const dargs &a, uint16_t *y, int m, aoq_gpu_stream_t st) {
   unsigned blocks = (unsigned)((a.n + 15) / 16);
-  if (blocks >= 1024)
-    k_dec<D, NT, 4><<<blocks, 128, 0, st>>>(a, y, m);
-  else if (blocks >= 512 || aoq_gk_batch_invariant())
-    k_dec<D, NT, 8><<<blocks, 256, 0, st>>>(a, y, m);
-  else if constexpr (NT < 4)
-    k_dec<D, NT, 16><<<blocks, 512, 0, st>>>(a, y, m);
-  else
-    k_dec<D, NT, 8><<<blocks, 256, 0, st>>>(a, y, m);
-  return (int)aoq_gpu_get_last_error();
+  if constexpr (dec_half<D>::v) {
+    return aoq_launch(k_dec<D, NT, 8>, blocks, 256, 0, st, a, y, m);
+  } else {
+    if (blocks >= 1024) return aoq_launch(k_dec<D, NT, 4>, blocks, 128, 0, st, a, y, m);
+    if (blocks >= 512 || aoq_gk_batch_invariant())
+      return aoq_launch(k_dec<D, NT, 8>, blocks, 256, 0, st, a, y, m);
+    if constexpr (NT < 4)
+      return aoq_launch(k_dec<D, NT, 16>, blocks, 512, 0, st, a, y, m);
+    else
+      return aoq_launch(k_dec<D, NT, 8>, blocks, 256, 0, st, a, y, m);
+  }
 }
 
 template <class D>
@@ -446,8 +494,32 @@ static bool dec_format(aoq_format_kind k) {
          k == AOQ_FMT_CODEBOOK;
 }
 
+/* f(T<bits, H>{}) for bits 1..8 */
+template <template <int, bool> class T, bool H, class F>
+static int by_bits(int bits, F &&f) {
+  switch (bits) {
+    case 1:
+      return f(T<1, H>{});
+    case 2:
+      return f(T<2, H>{});
+    case 3:
+      return f(T<3, H>{});
+    case 4:
+      return f(T<4, H>{});
+    case 5:
+      return f(T<5, H>{});
+    case 6:
+      return f(T<6, H>{});
+    case 7:
+      return f(T<7, H>{});
+    default:
+      return f(T<8, H>{});
+  }
+}
+
 template <class F>
 static int with_dec(const aoq_qweight *w, F &&f) {
+  const bool half = w->group > 0 && w->group % 32 != 0; /* 16, 48, ... (dec_check) */
   switch (w->kind) {
     case AOQ_FMT_INT8DQ:
       return f(DxI8{});
@@ -462,43 +534,9 @@ static int with_dec(const aoq_qweight *w, F &&f) {
     case AOQ_FMT_FP6_E2M3:
       return f(DxFp6<3>{});
     case AOQ_FMT_CODEBOOK:
-      switch (w->bits) {
-        case 1:
-          return f(DxCb<1>{});
-        case 2:
-          return f(DxCb<2>{});
-        case 3:
-          return f(DxCb<3>{});
-        case 4:
-          return f(DxCb<4>{});
-        case 5:
-          return f(DxCb<5>{});
-        case 6:
-          return f(DxCb<6>{});
-        case 7:
-          return f(DxCb<7>{});
-        default:
-          return f(DxCb<8>{});
-      }
+      return half ? by_bits<DxCb, true>(w->bits, f) : by_bits<DxCb, false>(w->bits, f);
     default: /* INTXWO, INT8_INTX, INT8_INT4 */
-      switch (w->bits) {
-        case 1:
-          return f(DxIntx<1>{});
-        case 2:
-          return f(DxIntx<2>{});
-        case 3:
-          return f(DxIntx<3>{});
-        case 4:
-          return f(DxIntx<4>{});
-        case 5:
-          return f(DxIntx<5>{});
-        case 6:
-          return f(DxIntx<6>{});
-        case 7:
-          return f(DxIntx<7>{});
-        default:
-          return f(DxIntx<8>{});
-      }
+      return half ? by_bits<DxIntx, true>(w->bits, f) : by_bits<DxIntx, false>(w->bits, f);
   }
 }
 
@@ -529,8 +567,9 @@ static const char *dec_check(const aoq_qweight *w) {
       [[fallthrough]]; /* the stream and group rules of intx */
     default:
       if (w->bits < 1 || w->bits > 8) return "intx / codebook: bits must be 1..8";
-      if (w->k % 32 || g % 32 || w->k % g)
-        return "intx / codebook: k and the group must be multiples of 32, the group dividing k";
+      if (w->k % 32 || g % 16 || w->k % g)
+        return "intx / codebook: k must be a multiple of 32 and the group a multiple of 16 "
+               "dividing k";
       if ((uintptr_t)w->scale & 1) return "intx / codebook: scale not 2-byte aligned";
       return 0;
   }

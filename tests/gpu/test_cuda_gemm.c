@@ -5,11 +5,15 @@
  * (fp32 reassociation: one bf16 ulp, two for the post-scaled int8wo / nvfp4). Weights come from
  * the reference quantizer (core/format.h), as the model loader makes them.
  *  - the decode of every format is bit-exact with the CPU backend's decoders and, for the
- *    weight-only formats, with the reference dequantization;
+ *    weight-only formats, with the reference dequantization (linear_dec.h's too: intx, codebook
+ *    with groups of 16 / 32 / 48 / per row, w158, fp6);
  *  - the BLAS path's activation quantization writes act_quant.cu's bytes;
  *  - m = 128, 300, 2048 through cuBLAS, with one chunk and with many (AOQ_CUBLAS_CHUNK_MB=1);
  *  - the same with cuBLAS disabled (AOQ_CUBLAS=off): the own kernels' path still agrees;
- *  - the workspace never shrinks as m grows (the model sizes it once, for the largest m).
+ *  - the workspace never shrinks as m grows (the model sizes it once, for the largest m);
+ *  - int8dq through cuBLAS's int8 GEMM (AOQ_CUBLAS_INT8=strict, so a refused GEMM fails instead
+ *    of falling back), one chunk and many, is bit-identical to the CPU backend and to aoq's own
+ *    kernel (AOQ_CUBLAS_INT8=off).
  */
 #define _POSIX_C_SOURCE 200809L /* setenv */
 #include "core/format.h"
@@ -120,6 +124,44 @@ static void test_dequant_bit_exact(void **state) {
 
 static bool same_bf16(uint16_t a, uint16_t b) {
   return a == b || ((a & 0x7fff) > 0x7f80 && (b & 0x7fff) > 0x7f80); /* or both NaN */
+}
+
+/* linear_dec.h's weight-only decoders (the cuBLAS path's operand, aoq_gk_dec_dequant_rows) give
+ * the reference dequantization bit for bit, groups of 16 and 48 (two scales per 32-element lane
+ * group) included. */
+static void test_dec_dequant_bit_exact(void **state) {
+  (void)state;
+  static const char *const names[] = {"intx4wo-32",   "intx4wo-16",   "intx3wo-16", "intx5wo-48",
+                                      "intx8wo-16",   "intx1wo-16",   "intx7wo",    "codebook4-16",
+                                      "codebook2-48", "codebook4-32", "w158",       "fp6-e3m2"};
+  const int64_t n = 200, k = 1536, r0 = 72;
+  aoq_stream *st = NULL;
+  assert_int_equal(aoq_dev_stream_create(g_gpu, &st), AOQ_OK);
+  for (size_t f = 0; f < sizeof names / sizeof names[0]; f++) {
+    aoq_qweight hw;
+    assert_true(make_weight(names[f], n, k, &hw));
+    aoq_qweight dw = upload_weight(g_gpu, &hw);
+    const size_t bytes = (size_t)((n - r0) * k) * 2;
+    uint16_t *out_d = NULL, *ref = malloc((size_t)(n * k) * 2);
+    assert_int_equal(aoq_dev_alloc(g_gpu, bytes, (void **)&out_d), AOQ_OK);
+    assert_int_equal(aoq_dev_memset(g_gpu, out_d, 0xff, bytes, st), AOQ_OK);
+    assert_int_equal(aoq_gk_dequant_rows(&dw, r0, n - r0, out_d, st), 0);
+    assert_int_equal(aoq_dev_stream_sync(g_gpu, st), AOQ_OK);
+    uint16_t *got = dev_download(g_gpu, out_d, bytes);
+    assert_int_equal(aoq_dequantize_ref(&hw, ref), AOQ_OK);
+    int64_t bad = 0;
+    for (int64_t i = 0; i < (n - r0) * k; i++)
+      if (got[i] != ref[r0 * k + i] && bad++ < 3)
+        print_message("%s: row %lld col %lld: gpu %04x ref %04x\n", names[f],
+                      (long long)(r0 + i / k), (long long)(i % k), got[i], ref[r0 * k + i]);
+    if (bad)
+      fail_msg("%s: %lld decoded elements differ from the reference", names[f], (long long)bad);
+    free(got), free(ref);
+    aoq_dev_free(g_gpu, out_d);
+    free_weight(g_gpu, &dw);
+    aoq_qweight_host_free(&hw);
+  }
+  aoq_dev_stream_destroy(g_gpu, st);
 }
 
 /* The BLAS path's activation quantization writes act_quant.cu's bytes (xb, and xs or xt). */
@@ -243,19 +285,83 @@ static void test_linear_cublas_off(void **state) {
   aoq_device_close(d);
 }
 
+/* int8dq: y[m, n] of device d, of the CPU backend (the reference) and of aoq's own kernel (dk)
+ * must be the same bits: exact int32 sums and one epilogue everywhere. */
+static void int8dq_vs_cpu(aoq_device *d, aoq_device *dk, const char *tag, int64_t n, int64_t k,
+                          const int *ms, int nm) {
+  aoq_qweight hw;
+  assert_true(make_weight("int8dq", n, k, &hw));
+  aoq_qweight dw = upload_weight(d, &hw), kw = upload_weight(dk, &hw),
+              cw = upload_weight(g_cpu, &hw);
+  aoq_device *devs[3] = {d, dk, g_cpu};
+  const aoq_qweight *ws3[3] = {&dw, &kw, &cw};
+  for (int mi = 0; mi < nm; mi++) {
+    const int64_t m = ms[mi];
+    uint16_t *hx = bf16_random(m * k, 1), *y[3];
+    hx[k + 5] = aoq_f32_to_bf16(40.0f); /* an outlier token */
+    for (int i = 0; i < 3; i++) {
+      void *gx = dev_upload(devs[i], hx, (size_t)(m * k * 2)), *gy = NULL;
+      assert_int_equal(aoq_dev_alloc(devs[i], (size_t)(m * n * 2), &gy), AOQ_OK);
+      assert_int_equal(aoq_dev_memset(devs[i], gy, 0xff, (size_t)(m * n * 2), NULL), AOQ_OK);
+      size_t wsz = aoq_dev_linear_workspace(devs[i], ws3[i], m);
+      void *ws = wsz ? dev_upload(devs[i], NULL, wsz) : NULL;
+      assert_int_equal(aoq_dev_linear(devs[i], ws3[i], gx, gy, m, AOQ_DTYPE_BF16, ws, NULL),
+                       AOQ_OK);
+      y[i] = dev_download(devs[i], gy, (size_t)(m * n * 2));
+      aoq_dev_free(devs[i], gx), aoq_dev_free(devs[i], gy), aoq_dev_free(devs[i], ws);
+    }
+    int64_t dc = count_diff(y[0], y[2], m * n), dk_ = count_diff(y[0], y[1], m * n);
+    if (dc || dk_) {
+      for (int64_t i = 0, shown = 0; i < m * n && shown < 3; i++)
+        if (y[0][i] != y[2][i] || y[0][i] != y[1][i])
+          shown++, print_message("  [%lld, %lld]: cublas %04x own %04x cpu %04x\n",
+                                 (long long)(i / n), (long long)(i % n), y[0][i], y[1][i], y[2][i]);
+      fail_msg(
+          "%s: int8dq [%lld x %lld] m=%lld: %lld outputs differ from the CPU's, %lld from "
+          "the own kernel's (expected bit-identical)",
+          tag, (long long)n, (long long)k, (long long)m, (long long)dc, (long long)dk_);
+    }
+    free(hx), free(y[0]), free(y[1]), free(y[2]);
+  }
+  free_weight(d, &dw), free_weight(dk, &kw), free_weight(g_cpu, &cw);
+  aoq_qweight_host_free(&hw);
+}
+
+static void test_linear_int8dq_cublas(void **state) {
+  (void)state;
+  setenv("AOQ_CUBLAS_INT8", "off", 1);
+  aoq_device *own = open_gpu_with(NULL, NULL);
+  setenv("AOQ_CUBLAS_INT8", "strict", 1);
+  aoq_device *one = open_gpu_with(NULL, NULL), *many = open_gpu_with(NULL, "1");
+  unsetenv("AOQ_CUBLAS_INT8");
+  if (!uses_cublas(one)) fail_msg("cuBLAS is not loaded: the int8 GEMM path cannot be tested");
+  aoq_device_info i;
+  assert_int_equal(aoq_device_info_get(one, &i), AOQ_OK);
+  assert_non_null(strstr(i.linear_engine, "int8 gemm strict"));
+  const int ms[] = {128, 130, 256, 300, 2048};
+  /* one GEMM: n not a multiple of 4 or 16 (ldc padded, the epilogue's scalar tails) */
+  int8dq_vs_cpu(one, own, "cublas", 301, 1024, ms, 5);
+  int8dq_vs_cpu(one, own, "cublas", 512, 4096, ms, 3);
+  /* 1 MiB of int32 sums per GEMM: 2..20 chunks of 64-row multiples, and a ragged last chunk */
+  int8dq_vs_cpu(many, own, "cublas, 1 MiB chunks", 2560, 1024, ms, 5);
+  int8dq_vs_cpu(many, own, "cublas, 1 MiB chunks", 2501, 1024, ms, 3);
+  aoq_device_close(own), aoq_device_close(one), aoq_device_close(many);
+}
+
 static void test_workspace_grows_with_m(void **state) {
   (void)state;
   aoq_device *d = open_gpu_with(NULL, "8");
-  for (size_t f = 0; f < NFMT; f++) {
+  for (size_t f = 0; f <= NFMT; f++) { /* and int8dq (own kernel below m = 128, then cuBLAS) */
     aoq_format fm;
     aoq_qweight w;
-    if (aoq_format_parse(fmts[f], &fm) != AOQ_OK) continue;
+    if (aoq_format_parse(f < NFMT ? fmts[f] : "int8dq", &fm) != AOQ_OK) continue;
     assert_int_equal(aoq_format_plan(&fm, 28672, 4096, &w), AOQ_OK);
     size_t prev = 0;
     for (int64_t m = 1; m <= 4096; m++) {
       size_t b = aoq_dev_linear_workspace(d, &w, m);
       if (b < prev)
-        fail_msg("%s: workspace %zu at m=%lld < %zu at m-1", fmts[f], b, (long long)m, prev);
+        fail_msg("%s: workspace %zu at m=%lld < %zu at m-1", f < NFMT ? fmts[f] : "int8dq", b,
+                 (long long)m, prev);
       prev = b;
     }
   }
@@ -266,10 +372,12 @@ int main(void) {
   open_devices_or_skip();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_dequant_bit_exact),
+      cmocka_unit_test(test_dec_dequant_bit_exact),
       cmocka_unit_test(test_act_quant_rows_bit_exact),
       cmocka_unit_test(test_linear_cublas_one_chunk),
       cmocka_unit_test(test_linear_cublas_chunks),
       cmocka_unit_test(test_linear_cublas_off),
+      cmocka_unit_test(test_linear_int8dq_cublas),
       cmocka_unit_test(test_workspace_grows_with_m),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);

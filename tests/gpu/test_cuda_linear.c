@@ -7,7 +7,10 @@
  * of the rows per block), the GEMV widths m = 1..8, the skinny GEMM's n-tile edges (m = 9, 16, 17,
  * 32, 33, 64) with and without k split across blocks (even and uneven splits), and m > 64. Every
  * call is made twice: the results must be bit-identical (the split-k sums are deterministic).
+ * int8dq is bit-identical to the CPU at every m: its own kernel below m = 128, cuBLAS's int8 GEMM
+ * from there (AOQ_CUBLAS_INT8=strict here: a refused GEMM fails the test instead of falling back).
  */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include "core/format.h"
 #include "tests/gpu/cuda_test_util.h"
 
@@ -249,7 +252,8 @@ static const qcase cases[] = {
     {AOQ_FMT_NVFP4, 16, "nvfp4"},        {AOQ_FMT_NVFP4WO, 16, "nvfp4wo"},
 };
 
-/* linear_dec.h: every bit width of intx (odd ones straddle words), groups 32..k */
+/* linear_dec.h: every bit width of intx (odd ones straddle words), groups 16..k (16 and 48: the
+ * two halves of a 32-element lane group take different scales) */
 static const qcase dec_cases[] = {
     {AOQ_FMT_INT8DQ, 0, "int8dq"},
     {AOQ_FMT_FP8DQ_BLOCK, 128, "fp8dq-block"},
@@ -273,22 +277,43 @@ static const qcase dec_cases[] = {
     {AOQ_FMT_CODEBOOK, 32, "codebook4-32"},
     {AOQ_FMT_CODEBOOK, 64, "codebook3-64"},
     {AOQ_FMT_CODEBOOK, 128, "codebook7-128"},
+    {AOQ_FMT_INTXWO, 16, "intx4wo-16"},
+    {AOQ_FMT_INTXWO, 16, "intx3wo-16"},
+    {AOQ_FMT_INTXWO, 16, "intx8wo-16"},
+    {AOQ_FMT_INTXWO, 48, "intx2wo-48"},
+    {AOQ_FMT_INT8_INTX, 16, "int8-intx5-16"},
+    {AOQ_FMT_CODEBOOK, 16, "codebook4-16"},
+    {AOQ_FMT_CODEBOOK, 48, "codebook2-48"},
 };
 
 static void test_linear_dec_formats(void **state) {
   (void)state;
-  const int ms[] = {1, 2, 3, 5, 8, 9, 16, 17, 33, 64, 70, 130};
+  /* m >= 128: cuBLAS for the weight-only formats and int8dq (its int8 GEMM), where it is loaded */
+  const int ms[] = {1, 2, 3, 5, 8, 9, 16, 17, 33, 64, 70, 130, 256};
   const int big_k[] = {1, 4, 16};
+  aoq_device_info info;
+  assert_int_equal(aoq_device_info_get(g_gpu, &info), AOQ_OK);
+  print_message("  engine: %s\n", info.linear_engine[0] ? info.linear_engine : "own kernels");
+  const char *cb = getenv("AOQ_CUBLAS"), *i8 = getenv("AOQ_CUBLAS_INT8");
+  const bool cb_off = cb && (!strcmp(cb, "off") || !strcmp(cb, "0") || !strcmp(cb, "none"));
+  if (!cb_off && i8 && !strcmp(i8, "strict") && !strstr(info.linear_engine, "int8 gemm strict"))
+    fail_msg(
+        "cuBLAS with the strict int8 GEMM expected: int8dq at m = 130 / 256 would not test "
+        "it (AOQ_CUBLAS=off or AOQ_CUBLAS_INT8=off run this test on the own kernels)");
   for (size_t i = 0; i < sizeof dec_cases / sizeof dec_cases[0]; i++) {
     const qcase *c = &dec_cases[i];
-    /* n not a multiple of 16 (fp8dq-block: of 128) */
-    run_case(c, c->kind == AOQ_FMT_FP8DQ_BLOCK ? 384 : 301, 1024, ms, 12);
+    const int g = c->group ? c->group : 1;
+    /* n not a multiple of 16 (fp8dq-block: of 128); m = 256 only for int8dq (exact, cheap);
+     * groups of 48: k = 1536 */
+    run_case(c, c->kind == AOQ_FMT_FP8DQ_BLOCK ? 384 : 301, 1024 % g ? 1536 : 1024, ms,
+             c->kind == AOQ_FMT_INT8DQ ? 13 : 12);
     /* long rows, few blocks: 16 warps split k */
-    run_case(c, 128, 4096, big_k, 3);
+    run_case(c, 128, 4096 % g ? 4608 : 4096, big_k, 3);
     /* k = 1152: 36 lane groups, the last warp step partial */
-    if (1152 % (c->group ? c->group : 1) == 0) run_case(c, 256, 1152, big_k, 3);
+    if (1152 % g == 0) run_case(c, 256, 1152, big_k, 3);
     /* many blocks of rows, short rows (4 warps per block); not for the k-means of codebook */
-    if (c->kind != AOQ_FMT_CODEBOOK) run_case(c, 17024, c->group > 128 ? 256 : 128, big_k, 2);
+    if (c->kind != AOQ_FMT_CODEBOOK)
+      run_case(c, 17024, c->group > 128 ? 256 : g == 48 ? 96 : 128, big_k, 2);
   }
 }
 
@@ -317,10 +342,12 @@ static void test_linear_rejects(void **state) {
   /* group 16 is below the kernel's 32-element chunk */
   assert_int_equal(aoq_dev_linear(g_gpu, &w, x, y, 1, AOQ_DTYPE_BF16, NULL, NULL),
                    AOQ_EUNSUPPORTED);
-  /* intx groups must be multiples of the 32-element lane group */
-  w.kind = AOQ_FMT_INTXWO, w.bits = 3;
+  /* intx groups must be multiples of 16 (group 16 runs: two scales per 32-element lane group) */
+  w.kind = AOQ_FMT_INTXWO, w.bits = 3, w.group = 8;
   assert_int_equal(aoq_dev_linear(g_gpu, &w, x, y, 1, AOQ_DTYPE_BF16, NULL, NULL),
                    AOQ_EUNSUPPORTED);
+  w.group = 16;
+  assert_int_equal(aoq_dev_linear(g_gpu, &w, x, y, 1, AOQ_DTYPE_BF16, NULL, NULL), AOQ_OK);
   /* fp8-int4 needs k % 128 == 0 */
   w.kind = AOQ_FMT_FP8_INT4, w.bits = 4, w.group = 128;
   assert_int_equal(aoq_dev_linear(g_gpu, &w, x, y, 1, AOQ_DTYPE_BF16, NULL, NULL),
@@ -379,6 +406,7 @@ static void test_quantize_bit_exact(void **state) {
 }
 
 int main(void) {
+  setenv("AOQ_CUBLAS_INT8", "strict", 0); /* unless the caller says otherwise */
   open_devices_or_skip();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_linear_all_formats),

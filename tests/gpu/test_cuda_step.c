@@ -4,7 +4,9 @@
  *   its predecessor ends and must wait for it before touching memory; one that forgot would read
  *   stale activations or overwrite live ones. The same steps with PDL on and off give the same
  *   logits: tiny synthetic models in bf16, int4wo-128, fp8dq-row (an activation-quantization
- *   kernel before each GEMV) and nvfp4 (a memset and two of them); prefill of three sequences,
+ *   kernel before each GEMV) and nvfp4 (a memset and two of them), and linear_dec.h's formats
+ *   (k_dec after act_quant.cu's int8, int8 asymmetric, MSLK fp8 and fp8 1x128 quantizers, and
+ *   k_dec alone for intx with groups of 16; session 4); prefill of three sequences,
  *   decode steps of three and of one through the captured graphs, and without graphs.
  * - Graph context classes (core/llama_internal.h, AOQ_GRAPH_CTX): a batch-1 decode crossing the
  *   128- and 512-position class bounds gives the same logits through the class graphs, through
@@ -116,6 +118,12 @@ static void test_pdl_nvfp4(void **state) {
   (void)state;
   pdl_case("nvfp4");
 }
+static void test_pdl_dec_formats(void **state) {
+  (void)state;
+  static const char *const cfgs[] = {"int8dq", "fp8-int4", "int8-intx4", "fp8dq-block",
+                                     "intx4wo-16"};
+  for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) pdl_case(cfgs[i]);
+}
 
 #define CTX_STEPS 600 /* decode steps after a 100-token prompt: positions 100..699 */
 
@@ -203,9 +211,9 @@ static int teardown(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_pdl_bf16),          cmocka_unit_test(test_pdl_int4wo),
-      cmocka_unit_test(test_pdl_fp8dq_row),     cmocka_unit_test(test_pdl_nvfp4),
-      cmocka_unit_test(test_graph_ctx_classes),
+      cmocka_unit_test(test_pdl_bf16),        cmocka_unit_test(test_pdl_int4wo),
+      cmocka_unit_test(test_pdl_fp8dq_row),   cmocka_unit_test(test_pdl_nvfp4),
+      cmocka_unit_test(test_pdl_dec_formats), cmocka_unit_test(test_graph_ctx_classes),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -52,6 +52,8 @@ static const gcfg cfgs[] = {
     {"w158", AOQ_FMT_W158, 0},
     {"fp6-e3m2", AOQ_FMT_FP6_E3M2, 0},
     {"codebook4-32", AOQ_FMT_CODEBOOK, 32},
+    {"intx4wo-16", AOQ_FMT_INTXWO, 16}, /* two scales per 32-element lane group (session 4) */
+    {"codebook4-16", AOQ_FMT_CODEBOOK, 16},
 };
 
 static bool planned(aoq_format_kind k) {
@@ -77,7 +79,8 @@ static void usage(FILE *f) {
           "  lm_head; --shape picks some) with W packed in CFG (bf16, int8wo, fp8wo,\n"
           "  int4wo-32/64/128/256, fp8dq, fp8dq-row, mxfp8, mxfp4, nvfp4, nvfp4wo, int8dq,\n"
           "  fp8dq-block, fp8-int4, int8-int4, int8-intx4, intx4wo-32/128, intx2/3/5/6wo-32,\n"
-          "  intx8wo, w158, fp6-e3m2, codebook4-32, or all; a comma list picks several).\n"
+          "  intx8wo, w158, fp6-e3m2, codebook4-32, intx4wo-16, codebook4-16, or all; a comma\n"
+          "  list picks several).\n"
           "  Dynamic formats include their activation quantization. --hash adds a column with a\n"
           "  hash of y's bytes (the inputs are fixed: equal hashes = bit-identical kernels).\n"
           "  Defaults: --device cuda:0 --config all --m 1 --repeat 20.\n");
