@@ -657,12 +657,17 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
   if (const char *ev = getenv("AOQ_SKINNY")) {
     if (sscanf(ev, "%d,%d,%d", &sk_on, &sk_min, &a.pf) >= 1 && sk_on == 0) sk_min = 65;
   }
-  /* AOQ_GEMV (diagnosis): "post" issues the mma GEMV's first loads after the PDL wait, "db"
-   * takes the rotating-register variant at m <= 8 */
+  /* AOQ_GEMV (diagnosis) picks the mma GEMV variant at m <= 8 for every format: "db" the
+   * rotating registers, "step" the step-wise loads, "post" the step-wise loads issued after the
+   * PDL wait instead of before it (default: linear_gemv.h's db_first) */
   static int gemv_mode = -1;
   if (gemv_mode < 0) {
     const char *gv = getenv("AOQ_GEMV");
-    gemv_mode = !gv ? 0 : !strcmp(gv, "post") ? 4 : !strcmp(gv, "db") ? 8 : !strcmp(gv, "dbpost") ? 12 : 0;
+    gemv_mode = !gv                   ? 0
+                : !strcmp(gv, "post") ? 4 | 16
+                : !strcmp(gv, "db")   ? 8
+                : !strcmp(gv, "step") ? 16
+                                      : 0;
   }
   a.pf |= gemv_mode;
   const bool gemv8 = w->kind == AOQ_FMT_INT8WO || w->kind == AOQ_FMT_FP8WO ||

@@ -223,7 +223,7 @@ __global__ void __launch_bounds__(MW * 32, NT == 1 ? 32 / MW : 1)
   if constexpr (DB) {
     /* rotating registers: S slots of one chunk; the load S - 1 chunks ahead is issued before
      * each chunk's math, so loads stay in flight while the warp decodes */
-    constexpr int S = D::EPL == 32 ? 2 : U; /* slots */
+    constexpr int S = D::EPL == 32 || row_prm<D>::v ? 2 : U; /* slots (fp8wo: 4 spilled 56 B) */
     mma_regs<D, 1> rs[S];
     if (!pre) AOQ_PDL_WAIT();
 #pragma unroll
@@ -316,6 +316,31 @@ static int launch_nt(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_
   return aoq_launch(k_gemv_mma<D, (NT < 4 ? NT : 2), 16, DB>, blocks, 512, 0, st, w, x, y, m);
 }
 
+/* the rotating-register GEMV at m = 3..8, where it measured faster than v8's step-wise loads
+ * (docs/cuda.md, session 4: bf16 gate+up at m = 8 103.4 -> 87.1 us, int8wo 52.2 -> 45.3,
+ * int4wo-128 36.0 -> 33.9, mxfp4 37.9 -> 35.0); at m <= 2 and for the fp8 / mxfp8 / nvfp4
+ * decoders the step-wise loads were as fast or faster */
+template <class D>
+struct db_first {
+  enum { v = 0 };
+};
+template <>
+struct db_first<DecBF16> {
+  enum { v = 1 };
+};
+template <>
+struct db_first<DecI8> {
+  enum { v = 1 };
+};
+template <>
+struct db_first<DecI4> {
+  enum { v = 1 };
+};
+template <>
+struct db_first<DecFP4<AOQ_FMT_MXFP4>> {
+  enum { v = 1 };
+};
+
 template <class D>
 struct fma_first {
   enum { v = 0 };
@@ -335,8 +360,11 @@ static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu
     if (m == 1 && !aoq_gk_batch_invariant()) return launch_mr<D, 1, 1>(w, x, y, m, st);
     if (m == 2 && !aoq_gk_batch_invariant()) return launch_mr<D, 2, 2>(w, x, y, m, st);
   }
-  if (m <= 8)
-    return w.pf & 8 ? launch_nt<D, 1, 1>(w, x, y, m, st) : launch_nt<D, 1, 0>(w, x, y, m, st);
+  if (m <= 8) {
+    /* wargs.pf (AOQ_GEMV): bit 3 forces the rotating registers, bit 4 the step-wise loads */
+    const bool db = w.pf & 8 ? true : w.pf & 16 ? false : db_first<D>::v && m >= 3;
+    return db ? launch_nt<D, 1, 1>(w, x, y, m, st) : launch_nt<D, 1, 0>(w, x, y, m, st);
+  }
   if (m <= 16) return launch_nt<D, 2, 0>(w, x, y, m, st);
   if (m <= 32) return launch_nt<D, 4, 0>(w, x, y, m, st);
   return launch_nt<D, 8, 0>(w, x, y, m, st);
