@@ -20,7 +20,6 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "base/numerics.h"
 #include "kernels/gpu/gpu_kernels.h"
@@ -75,21 +74,12 @@ static __device__ __forceinline__ uint32_t or_and(uint32_t a, uint32_t b, uint32
 #endif
 }
 
-/* --- decoders: EPL elements per 16-byte chunk; dec8 writes elements [8*sub, 8*sub + 8) ---
- * prm(w, row, c): the format parameters of chunk c of a row. The mma GEMV takes them in two
- * steps, prow(w, row) once per row (the row's first parameter byte, 64-bit math) and
- * prmc(w, pr, c) per chunk (32-bit offsets), which give the same values. */
+/* --- decoders: EPL elements per 16-byte chunk; dec8 writes elements [8*sub, 8*sub + 8) --- */
 
 struct DecBF16 {
   enum { EPL = 8, PWMAX = 0 };
   struct P {};
   static __device__ P prm(const wargs &, int64_t, int64_t) {
-    return P();
-  }
-  static __device__ const uint8_t *prow(const wargs &, int64_t) {
-    return nullptr;
-  }
-  static __device__ P prmc(const wargs &, const uint8_t *, int) {
     return P();
   }
   static __device__ P prm0(const wargs &, int64_t) {
@@ -128,12 +118,6 @@ struct DecI8 {
   static __device__ P prm(const wargs &, int64_t, int64_t) {
     return P();
   }
-  static __device__ const uint8_t *prow(const wargs &, int64_t) {
-    return nullptr;
-  }
-  static __device__ P prmc(const wargs &, const uint8_t *, int) {
-    return P();
-  }
   static __device__ P prm0(const wargs &, int64_t) {
     return P();
   }
@@ -170,14 +154,6 @@ struct DecFP8 {
   static __device__ P prm(const wargs &w, int64_t row, int64_t) {
     P p;
     p.s = ((const float *)w.scale)[row];
-    return p;
-  }
-  static __device__ const uint8_t *prow(const wargs &w, int64_t row) {
-    return (const uint8_t *)((const float *)w.scale + row);
-  }
-  static __device__ P prmc(const wargs &, const uint8_t *pr, int) {
-    P p;
-    p.s = *(const float *)pr;
     return p;
   }
   static __device__ P prm0(const wargs &w, int64_t row) {
@@ -227,12 +203,6 @@ struct DecI4 {
     const int64_t gi =
         w.lg ? row * (w.k >> w.lg) + ((c * 32) >> w.lg) : row * (w.k / w.group) + c * 32 / w.group;
     return of_word(((const uint32_t *)w.scale)[gi]);
-  }
-  static __device__ const uint8_t *prow(const wargs &w, int64_t row) {
-    return (const uint8_t *)w.scale + 4 * row * (w.lg ? w.k >> w.lg : w.k / w.group);
-  }
-  static __device__ P prmc(const wargs &w, const uint8_t *pr, int c) {
-    return of_word(((const uint32_t *)pr)[w.lg ? (c * 32) >> w.lg : c * 32 / w.group]);
   }
   /* staged parameters (skinny GEMM): the {scale, zero} words of one row over a 128-k stage */
   static __device__ P prm0(const wargs &, int64_t) {
@@ -285,12 +255,6 @@ struct DecF8Raw {
   static __device__ P prm(const wargs &, int64_t, int64_t) {
     return P();
   }
-  static __device__ const uint8_t *prow(const wargs &, int64_t) {
-    return nullptr;
-  }
-  static __device__ P prmc(const wargs &, const uint8_t *, int) {
-    return P();
-  }
   static __device__ P prm0(const wargs &, int64_t) {
     return P();
   }
@@ -329,14 +293,6 @@ struct DecMX8 {
   static __device__ P prm(const wargs &w, int64_t row, int64_t c) {
     P p;
     p.s = aoq_e8m0_to_f32(((const uint8_t *)w.scale)[row * (w.k / 32) + c / 2]);
-    return p;
-  }
-  static __device__ const uint8_t *prow(const wargs &w, int64_t row) {
-    return (const uint8_t *)w.scale + row * (w.k / 32);
-  }
-  static __device__ P prmc(const wargs &, const uint8_t *pr, int c) {
-    P p;
-    p.s = aoq_e8m0_to_f32(pr[c >> 1]);
     return p;
   }
   /* staged: the aligned word holding the row's two e8m0 bytes of a 64-k stage (k % 64 == 0, so
@@ -395,21 +351,6 @@ struct DecFP4 {
     } else {
       p.s0 = aoq_e4m3_to_f32(sc[row * (w.k / 16) + 2 * c]);
       p.s1 = aoq_e4m3_to_f32(sc[row * (w.k / 16) + 2 * c + 1]);
-    }
-    p.pts = KIND == AOQ_FMT_NVFP4WO ? *(const float *)w.aux : 1.0f;
-    return p;
-  }
-  static __device__ const uint8_t *prow(const wargs &w, int64_t row) {
-    return (const uint8_t *)w.scale + row * (KIND == AOQ_FMT_MXFP4 ? w.k / 32 : w.k / 16);
-  }
-  static __device__ P prmc(const wargs &w, const uint8_t *pr, int c) {
-    P p;
-    if (KIND == AOQ_FMT_MXFP4) {
-      p.s0 = p.s1 = aoq_e8m0_to_f32(pr[c]);
-    } else { /* the two e4m3 block scales of the chunk: one aligned 2-byte load (k % 32 == 0) */
-      const uint32_t two = ((const uint16_t *)pr)[c];
-      p.s0 = aoq_e4m3_to_f32((uint8_t)two);
-      p.s1 = aoq_e4m3_to_f32((uint8_t)(two >> 8));
     }
     p.pts = KIND == AOQ_FMT_NVFP4WO ? *(const float *)w.aux : 1.0f;
     return p;
@@ -657,19 +598,6 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
   if (const char *ev = getenv("AOQ_SKINNY")) {
     if (sscanf(ev, "%d,%d,%d", &sk_on, &sk_min, &a.pf) >= 1 && sk_on == 0) sk_min = 65;
   }
-  /* AOQ_GEMV (diagnosis) picks the mma GEMV variant at m <= 8 for every format: "db" the
-   * rotating registers, "step" the step-wise loads, "post" the step-wise loads issued after the
-   * PDL wait instead of before it (default: linear_gemv.h's db_first) */
-  static int gemv_mode = -1;
-  if (gemv_mode < 0) {
-    const char *gv = getenv("AOQ_GEMV");
-    gemv_mode = !gv                   ? 0
-                : !strcmp(gv, "post") ? 4 | 16
-                : !strcmp(gv, "db")   ? 8
-                : !strcmp(gv, "step") ? 16
-                                      : 0;
-  }
-  a.pf |= gemv_mode;
   const bool gemv8 = w->kind == AOQ_FMT_INT8WO || w->kind == AOQ_FMT_FP8WO ||
                      w->kind == AOQ_FMT_FP8DQ || w->kind == AOQ_FMT_FP8DQ_ROW;
   if (sk_min <= 0) sk_min = b4 ? SK_MIN_M : gemv8 ? 65 : 33;
