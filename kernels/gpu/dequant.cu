@@ -162,6 +162,18 @@ extern "C" int aoq_gk_dequant_rows(const aoq_qweight *w, int64_t r0, int64_t row
  * per thread (no per-element division). */
 #define EPI_THREADS 256
 
+/* the 4 bf16 outputs o of a row at p: one 8-byte store where vec, else the first `left` */
+static __device__ __forceinline__ void store4(uint16_t *p, const uint16_t o[4], bool vec,
+                                              int64_t left) {
+  if (vec) {
+    *(uint2 *)p = make_uint2(o[0] | (uint32_t)o[1] << 16, o[2] | (uint32_t)o[3] << 16);
+  } else {
+#pragma unroll
+    for (int q = 0; q < 4; q++)
+      if (q < left) p[q] = o[q];
+  }
+}
+
 /* fp8dq(-row): y[i, r0 + j] = bf16(c[j + i * rows] * x_s * w_s), c the GEMM's fp32 sums in
  * column-major [rows, m] (linear.cu's order: acc * xs[i] * ws[row], or acc * (xt * ws[0])) */
 __global__ void __launch_bounds__(EPI_THREADS)
@@ -188,14 +200,7 @@ __global__ void __launch_bounds__(EPI_THREADS)
 #pragma unroll
     for (int q = 0; q < 4; q++)
       o[q] = aoq_f32_to_bf16(per_tensor ? acc[q] * a : acc[q] * a * ws4[q]);
-    uint16_t *p = y + i * n + r0 + j0;
-    if (vec) {
-      *(uint2 *)p = make_uint2(o[0] | (uint32_t)o[1] << 16, o[2] | (uint32_t)o[3] << 16);
-    } else {
-#pragma unroll
-      for (int q = 0; q < 4; q++)
-        if (j0 + q < rows) p[q] = o[q];
-    }
+    store4(y + i * n + r0 + j0, o, vec, rows - j0);
   }
 }
 
@@ -256,14 +261,7 @@ __global__ void __launch_bounds__(EPI_THREADS)
     uint16_t o[4];
 #pragma unroll
     for (int q = 0; q < 4; q++) o[q] = aoq_f32_to_bf16(aoq_round_bf16((float)acc[q] * a) * ws4[q]);
-    uint16_t *p = y + i * n + r0 + j0;
-    if (yvec) {
-      *(uint2 *)p = make_uint2(o[0] | (uint32_t)o[1] << 16, o[2] | (uint32_t)o[3] << 16);
-    } else {
-#pragma unroll
-      for (int q = 0; q < 4; q++)
-        if (j0 + q < rows) p[q] = o[q];
-    }
+    store4(y + i * n + r0 + j0, o, yvec, rows - j0);
   }
 }
 

@@ -53,24 +53,17 @@ static __device__ __forceinline__ uint32_t word(const uint4 &r, int i) {
   return i == 0 ? r.x : i == 1 ? r.y : i == 2 ? r.z : r.w;
 }
 
-/* (a & m) | o in one instruction: nvcc splits the C form into two LOP3s (SASS of v7) */
-static __device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t m, uint32_t o) {
+/* One LOP3 for a 3-input logic function where nvcc splits the C form into two (SASS, session 4):
+ * LUT 0xEA = (a & b) | c, 0xF8 = a | (b & c). */
+template <unsigned LUT>
+static __device__ __forceinline__ uint32_t lop3(uint32_t a, uint32_t b, uint32_t c) {
+  static_assert(LUT == 0xEA || LUT == 0xF8, "lop3: add the C form of this LUT");
 #if defined(__CUDA_ARCH__) && !defined(__HIPCC__)
   uint32_t r;
-  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(a), "r"(m), "r"(o));
+  asm("lop3.b32 %0, %1, %2, %3, %4;" : "=r"(r) : "r"(a), "r"(b), "r"(c), "n"(LUT));
   return r;
 #else
-  return (a & m) | o;
-#endif
-}
-/* a | (b & m) in one instruction */
-static __device__ __forceinline__ uint32_t or_and(uint32_t a, uint32_t b, uint32_t m) {
-#if defined(__CUDA_ARCH__) && !defined(__HIPCC__)
-  uint32_t r;
-  asm("lop3.b32 %0, %1, %2, %3, 0xF8;" : "=r"(r) : "r"(a), "r"(b), "r"(m));
-  return r;
-#else
-  return a | (b & m);
+  return LUT == 0xEA ? (a & b) | c : a | (b & c);
 #endif
 }
 
@@ -238,7 +231,7 @@ struct DecI4 {
     aoq_bf162 k136 = *(const aoq_bf162 *)&c136;
 #pragma unroll
     for (int j = 0; j < 4; j++) {
-      uint32_t v = and_or(wd >> (4 * j), 0x000f000fu, 0x43004300u);
+      uint32_t v = lop3<0xEA>(wd >> (4 * j), 0x000f000fu, 0x43004300u);
       aoq_bf162 d = __hadd2_rn(__hmul2_rn(__hsub2_rn(*(aoq_bf162 *)&v, k136), p.s), p.z);
       o[j] = *(uint32_t *)&d;
     }
@@ -407,7 +400,7 @@ struct DecFP4 {
       /* nibble j's magnitude to bits 6..8 and its sign to bit 15 (of both halves): 2 shifts and
        * 2 LOP3 (the same bits as ((t << 6) & M) | ((t << 12) & S) with t = wd >> 4j) */
       const uint32_t mg = j < 2 ? wd << (6 - 4 * j) : wd >> (4 * j - 6);
-      uint32_t v = or_and(mg & 0x01c001c0u, wd << (12 - 4 * j), 0x80008000u);
+      uint32_t v = lop3<0xF8>(mg & 0x01c001c0u, wd << (12 - 4 * j), 0x80008000u);
       aoq_bf162 d = __hmul2_rn(__hmul2_rn(*(aoq_bf162 *)&v, k126), s2);
       uint32_t u = *(uint32_t *)&d;
       if (KIND == AOQ_FMT_NVFP4WO) u = pack_bf2(bf_lo(u) * p.pts, bf_hi(u) * p.pts);

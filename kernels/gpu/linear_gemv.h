@@ -246,11 +246,27 @@ struct fma_first<DecI8> {
   enum { v = 1 };
 };
 
+/* At m = 2 the FMA GEMV (bf16 / int8wo) is taken for n >= this, the mma GEMV below it: on the
+ * 8B shapes at m = 2 the mma GEMV was faster for o and down (n = 4096; bf16 down 49.7 -> 44.5 us,
+ * int8wo 29.7 -> 25.0) and the decode step at batch 2 too (bf16 6.29 -> 6.05 ms, int8wo 4.14 ->
+ * 3.90). At m = 1 the mma GEMV was also faster in isolation (bf16 down 48.6 -> 44.5 us) but the
+ * batch-1 step was not (bf16 5.77 -> 5.87 ms), so m = 1 stays on the FMA GEMV (docs/cuda.md,
+ * session 4). AOQ_GEMV_FMA_MIN_N overrides the bound (0: the FMA GEMV at m = 2 everywhere). */
+static int64_t fma_min_n() {
+  static int64_t v = -1;
+  if (v < 0) {
+    const char *e = getenv("AOQ_GEMV_FMA_MIN_N");
+    v = e ? atoll(e) : 4097;
+  }
+  return v;
+}
+
 template <class D>
 static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
   if constexpr (fma_first<D>::v) {
     if (m == 1 && !aoq_gk_batch_invariant()) return launch_mr<D, 1, 1>(w, x, y, m, st);
-    if (m == 2 && !aoq_gk_batch_invariant()) return launch_mr<D, 2, 2>(w, x, y, m, st);
+    if (m == 2 && !aoq_gk_batch_invariant() && w.n >= fma_min_n())
+      return launch_mr<D, 2, 2>(w, x, y, m, st);
   }
   if (m <= 8) return launch_nt<D, 1>(w, x, y, m, st);
   if (m <= 16) return launch_nt<D, 2>(w, x, y, m, st);
