@@ -162,6 +162,19 @@ extern "C" int aoq_gk_dequant_rows(const aoq_qweight *w, int64_t r0, int64_t row
  * per thread (no per-element division). */
 #define EPI_THREADS 256
 
+/* 4 sums of a row at p (fp32 or int32): one 16-byte load where vec, else the first `left` and
+ * zeros */
+template <class T>
+static __device__ __forceinline__ void load4(const T *p, bool vec, int64_t left, T acc[4]) {
+  if (vec) {
+    const uint4 v = *(const uint4 *)p;
+    memcpy(acc, &v, 16);
+  } else {
+#pragma unroll
+    for (int q = 0; q < 4; q++) acc[q] = q < left ? p[q] : T(0);
+  }
+}
+
 /* the 4 bf16 outputs o of a row at p: one 8-byte store where vec, else the first `left` */
 static __device__ __forceinline__ void store4(uint16_t *p, const uint16_t o[4], bool vec,
                                               int64_t left) {
@@ -189,13 +202,7 @@ __global__ void __launch_bounds__(EPI_THREADS)
   for (int64_t i = blockIdx.y; i < m; i += gridDim.y) {
     const float a = per_tensor ? xt[0] * wsc[0] : xs[i];
     float acc[4];
-    if (vec) {
-      float4 v = *(const float4 *)(c + i * rows + j0);
-      acc[0] = v.x, acc[1] = v.y, acc[2] = v.z, acc[3] = v.w;
-    } else {
-#pragma unroll
-      for (int q = 0; q < 4; q++) acc[q] = j0 + q < rows ? c[i * rows + j0 + q] : 0.0f;
-    }
+    load4(c + i * rows + j0, vec, rows - j0, acc);
     uint16_t o[4];
 #pragma unroll
     for (int q = 0; q < 4; q++)
@@ -251,13 +258,7 @@ __global__ void __launch_bounds__(EPI_THREADS)
   for (int64_t i = blockIdx.y; i < m; i += gridDim.y) {
     const float a = xs[i];
     int32_t acc[4];
-    if (cvec) {
-      int4 v = *(const int4 *)(c + i * ldc + j0);
-      acc[0] = v.x, acc[1] = v.y, acc[2] = v.z, acc[3] = v.w;
-    } else {
-#pragma unroll
-      for (int q = 0; q < 4; q++) acc[q] = j0 + q < rows ? c[i * ldc + j0 + q] : 0;
-    }
+    load4(c + i * ldc + j0, cvec, rows - j0, acc);
     uint16_t o[4];
 #pragma unroll
     for (int q = 0; q < 4; q++) o[q] = aoq_f32_to_bf16(aoq_round_bf16((float)acc[q] * a) * ws4[q]);
