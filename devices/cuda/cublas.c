@@ -181,6 +181,20 @@ const char *aoq_cublas_describe(const aoq_cublas *h) {
   return h ? h->desc : "own kernels";
 }
 
+/* Column-major: Y^T[rows, m] (ldy) = W[rows, k] (W^T stored k x rows) @ X^T[k, m], both operands
+ * of type ab, on the caller's stream, under the handle's lock. Returns cuBLAS's status. */
+static blas_status gemm_tn(aoq_cublas *h, int64_t rows, int64_t m, int64_t k, const void *alpha,
+                           const void *w, const void *x, int ab, const void *beta, void *y, int yt,
+                           int64_t ldy, int compute, void *stream) {
+  pthread_mutex_lock(&h->mu);
+  blas_status s = h->set_stream(h->h, (cudaStream_t)stream);
+  if (!s)
+    s = h->gemm_ex(h->h, BLAS_OP_T, BLAS_OP_N, (int)rows, (int)m, (int)k, alpha, w, ab, (int)k, x,
+                   ab, (int)k, beta, y, yt, (int)ldy, compute, BLAS_GEMM_DEFAULT);
+  pthread_mutex_unlock(&h->mu);
+  return s;
+}
+
 aoq_status aoq_cublas_gemm_bf16(aoq_cublas *h, const void *w, const void *x, void *y, int64_t rows,
                                 int64_t m, int64_t k, int64_t ldy, bool y_f32, void *stream) {
   if (!h || !w || !x || !y) return aoq_err(AOQ_EINVAL, "cublas gemm: NULL argument");
@@ -189,14 +203,8 @@ aoq_status aoq_cublas_gemm_bf16(aoq_cublas *h, const void *w, const void *x, voi
     return aoq_err(AOQ_EINVAL, "cublas gemm: %lld x %lld x %lld (ld %lld)", (long long)m,
                    (long long)rows, (long long)k, (long long)ldy);
   const float one = 1.0f, zero = 0.0f;
-  pthread_mutex_lock(&h->mu);
-  blas_status s = h->set_stream(h->h, (cudaStream_t)stream);
-  /* column-major: Y^T[rows, m] = W[rows, k] (W^T stored k x rows) @ X^T[k, m] */
-  if (!s)
-    s = h->gemm_ex(h->h, BLAS_OP_T, BLAS_OP_N, (int)rows, (int)m, (int)k, &one, w, BLAS_R_16BF,
-                   (int)k, x, BLAS_R_16BF, (int)k, &zero, y, y_f32 ? BLAS_R_32F : BLAS_R_16BF,
-                   (int)ldy, BLAS_COMPUTE_32F, BLAS_GEMM_DEFAULT);
-  pthread_mutex_unlock(&h->mu);
+  blas_status s = gemm_tn(h, rows, m, k, &one, w, x, BLAS_R_16BF, &zero, y,
+                          y_f32 ? BLAS_R_32F : BLAS_R_16BF, ldy, BLAS_COMPUTE_32F, stream);
   if (s) return blas_err(s, "gemm");
   return AOQ_OK;
 }
@@ -208,14 +216,8 @@ aoq_status aoq_cublas_gemm_bf16(aoq_cublas *h, const void *w, const void *x, voi
 static blas_status gemm_i8(aoq_cublas *h, const void *w, const void *x, int32_t *c, int64_t rows,
                            int64_t m, int64_t k, int64_t ldc, void *stream) {
   const int32_t one = 1, zero = 0;
-  pthread_mutex_lock(&h->mu);
-  blas_status s = h->set_stream(h->h, (cudaStream_t)stream);
-  if (!s)
-    s = h->gemm_ex(h->h, BLAS_OP_T, BLAS_OP_N, (int)rows, (int)m, (int)k, &one, w, BLAS_R_8I,
-                   (int)k, x, BLAS_R_8I, (int)k, &zero, c, BLAS_R_32I, (int)ldc, BLAS_COMPUTE_32I,
-                   BLAS_GEMM_DEFAULT);
-  pthread_mutex_unlock(&h->mu);
-  return s;
+  return gemm_tn(h, rows, m, k, &one, w, x, BLAS_R_8I, &zero, c, BLAS_R_32I, ldc, BLAS_COMPUTE_32I,
+                 stream);
 }
 
 /* ---- the linear ---- */
@@ -247,6 +249,22 @@ typedef struct plan {
   int64_t chunk;    /* weight rows per GEMM */
 } plan;
 
+/* The chunk region of n weight rows of per_row bytes each: the whole weight where it fits the
+ * budget, else the budget, never under 64 rows (or n); rows counted in 16s where pad16. Sets
+ * *chunk, the weight rows per GEMM (whole 64-row tiles unless that is all of n). */
+static size_t chunk_of(const aoq_cublas *h, int64_t n, size_t per_row, bool pad, int64_t *chunk) {
+  const int64_t min_rows = n < 64 ? n : 64;
+  const size_t whole = (size_t)(pad ? pad16(n) : n) * per_row;
+  const size_t floor = (size_t)(pad ? pad16(min_rows) : min_rows) * per_row;
+  size_t part = whole > h->budget ? h->budget : whole;
+  if (part < floor) part = floor;
+  int64_t c = (int64_t)(part / per_row);
+  if (c < n) c &= ~(int64_t)63; /* whole 64-row tiles per GEMM */
+  if (c < min_rows) c = min_rows;
+  *chunk = c > n ? n : c;
+  return part;
+}
+
 static void plan_of(const aoq_cublas *h, const aoq_qweight *w, int64_t m, plan *p) {
   size_t off;
   p->act = is_dynamic(w->kind) ? al256(aoq_gk_act_layout(m, w->k, &off)) : 0;
@@ -256,30 +274,13 @@ static void plan_of(const aoq_cublas *h, const aoq_qweight *w, int64_t m, plan *
   }
   if (w->kind == AOQ_FMT_INT8DQ) { /* no decoded copy: W is the GEMM's operand as it is */
     const size_t per_row = (size_t)pad16(m) * 4;
-    const int64_t min_rows = w->n < 64 ? w->n : 64;
-    size_t part = (size_t)pad16(w->n) * per_row;
-    if (part > h->budget) part = h->budget;
-    if (part < (size_t)pad16(min_rows) * per_row) part = (size_t)pad16(min_rows) * per_row;
-    int64_t chunk = (int64_t)(part / per_row);
-    if (chunk < w->n) chunk &= ~(int64_t)63;
-    if (chunk < min_rows) chunk = min_rows;
-    if (chunk > w->n) chunk = w->n;
+    const size_t part = chunk_of(h, w->n, per_row, true, &p->chunk);
     /* pad16(chunk) may pass part / per_row by 15 rows; then the 16-row tail copy (linear_i8) */
     p->part = part + 16 * per_row + 256 + al256((size_t)w->k * 16) + 256;
-    p->chunk = chunk;
     return;
   }
   const size_t per_row = (size_t)w->k * 2 + (sums_f32(w->kind) ? (size_t)m * 4 : 0);
-  const int64_t min_rows = w->n < 64 ? w->n : 64;
-  size_t part = (size_t)w->n * per_row;
-  if (part > h->budget) part = h->budget;
-  if (part < (size_t)min_rows * per_row) part = (size_t)min_rows * per_row;
-  int64_t chunk = (int64_t)(part / per_row);
-  if (chunk < w->n) chunk &= ~(int64_t)63; /* whole 64-row tiles per GEMM */
-  if (chunk < min_rows) chunk = min_rows;
-  if (chunk > w->n) chunk = w->n;
-  p->part = part + 512; /* the two regions' 256-byte alignment */
-  p->chunk = chunk;
+  p->part = chunk_of(h, w->n, per_row, false, &p->chunk) + 512; /* two regions' alignment */
 }
 
 bool aoq_cublas_linear_wants(const aoq_cublas *h, const aoq_qweight *w, int64_t m) {
