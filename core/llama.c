@@ -162,13 +162,16 @@ static aoq_status forward(aoq_model *m, const meta_view *dv, int64_t T, int n, i
    * projections is folded into the next rmsnorm, and the q|k|v split, both ropes and the
    * kv_store into one kernel (same bits either way). */
   const bool fused = aoq_device_has(d, AOQ_CAP_FUSED);
+  const unsigned ab_ = m->ablate; /* 0 except in `aoq-bench decode --ablate` */
   if (fused)
     AOQ_TRY(aoq_dev_add_rmsnorm(d, m->x, NULL, m->norm_attn[0], m->xn, T, H, c->rms_eps, bf, s));
   for (int l = 0; l < c->n_layers; l++) {
     const aoq_qweight *lw = &w->lin[l * AOQ_LIN_PER_LAYER];
-    if (!fused) AOQ_TRY(aoq_dev_rmsnorm(d, m->x, m->norm_attn[l], m->xn, T, H, c->rms_eps, bf, s));
+    if (!fused && !(ab_ & AOQ_ABLATE_NORM))
+      AOQ_TRY(aoq_dev_rmsnorm(d, m->x, m->norm_attn[l], m->xn, T, H, c->rms_eps, bf, s));
     AOQ_TRY(aoq_dev_linear(d, &lw[AOQ_LIN_QKV], m->xn, m->qkv, T, bf, w->ws, s));
-    if (fused) {
+    if (ab_ & AOQ_ABLATE_ROPE) {
+    } else if (fused) {
       AOQ_TRY(aoq_dev_qkv_rope_store(d, &m->kv[l], m->qkv, q, dv->pos, dv->slots, T, (int)nh,
                                      &c->rope, bf, s));
     } else {
@@ -179,18 +182,21 @@ static aoq_status forward(aoq_model *m, const meta_view *dv, int64_t T, int n, i
       AOQ_TRY(aoq_dev_rope(d, k, dv->pos, T, (int)nkv, (int)hd, nkv * hd, &c->rope, bf, s));
       AOQ_TRY(aoq_dev_kv_store(d, &m->kv[l], k, v, dv->slots, T, bf, s));
     }
-    AOQ_TRY(aoq_dev_attention(d, &m->kv[l], &ab, q, m->attn, T, (int)nh, scale, bf, m->ws_attn, s));
+    if (!(ab_ & AOQ_ABLATE_ATTN))
+      AOQ_TRY(aoq_dev_attention(d, &m->kv[l], &ab, q, m->attn, T, (int)nh, scale, bf, m->ws_attn, s));
     AOQ_TRY(aoq_dev_linear(d, &lw[AOQ_LIN_O], m->attn, m->tmp, T, bf, w->ws, s));
-    if (fused) {
+    if (ab_ & AOQ_ABLATE_NORM) {
+    } else if (fused) {
       AOQ_TRY(aoq_dev_add_rmsnorm(d, m->x, m->tmp, m->norm_mlp[l], m->xn, T, H, c->rms_eps, bf, s));
     } else {
       AOQ_TRY(aoq_dev_add(d, m->x, m->tmp, m->x, T * H, bf, s));
       AOQ_TRY(aoq_dev_rmsnorm(d, m->x, m->norm_mlp[l], m->xn, T, H, c->rms_eps, bf, s));
     }
     AOQ_TRY(aoq_dev_linear(d, &lw[AOQ_LIN_GATE_UP], m->xn, m->gu, T, bf, w->ws, s));
-    AOQ_TRY(aoq_dev_silu_mul(d, m->gu, m->act, T, I, bf, s));
+    if (!(ab_ & AOQ_ABLATE_SILU)) AOQ_TRY(aoq_dev_silu_mul(d, m->gu, m->act, T, I, bf, s));
     AOQ_TRY(aoq_dev_linear(d, &lw[AOQ_LIN_DOWN], m->act, m->tmp, T, bf, w->ws, s));
-    if (fused && l + 1 < c->n_layers)
+    if ((ab_ & AOQ_ABLATE_NORM) && l + 1 < c->n_layers) {
+    } else if (fused && l + 1 < c->n_layers)
       AOQ_TRY(aoq_dev_add_rmsnorm(d, m->x, m->tmp, m->norm_attn[l + 1], m->xn, T, H, c->rms_eps, bf,
                                   s));
     else

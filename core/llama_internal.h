@@ -103,6 +103,7 @@ struct aoq_model {
 
   aoq_decode_graph graphs[AOQ_GRAPH_BUCKETS][AOQ_GRAPH_CTX_CLASSES];
   bool use_graphs, no_graphs;
+  unsigned ablate; /* AOQ_ABLATE_* (core/model.h): benchmarks' timing-only ablation */
   bool graph_ctx_classes; /* graphs per context class (else one, planned for the longest) */
 };
 

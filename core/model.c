@@ -418,6 +418,7 @@ aoq_status aoq_model_load(aoq_device *d, const aoq_model_opts *o, aoq_model **ou
   m->seed = o->seed;
   m->progress = o->progress, m->progress_ctx = o->progress_ctx;
   m->no_graphs = o->no_graphs;
+  m->ablate = o->ablate;
   m->max_seqs = o->max_seqs > 0 ? o->max_seqs : 64;
   m->max_tokens = o->max_batch_tokens > 0 ? o->max_batch_tokens : 512;
   if (m->max_tokens < m->max_seqs) m->max_tokens = m->max_seqs;

@@ -42,7 +42,17 @@ typedef struct aoq_model_opts {
   void (*progress)(void *ctx, const char *stage, int done, int total); /* or NULL */
   void *progress_ctx;
   bool no_graphs;        /* never capture decode graphs, even with AOQ_CAP_GRAPHS (benchmarks) */
+  unsigned ablate;       /* benchmarks only, 0 elsewhere: AOQ_ABLATE_* kernels left out of every
+                          * step. The outputs are then wrong; the step time tells what those
+                          * kernels cost (the most a fusion of them could save). */
 } aoq_model_opts;
+
+enum {
+  AOQ_ABLATE_SILU = 1 << 0, /* silu_mul */
+  AOQ_ABLATE_NORM = 1 << 1, /* the layers' add_rmsnorm (fused ops) / add + rmsnorm */
+  AOQ_ABLATE_ATTN = 1 << 2, /* attention */
+  AOQ_ABLATE_ROPE = 1 << 3, /* qkv_rope_store (fused ops) / split, ropes and kv_store */
+};
 
 typedef struct aoq_model aoq_model;
 

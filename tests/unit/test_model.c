@@ -107,6 +107,33 @@ static void test_synthetic_weights_are_deterministic(void **state) {
   aoq_model_free(a), aoq_model_free(b), aoq_model_free(c);
 }
 
+/* aoq-bench decode --ablate: each AOQ_ABLATE_* bit leaves its kernels out of the step (the step
+ * still runs; the logits change), 0 leaves the model as it was. */
+static void test_ablation_leaves_out_kernels(void **state) {
+  (void)state;
+  const int32_t tok[] = {256, 72, 101, 108, 108, 111};
+  aoq_model *a = load_tiny(7, NULL, 0);
+  int vocab = aoq_model_info_get(a)->cfg.vocab_size;
+  float *la = run_prompt(a, tok, 6);
+  const unsigned bits[] = {0, AOQ_ABLATE_SILU, AOQ_ABLATE_NORM, AOQ_ABLATE_ATTN, AOQ_ABLATE_ROPE,
+                           AOQ_ABLATE_SILU | AOQ_ABLATE_NORM | AOQ_ABLATE_ATTN | AOQ_ABLATE_ROPE};
+  for (size_t i = 0; i < sizeof bits / sizeof bits[0]; i++) {
+    aoq_model_opts o = {.model = "tiny", .synthetic = true, .seed = 7, .kv_pages = 0,
+                        .max_seqs = 8, .max_batch_tokens = 64, .ablate = bits[i]};
+    aoq_model *b = NULL;
+    assert_int_equal(aoq_model_load(dev, &o, &b), AOQ_OK);
+    float *lb = run_prompt(b, tok, 6);
+    if (bits[i] == 0)
+      assert_memory_equal(la, lb, sizeof(float) * (size_t)vocab);
+    else if (!memcmp(la, lb, sizeof(float) * (size_t)vocab))
+      fail_msg("ablate 0x%x: the logits did not change", bits[i]);
+    free(lb);
+    aoq_model_free(b);
+  }
+  free(la);
+  aoq_model_free(a);
+}
+
 /* A sequence's logits are bit-identical whether it runs alone or batched with others (prefill
  * chunks and decode tokens of other sequences in the same step). */
 static void test_batching_does_not_change_a_sequence(void **state) {
@@ -606,6 +633,7 @@ int main(void) {
       cmocka_unit_test(test_overrides_pick_formats_per_layer),
       cmocka_unit_test(test_parallel_quantize_is_bit_exact),
       cmocka_unit_test(test_quantized_weight_cache),
+      cmocka_unit_test(test_ablation_leaves_out_kernels),
   };
   return cmocka_run_group_tests(tests, grp_setup, grp_teardown);
 }

@@ -25,10 +25,37 @@ static void usage(FILE *f) {
           "usage: aoq-bench decode --model tiny|llama3.1-8b|DIR [--synthetic] [--config CFG]\n"
           "                        [--batch B[,B...]] [--tokens T] [--prompt P] [--device D]\n"
           "                        [--graph on|off|both] [--no-graph] [--host-logits] [--seed S]\n"
+          "                        [--ablate silu,norm,attn,rope]\n"
           "  Defaults: --config bf16 --batch 1 --tokens 64 --prompt 16 --device auto --graph on.\n"
           "  One load serves every batch size and graph mode listed.\n"
           "  --plot FILE.svg with --batch 1,2,4,8: one run per batch size, decode tok/s vs batch\n"
-          "  drawn by gnuplot.\n");
+          "  drawn by gnuplot.\n"
+          "  --ablate: the steps leave out those kernels (silu_mul; the layers' add_rmsnorm;\n"
+          "  attention; qkv_rope_store): the outputs are wrong, the step time says what those\n"
+          "  kernels cost in the step, i.e. the most fusing them away could save.\n");
+}
+
+/* "silu,norm,attn,rope" (any subset) -> AOQ_ABLATE_* bits; nonzero on a bad name */
+static int parse_ablate(const char *s, unsigned *out) {
+  static const struct {
+    const char *name;
+    unsigned bit;
+  } ops[] = {{"silu", AOQ_ABLATE_SILU},
+             {"norm", AOQ_ABLATE_NORM},
+             {"attn", AOQ_ABLATE_ATTN},
+             {"rope", AOQ_ABLATE_ROPE}};
+  *out = 0;
+  while (*s) {
+    size_t n = strcspn(s, ",");
+    unsigned bit = 0;
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+      if (n == strlen(ops[i].name) && !strncmp(s, ops[i].name, n)) bit = ops[i].bit;
+    if (!bit) return 1;
+    *out |= bit;
+    s += n;
+    if (*s == ',') s++;
+  }
+  return 0;
 }
 
 static uint64_t free_mem(aoq_device *d) {
@@ -114,13 +141,14 @@ int aoq_bench_decode(int argc, char **argv) {
   const char *model = NULL, *config = "bf16", *device = "auto", *batch_s = "1", *graph = "on";
   int64_t tokens = 64, prompt = 16, seed = 0, batches[16];
   bool synthetic = false, host_logits = false, no_graph = false;
+  const char *ablate_s = NULL;
   const aoq_bench_opt opts[] = {
       {"model", AOQ_OPT_STR, &model},          {"config", AOQ_OPT_STR, &config},
       {"device", AOQ_OPT_STR, &device},        {"batch", AOQ_OPT_STR, &batch_s},
       {"graph", AOQ_OPT_STR, &graph},          {"tokens", AOQ_OPT_I64, &tokens},
       {"prompt", AOQ_OPT_I64, &prompt},        {"seed", AOQ_OPT_I64, &seed},
       {"synthetic", AOQ_OPT_FLAG, &synthetic}, {"host-logits", AOQ_OPT_FLAG, &host_logits},
-      {"no-graph", AOQ_OPT_FLAG, &no_graph},
+      {"no-graph", AOQ_OPT_FLAG, &no_graph},   {"ablate", AOQ_OPT_STR, &ablate_s},
   };
   int pr = AOQ_BENCH_PARSE(argc, argv, opts, usage);
   if (pr) return pr == 1 ? 0 : 2;
@@ -134,6 +162,13 @@ int aoq_bench_decode(int argc, char **argv) {
             "1 <= prompt <= 512, --graph on|off|both\n");
     return 2;
   }
+  unsigned ablate = 0;
+  if (ablate_s && parse_ablate(ablate_s, &ablate)) {
+    fprintf(stderr, "aoq-bench decode: --ablate takes a comma list of silu, norm, attn, rope\n");
+    return 2;
+  }
+  if (ablate)
+    printf("ablate: %s (kernels left out: outputs are wrong, timing only)\n", ablate_s);
   int64_t batch = 1;
   for (int i = 0; i < nb; i++)
     if (batches[i] > batch) batch = batches[i];
@@ -159,7 +194,8 @@ int aoq_bench_decode(int argc, char **argv) {
                       .max_seqs = (int)batch,
                       .max_batch_tokens = (int)(batch * prompt > 512 ? batch * prompt : 512),
                       .kv_pages = (int)(batch * ((total + 15) / 16)),
-                      .no_graphs = !g_on};
+                      .no_graphs = !g_on,
+                      .ablate = ablate};
   if ((s = aoq_model_load(d, &o, &m))) {
     fprintf(stderr, "aoq-bench decode: load: %s: %s\n", aoq_strerror(s), aoq_last_error());
     goto out;
@@ -237,14 +273,14 @@ int aoq_bench_decode(int argc, char **argv) {
       printf(
           "row: %s batch=%lld graph=%s tok_s=%.1f step_ms=%.3f gbps=%.1f of_copy=%.3f "
           "peak_mib=%.0f weight_mib=%.0f peak_nokv_mib=%.0f budget_mib=%.0f load_s=%.2f "
-          "prefill_tok_s=%.1f\n",
+          "prefill_tok_s=%.1f%s%s\n",
           info->format, (long long)b,
           used ? "on"
           : on ? "unsupported"
                : "off",
           r.tok_s, r.step_ms, r.gbps, copy > 0 ? r.gbps / copy : 0, peak / 1048576.0,
           (double)info->weight_bytes / 1048576.0, (peak - kv) / 1048576.0, budget / 1048576.0,
-          info->load_seconds, r.prefill_tok_s);
+          info->load_seconds, r.prefill_tok_s, ablate ? " ablate=" : "", ablate ? ablate_s : "");
       fflush(stdout);
     }
   }
