@@ -146,7 +146,7 @@ static aoq_status forward(aoq_model *m, const meta_view *dv, int64_t T, int n, i
   aoq_stream *s = m->stream;
   const aoq_dtype bf = AOQ_DTYPE_BF16;
   int64_t H = c->hidden_size, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads;
-  int64_t N = qkv_rows(c), I = c->intermediate_size;
+  int64_t N = qkv_rows(c);
   aoq_model_weights *w = m->w;
   uint16_t *q = m->qkvg, *k = q + T * nh * hd, *v = k + T * nkv * hd;
   aoq_attn_batch ab = {.row_seq = dv->rowseq,
@@ -192,8 +192,10 @@ static aoq_status forward(aoq_model *m, const meta_view *dv, int64_t T, int n, i
       AOQ_TRY(aoq_dev_add(d, m->x, m->tmp, m->x, T * H, bf, s));
       AOQ_TRY(aoq_dev_rmsnorm(d, m->x, m->norm_mlp[l], m->xn, T, H, c->rms_eps, bf, s));
     }
-    AOQ_TRY(aoq_dev_linear(d, &lw[AOQ_LIN_GATE_UP], m->xn, m->gu, T, bf, w->ws, s));
-    if (!(ab_ & AOQ_ABLATE_SILU)) AOQ_TRY(aoq_dev_silu_mul(d, m->gu, m->act, T, I, bf, s));
+    if (ab_ & AOQ_ABLATE_SILU) /* the gate | up projection alone */
+      AOQ_TRY(aoq_dev_linear(d, &lw[AOQ_LIN_GATE_UP], m->xn, m->gu, T, bf, w->ws, s));
+    else /* one kernel where the device fuses silu_mul into the GEMV */
+      AOQ_TRY(aoq_dev_linear_silu_mul(d, &lw[AOQ_LIN_GATE_UP], m->xn, m->gu, m->act, T, bf, w->ws, s));
     AOQ_TRY(aoq_dev_linear(d, &lw[AOQ_LIN_DOWN], m->act, m->tmp, T, bf, w->ws, s));
     if ((ab_ & AOQ_ABLATE_NORM) && l + 1 < c->n_layers) {
     } else if (fused && l + 1 < c->n_layers)

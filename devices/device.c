@@ -405,6 +405,18 @@ aoq_status aoq_dev_add_rmsnorm(aoq_device *d, void *x, const void *t, const void
   return aoq_dev_rmsnorm(d, x, w, y, m, n, eps, dt, s);
 }
 
+aoq_status aoq_dev_linear_silu_mul(aoq_device *d, const aoq_qweight *w, const void *x, void *gu,
+                                   void *y, int64_t m, aoq_dtype dt, void *ws, aoq_stream *s) {
+  if (!d) return aoq_err(AOQ_EINVAL, "%s: NULL device", __func__);
+  if (!w) return aoq_err(AOQ_EINVAL, "%s: NULL weight", __func__);
+  if (d->iface->linear_silu) {
+    aoq_status st = d->iface->linear_silu(d->ctx, w, x, y, m, dt, ws, s);
+    if (st != AOQ_EUNSUPPORTED) return st;
+  }
+  AOQ_TRY(aoq_dev_linear(d, w, x, gu, m, dt, ws, s));
+  return aoq_dev_silu_mul(d, gu, y, m, w->n / 2, dt, s);
+}
+
 aoq_status aoq_dev_qkv_rope_store(aoq_device *d, const aoq_kv_cache *kv, const void *qkv,
                                   void *q_out, const int32_t *pos, const int32_t *slots, int64_t m,
                                   int n_heads, const aoq_rope *r, aoq_dtype dt, aoq_stream *s) {

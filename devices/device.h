@@ -246,6 +246,11 @@ struct aoq_device_iface {
   aoq_status (*qkv_rope_store)(void *ctx, const aoq_kv_cache *kv, const void *qkv, void *q_out,
                                const int32_t *pos, const int32_t *slots, int64_t m, int n_heads,
                                const aoq_rope *r, aoq_dtype dt, aoq_stream *s);
+  /* y[m, w->n / 2] = silu_mul(linear(w, x)) for w = [gate; up], in one kernel, where the backend
+   * can for this w and m (linear's then silu_mul's bits); AOQ_EUNSUPPORTED, nothing run, where
+   * it cannot. */
+  aoq_status (*linear_silu)(void *ctx, const aoq_qweight *w, const void *x, void *y, int64_t m,
+                            aoq_dtype dt, void *ws, aoq_stream *s);
 };
 
 /* A device handle: interface + backend context. Opaque to everything above devices/. */
@@ -342,6 +347,10 @@ aoq_status aoq_dev_convert(aoq_device *d, const void *src, aoq_dtype sdt, void *
 /* Without AOQ_CAP_FUSED, add_rmsnorm runs add then rmsnorm; qkv_rope_store is AOQ_EUNSUPPORTED. */
 aoq_status aoq_dev_add_rmsnorm(aoq_device *d, void *x, const void *t, const void *w, void *y,
                                int64_t m, int64_t n, float eps, aoq_dtype dt, aoq_stream *s);
+/* y[m, w->n / 2] = silu_mul(linear(w, x)) for w = [gate; up]: one kernel where the backend fuses
+ * them, else linear into gu[m, w->n] then silu_mul (gu: scratch the fused path leaves alone). */
+aoq_status aoq_dev_linear_silu_mul(aoq_device *d, const aoq_qweight *w, const void *x, void *gu,
+                                   void *y, int64_t m, aoq_dtype dt, void *ws, aoq_stream *s);
 aoq_status aoq_dev_qkv_rope_store(aoq_device *d, const aoq_kv_cache *kv, const void *qkv,
                                   void *q_out, const int32_t *pos, const int32_t *slots, int64_t m,
                                   int n_heads, const aoq_rope *r, aoq_dtype dt, aoq_stream *s);

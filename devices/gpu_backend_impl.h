@@ -438,6 +438,21 @@ static aoq_status gpu_linear(void *ctx, const aoq_qweight *w, const void *x, voi
   return AOQ_OK;
 }
 
+/* linear + silu_mul in the gate | up GEMV (linear.cu's aoq_gk_linear_silu); what it does not
+ * take is AOQ_EUNSUPPORTED and aoq_dev_linear_silu_mul runs the two ops. AOQ_LINEAR_SILU=0: never
+ * fused (diagnosis). */
+static aoq_status gpu_linear_silu(void *ctx, const aoq_qweight *w, const void *x, void *y,
+                                  int64_t m, aoq_dtype dt, void *ws, aoq_stream *s) {
+  gpu_ctx *c = ctx;
+  static int off = -1;
+  if (off < 0) off = getenv("AOQ_LINEAR_SILU") && strcmp(getenv("AOQ_LINEAR_SILU"), "0") == 0;
+  if (off || dt != AOQ_DTYPE_BF16 || !w || !x || !y || ((uintptr_t)x & 15) ||
+      !aoq_gk_linear_silu_ok(w, m) || (!ws && aoq_gk_linear_workspace(w, m) > 0))
+    return aoq_err(AOQ_EUNSUPPORTED, AOQ_GPU_VENDOR " linear_silu: not fused here");
+  KL(aoq_gk_linear_silu(w, x, y, m, ws, strm(c, s)), "linear_silu");
+  return AOQ_OK;
+}
+
 /* Device quantization (quantize.cu, quantize_int.cu); serialized on the context's scratch. */
 static aoq_status gpu_quantize(void *ctx, const void *w_src, aoq_qweight *w, aoq_stream *s) {
   gpu_ctx *c = ctx;
@@ -749,6 +764,7 @@ static const struct aoq_device_iface gpu_iface = {
 #ifdef AOQ_GPU_CUDA /* compiled for HIP too, not yet offered there (docs/backends.md) */
     .add_rmsnorm = gpu_add_rmsnorm,
     .qkv_rope_store = gpu_qkv_rope_store,
+    .linear_silu = gpu_linear_silu,
 #endif
 };
 

@@ -51,6 +51,11 @@ size_t aoq_gk_linear_workspace(const aoq_qweight *w, int64_t m);
 /* y[m,n] bf16 = x[m,k] bf16 @ W^T, W in its packed format (devices/device.h, docs/layouts.md). */
 int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *y, int64_t m, void *ws,
                   int num_sms, void *stream);
+/* y[m, n/2] = silu_mul(x @ W^T) for W = [gate; up] (n rows): aoq_gk_linear then aoq_gk_silu_mul,
+ * bit for bit, in one kernel, where aoq_gk_linear_silu_ok (else an error, nothing launched). */
+int aoq_gk_linear_silu_ok(const aoq_qweight *w, int64_t m);
+int aoq_gk_linear_silu(const aoq_qweight *w, const uint16_t *x, uint16_t *y, int64_t m, void *ws,
+                       void *stream);
 
 /* Activation quantization of the dynamic formats (act_quant.cu) into the linear workspace:
  * returns the workspace bytes for m rows of k and the offset of the f32 scales. */

@@ -549,13 +549,9 @@ extern "C" size_t aoq_gk_linear_workspace(const aoq_qweight *w, int64_t m) {
   return aoq_gk_act_layout(m, w->k, &off);
 }
 
-extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *y, int64_t m,
-                             void *ws, int num_sms, void *stream) {
-  (void)num_sms;
-  aoq_gpu_stream_t st = (aoq_gpu_stream_t)stream;
-#ifdef AOQ_HAVE_MMA_BF16
-  if (dec_format(w->kind)) return dec_linear(w, x, y, m, ws, st);
-#endif
+/* The kernel arguments of w; dynamic formats quantize x into ws first (*x then points there). */
+static int prep_args(const aoq_qweight *w, const uint16_t **x, int64_t m, void *ws, void *stream,
+                     wargs *out) {
   wargs a;
   a.q = (const uint8_t *)w->qdata;
   a.scale = w->scale;
@@ -569,15 +565,30 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
   if (is_dynamic(w->kind)) {
     if (!ws) return (int)cudaErrorInvalidValue;
     /* the wide kernels of dequant.cu write act_quant.cu's bytes with 16-byte accesses */
-    int rc = w->k % 32 == 0 && ((uintptr_t)x & 15) == 0 ? aoq_gk_act_quant_rows(w, x, m, ws, stream)
-                                                        : aoq_gk_act_quant(w, x, m, ws, stream);
+    int rc = w->k % 32 == 0 && ((uintptr_t)*x & 15) == 0
+                 ? aoq_gk_act_quant_rows(w, *x, m, ws, stream)
+                 : aoq_gk_act_quant(w, *x, m, ws, stream);
     if (rc) return rc;
     size_t off;
     aoq_gk_act_layout(m, w->k, &off);
-    x = (const uint16_t *)ws;
+    *x = (const uint16_t *)ws;
     a.xs = (const float *)((const char *)ws + off);
     a.xt = a.xs + m;
   }
+  *out = a;
+  return 0;
+}
+
+extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *y, int64_t m,
+                             void *ws, int num_sms, void *stream) {
+  (void)num_sms;
+  aoq_gpu_stream_t st = (aoq_gpu_stream_t)stream;
+#ifdef AOQ_HAVE_MMA_BF16
+  if (dec_format(w->kind)) return dec_linear(w, x, y, m, ws, st);
+#endif
+  wargs a;
+  int prc = prep_args(w, &x, m, ws, stream, &a);
+  if (prc) return prc;
 #ifdef AOQ_HAVE_SKINNY
   /* The skinny GEMM takes the 4-bit formats from m = 9, bf16 and mxfp8 from m = 33, where the
    * decode step / the linears measured faster than with the GEMV (docs/cuda.md, session 3:
@@ -623,4 +634,37 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
     if (rc) return rc;
   }
   return 0;
+}
+
+/* silu_mul fused into the gate | up GEMV where the plain path would run the mma GEMV of one
+ * n-tile (m <= 8; not bf16 / int8wo at m = 1, or m = 2 from AOQ_GEMV_FMA_MIN_N, which take the FMA
+ * GEMV; not batch-invariant): then the fused kernel sums every row as the plain one does. */
+extern "C" int aoq_gk_linear_silu_ok(const aoq_qweight *w, int64_t m) {
+#ifdef AOQ_HAVE_MMA_BF16
+  if (!w || dec_format(w->kind) || m < 1 || m > 8 || w->n < 2 || w->n % 2 || aoq_gk_batch_invariant() ||
+      aoq_gk_linear_check(w))
+    return 0;
+  const bool fma = w->kind == AOQ_FMT_BF16 || w->kind == AOQ_FMT_INT8WO;
+  if (fma && (m == 1 || (m == 2 && w->n >= fma_min_n()))) return 0;
+  return with_decoder(w->kind, [&](auto d) { return (int)gated_ok<decltype(d)>::v; });
+#else
+  (void)w, (void)m;
+  return 0;
+#endif
+}
+
+extern "C" int aoq_gk_linear_silu(const aoq_qweight *w, const uint16_t *x, uint16_t *y, int64_t m,
+                                  void *ws, void *stream) {
+  if (!aoq_gk_linear_silu_ok(w, m)) return (int)cudaErrorInvalidValue;
+#ifdef AOQ_HAVE_MMA_BF16
+  wargs a;
+  int rc = prep_args(w, &x, m, ws, stream, &a);
+  if (rc) return rc;
+  return with_decoder(w->kind, [&](auto d) {
+    return launch_gated<decltype(d)>(a, x, y, (int)m, (aoq_gpu_stream_t)stream);
+  });
+#else
+  (void)x, (void)y, (void)ws, (void)stream;
+  return (int)cudaErrorInvalidValue;
+#endif
 }

@@ -169,15 +169,20 @@ struct mma_u2<DecMX8> {
 };
 
 /* One n-tile (m <= 8, decode): at most 64 registers, so 32 warps fit an SM whatever the block
- * size (v6 measured 76-98 registers for the int4/fp4 decoders: one 512-thread block per SM). */
-template <class D, int NT, int MW>
+ * size (v6 measured 76-98 registers for the int4/fp4 decoders: one 512-thread block per SM).
+ * GATED (the gate | up projection with silu_mul fused, aoq_gk_linear_silu): W is [gate; up],
+ * 2I rows; block b takes gate rows 8b..8b+7 as its rows 0..7 and the up rows I + 8b.. as rows
+ * 8..15 (same k split, so each row's sum is the plain GEMV's), and writes y[m, I] = silu(gate) *
+ * up with silu_mul's rounding instead of the 2I projections. */
+template <class D, int NT, int MW, bool GATED = false>
 __global__ void __launch_bounds__(MW * 32, NT == 1 ? 32 / MW : 1)
     k_gemv_mma(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int m) {
   AOQ_PDL_WAIT();
   __shared__ float red[MW][16][8 * NT];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
-  const int64_t row0 = (int64_t)blockIdx.x * 16;
-  const int64_t ra = min(row0 + g, w.n - 1), rb = min(row0 + g + 8, w.n - 1);
+  const int64_t row0 = (int64_t)blockIdx.x * 16, half = w.n / 2, j0 = (int64_t)blockIdx.x * 8;
+  const int64_t ra = GATED ? min(j0 + g, half - 1) : min(row0 + g, w.n - 1);
+  const int64_t rb = GATED ? half + min(j0 + g, half - 1) : min(row0 + g + 8, w.n - 1);
   const uint8_t *qa = w.q + ra * w.row_bytes, *qb = w.q + rb * w.row_bytes;
   float acc[NT][4];
 #pragma unroll
@@ -206,14 +211,28 @@ __global__ void __launch_bounds__(MW * 32, NT == 1 ? 32 / MW : 1)
     red[warp][g + 8][8 * t + 2 * c + 1] = acc[t][3];
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < 16 * 8 * NT; i += MW * 32) {
-    int r = i % 16, col = i / 16;
-    int64_t row = row0 + r;
-    if (col >= m || row >= w.n) continue;
-    float v = 0;
+  if constexpr (GATED) {
+    for (int i = threadIdx.x; i < 8 * 8 * NT; i += MW * 32) {
+      int r = i % 8, col = i / 8;
+      if (col >= m || j0 + r >= half) continue;
+      float vg = 0, vu = 0;
 #pragma unroll
-    for (int k = 0; k < MW; k++) v += red[k][r][col];
-    y[(int64_t)col * w.n + row] = aoq_f32_to_bf16(D::epi(v, w, row, col));
+      for (int k = 0; k < MW; k++) vg += red[k][r][col], vu += red[k][r + 8][col];
+      /* the plain path's bf16 gate and up, then silu_mul */
+      float gb = aoq_round_bf16(D::epi(vg, w, j0 + r, col));
+      float ub = aoq_round_bf16(D::epi(vu, w, half + j0 + r, col));
+      y[(int64_t)col * half + j0 + r] = aoq_silu_mul_bf16(gb, ub);
+    }
+  } else {
+    for (int i = threadIdx.x; i < 16 * 8 * NT; i += MW * 32) {
+      int r = i % 16, col = i / 16;
+      int64_t row = row0 + r;
+      if (col >= m || row >= w.n) continue;
+      float v = 0;
+#pragma unroll
+      for (int k = 0; k < MW; k++) v += red[k][r][col];
+      y[(int64_t)col * w.n + row] = aoq_f32_to_bf16(D::epi(v, w, row, col));
+    }
   }
 }
 
@@ -272,6 +291,44 @@ static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu
   if (m <= 16) return launch_nt<D, 2>(w, x, y, m, st);
   if (m <= 32) return launch_nt<D, 4>(w, x, y, m, st);
   return launch_nt<D, 8>(w, x, y, m, st);
+}
+/* The gated GEMV (silu_mul fused; linear_silu_ok): the block count of the plain launch on the 2I
+ * rows (I / 8 = 2I / 16), hence the same warps per block and the same bits per row. Only for the
+ * decoders where the decode step measured faster with it (docs/cuda.md, session 5: int4wo-128
+ * batch 1 / 8 -1.7% / -2.5%, mxfp4 -1.8% at batch 1, nvfp4 -1.3%, int8wo / bf16 batch 8 -2.0% /
+ * -0.9%; fp8wo +3.8% slower: fp8 and mxfp8 keep the separate silu_mul). */
+template <class D>
+struct gated_ok {
+  enum { v = 0 };
+};
+template <>
+struct gated_ok<DecBF16> {
+  enum { v = 1 };
+};
+template <>
+struct gated_ok<DecI8> {
+  enum { v = 1 };
+};
+template <>
+struct gated_ok<DecI4> {
+  enum { v = 1 };
+};
+template <int K>
+struct gated_ok<DecFP4<K>> {
+  enum { v = 1 };
+};
+
+template <class D>
+static int launch_gated(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
+  if constexpr (gated_ok<D>::v) {
+    unsigned blocks = (unsigned)((w.n / 2 + 7) / 8);
+    if (blocks >= 1024) return aoq_launch(k_gemv_mma<D, 1, 4, true>, blocks, 128, 0, st, w, x, y, m);
+    if (blocks >= 512) return aoq_launch(k_gemv_mma<D, 1, 8, true>, blocks, 256, 0, st, w, x, y, m);
+    return aoq_launch(k_gemv_mma<D, 1, 16, true>, blocks, 512, 0, st, w, x, y, m);
+  } else {
+    (void)w, (void)x, (void)y, (void)m, (void)st;
+    return (int)cudaErrorInvalidValue;
+  }
 }
 #define GEMV_SLICE 64 /* rows of x one GEMV launch takes (8 n-tiles of the mma) */
 #else

@@ -196,9 +196,7 @@ __global__ void k_silu_mul(const uint16_t *__restrict__ gu, uint16_t *__restrict
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
        i += (int64_t)gridDim.x * blockDim.x) {
     int64_t r = i / n, c = i % n;
-    float g = BF(gu[r * 2 * n + c]), u = BF(gu[r * 2 * n + n + c]);
-    float a = aoq_round_bf16(g / (1.0f + expf(-g)));
-    y[i] = TB(a * u);
+    y[i] = aoq_silu_mul_bf16(BF(gu[r * 2 * n + c]), BF(gu[r * 2 * n + n + c]));
   }
 }
 

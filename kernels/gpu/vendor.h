@@ -11,6 +11,8 @@
 
 #include <stdint.h>
 
+#include "base/numerics.h" /* aoq_silu_mul_bf16's rounding */
+
 #if defined(__HIPCC__)
 #include <hip/hip_runtime.h>
 #if __has_include(<hip/hip_bf16.h>)
@@ -143,6 +145,13 @@ __device__ __forceinline__ float2 aoq_e4m3x2_to_f32x2(uint32_t b2) {
 #endif
 
 #define AOQ_LWARP 32 /* lanes of a logical warp */
+
+/* silu_mul of one element (bf16 gate and up as floats): a = rnd(g / (1 + exp(-g))), rnd(a * u),
+ * the CPU backend's steps; ops.cu's silu_mul and linear.cu's gated GEMV share it */
+static __device__ __forceinline__ uint16_t aoq_silu_mul_bf16(float g, float u) {
+  float a = aoq_round_bf16(g / (1.0f + expf(-g)));
+  return aoq_f32_to_bf16(a * u);
+}
 
 /* Programmatic dependent launch (sm_90+). A kernel started with aoq_launch may begin while the
  * kernel before it in the stream is still running (its launch and ramp overlap that kernel's
