@@ -11,8 +11,6 @@
 
 #include <stdint.h>
 
-#include "base/numerics.h" /* aoq_silu_mul_bf16's rounding */
-
 #if defined(__HIPCC__)
 #include <hip/hip_runtime.h>
 #if __has_include(<hip/hip_bf16.h>)
@@ -46,6 +44,8 @@ typedef cudaError_t aoq_gpu_error_t;
 #define AOQ_SHFL(v, l) __shfl_sync(0xffffffffu, (v), (l), 32)
 #define AOQ_LDG(p) __ldg(p)
 #endif
+/* after the runtime headers (AOQ_HD needs __host__ / __device__): aoq_silu_mul_bf16's rounding */
+#include "base/numerics.h"
 
 #if defined(__HIPCC__) && defined(AOQ_HIP_HAS_BF16)
 typedef __hip_bfloat162 aoq_bf162;
