@@ -644,9 +644,10 @@ extern "C" int aoq_gk_linear_silu_ok(const aoq_qweight *w, int64_t m) {
   if (!w || dec_format(w->kind) || m < 1 || m > 8 || w->n < 2 || w->n % 2 || aoq_gk_batch_invariant() ||
       aoq_gk_linear_check(w))
     return 0;
-  const bool fma = w->kind == AOQ_FMT_BF16 || w->kind == AOQ_FMT_INT8WO;
-  if (fma && (m == 1 || (m == 2 && w->n >= fma_min_n()))) return 0;
-  return with_decoder(w->kind, [&](auto d) { return (int)gated_ok<decltype(d)>::v; });
+  return with_decoder(w->kind, [&](auto d) {
+    typedef gemv_pick<decltype(d)> P;
+    return P::fma_first && (m == 1 || (m == 2 && w->n >= fma_min_n())) ? 0 : (int)P::gated;
+  });
 #else
   (void)w, (void)m;
   return 0;

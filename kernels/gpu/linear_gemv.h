@@ -252,17 +252,27 @@ static int launch_nt(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_
   return aoq_launch(k_gemv_mma<D, (NT < 4 ? NT : 2), 16>, blocks, 512, 0, st, w, x, y, m);
 }
 
+/* Per decoder: fma_first — bf16 / int8wo take the FMA GEMV at m = 1 (and at m = 2 from
+ * fma_min_n); gated — the gate | up GEMV with silu_mul fused is taken (launch_gated). */
 template <class D>
-struct fma_first {
-  enum { v = 0 };
+struct gemv_pick {
+  enum { fma_first = 0, gated = 0 };
 };
 template <>
-struct fma_first<DecBF16> {
-  enum { v = 1 };
+struct gemv_pick<DecBF16> {
+  enum { fma_first = 1, gated = 1 };
 };
 template <>
-struct fma_first<DecI8> {
-  enum { v = 1 };
+struct gemv_pick<DecI8> {
+  enum { fma_first = 1, gated = 1 };
+};
+template <>
+struct gemv_pick<DecI4> {
+  enum { fma_first = 0, gated = 1 };
+};
+template <int K>
+struct gemv_pick<DecFP4<K>> {
+  enum { fma_first = 0, gated = 1 };
 };
 
 /* At m = 2 the FMA GEMV (bf16 / int8wo) is taken for n >= this, the mma GEMV below it: on the
@@ -282,7 +292,7 @@ static int64_t fma_min_n() {
 
 template <class D>
 static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
-  if constexpr (fma_first<D>::v) {
+  if constexpr (gemv_pick<D>::fma_first) {
     if (m == 1 && !aoq_gk_batch_invariant()) return launch_mr<D, 1, 1>(w, x, y, m, st);
     if (m == 2 && !aoq_gk_batch_invariant() && w.n >= fma_min_n())
       return launch_mr<D, 2, 2>(w, x, y, m, st);
@@ -296,31 +306,10 @@ static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu
  * rows (I / 8 = 2I / 16), hence the same warps per block and the same bits per row. Only for the
  * decoders where the decode step measured faster with it (docs/cuda.md, session 5: int4wo-128
  * batch 1 / 8 -1.7% / -2.5%, mxfp4 -1.8% at batch 1, nvfp4 -1.3%, int8wo / bf16 batch 8 -2.0% /
- * -0.9%; fp8wo +3.8% slower: fp8 and mxfp8 keep the separate silu_mul). */
-template <class D>
-struct gated_ok {
-  enum { v = 0 };
-};
-template <>
-struct gated_ok<DecBF16> {
-  enum { v = 1 };
-};
-template <>
-struct gated_ok<DecI8> {
-  enum { v = 1 };
-};
-template <>
-struct gated_ok<DecI4> {
-  enum { v = 1 };
-};
-template <int K>
-struct gated_ok<DecFP4<K>> {
-  enum { v = 1 };
-};
-
+ * -0.9%; fp8wo +3.8% slower: fp8 and mxfp8 keep the separate silu_mul; gemv_pick above). */
 template <class D>
 static int launch_gated(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
-  if constexpr (gated_ok<D>::v) {
+  if constexpr (gemv_pick<D>::gated) {
     unsigned blocks = (unsigned)((w.n / 2 + 7) / 8);
     if (blocks >= 1024) return aoq_launch(k_gemv_mma<D, 1, 4, true>, blocks, 128, 0, st, w, x, y, m);
     if (blocks >= 512) return aoq_launch(k_gemv_mma<D, 1, 8, true>, blocks, 256, 0, st, w, x, y, m);
