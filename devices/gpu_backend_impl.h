@@ -438,6 +438,7 @@ static aoq_status gpu_linear(void *ctx, const aoq_qweight *w, const void *x, voi
   return AOQ_OK;
 }
 
+#ifdef AOQ_GPU_CUDA /* a fused op: not offered on HIP (no mma GEMV there) */
 /* linear + silu_mul in the gate | up GEMV (linear.cu's aoq_gk_linear_silu); what it does not
  * take is AOQ_EUNSUPPORTED and aoq_dev_linear_silu_mul runs the two ops. AOQ_LINEAR_SILU=0: never
  * fused (diagnosis). */
@@ -452,6 +453,7 @@ static aoq_status gpu_linear_silu(void *ctx, const aoq_qweight *w, const void *x
   KL(aoq_gk_linear_silu(w, x, y, m, ws, strm(c, s)), "linear_silu");
   return AOQ_OK;
 }
+#endif
 
 /* Device quantization (quantize.cu, quantize_int.cu); serialized on the context's scratch. */
 static aoq_status gpu_quantize(void *ctx, const void *w_src, aoq_qweight *w, aoq_stream *s) {
