@@ -439,23 +439,9 @@ __global__ void __launch_bounds__(MW * 32, NT == 1 ? 32 / MW : 1)
       }
     }
   }
-#pragma unroll
-  for (int t = 0; t < NT; t++) {
-    red[warp][g][8 * t + 2 * c] = acc[t][0];
-    red[warp][g][8 * t + 2 * c + 1] = acc[t][1];
-    red[warp][g + 8][8 * t + 2 * c] = acc[t][2];
-    red[warp][g + 8][8 * t + 2 * c + 1] = acc[t][3];
-  }
-  __syncthreads();
-  for (int i = threadIdx.x; i < 16 * 8 * NT; i += MW * 32) {
-    int r = i % 16, col = i / 16;
-    int64_t row = row0 + r;
-    if (col >= m || row >= a.n) continue;
-    acc_t v = 0;
-#pragma unroll
-    for (int w = 0; w < MW; w++) v += red[w][r][col];
-    y[(int64_t)col * a.n + row] = aoq_f32_to_bf16(D::epi(v, a, row, col));
-  }
+  mma_red_put<MW, NT>(red, acc, warp, g, c);
+  mma_red_store<MW, NT>(red, row0, a.n, m, y,
+                        [&](acc_t v, int64_t row, int col) { return D::epi(v, a, row, col); });
 }
 
 /* 16 rows per block; warps per block (the k split) from n only: ~32 warps per SM where the

@@ -168,6 +168,36 @@ struct mma_u2<DecMX8> {
   enum { v = 1 };
 };
 
+/* The end of the mma GEMVs (k_gemv_mma here, k_dec_gemv of linear_dec.h): the warps' accumulator
+ * tiles (fp32, or int32 for the int8 mma) into red, then thread i sums tile element (r = i % 16,
+ * col = i / 16) over the MW warps in warp order and stores y[col, row0 + r] = bf16(epi(sum, row,
+ * col)) for col < m and row < n. */
+template <int MW, int NT, typename T>
+static __device__ __forceinline__ void mma_red_put(T (&red)[MW][16][8 * NT], const T (&acc)[NT][4],
+                                                   int warp, int g, int c) {
+#pragma unroll
+  for (int t = 0; t < NT; t++) {
+    red[warp][g][8 * t + 2 * c] = acc[t][0];
+    red[warp][g][8 * t + 2 * c + 1] = acc[t][1];
+    red[warp][g + 8][8 * t + 2 * c] = acc[t][2];
+    red[warp][g + 8][8 * t + 2 * c + 1] = acc[t][3];
+  }
+  __syncthreads();
+}
+template <int MW, int NT, typename T, class Epi>
+static __device__ __forceinline__ void mma_red_store(const T (&red)[MW][16][8 * NT], int64_t row0,
+                                                     int64_t n, int m, uint16_t *y, Epi epi) {
+  for (int i = threadIdx.x; i < 16 * 8 * NT; i += MW * 32) {
+    int r = i % 16, col = i / 16;
+    int64_t row = row0 + r;
+    if (col >= m || row >= n) continue;
+    T v = 0;
+#pragma unroll
+    for (int k = 0; k < MW; k++) v += red[k][r][col];
+    y[(int64_t)col * n + row] = aoq_f32_to_bf16(epi(v, row, col));
+  }
+}
+
 /* One n-tile (m <= 8, decode): at most 64 registers, so 32 warps fit an SM whatever the block
  * size (v6 measured 76-98 registers for the int4/fp4 decoders: one 512-thread block per SM).
  * GATED (the gate | up projection with silu_mul fused, aoq_gk_linear_silu): W is [gate; up],
@@ -203,14 +233,7 @@ __global__ void __launch_bounds__(MW * 32, NT == 1 ? 32 / MW : 1)
   for (; s0 + (U - 1) * step < nch; s0 += step * U)
     mma_step<D, NT, U, true>(w, qa, qb, ra, rb, xr, xv, s0, step, nch, acc);
   if (s0 < nch) mma_step<D, NT, U, false>(w, qa, qb, ra, rb, xr, xv, s0, step, nch, acc);
-#pragma unroll
-  for (int t = 0; t < NT; t++) {
-    red[warp][g][8 * t + 2 * c] = acc[t][0];
-    red[warp][g][8 * t + 2 * c + 1] = acc[t][1];
-    red[warp][g + 8][8 * t + 2 * c] = acc[t][2];
-    red[warp][g + 8][8 * t + 2 * c + 1] = acc[t][3];
-  }
-  __syncthreads();
+  mma_red_put<MW, NT>(red, acc, warp, g, c);
   if constexpr (GATED) {
     for (int i = threadIdx.x; i < 8 * 8 * NT; i += MW * 32) {
       int r = i % 8, col = i / 8;
@@ -224,15 +247,8 @@ __global__ void __launch_bounds__(MW * 32, NT == 1 ? 32 / MW : 1)
       y[(int64_t)col * half + j0 + r] = aoq_silu_mul_bf16(gb, ub);
     }
   } else {
-    for (int i = threadIdx.x; i < 16 * 8 * NT; i += MW * 32) {
-      int r = i % 16, col = i / 16;
-      int64_t row = row0 + r;
-      if (col >= m || row >= w.n) continue;
-      float v = 0;
-#pragma unroll
-      for (int k = 0; k < MW; k++) v += red[k][r][col];
-      y[(int64_t)col * w.n + row] = aoq_f32_to_bf16(D::epi(v, w, row, col));
-    }
+    mma_red_store<MW, NT>(red, row0, w.n, m, y,
+                          [&](float v, int64_t row, int col) { return D::epi(v, w, row, col); });
   }
 }
 
