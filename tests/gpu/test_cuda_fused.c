@@ -84,7 +84,17 @@ static void linear_silu_case(aoq_device *d, const char *fmt, int64_t m, int64_t 
   void *x = dev_upload(d, hx, (size_t)(m * k) * 2), *gu1 = dev_upload(d, NULL, bgu);
   void *gu2 = dev_upload(d, NULL, bgu), *y1 = dev_upload(d, NULL, by), *y2 = dev_upload(d, NULL, by);
   void *ws = wsb ? dev_upload(d, NULL, wsb) : NULL;
+  assert_int_equal(aoq_dev_memset(d, gu1, 0xab, bgu, NULL), AOQ_OK);
   assert_int_equal(aoq_dev_linear_silu_mul(d, &w, x, gu1, y1, m, bf, ws, NULL), AOQ_OK);
+  /* which path ran: the fused kernel never writes the gu scratch, the two ops fill it */
+  uint8_t *g = dev_download(d, gu1, bgu);
+  size_t untouched = 0;
+  for (size_t i = 0; i < bgu; i++) untouched += g[i] == 0xab;
+  free(g);
+  if (want_fused)
+    assert_int_equal(untouched, bgu);
+  else
+    assert_true(untouched < bgu / 2);
   assert_int_equal(aoq_dev_linear(d, &w, x, gu2, m, bf, ws, NULL), AOQ_OK);
   assert_int_equal(aoq_dev_silu_mul(d, gu2, y2, m, I, bf, NULL), AOQ_OK);
   uint16_t *a = dev_download(d, y1, by), *b = dev_download(d, y2, by);
