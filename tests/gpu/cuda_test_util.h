@@ -83,6 +83,21 @@ static inline void *dev_download(aoq_device *d, const void *p, size_t n) {
 }
 
 /* |a - b| <= atol + rtol * |b| for every element of two bf16 arrays; reports the worst. */
+/* a host weight's buffers copied to device d (same shape and format fields) */
+static inline aoq_qweight upload_weight(aoq_device *d, const aoq_qweight *h) {
+  aoq_qweight o = *h;
+  o.qdata = dev_upload(d, h->qdata, h->qdata_bytes);
+  o.scale = h->scale_bytes ? dev_upload(d, h->scale, h->scale_bytes) : NULL;
+  o.zero = h->zero_bytes ? dev_upload(d, h->zero, h->zero_bytes) : NULL;
+  o.aux = h->aux_bytes ? dev_upload(d, h->aux, h->aux_bytes) : NULL;
+  return o;
+}
+
+static inline void free_weight(aoq_device *d, aoq_qweight *w) {
+  aoq_dev_free(d, w->qdata), aoq_dev_free(d, w->scale), aoq_dev_free(d, w->zero);
+  aoq_dev_free(d, w->aux);
+}
+
 static inline void check_close(const char *what, const uint16_t *a, const uint16_t *b, int64_t n,
                                double atol, double rtol) {
   int64_t bad = -1;

@@ -57,17 +57,13 @@ static void test_add_rmsnorm(void **state) {
 /* host weight from the reference quantizer, then on device d */
 static aoq_qweight weight_on(aoq_device *d, const char *fmt, int64_t n, int64_t k) {
   aoq_format f;
-  aoq_qweight h, o;
+  aoq_qweight h;
   assert_int_equal(aoq_format_parse(fmt, &f), AOQ_OK);
   assert_int_equal(aoq_format_plan(&f, n, k, &h), AOQ_OK);
   assert_int_equal(aoq_qweight_host_alloc(&h), AOQ_OK);
   uint16_t *src = bf16_random(n * k, 0.05f);
   assert_int_equal(aoq_quantize_ref(src, &h), AOQ_OK);
-  o = h;
-  o.qdata = dev_upload(d, h.qdata, h.qdata_bytes);
-  o.scale = h.scale_bytes ? dev_upload(d, h.scale, h.scale_bytes) : NULL;
-  o.zero = h.zero_bytes ? dev_upload(d, h.zero, h.zero_bytes) : NULL;
-  o.aux = h.aux_bytes ? dev_upload(d, h.aux, h.aux_bytes) : NULL;
+  aoq_qweight o = upload_weight(d, &h);
   aoq_qweight_host_free(&h);
   free(src);
   return o;
@@ -106,8 +102,9 @@ static void linear_silu_case(aoq_device *d, const char *fmt, int64_t m, int64_t 
              (long long)m, (long long)I, (long long)k, (long long)count_diff(a, b, m * I),
              (long long)(m * I));
   free(a), free(b), free(hx);
-  void *ps[] = {x, gu1, gu2, y1, y2, ws, w.qdata, w.scale, w.zero, w.aux};
+  void *ps[] = {x, gu1, gu2, y1, y2, ws};
   for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) aoq_dev_free(d, ps[i]);
+  free_weight(d, &w);
 }
 
 static void test_linear_silu_mul(void **state) {

@@ -39,20 +39,6 @@ static bool make_weight(const char *name, int64_t n, int64_t k, aoq_qweight *w) 
   return true;
 }
 
-static aoq_qweight upload_weight(aoq_device *d, const aoq_qweight *h) {
-  aoq_qweight o = *h;
-  o.qdata = dev_upload(d, h->qdata, h->qdata_bytes);
-  o.scale = h->scale_bytes ? dev_upload(d, h->scale, h->scale_bytes) : NULL;
-  o.zero = h->zero_bytes ? dev_upload(d, h->zero, h->zero_bytes) : NULL;
-  o.aux = h->aux_bytes ? dev_upload(d, h->aux, h->aux_bytes) : NULL;
-  return o;
-}
-
-static void free_weight(aoq_device *d, aoq_qweight *w) {
-  aoq_dev_free(d, w->qdata), aoq_dev_free(d, w->scale), aoq_dev_free(d, w->zero);
-  aoq_dev_free(d, w->aux);
-}
-
 static aoq_device *open_gpu_with(const char *cublas, const char *chunk_mb) {
   if (cublas)
     setenv("AOQ_CUBLAS", cublas, 1);
