@@ -170,7 +170,13 @@ static aoq_status forward(aoq_model *m, const meta_view *dv, int64_t T, int n, i
     if (!fused && !(ab_ & AOQ_ABLATE_NORM))
       AOQ_TRY(aoq_dev_rmsnorm(d, m->x, m->norm_attn[l], m->xn, T, H, c->rms_eps, bf, s));
     AOQ_TRY(aoq_dev_linear(d, &lw[AOQ_LIN_QKV], m->xn, m->qkv, T, bf, w->ws, s));
-    if (ab_ & AOQ_ABLATE_ROPE) {
+    const bool one = fused && T == n && !(ab_ & (AOQ_ABLATE_ROPE | AOQ_ABLATE_ATTN));
+    if (one) {
+      /* a decode batch (one row per sequence): rope, the cache store and attention in one kernel
+       * where the device offers it (same bits) */
+      AOQ_TRY(aoq_dev_qkv_attention(d, &m->kv[l], &ab, m->qkv, dv->slots, q, m->attn, T, (int)nh,
+                                    &c->rope, scale, bf, m->ws_attn, s));
+    } else if (ab_ & AOQ_ABLATE_ROPE) {
     } else if (fused) {
       AOQ_TRY(aoq_dev_qkv_rope_store(d, &m->kv[l], m->qkv, q, dv->pos, dv->slots, T, (int)nh,
                                      &c->rope, bf, s));
@@ -182,8 +188,9 @@ static aoq_status forward(aoq_model *m, const meta_view *dv, int64_t T, int n, i
       AOQ_TRY(aoq_dev_rope(d, k, dv->pos, T, (int)nkv, (int)hd, nkv * hd, &c->rope, bf, s));
       AOQ_TRY(aoq_dev_kv_store(d, &m->kv[l], k, v, dv->slots, T, bf, s));
     }
-    if (!(ab_ & AOQ_ABLATE_ATTN))
-      AOQ_TRY(aoq_dev_attention(d, &m->kv[l], &ab, q, m->attn, T, (int)nh, scale, bf, m->ws_attn, s));
+    if (!one && !(ab_ & AOQ_ABLATE_ATTN))
+      AOQ_TRY(
+          aoq_dev_attention(d, &m->kv[l], &ab, q, m->attn, T, (int)nh, scale, bf, m->ws_attn, s));
     AOQ_TRY(aoq_dev_linear(d, &lw[AOQ_LIN_O], m->attn, m->tmp, T, bf, w->ws, s));
     if (ab_ & AOQ_ABLATE_NORM) {
     } else if (fused) {
@@ -195,7 +202,8 @@ static aoq_status forward(aoq_model *m, const meta_view *dv, int64_t T, int n, i
     if (ab_ & AOQ_ABLATE_SILU) /* the gate | up projection alone */
       AOQ_TRY(aoq_dev_linear(d, &lw[AOQ_LIN_GATE_UP], m->xn, m->gu, T, bf, w->ws, s));
     else /* one kernel where the device fuses silu_mul into the GEMV */
-      AOQ_TRY(aoq_dev_linear_silu_mul(d, &lw[AOQ_LIN_GATE_UP], m->xn, m->gu, m->act, T, bf, w->ws, s));
+      AOQ_TRY(
+          aoq_dev_linear_silu_mul(d, &lw[AOQ_LIN_GATE_UP], m->xn, m->gu, m->act, T, bf, w->ws, s));
     AOQ_TRY(aoq_dev_linear(d, &lw[AOQ_LIN_DOWN], m->act, m->tmp, T, bf, w->ws, s));
     if ((ab_ & AOQ_ABLATE_NORM) && l + 1 < c->n_layers) {
     } else if (fused && l + 1 < c->n_layers)

@@ -425,6 +425,20 @@ aoq_status aoq_dev_qkv_rope_store(aoq_device *d, const aoq_kv_cache *kv, const v
   return d->iface->qkv_rope_store(d->ctx, kv, qkv, q_out, pos, slots, m, n_heads, r, dt, s);
 }
 
+aoq_status aoq_dev_qkv_attention(aoq_device *d, const aoq_kv_cache *kv, const aoq_attn_batch *b,
+                                 const void *qkv, const int32_t *slots, void *q, void *out,
+                                 int64_t m, int n_heads, const aoq_rope *r, float scale,
+                                 aoq_dtype dt, void *ws, aoq_stream *s) {
+  if (!d) return aoq_err(AOQ_EINVAL, "%s: NULL device", __func__);
+  if (!b) return aoq_err(AOQ_EINVAL, "%s: NULL batch", __func__);
+  if (d->iface->qkv_attention && m == b->n_seqs) {
+    aoq_status st = d->iface->qkv_attention(d->ctx, kv, b, qkv, slots, out, m, n_heads, r, scale, dt, ws, s);
+    if (st != AOQ_EUNSUPPORTED) return st;
+  }
+  AOQ_TRY(aoq_dev_qkv_rope_store(d, kv, qkv, q, b->row_pos, slots, m, n_heads, r, dt, s));
+  return aoq_dev_attention(d, kv, b, q, out, m, n_heads, scale, dt, ws, s);
+}
+
 size_t aoq_dev_attention_workspace(aoq_device *d, const aoq_kv_cache *kv, int64_t m, int n_heads, int max_pos) {
   if (!d || !d->iface->attention_workspace) return 0;
   return d->iface->attention_workspace(d->ctx, kv, m, n_heads, max_pos);

@@ -251,6 +251,14 @@ struct aoq_device_iface {
    * it cannot. */
   aoq_status (*linear_silu)(void *ctx, const aoq_qweight *w, const void *x, void *y, int64_t m,
                             aoq_dtype dt, void *ws, aoq_stream *s);
+  /* qkv_rope_store then attention of the roped q, in one kernel, for a decode batch: every row
+   * the only row of its sequence in b (m == b->n_seqs, positions b->row_pos). out and the cache
+   * get the two ops' bits; the roped q is not written out. ws: attention_workspace's.
+   * AOQ_EUNSUPPORTED, nothing run, where the backend cannot. */
+  aoq_status (*qkv_attention)(void *ctx, const aoq_kv_cache *kv, const aoq_attn_batch *b,
+                              const void *qkv, const int32_t *slots, void *out, int64_t m,
+                              int n_heads, const aoq_rope *r, float scale, aoq_dtype dt, void *ws,
+                              aoq_stream *s);
 };
 
 /* A device handle: interface + backend context. Opaque to everything above devices/. */
@@ -354,6 +362,13 @@ aoq_status aoq_dev_linear_silu_mul(aoq_device *d, const aoq_qweight *w, const vo
 aoq_status aoq_dev_qkv_rope_store(aoq_device *d, const aoq_kv_cache *kv, const void *qkv,
                                   void *q_out, const int32_t *pos, const int32_t *slots, int64_t m,
                                   int n_heads, const aoq_rope *r, aoq_dtype dt, aoq_stream *s);
+/* out = attention(rope(q of qkv)) with rope(k) and v stored at slots first: one kernel where the
+ * backend offers qkv_attention and every row is the only row of its sequence in b (m ==
+ * b->n_seqs), else qkv_rope_store into q (scratch [m, n_heads head_dim]) then attention. */
+aoq_status aoq_dev_qkv_attention(aoq_device *d, const aoq_kv_cache *kv, const aoq_attn_batch *b,
+                                 const void *qkv, const int32_t *slots, void *q, void *out,
+                                 int64_t m, int n_heads, const aoq_rope *r, float scale,
+                                 aoq_dtype dt, void *ws, aoq_stream *s);
 
 #ifdef __cplusplus
 }

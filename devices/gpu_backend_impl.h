@@ -629,37 +629,78 @@ static size_t gpu_attention_workspace(void *ctx, const aoq_kv_cache *kv, int64_t
   return aoq_gk_attention_workspace(kv, m, n_heads, max_pos, c->num_sms);
 }
 
+/* attention's argument checks (op: its name in errors) */
+static aoq_status attention_args_ok(gpu_ctx *c, const aoq_kv_cache *kv, const aoq_attn_batch *b,
+                                    const void *q, void *out, int64_t m, int n_heads, float scale,
+                                    aoq_dtype dt, void *ws, const char *op) {
+  AOQ_TRY(need_bf16(dt, op));
+  AOQ_TRY(check_kv(kv, op));
+  AOQ_TRY(rows_ok(op, m, 0));
+  if (kv->head_dim > 256)
+    return aoq_err(AOQ_EUNSUPPORTED, AOQ_GPU_VENDOR " %s: head_dim %d > 256", op, kv->head_dim);
+  if (n_heads <= 0 || n_heads % kv->n_kv_heads)
+    return aoq_err(AOQ_EINVAL,
+                   AOQ_GPU_VENDOR " %s: %d query heads is not a multiple of %d kv heads", op,
+                   n_heads, kv->n_kv_heads);
+  if (!isfinite(scale))
+    return aoq_err(AOQ_EINVAL, AOQ_GPU_VENDOR " %s: scale %g", op, (double)scale);
+  if (m == 0) return AOQ_OK;
+  if (!b || !q || !out) return aoq_err(AOQ_EINVAL, AOQ_GPU_VENDOR " %s: NULL batch, q or out", op);
+  if (!b->row_seq || !b->row_pos || !b->block_tables || b->n_seqs <= 0 || b->max_blocks <= 0 ||
+      b->max_pos < 0)
+    return aoq_err(AOQ_EINVAL, AOQ_GPU_VENDOR " %s: batch with NULL arrays or %d seqs x %d blocks",
+                   op, b->n_seqs, b->max_blocks);
+  if (!ws && aoq_gk_attention_workspace(kv, m, n_heads, b->max_pos, c->num_sms) > 0)
+    return aoq_err(AOQ_EINVAL, AOQ_GPU_VENDOR " %s: NULL workspace (attention_workspace is %zu)",
+                   op, aoq_gk_attention_workspace(kv, m, n_heads, b->max_pos, c->num_sms));
+  return AOQ_OK;
+}
+
 static aoq_status gpu_attention(void *ctx, const aoq_kv_cache *kv, const aoq_attn_batch *b,
                                 const void *q, void *out, int64_t m, int n_heads, float scale,
                                 aoq_dtype dt, void *ws, aoq_stream *s) {
   gpu_ctx *c = ctx;
-  AOQ_TRY(need_bf16(dt, "attention"));
-  AOQ_TRY(check_kv(kv, "attention"));
-  AOQ_TRY(rows_ok("attention", m, 0));
-  if (kv->head_dim > 256)
-    return aoq_err(AOQ_EUNSUPPORTED, AOQ_GPU_VENDOR " attention: head_dim %d > 256", kv->head_dim);
-  if (n_heads <= 0 || n_heads % kv->n_kv_heads)
-    return aoq_err(AOQ_EINVAL,
-                   AOQ_GPU_VENDOR " attention: %d query heads is not a multiple of %d kv heads",
-                   n_heads, kv->n_kv_heads);
-  if (!isfinite(scale))
-    return aoq_err(AOQ_EINVAL, AOQ_GPU_VENDOR " attention: scale %g", (double)scale);
+  AOQ_TRY(attention_args_ok(c, kv, b, q, out, m, n_heads, scale, dt, ws, "attention"));
   if (m == 0) return AOQ_OK;
-  if (!b || !q || !out)
-    return aoq_err(AOQ_EINVAL, AOQ_GPU_VENDOR " attention: NULL batch, q or out");
-  if (!b->row_seq || !b->row_pos || !b->block_tables || b->n_seqs <= 0 || b->max_blocks <= 0 ||
-      b->max_pos < 0)
-    return aoq_err(AOQ_EINVAL,
-                   AOQ_GPU_VENDOR " attention: batch with NULL arrays or %d seqs x %d blocks",
-                   b->n_seqs, b->max_blocks);
-  if (!ws && aoq_gk_attention_workspace(kv, m, n_heads, b->max_pos, c->num_sms) > 0)
-    return aoq_err(AOQ_EINVAL,
-                   AOQ_GPU_VENDOR " attention: NULL workspace (attention_workspace is %zu)",
-                   aoq_gk_attention_workspace(kv, m, n_heads, b->max_pos, c->num_sms));
   KL(aoq_gk_attention(kv, b, q, out, m, n_heads, scale, ws, c->num_sms, c->err_d, strm(c, s)),
      "attention");
   return AOQ_OK;
 }
+
+#ifdef AOQ_GPU_CUDA
+/* AOQ_QKV_ATTN=0: qkv_attention refused, so the model runs qkv_rope_store + attention */
+static bool qkv_attention_on(void) {
+  static int v = -1;
+  if (v < 0) {
+    const char *e = getenv("AOQ_QKV_ATTN");
+    v = !(e && e[0] == '0');
+  }
+  return v;
+}
+
+static aoq_status gpu_qkv_attention(void *ctx, const aoq_kv_cache *kv, const aoq_attn_batch *b,
+                                    const void *qkv, const int32_t *slots, void *out, int64_t m,
+                                    int n_heads, const aoq_rope *r, float scale, aoq_dtype dt,
+                                    void *ws, aoq_stream *s) {
+  gpu_ctx *c = ctx;
+  if (!qkv_attention_on())
+    return aoq_err(AOQ_EUNSUPPORTED, AOQ_GPU_VENDOR " qkv_attention: off (AOQ_QKV_ATTN=0)");
+  AOQ_TRY(attention_args_ok(c, kv, b, qkv, out, m, n_heads, scale, dt, ws, "qkv_attention"));
+  AOQ_TRY(aoq_rope_check(r, n_heads + kv->n_kv_heads, kv->head_dim, 1024,
+                         (int64_t)(n_heads + 2 * kv->n_kv_heads) * kv->head_dim, AOQ_GPU_VENDOR));
+  if (m == 0) return AOQ_OK;
+  if (!slots) return aoq_err(AOQ_EINVAL, AOQ_GPU_VENDOR " qkv_attention: NULL slots");
+  if (m != b->n_seqs)
+    return aoq_err(AOQ_EINVAL, AOQ_GPU_VENDOR " qkv_attention: %lld rows over %d sequences",
+                   (long long)m, b->n_seqs);
+  aoq_gk_rope_freqs f;
+  rope_freqs(r, kv->head_dim, &f);
+  KL(aoq_gk_attention_qkv(kv, b, qkv, slots, out, m, n_heads, &f, scale, ws, c->num_sms, c->err_d,
+                          strm(c, s)),
+     "qkv_attention");
+  return AOQ_OK;
+}
+#endif
 
 static aoq_status logits_ok(const char *op, const void *lg, const int32_t *out, int64_t m,
                             int64_t vocab) {
@@ -767,6 +808,7 @@ static const struct aoq_device_iface gpu_iface = {
     .add_rmsnorm = gpu_add_rmsnorm,
     .qkv_rope_store = gpu_qkv_rope_store,
     .linear_silu = gpu_linear_silu,
+    .qkv_attention = gpu_qkv_attention,
 #endif
 };
 

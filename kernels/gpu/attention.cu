@@ -14,6 +14,7 @@
  */
 #include "base/numerics.h"
 #include "kernels/gpu/attention_impl.h"
+#include "kernels/gpu/rope_impl.h"
 
 #define TILE 128
 #define THREADS 128
@@ -53,14 +54,20 @@ struct vload<1> {
   }
 };
 
-template <int G, int VW>
-__global__ void __launch_bounds__(THREADS, G >= 4 ? 3 : 4) k_attn(attn_args a) {
+/* The per-row kernel's body. QKV (k_attn_qkv, decode batches: every row the only row of its
+ * sequence): q is the qkv linear's output, roped here (qkv_rope_store's bits), and the block of the
+ * split holding the row's own position (and the first head chunk) ropes the kv head's k and stores
+ * it and v at the row's slot before its keys are read, so no other block depends on the store. */
+template <int G, int VW, bool QKV>
+static __device__ __forceinline__ void attn_rows(const attn_args &a, const aoq_gk_rope_freqs *rf) {
   constexpr int NCH = VW == 1 ? 2 : 1; /* value chunks per thread (VW 1: head_dim up to 256) */
+  constexpr int RG = G < 4 ? G : 4;    /* heads per pass of the final reduction */
   __shared__ float qs[G][MAX_HD];
   __shared__ float sc[G][TILE];
   __shared__ int64_t sl[TILE];
   __shared__ float mx[G], lsum[G], corr[G];
-  __shared__ float red[TILE * 8]; /* the key groups' P.V partials of one head */
+  __shared__ float red[RG][TILE * 8]; /* the key groups' P.V partials of RG heads */
+  __shared__ float rc[QKV ? MAX_HD / 2 : 1], rs[QKV ? MAX_HD / 2 : 1]; /* bf16 cos, sin */
   const int row = blockIdx.x, kvh = blockIdx.y / a.hchunks, split = blockIdx.z;
   const int h0 = kvh * a.group + (blockIdx.y % a.hchunks) * G;
   const int gn = min(G, kvh * a.group + a.group - h0);
@@ -79,25 +86,68 @@ __global__ void __launch_bounds__(THREADS, G >= 4 ? 3 : 4) k_attn(attn_args a) {
   bool bad = seq < 0 || seq >= a.n_seqs || pos < 0 || pos >= a.max_blocks * a.page_size;
   const int32_t *bt = a.bt + (int64_t)(bad ? 0 : seq) * a.max_blocks;
   const int64_t kvw = (int64_t)a.nkv * hd;
+  const int n_tiles = bad ? 0 : pos / TILE + 1; /* 0 also where the table check below fails */
+  int32_t slot = -1;
+  bool writer = false;
+  if constexpr (QKV) {
+    slot = a.slots[row];
+    const bool sok = slot >= 0 && slot < a.n_slots;
+    if (!sok && tid == 0 && blockIdx.y == 0 && split == 0) atomicCAS(a.err, 0, AOQ_GK_ERR_KV_SLOT);
+    writer = sok && blockIdx.y % a.hchunks == 0 && split == (bad ? 0 : (pos / TILE) % a.splits);
+    const float p = (float)pos;
+    for (int d = tid; d < hd / 2; d += THREADS) {
+      float ang = p * rf->inv[d];
+      rc[d] = aoq_round_bf16(cosf(ang)), rs[d] = aoq_round_bf16(sinf(ang));
+    }
+  }
   if (!bad && !idle) {
     for (int blk = tid; blk <= pos / a.page_size; blk += THREADS)
       if (bt[blk] < 0 || bt[blk] >= a.n_pages) bad = true;
-    /* the K and V rows of the first tile into L2 (the previous steps' keys come from DRAM) */
+    /* the K and V rows of the first tile into L2 (the previous steps' keys come from DRAM), and
+     * their cache offsets for the first tile's loop (a bad table entry is caught before use) */
     const int p = split * TILE + tid;
     const int32_t pg = p <= pos ? bt[p / a.page_size] : -1;
     if (pg >= 0 && pg < a.n_pages) {
       const int64_t off = ((int64_t)pg * a.page_size + p % a.page_size) * kvw + kvh * hd;
+      sl[tid] = off;
       for (int e = 0; e < hd; e += 64)
         aoq_prefetch_l2(a.k + off + e), aoq_prefetch_l2(a.v + off + e);
     }
   }
   AOQ_PDL_WAIT();
   if (idle) return;
-  for (int i = tid; i < G * hd; i += THREADS) {
-    int g = i / hd, d = i % hd;
-    qs[g][d] = g < gn ? aoq_bf16_to_f32(a.q[((int64_t)row * a.n_heads + h0 + g) * hd + d]) : 0.f;
+  if constexpr (QKV) {
+    __syncthreads(); /* rc, rs */
+    const int half = hd / 2;
+    const uint16_t *qrow = a.q + (int64_t)row * a.q_stride;
+    for (int i = tid; i < G * hd; i += THREADS) {
+      const int g = i / hd, d = i % hd, j = d % half;
+      float v = 0.f;
+      if (g < gn) { /* rope_rot's arithmetic for element d of head h0 + g */
+        const uint16_t *src = qrow + (int64_t)(h0 + g) * hd;
+        const float x1 = aoq_bf16_to_f32(src[j]), x2 = aoq_bf16_to_f32(src[j + half]);
+        v = d < half ? aoq_round_bf16(x1 * rc[j]) - aoq_round_bf16(x2 * rs[j])
+                     : aoq_round_bf16(x2 * rc[j]) + aoq_round_bf16(x1 * rs[j]);
+        v = aoq_round_bf16(v);
+      }
+      qs[g][d] = v;
+    }
+    if (writer) {
+      const uint16_t *ks = qrow + (int64_t)(a.n_heads + kvh) * hd, *vs = ks + kvw;
+      const int64_t dst = (int64_t)slot * kvw + (int64_t)kvh * hd;
+      for (int d = tid; d < half; d += THREADS) rope_rot(ks, a.kw + dst, d, half, rc[d], rs[d]);
+      for (int e = tid; e < hd; e += THREADS) a.vw[dst + e] = vs[e];
+    }
+  } else {
+    for (int i = tid; i < G * hd; i += THREADS) {
+      int g = i / hd, d = i % hd;
+      qs[g][d] = g < gn
+                     ? aoq_bf16_to_f32(a.q[(int64_t)row * a.q_stride + (int64_t)(h0 + g) * hd + d])
+                     : 0.f;
+    }
   }
   if (tid < G) mx[tid] = -INFINITY, lsum[tid] = 0;
+  /* also orders the writer's cache stores before any thread of the block reads keys */
   bad = __syncthreads_or(bad);
   if (bad && tid == 0) atomicCAS(a.err, 0, AOQ_GK_ERR_ATTN_INDEX);
 
@@ -112,13 +162,13 @@ __global__ void __launch_bounds__(THREADS, G >= 4 ? 3 : 4) k_attn(attn_args a) {
     for (int j = 0; j < NCH * VW; j++) acc[g][j] = 0;
   __syncthreads();
 
-  const int n_tiles = bad ? 0 : pos / TILE + 1;
-  for (int tile = split; tile < n_tiles; tile += a.splits) {
+  for (int tile = split; tile < (bad ? 0 : n_tiles); tile += a.splits) {
     const int t0 = tile * TILE, nt = min(TILE, pos + 1 - t0);
-    for (int t = tid; t < nt; t += THREADS) {
-      int p = t0 + t;
-      sl[t] = ((int64_t)bt[p / a.page_size] * a.page_size + p % a.page_size) * kvw + kvh * hd;
-    }
+    if (tile != split) /* the first tile's offsets were set before the wait */
+      for (int t = tid; t < nt; t += THREADS) {
+        int p = t0 + t;
+        sl[t] = ((int64_t)bt[p / a.page_size] * a.page_size + p % a.page_size) * kvw + kvh * hd;
+      }
     __syncthreads();
     /* scores: thread t reads key row t whole, KB chunks in flight */
     if (tid < nt) {
@@ -203,26 +253,31 @@ __global__ void __launch_bounds__(THREADS, G >= 4 ? 3 : 4) k_attn(attn_args a) {
     __syncthreads();
   }
 
-  /* sum the key groups' partials: thread tid ends with dims tid, tid + 128 of every head */
+  /* sum the key groups' partials (in key-group order), RG heads per pass: thread tid ends with
+   * dims tid, tid + 128 of every head */
   float fin[G][2];
 #pragma unroll
-  for (int g = 0; g < G; g++) {
-    if (pv)
+  for (int g0 = 0; g0 < G; g0 += RG) {
 #pragma unroll
-      for (int n = 0; n < NCH; n++)
-        if (ci + n * THREADS < ch)
+    for (int r = 0; r < RG; r++)
+      if (pv)
 #pragma unroll
-          for (int e = 0; e < VW; e++)
-            red[kg * hd + (ci + n * THREADS) * VW + e] = acc[g][n * VW + e];
+        for (int n = 0; n < NCH; n++)
+          if (ci + n * THREADS < ch)
+#pragma unroll
+            for (int e = 0; e < VW; e++)
+              red[r][kg * hd + (ci + n * THREADS) * VW + e] = acc[g0 + r][n * VW + e];
     __syncthreads();
 #pragma unroll
-    for (int j = 0; j < 2; j++) {
-      int d = tid + j * THREADS;
-      float s = 0;
-      if (d < hd)
-        for (int k = 0; k < n_kg; k++) s += red[k * hd + d];
-      fin[g][j] = s;
-    }
+    for (int r = 0; r < RG; r++)
+#pragma unroll
+      for (int j = 0; j < 2; j++) {
+        int d = tid + j * THREADS;
+        float s = 0;
+        if (d < hd)
+          for (int k = 0; k < n_kg; k++) s += red[r][k * hd + d];
+        fin[g0 + r][j] = s;
+      }
     __syncthreads();
   }
 
@@ -245,6 +300,18 @@ __global__ void __launch_bounds__(THREADS, G >= 4 ? 3 : 4) k_attn(attn_args a) {
     }
   }
 }
+
+template <int G, int VW>
+__global__ void __launch_bounds__(THREADS, G >= 4 ? 3 : 4) k_attn(attn_args a) {
+  attn_rows<G, VW, false>(a, nullptr);
+}
+#ifdef AOQ_HAVE_MMA_BF16 /* CUDA: the fused op is offered there only */
+template <int G, int VW>
+__global__ void __launch_bounds__(THREADS, G >= 4 ? 3 : 4)
+    k_attn_qkv(attn_args a, const __grid_constant__ aoq_gk_rope_freqs rf) {
+  attn_rows<G, VW, true>(a, &rf);
+}
+#endif
 
 /* grid (m, n_heads), 128 threads: merges the splits of one head of one row (the splits that ran
  * for it; a row whose kernel ran as one split was written there) */
@@ -280,7 +347,22 @@ __global__ void k_attn_merge(attn_args a) {
 }
 
 template <int VW>
-static int launch_rows(const attn_args &a, int g, dim3 grid, aoq_gpu_stream_t st) {
+static int launch_rows(const attn_args &a, int g, dim3 grid, aoq_gpu_stream_t st,
+                       const aoq_gk_rope_freqs *rf) {
+#ifdef AOQ_HAVE_MMA_BF16
+  if (rf) switch (g) {
+      case 8:
+        return aoq_launch(k_attn_qkv<8, VW>, grid, THREADS, 0, st, a, *rf);
+      case 4:
+        return aoq_launch(k_attn_qkv<4, VW>, grid, THREADS, 0, st, a, *rf);
+      case 2:
+        return aoq_launch(k_attn_qkv<2, VW>, grid, THREADS, 0, st, a, *rf);
+      default:
+        return aoq_launch(k_attn_qkv<1, VW>, grid, THREADS, 0, st, a, *rf);
+    }
+#else
+  if (rf) return (int)cudaErrorInvalidValue;
+#endif
   switch (g) {
     case 8:
       return aoq_launch(k_attn<8, VW>, grid, THREADS, 0, st, a);
@@ -339,13 +421,15 @@ extern "C" size_t aoq_gk_attention_workspace(const aoq_kv_cache *kv, int64_t m, 
   return (size_t)m * n_heads * p.ws_splits * (kv->head_dim + 2) * sizeof(float);
 }
 
-extern "C" int aoq_gk_attention(const aoq_kv_cache *kv, const aoq_attn_batch *b, const uint16_t *q,
-                                uint16_t *out, int64_t m, int n_heads, float scale, void *ws,
-                                int num_sms, int *err, void *stream) {
+/* aoq_gk_attention, and with rf / slots (aoq_gk_attention_qkv) the fused kernel over qkv rows */
+static int attention(const aoq_kv_cache *kv, const aoq_attn_batch *b, const uint16_t *q,
+                     int64_t q_stride, uint16_t *out, int64_t m, int n_heads, float scale, void *ws,
+                     int num_sms, int *err, aoq_gpu_stream_t st, const aoq_gk_rope_freqs *rf,
+                     const int32_t *slots) {
   if (m == 0) return 0;
-  aoq_gpu_stream_t st = (aoq_gpu_stream_t)stream;
   int group = n_heads / kv->n_kv_heads, g = pick_g(group);
   attn_plan p = plan(kv, m, n_heads, b->max_pos, num_sms);
+  if (rf) p.fsplits = 0;        /* decode rows only: no runs for the tensor-core kernel */
   if (p.ws_splits > 0 && !ws) { /* no workspace: every kernel unsplit */
     p.splits = 1;
     p.fsplits = p.fsplits ? 1 : 0;
@@ -353,6 +437,9 @@ extern "C" int aoq_gk_attention(const aoq_kv_cache *kv, const aoq_attn_batch *b,
   }
   attn_args a;
   a.k = (const uint16_t *)kv->k, a.v = (const uint16_t *)kv->v, a.q = q, a.out = out;
+  a.q_stride = q_stride;
+  a.kw = rf ? (uint16_t *)kv->k : NULL, a.vw = rf ? (uint16_t *)kv->v : NULL;
+  a.slots = slots, a.n_slots = (int64_t)kv->n_pages * kv->page_size;
   a.ws = (float *)ws;
   a.row_seq = b->row_seq, a.row_pos = b->row_pos, a.bt = b->block_tables;
   a.m = m;
@@ -362,7 +449,8 @@ extern "C" int aoq_gk_attention(const aoq_kv_cache *kv, const aoq_attn_batch *b,
   a.splits = p.splits, a.fsplits = p.fsplits, a.ws_splits = p.ws_splits;
   a.scale = scale, a.err = err;
   dim3 grid((unsigned)m, (unsigned)(kv->n_kv_heads * a.hchunks), (unsigned)a.splits);
-  int e = kv->head_dim % 8 == 0 ? launch_rows<8>(a, g, grid, st) : launch_rows<1>(a, g, grid, st);
+  int e = kv->head_dim % 8 == 0 ? launch_rows<8>(a, g, grid, st, rf)
+                                : launch_rows<1>(a, g, grid, st, rf);
   if (e) return e;
 #ifdef AOQ_HAVE_MMA_BF16
   if (a.fsplits > 0 && (e = attn_prefill_launch(a, st)) != 0) return e;
@@ -372,4 +460,25 @@ extern "C" int aoq_gk_attention(const aoq_kv_cache *kv, const aoq_attn_batch *b,
     return aoq_launch(k_attn_merge, g2, 128, 0, st, a);
   }
   return 0;
+}
+
+extern "C" int aoq_gk_attention(const aoq_kv_cache *kv, const aoq_attn_batch *b, const uint16_t *q,
+                                uint16_t *out, int64_t m, int n_heads, float scale, void *ws,
+                                int num_sms, int *err, void *stream) {
+  return attention(kv, b, q, (int64_t)n_heads * kv->head_dim, out, m, n_heads, scale, ws, num_sms,
+                   err, (aoq_gpu_stream_t)stream, NULL, NULL);
+}
+
+extern "C" int aoq_gk_attention_qkv(const aoq_kv_cache *kv, const aoq_attn_batch *b,
+                                    const uint16_t *qkv, const int32_t *slots, uint16_t *out,
+                                    int64_t m, int n_heads, const aoq_gk_rope_freqs *f, float scale,
+                                    void *ws, int num_sms, int *err, void *stream) {
+#ifdef AOQ_HAVE_MMA_BF16
+  return attention(kv, b, qkv, (int64_t)(n_heads + 2 * kv->n_kv_heads) * kv->head_dim, out, m,
+                   n_heads, scale, ws, num_sms, err, (aoq_gpu_stream_t)stream, f, slots);
+#else
+  (void)kv, (void)b, (void)qkv, (void)slots, (void)out, (void)m, (void)n_heads, (void)f;
+  (void)scale, (void)ws, (void)num_sms, (void)err, (void)stream;
+  return (int)cudaErrorInvalidValue;
+#endif
 }

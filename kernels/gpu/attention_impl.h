@@ -22,6 +22,12 @@
 typedef struct attn_args {
   const uint16_t *k, *v, *q;
   uint16_t *out;
+  int64_t q_stride; /* elements between rows of q: n_heads hd, or the qkv row (k_attn_qkv) */
+  /* k_attn_qkv only: q is the qkv linear's output; the row's roped k and its v go to kw / vw
+   * (the cache that k / v read) at slots[row] < n_slots */
+  uint16_t *kw, *vw;
+  const int32_t *slots;
+  int64_t n_slots;
   float *ws; /* [m, n_heads, ws_splits] x (hd + 2): (max, sum, acc[hd]) per split */
   const int32_t *row_seq, *row_pos, *bt;
   int64_t m;

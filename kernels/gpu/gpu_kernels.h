@@ -54,6 +54,10 @@ int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *y, int64_t 
 /* y[m, n/2] = silu_mul(x @ W^T) for W = [gate; up] (n rows): aoq_gk_linear then aoq_gk_silu_mul,
  * bit for bit, in one kernel, where aoq_gk_linear_silu_ok (else an error, nothing launched). */
 int aoq_gk_linear_silu_ok(const aoq_qweight *w, int64_t m);
+/* 1 where aoq_gk_linear of m rows sums the unrounded int4 weights (q - 8) s + z per group in fp32
+ * (int4 groups of >= 128 at m <= 16, the GEMV and the skinny GEMM) instead of the bf16-rounded ones
+ * of dequantize-then-matmul; 0 elsewhere. aoq_gk_linear_silu follows aoq_gk_linear. */
+int aoq_gk_linear_folded(const aoq_qweight *w, int64_t m);
 int aoq_gk_linear_silu(const aoq_qweight *w, const uint16_t *x, uint16_t *y, int64_t m, void *ws,
                        void *stream);
 
@@ -122,6 +126,14 @@ size_t aoq_gk_attention_workspace(const aoq_kv_cache *kv, int64_t m, int n_heads
 int aoq_gk_attention(const aoq_kv_cache *kv, const aoq_attn_batch *b, const uint16_t *q,
                      uint16_t *out, int64_t m, int n_heads, float scale, void *ws, int num_sms,
                      int *err, void *stream);
+/* aoq_gk_qkv_rope_store then aoq_gk_attention of its q in one kernel (CUDA; the same bits, q not
+ * written out), for decode batches only: every row the only row of its sequence in b (a row's
+ * own key is stored by the block that reads it; the keys of other rows are not waited for). The
+ * workspace is aoq_gk_attention_workspace's. */
+int aoq_gk_attention_qkv(const aoq_kv_cache *kv, const aoq_attn_batch *b, const uint16_t *qkv,
+                         const int32_t *slots, uint16_t *out, int64_t m, int n_heads,
+                         const aoq_gk_rope_freqs *f, float scale, void *ws, int num_sms, int *err,
+                         void *stream);
 int aoq_gk_argmax(const uint16_t *logits, int32_t *out, int64_t m, int64_t vocab, void *stream);
 int aoq_gk_sample(const uint16_t *logits, int32_t *out, int64_t m, int64_t vocab,
                   const aoq_sample_params *p, void *stream);

@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <type_traits>
+
 #include "base/numerics.h"
 #include "kernels/gpu/gpu_kernels.h"
 #include "kernels/gpu/vendor.h"
@@ -239,6 +241,40 @@ struct DecI4 {
   static __device__ float epi(float acc, const wargs &, int64_t, int) {
     return acc;
   }
+};
+
+/* int4 with groups of 128 k or more (a power of two), in the mma GEMV and the skinny GEMM up to
+ * m = 16 (i4_folds, linear_gemv.h): the tensor core sums the raw magic-number bf16 values 128 + q
+ * of a group, and the group's scale and zero are applied once to that fp32 sum: (q - 8) s + z
+ * summed over the group is s * sum((128 + q) x) + (z - 136 s) * sum(x), the second sum from an mma
+ * with A = 1. One LOP3 per pair instead of LOP3 + HSUB2 + HMUL2 + HADD2; the weight is no longer
+ * rounded to bf16 per element (tinygemm's dequantization steps), so the result is the exact sum of
+ * the unrounded weights up to fp32 reassociation (test_cuda_linear holds it to that reference)
+ * and differs from dequantize-then-matmul by those roundings. A quad of lanes (c = 0..3) covers 4
+ * consecutive 32-k chunks = 128 k of one group, which is why the group must be >= 128. */
+struct DecI4F : DecI4 {
+  struct F {
+    float s, c;
+  };
+  static __device__ F of_wordf(uint32_t both) { /* {scale, zero} -> {s, z - 136 s} */
+    F f;
+    f.s = bf_lo(both);
+    f.c = fmaf(-136.0f, f.s, bf_hi(both));
+    return f;
+  }
+  static __device__ void raw8p(const uint4 &r, int sub, uint32_t o[4]) {
+    const uint32_t wd = word(r, sub);
+#pragma unroll
+    for (int j = 0; j < 4; j++) o[j] = lop3<0xEA>(wd >> (4 * j), 0x000f000fu, 0x43004300u);
+  }
+};
+template <class D>
+struct i4fold {
+  enum { v = 0 };
+};
+template <>
+struct i4fold<DecI4F> {
+  enum { v = 1 };
 };
 
 /* raw e4m3 (fp8dq, fp8dq-row): scaled_mm applies the scales to the fp32 sums (§3) */
@@ -579,6 +615,23 @@ static int prep_args(const aoq_qweight *w, const uint16_t **x, int64_t m, void *
   return 0;
 }
 
+/* Whether aoq_gk_linear of m rows sums the unrounded int4 weights (DecI4F) instead of
+ * dequantize-then-matmul's bf16 ones: for the tests, which hold each path to its reference. At
+ * m <= 16 both of its paths fold (the GEMV, the skinny GEMM), so i4_folds decides. */
+extern "C" int aoq_gk_linear_folded(const aoq_qweight *w, int64_t m) {
+#ifdef AOQ_HAVE_MMA_BF16
+  if (dec_format(w->kind) || (w->kind != AOQ_FMT_INT4WO && w->kind != AOQ_FMT_INT4WO_HQQ) ||
+      aoq_gk_linear_check(w) || m < 1 || (w->group & (w->group - 1)))
+    return 0;
+  wargs a = {};
+  while ((1 << a.lg) < w->group) a.lg++;
+  return i4_folds(a, m);
+#else
+  (void)w, (void)m;
+  return 0;
+#endif
+}
+
 extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *y, int64_t m,
                              void *ws, int num_sms, void *stream) {
   (void)num_sms;
@@ -641,8 +694,8 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
  * GEMV; not batch-invariant): then the fused kernel sums every row as the plain one does. */
 extern "C" int aoq_gk_linear_silu_ok(const aoq_qweight *w, int64_t m) {
 #ifdef AOQ_HAVE_MMA_BF16
-  if (!w || dec_format(w->kind) || m < 1 || m > 8 || w->n < 2 || w->n % 2 || aoq_gk_batch_invariant() ||
-      aoq_gk_linear_check(w))
+  if (!w || dec_format(w->kind) || m < 1 || m > 8 || w->n < 2 || w->n % 2 ||
+      aoq_gk_batch_invariant() || aoq_gk_linear_check(w))
     return 0;
   return with_decoder(w->kind, [&](auto d) {
     typedef gemv_pick<decltype(d)> P;

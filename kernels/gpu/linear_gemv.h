@@ -112,14 +112,31 @@ static __device__ __forceinline__ uint4 ld_w(const wargs &w, const void *p) {
   return r;
 }
 
+/* a chunk's format parameters: D::P for the decoders, DecI4F::F (scale and folded zero) */
+template <class D>
+struct mma_prm {
+  typedef typename D::P T;
+  static __device__ __forceinline__ T get(const wargs &w, int64_t row, int64_t ch) {
+    return D::prm(w, row, ch);
+  }
+};
+template <>
+struct mma_prm<DecI4F> {
+  typedef DecI4F::F T;
+  static __device__ __forceinline__ T get(const wargs &w, int64_t row, int64_t ch) {
+    return DecI4F::of_wordf(((const uint32_t *)w.scale)[row * (w.k >> w.lg) + ((ch * 32) >> w.lg)]);
+  }
+};
+
 template <class D, int NT, int U, bool FULL>
 static __device__ __forceinline__ void mma_step(const wargs &w, const uint8_t *qa,
                                                 const uint8_t *qb, int64_t ra, int64_t rb,
                                                 const uint16_t *const xr[NT], const bool xv[NT],
                                                 int64_t s0, int64_t step, int64_t nch,
                                                 float acc[NT][4]) {
+  constexpr bool FOLD = i4fold<D>::v;
   uint4 wa[U], wb[U];
-  typename D::P pa[U], pb[U];
+  typename mma_prm<D>::T pa[U], pb[U];
 #pragma unroll
   for (int u = 0; u < U; u++) {
     const int64_t ch = s0 + u * step;
@@ -128,17 +145,31 @@ static __device__ __forceinline__ void mma_step(const wargs &w, const uint8_t *q
 #pragma unroll
   for (int u = 0; u < U; u++) {
     const int64_t ch = s0 + u * step;
-    if (FULL || ch < nch) pa[u] = D::prm(w, ra, ch), pb[u] = D::prm(w, rb, ch);
+    if (FULL || ch < nch) pa[u] = mma_prm<D>::get(w, ra, ch), pb[u] = mma_prm<D>::get(w, rb, ch);
   }
 #pragma unroll
   for (int u = 0; u < U; u++) {
     const int64_t ch = s0 + u * step;
     if (!FULL && ch >= nch) break;
+    /* FOLD: the group's raw sums (128 + q) x and its x sums, scaled into acc after the chunk
+     * (a quad's 4 chunks are 128 k of one group) */
+    float gs[NT][4], xs[NT][4];
+    if constexpr (FOLD) {
+#pragma unroll
+      for (int t = 0; t < NT; t++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) gs[t][i] = xs[t][i] = 0;
+    }
 #pragma unroll
     for (int sub = 0; sub < D::EPL / 8; sub++) {
       uint32_t A[4], B[4], X[NT][4];
-      D::dec8p(wa[u], sub, pa[u], A);
-      D::dec8p(wb[u], sub, pb[u], B);
+      if constexpr (FOLD) {
+        D::raw8p(wa[u], sub, A);
+        D::raw8p(wb[u], sub, B);
+      } else {
+        D::dec8p(wa[u], sub, pa[u], A);
+        D::dec8p(wb[u], sub, pb[u], B);
+      }
 #pragma unroll
       for (int t = 0; t < NT; t++) {
         uint4 v = xv[t] ? *(const uint4 *)(xr[t] + ch * D::EPL + sub * 8) : make_uint4(0, 0, 0, 0);
@@ -151,8 +182,25 @@ static __device__ __forceinline__ void mma_step(const wargs &w, const uint8_t *q
       }
 #pragma unroll
       for (int t = 0; t < NT; t++) {
-        mma16816(acc[t], A[0], B[0], A[1], B[1], X[t][0], X[t][1]);
-        mma16816(acc[t], A[2], B[2], A[3], B[3], X[t][2], X[t][3]);
+        if constexpr (FOLD) {
+          const uint32_t one = 0x3f803f80u; /* bf16 1.0 twice */
+          mma16816(gs[t], A[0], B[0], A[1], B[1], X[t][0], X[t][1]);
+          mma16816(gs[t], A[2], B[2], A[3], B[3], X[t][2], X[t][3]);
+          mma16816(xs[t], one, one, one, one, X[t][0], X[t][1]);
+          mma16816(xs[t], one, one, one, one, X[t][2], X[t][3]);
+        } else {
+          mma16816(acc[t], A[0], B[0], A[1], B[1], X[t][0], X[t][1]);
+          mma16816(acc[t], A[2], B[2], A[3], B[3], X[t][2], X[t][3]);
+        }
+      }
+    }
+    if constexpr (FOLD) { /* rows g (tile elements 0, 1) and g + 8 (2, 3); xs rows are equal */
+#pragma unroll
+      for (int t = 0; t < NT; t++) {
+        acc[t][0] += fmaf(pa[u].s, gs[t][0], pa[u].c * xs[t][0]);
+        acc[t][1] += fmaf(pa[u].s, gs[t][1], pa[u].c * xs[t][1]);
+        acc[t][2] += fmaf(pb[u].s, gs[t][2], pb[u].c * xs[t][0]);
+        acc[t][3] += fmaf(pb[u].s, gs[t][3], pb[u].c * xs[t][1]);
       }
     }
   }
@@ -286,6 +334,10 @@ template <>
 struct gemv_pick<DecI4> {
   enum { fma_first = 0, gated = 1 };
 };
+template <>
+struct gemv_pick<DecI4F> {
+  enum { fma_first = 0, gated = 1 };
+};
 template <int K>
 struct gemv_pick<DecFP4<K>> {
   enum { fma_first = 0, gated = 1 };
@@ -306,8 +358,30 @@ static int64_t fma_min_n() {
   return v;
 }
 
+/* int4 with groups of >= 128 (powers of two) up to m = 16 takes the folded decoder (DecI4F): the
+ * mma GEMV at m <= 8 and the skinny GEMM at m = 9..16 (linear_skinny.h). Measured in the decode
+ * step (int4wo-128, docs/cuda.md session 6, folded against not): batch 1 2.89 / 2.92 against
+ * 2.93 / 2.92 ms, batch 8 3.33 against 3.41, batch 16 4.50 against 4.70; at batch 32 (the skinny
+ * GEMM's 4 n-tiles, whose extra accumulators spill) 7.50 against 6.77, so m > 16 keeps tinygemm's
+ * per-weight rounding, and so does batch-invariant mode (one numerics for every m).
+ * AOQ_I4_FOLD=0 switches it off. */
+static bool i4_fold_on() {
+  static int v = -1;
+  if (v < 0) {
+    const char *e = getenv("AOQ_I4_FOLD");
+    v = !(e && e[0] == '0');
+  }
+  return v;
+}
+static bool i4_folds(const wargs &w, int64_t m) { /* batch-invariant: all m alike, unfolded */
+  return w.lg >= 7 && m <= 16 && i4_fold_on() && !aoq_gk_batch_invariant();
+}
+
 template <class D>
 static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
+  if constexpr (std::is_same<D, DecI4>::value) {
+    if (i4_folds(w, m)) return launch<DecI4F>(w, x, y, m, st);
+  }
   if constexpr (gemv_pick<D>::fma_first) {
     if (m == 1 && !aoq_gk_batch_invariant()) return launch_mr<D, 1, 1>(w, x, y, m, st);
     if (m == 2 && !aoq_gk_batch_invariant() && w.n >= fma_min_n())
@@ -324,10 +398,15 @@ static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu
  * batch 1 / 8 -1.7% / -2.5%, mxfp4 -1.8% at batch 1, nvfp4 -1.3%, int8wo / bf16 batch 8 -2.0% /
  * -0.9%; fp8wo +3.8% slower: fp8 and mxfp8 keep the separate silu_mul; gemv_pick above). */
 template <class D>
-static int launch_gated(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
+static int launch_gated(const wargs &w, const uint16_t *x, uint16_t *y, int m,
+                        aoq_gpu_stream_t st) {
+  if constexpr (std::is_same<D, DecI4>::value) {
+    if (i4_folds(w, m)) return launch_gated<DecI4F>(w, x, y, m, st);
+  }
   if constexpr (gemv_pick<D>::gated) {
     unsigned blocks = (unsigned)((w.n / 2 + 7) / 8);
-    if (blocks >= 1024) return aoq_launch(k_gemv_mma<D, 1, 4, true>, blocks, 128, 0, st, w, x, y, m);
+    if (blocks >= 1024)
+      return aoq_launch(k_gemv_mma<D, 1, 4, true>, blocks, 128, 0, st, w, x, y, m);
     if (blocks >= 512) return aoq_launch(k_gemv_mma<D, 1, 8, true>, blocks, 256, 0, st, w, x, y, m);
     return aoq_launch(k_gemv_mma<D, 1, 16, true>, blocks, 512, 0, st, w, x, y, m);
   } else {

@@ -88,6 +88,7 @@ __global__ void __launch_bounds__(W * 32, BPS)
     k_skinny(wargs w, const uint16_t *__restrict__ x, uint16_t *__restrict__ y, int m, int nsplit) {
   AOQ_PDL_WAIT();
   typedef SkCfg<D, NT, W, H, BPS> C;
+  constexpr bool FOLD = i4fold<D>::v;
   extern __shared__ __align__(16) unsigned char sk_smem[];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
   const int64_t row0 = (int64_t)blockIdx.x * C::ROWS;
@@ -176,28 +177,42 @@ __global__ void __launch_bounds__(W * 32, BPS)
       const int64_t k0 = (st * H + hh) * C::KH;
       if (H > 1 && k0 >= h1 * C::KH) break;
       uint4 wr[2][2];
-      typename D::P pr[2][2];
+      typename mma_prm<D>::T pr[2][2];
 #pragma unroll
       for (int rt = 0; rt < 2; rt++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
           wr[rt][h] = *(const uint4 *)(base + lr[rt][h] * C::RB + (((4 * hh + c) ^ swz) * 16));
-          if constexpr (D::PWMAX > 0)
-            pr[rt][h] = D::prms(
-                p0[rt][h],
-                (const uint32_t *)(base + C::WB + C::XB) + (hh * C::ROWS + lr[rt][h]) * D::PWMAX, c,
-                w, min(row0 + lr[rt][h], w.n - 1), k0);
+          const uint32_t *pw =
+              (const uint32_t *)(base + C::WB + C::XB) + (hh * C::ROWS + lr[rt][h]) * D::PWMAX;
+          if constexpr (FOLD)
+            pr[rt][h] = DecI4F::of_wordf(pw[0]); /* one {scale, zero} word per row and half */
+          else if constexpr (D::PWMAX > 0)
+            pr[rt][h] = D::prms(p0[rt][h], pw, c, w, min(row0 + lr[rt][h], w.n - 1), k0);
           else
             pr[rt][h] = p0[rt][h];
         }
       const unsigned char *xb = base + C::WB + hh * 8 * NT * C::XS;
+      /* FOLD (DecI4F): a half is 128 k of one group; its raw sums and x sums, as the GEMV */
+      float gs[2][NT][4], xs[NT][4];
+      if constexpr (FOLD) {
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+#pragma unroll
+          for (int j = 0; j < 4; j++) gs[0][t][j] = gs[1][t][j] = xs[t][j] = 0;
+      }
 #pragma unroll
       for (int sub = 0; sub < D::EPL / 8; sub++) {
         uint32_t A[2][2][4];
 #pragma unroll
         for (int rt = 0; rt < 2; rt++)
 #pragma unroll
-          for (int h = 0; h < 2; h++) D::dec8p(wr[rt][h], sub, pr[rt][h], A[rt][h]);
+          for (int h = 0; h < 2; h++) {
+            if constexpr (FOLD)
+              D::raw8p(wr[rt][h], sub, A[rt][h]);
+            else
+              D::dec8p(wr[rt][h], sub, pr[rt][h], A[rt][h]);
+          }
 #pragma unroll
         for (int t = 0; t < NT; t++) {
           const uint4 v = *(const uint4 *)(xb + (8 * t + g) * C::XS + (sub * 4 + c) * 16);
@@ -210,10 +225,27 @@ __global__ void __launch_bounds__(W * 32, BPS)
           }
 #pragma unroll
           for (int rt = 0; rt < 2; rt++) {
-            mma16816(acc[rt][t], A[rt][0][0], A[rt][1][0], A[rt][0][1], A[rt][1][1], X[0], X[1]);
-            mma16816(acc[rt][t], A[rt][0][2], A[rt][1][2], A[rt][0][3], A[rt][1][3], X[2], X[3]);
+            float(&a)[4] = FOLD ? gs[rt][t] : acc[rt][t];
+            mma16816(a, A[rt][0][0], A[rt][1][0], A[rt][0][1], A[rt][1][1], X[0], X[1]);
+            mma16816(a, A[rt][0][2], A[rt][1][2], A[rt][0][3], A[rt][1][3], X[2], X[3]);
+          }
+          if constexpr (FOLD) {
+            const uint32_t one = 0x3f803f80u;
+            mma16816(xs[t], one, one, one, one, X[0], X[1]);
+            mma16816(xs[t], one, one, one, one, X[2], X[3]);
           }
         }
+      }
+      if constexpr (FOLD) {
+#pragma unroll
+        for (int rt = 0; rt < 2; rt++)
+#pragma unroll
+          for (int t = 0; t < NT; t++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+              const DecI4F::F &f = pr[rt][j >> 1];
+              acc[rt][t][j] += fmaf(f.s, gs[rt][t][j], f.c * xs[t][j & 1]);
+            }
       }
     }
   }
@@ -302,6 +334,10 @@ static int launch_skinny_nt(const wargs &w, const uint16_t *x, uint16_t *y, int 
 template <class D>
 static int launch_skinny(const wargs &w, const uint16_t *x, uint16_t *y, int m, int nsplit,
                          aoq_gpu_stream_t st) {
+  if constexpr (std::is_same<D, DecI4>::value) {
+    if (i4_folds(w, m))
+      return launch_skinny_nt<DecI4F, 2, SK_W, SK_H, SK_BPS>(w, x, y, m, nsplit, st);
+  }
   if (m <= 16) return launch_skinny_nt<D, 2, SK_W, SK_H, SK_BPS>(w, x, y, m, nsplit, st);
   if (m <= 32) return launch_skinny_nt<D, 4, SK_W, SK_H, SK_BPS>(w, x, y, m, nsplit, st);
   return launch_skinny_nt<D, 8, SK_W, SK_H, SK_BPS>(w, x, y, m, nsplit, st);

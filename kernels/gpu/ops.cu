@@ -7,6 +7,7 @@
  */
 #include "base/numerics.h"
 #include "kernels/gpu/gpu_kernels.h"
+#include "kernels/gpu/rope_impl.h"
 #include "kernels/gpu/vendor.h"
 
 #define BF(u) aoq_bf16_to_f32(u)
@@ -239,16 +240,7 @@ extern "C" int aoq_gk_embed(const uint16_t *table, int64_t n_rows, const int32_t
 
 /* ---- rope: HF rotate_half, cos/sin rounded to bf16, each product and sum rounded ---- */
 
-/* Rotates the pair (d, d + half) of one head by (c, sn) = bf16(cos, sin): src -> dst (may
- * alias). */
-static __device__ __forceinline__ void rope_rot(const uint16_t *src, uint16_t *dst, int d, int half,
-                                                float c, float sn) {
-  float x1 = BF(src[d]), x2 = BF(src[d + half]);
-  float a = aoq_round_bf16(x1 * c) - aoq_round_bf16(x2 * sn);
-  float b = aoq_round_bf16(x2 * c) + aoq_round_bf16(x1 * sn);
-  dst[d] = TB(a);
-  dst[d + half] = TB(b);
-}
+/* rope_rot: kernels/gpu/rope_impl.h */
 
 static __device__ __forceinline__ void rope_pair(const uint16_t *src, uint16_t *dst, int d,
                                                  int half, float p, const aoq_gk_rope_freqs &f) {

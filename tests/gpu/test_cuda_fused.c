@@ -6,7 +6,8 @@
  * linear_silu_mul (the gate | up GEMV writing silu(gate) * up) against linear + silu_mul, bit for
  * bit, for the formats that take it, m = 1..8, the three block sizes of the GEMV and a partial
  * block, and the cases it leaves to the two ops (the FMA GEMV's, m > 8, linear_dec.h's formats,
- * the fp8 formats, the CPU).
+ * the fp8 formats, the CPU). And qkv_attention (rope, cache store and decode attention in one
+ * kernel) against qkv_rope_store + attention.
  */
 #include "core/format.h"
 #include "kernels/gpu/gpu_kernels.h"
@@ -78,7 +79,8 @@ static void linear_silu_case(aoq_device *d, const char *fmt, int64_t m, int64_t 
   uint16_t *hx = bf16_random(m * k, 4);
   size_t by = (size_t)(m * I) * 2, bgu = 2 * by, wsb = aoq_dev_linear_workspace(d, &w, m);
   void *x = dev_upload(d, hx, (size_t)(m * k) * 2), *gu1 = dev_upload(d, NULL, bgu);
-  void *gu2 = dev_upload(d, NULL, bgu), *y1 = dev_upload(d, NULL, by), *y2 = dev_upload(d, NULL, by);
+  void *gu2 = dev_upload(d, NULL, bgu), *y1 = dev_upload(d, NULL, by),
+       *y2 = dev_upload(d, NULL, by);
   void *ws = wsb ? dev_upload(d, NULL, wsb) : NULL;
   assert_int_equal(aoq_dev_memset(d, gu1, 0xab, bgu, NULL), AOQ_OK);
   assert_int_equal(aoq_dev_linear_silu_mul(d, &w, x, gu1, y1, m, bf, ws, NULL), AOQ_OK);
@@ -114,7 +116,8 @@ static void test_linear_silu_mul(void **state) {
   for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {
     linear_silu_case(g_gpu, fmts[i], 1, 14336, 256, true); /* 1792 blocks: 4 warps each */
     linear_silu_case(g_gpu, fmts[i], 3, 4096, 512, true);  /* 512 blocks: 8 warps */
-    linear_silu_case(g_gpu, fmts[i], 8, 1004, 256, true);  /* 125.5 blocks: 16 warps, a partial one */
+    /* 125.5 blocks: 16 warps, a partial one */
+    linear_silu_case(g_gpu, fmts[i], 8, 1004, 256, true);
   }
   linear_silu_case(g_gpu, "bf16", 3, 1004, 256, true);
   linear_silu_case(g_gpu, "int8wo", 8, 4096, 256, true);
@@ -194,6 +197,102 @@ static void test_qkv_rope_store(void **state) {
   for (int i = 0; i < 11; i++) aoq_dev_free(g_gpu, bufs[i]);
 }
 
+/* qkv_attention (rope, cache store and attention in one kernel) against qkv_rope_store +
+ * attention on a copy of the cache: out and both caches bit for bit. Rows of distinct sequences
+ * at positions spanning one to several 128-key tiles; max_pos the batch's own or the whole table
+ * (a graph's plan: more splits, the row's own tile in a later split). seq_of: the sequence of
+ * each row (a repeated one makes it a prefill-like batch, which the wrapper must run as the two
+ * ops). */
+static void qkv_attention_case(int nh, int nkv, int hd, const int *pos, const int *seq_of, int m,
+                               int n_seqs, bool whole_table) {
+  const int ps = 16, max_blocks = 32, n_pages = 1 + n_seqs * max_blocks;
+  const int64_t N = (int64_t)(nh + 2 * nkv) * hd, kvw = (int64_t)nkv * hd;
+  const int64_t total = (int64_t)n_pages * ps * kvw;
+  int32_t *tab = calloc((size_t)n_seqs * max_blocks, 4), rs[8], rp[8], sl[8];
+  for (int j = 0; j < n_seqs; j++) /* sequence j's pages, interleaved with the others' */
+    for (int b = 0; b < max_blocks; b++) tab[j * max_blocks + b] = 1 + b * n_seqs + j;
+  int max_pos = 0;
+  for (int i = 0; i < m; i++) {
+    rs[i] = seq_of[i], rp[i] = pos[i];
+    sl[i] = tab[seq_of[i] * max_blocks + pos[i] / ps] * ps + pos[i] % ps;
+    if (pos[i] > max_pos) max_pos = pos[i];
+  }
+  if (whole_table) max_pos = max_blocks * ps - 1;
+  uint16_t *hk = bf16_random(total, 1), *hv = bf16_random(total, 1), *hqkv = bf16_random(m * N, 2);
+  aoq_kv_cache kv[2];
+  for (int i = 0; i < 2; i++)
+    kv[i] = (aoq_kv_cache){dev_upload(g_gpu, hk, (size_t)total * 2),
+                           dev_upload(g_gpu, hv, (size_t)total * 2),
+                           n_pages,
+                           ps,
+                           nkv,
+                           hd,
+                           AOQ_DTYPE_BF16};
+  void *dt = dev_upload(g_gpu, tab, (size_t)n_seqs * max_blocks * 4);
+  void *drs = dev_upload(g_gpu, rs, (size_t)m * 4), *drp = dev_upload(g_gpu, rp, (size_t)m * 4);
+  void *dsl = dev_upload(g_gpu, sl, (size_t)m * 4);
+  aoq_attn_batch b = {drs, drp, dt, n_seqs, max_blocks, max_pos};
+  aoq_rope r = {500000.f, 8.f, 1.f, 4.f, 8192};
+  const float scale = 1.0f / sqrtf((float)hd);
+  const size_t qb = (size_t)m * nh * hd * 2;
+  uint16_t *qfill = malloc(qb);
+  for (size_t i = 0; i < qb / 2; i++) qfill[i] = 0x7fc1; /* a NaN pattern: must stay unread */
+  void *qkv = dev_upload(g_gpu, hqkv, (size_t)(m * N) * 2), *q0 = dev_upload(g_gpu, qfill, qb);
+  void *q1 = dev_upload(g_gpu, NULL, qb), *o0 = dev_upload(g_gpu, NULL, qb);
+  void *o1 = dev_upload(g_gpu, NULL, qb);
+  size_t wsz = aoq_dev_attention_workspace(g_gpu, &kv[0], m, nh, max_pos);
+  void *ws = wsz ? dev_upload(g_gpu, NULL, wsz) : NULL;
+  const aoq_dtype bf = AOQ_DTYPE_BF16;
+  assert_int_equal(
+      aoq_dev_qkv_attention(g_gpu, &kv[0], &b, qkv, dsl, q0, o0, m, nh, &r, scale, bf, ws, NULL),
+      AOQ_OK);
+  assert_int_equal(aoq_dev_qkv_rope_store(g_gpu, &kv[1], qkv, q1, drp, dsl, m, nh, &r, bf, NULL),
+                   AOQ_OK);
+  assert_int_equal(aoq_dev_attention(g_gpu, &kv[1], &b, q1, o1, m, nh, scale, bf, ws, NULL),
+                   AOQ_OK);
+  assert_int_equal(aoq_dev_stream_sync(g_gpu, NULL), AOQ_OK);
+  uint16_t *a0 = dev_download(g_gpu, o0, qb), *a1 = dev_download(g_gpu, o1, qb);
+  assert_memory_equal(a0, a1, qb);
+  assert_true(count_diff(a0, qfill, (int64_t)qb / 2) == (int64_t)qb / 2); /* written */
+  for (int i = 0; i < 2; i++) {
+    uint16_t *c0 = dev_download(g_gpu, i ? kv[0].v : kv[0].k, (size_t)total * 2);
+    uint16_t *c1 = dev_download(g_gpu, i ? kv[1].v : kv[1].k, (size_t)total * 2);
+    assert_memory_equal(c0, c1, (size_t)total * 2);
+    assert_true(count_diff(c0, i ? hv : hk, total) > 0); /* the rows' keys / values stored */
+    free(c0), free(c1);
+  }
+  /* one kernel for a decode batch: the q scratch left alone; the two ops otherwise */
+  uint16_t *sq = dev_download(g_gpu, q0, qb), *sq1 = dev_download(g_gpu, q1, qb);
+  assert_memory_equal(sq, m == n_seqs ? qfill : sq1, qb);
+  free(sq1);
+  printf("qkv_attention %d/%d heads x %d, %d rows, max_pos %d: %s, same bits\n", nh, nkv, hd, m,
+         max_pos, m == n_seqs ? "one kernel" : "two ops");
+  free(a0), free(a1), free(sq), free(qfill), free(hk), free(hv), free(hqkv), free(tab);
+  void *bufs[] = {kv[0].k, kv[0].v, kv[1].k, kv[1].v, dt, drs, drp, dsl, qkv, q0, q1, o0, o1, ws};
+  for (int i = 0; i < 14; i++) aoq_dev_free(g_gpu, bufs[i]);
+}
+
+static void test_qkv_attention(void **state) {
+  (void)state;
+  const int pos[5] = {0, 5, 127, 300, 511}, seqs[5] = {0, 1, 2, 3, 4};
+  for (int whole = 0; whole < 2; whole++) {
+    qkv_attention_case(32, 8, 128, pos, seqs, 5, 5, whole); /* Llama-3.1-8B heads: G = 4 */
+    qkv_attention_case(16, 2, 64, pos, seqs, 5, 5, whole);  /* G = 8: two reduction passes */
+    qkv_attention_case(6, 3, 36, pos, seqs, 5, 5, whole);   /* head_dim % 8 != 0: 2-byte loads */
+  }
+  qkv_attention_case(32, 8, 128, pos, seqs, 1, 1, false); /* batch 1 */
+  /* two rows of one sequence (a prefill chunk): the wrapper runs the two ops */
+  const int pp[3] = {40, 41, 200}, ps2[3] = {0, 0, 1};
+  qkv_attention_case(32, 8, 128, pp, ps2, 3, 2, false);
+  /* the CPU backend offers neither: refused, nothing run */
+  aoq_kv_cache kv = {NULL, NULL, 8, 16, 8, 128, AOQ_DTYPE_BF16};
+  aoq_attn_batch b = {NULL, NULL, NULL, 1, 1, 0};
+  aoq_rope r = {500000.f, 8.f, 1.f, 4.f, 8192};
+  assert_int_equal(aoq_dev_qkv_attention(g_cpu, &kv, &b, NULL, NULL, NULL, NULL, 1, 32, &r, 1.f,
+                                         AOQ_DTYPE_BF16, NULL, NULL),
+                   AOQ_EUNSUPPORTED);
+}
+
 static int setup(void **state) {
   (void)state;
   open_devices_or_skip();
@@ -211,6 +310,7 @@ int main(void) {
       cmocka_unit_test(test_add_rmsnorm),
       cmocka_unit_test(test_qkv_rope_store),
       cmocka_unit_test(test_linear_silu_mul),
+      cmocka_unit_test(test_qkv_attention),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
