@@ -199,13 +199,14 @@ static void test_qkv_rope_store(void **state) {
 
 /* qkv_attention (rope, cache store and attention in one kernel) against qkv_rope_store +
  * attention on a copy of the cache: out and both caches bit for bit. Rows of distinct sequences
- * at positions spanning one to several 128-key tiles; max_pos the batch's own or the whole table
- * (a graph's plan: more splits, the row's own tile in a later split). seq_of: the sequence of
+ * at positions spanning one to several 128-key tiles (up to 511); max_pos the batch's own or the
+ * whole table of 1024 positions (a graph's plan: more splits, the row's own tile in a later
+ * split). seq_of: the sequence of
  * each row (a repeated one makes it a prefill-like batch, which the wrapper must run as the two
  * ops). */
 static void qkv_attention_case(int nh, int nkv, int hd, const int *pos, const int *seq_of, int m,
                                int n_seqs, bool whole_table) {
-  const int ps = 16, max_blocks = 32, n_pages = 1 + n_seqs * max_blocks;
+  const int ps = 16, max_blocks = 64, n_pages = 1 + n_seqs * max_blocks;
   const int64_t N = (int64_t)(nh + 2 * nkv) * hd, kvw = (int64_t)nkv * hd;
   const int64_t total = (int64_t)n_pages * ps * kvw;
   int32_t *tab = calloc((size_t)n_seqs * max_blocks, 4), rs[8], rp[8], sl[8];
@@ -280,10 +281,44 @@ static void test_qkv_attention(void **state) {
     qkv_attention_case(16, 2, 64, pos, seqs, 5, 5, whole);  /* G = 8: two reduction passes */
     qkv_attention_case(6, 3, 36, pos, seqs, 5, 5, whole);   /* head_dim % 8 != 0: 2-byte loads */
   }
-  qkv_attention_case(32, 8, 128, pos, seqs, 1, 1, false); /* batch 1 */
+  const int p1[1] = {300};
+  qkv_attention_case(32, 8, 128, p1, seqs, 1, 1, false); /* batch 1 */
   /* two rows of one sequence (a prefill chunk): the wrapper runs the two ops */
   const int pp[3] = {40, 41, 200}, ps2[3] = {0, 0, 1};
   qkv_attention_case(32, 8, 128, pp, ps2, 3, 2, false);
+  /* a slot outside the cache: the row's key and value are not stored, the sync reports it once
+   * (the other rows' results stand) */
+  {
+    const int nh = 32, nkv = 8, hd = 128, ps = 16, n_pages = 9, m = 2;
+    const int64_t N = (int64_t)(nh + 2 * nkv) * hd, total = (int64_t)n_pages * ps * nkv * hd;
+    int32_t tab[2 * 4] = {1, 2, 3, 4, 5, 6, 7, 8}, rs[2] = {0, 1}, rp[2] = {3, 3};
+    int32_t sl[2] = {1 * ps + 3, n_pages * ps}; /* row 1's slot is past the cache */
+    uint16_t *hqkv = bf16_random(m * N, 2);
+    aoq_kv_cache kvb = {dev_upload(g_gpu, NULL, (size_t)total * 2),
+                        dev_upload(g_gpu, NULL, (size_t)total * 2), n_pages, ps, nkv, hd,
+                        AOQ_DTYPE_BF16};
+    void *dt = dev_upload(g_gpu, tab, sizeof tab), *drs = dev_upload(g_gpu, rs, sizeof rs);
+    void *drp = dev_upload(g_gpu, rp, sizeof rp), *dsl = dev_upload(g_gpu, sl, sizeof sl);
+    void *qkv = dev_upload(g_gpu, hqkv, (size_t)(m * N) * 2);
+    void *q = dev_upload(g_gpu, NULL, (size_t)m * nh * hd * 2);
+    void *o = dev_upload(g_gpu, NULL, (size_t)m * nh * hd * 2);
+    aoq_attn_batch bb = {drs, drp, dt, 2, 4, 3};
+    aoq_rope rr = {500000.f, 8.f, 1.f, 4.f, 8192};
+    size_t wsz = aoq_dev_attention_workspace(g_gpu, &kvb, m, nh, 3);
+    void *ws = wsz ? dev_upload(g_gpu, NULL, wsz) : NULL;
+    assert_int_equal(aoq_dev_qkv_attention(g_gpu, &kvb, &bb, qkv, dsl, q, o, m, nh, &rr, 0.088f,
+                                           AOQ_DTYPE_BF16, ws, NULL),
+                     AOQ_OK);
+    assert_int_equal(aoq_dev_stream_sync(g_gpu, NULL), AOQ_EINVAL);
+    assert_int_equal(aoq_dev_stream_sync(g_gpu, NULL), AOQ_OK); /* reported once */
+    uint16_t *kc = dev_download(g_gpu, kvb.k, (size_t)total * 2);
+    int64_t kvw = (int64_t)nkv * hd, nz = 0;
+    for (int64_t i = 0; i < total; i++) nz += kc[i] != 0;
+    assert_true(nz > 0 && nz <= kvw); /* row 0's key only */
+    free(kc), free(hqkv);
+    void *bufs[] = {kvb.k, kvb.v, dt, drs, drp, dsl, qkv, q, o, ws};
+    for (int i = 0; i < 10; i++) aoq_dev_free(g_gpu, bufs[i]);
+  }
   /* the CPU backend offers neither: refused, nothing run */
   aoq_kv_cache kv = {NULL, NULL, 8, 16, 8, 128, AOQ_DTYPE_BF16};
   aoq_attn_batch b = {NULL, NULL, NULL, 1, 1, 0};
