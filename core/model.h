@@ -52,6 +52,8 @@ enum {
   AOQ_ABLATE_NORM = 1 << 1, /* the layers' add_rmsnorm (fused ops) / add + rmsnorm */
   AOQ_ABLATE_ATTN = 1 << 2, /* attention */
   AOQ_ABLATE_ROPE = 1 << 3, /* qkv_rope_store (fused ops) / split, ropes and kv_store */
+  /* (either of the last two runs a decode step's rope and attention as the two kernels again
+   * where the device would fuse them into one, qkv_attention: the other one stays) */
 };
 
 typedef struct aoq_model aoq_model;

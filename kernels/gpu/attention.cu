@@ -55,9 +55,10 @@ struct vload<1> {
 };
 
 /* The per-row kernel's body. QKV (k_attn_qkv, decode batches: every row the only row of its
- * sequence): q is the qkv linear's output, roped here (qkv_rope_store's bits), and the block of the
- * split holding the row's own position (and the first head chunk) ropes the kv head's k and stores
- * it and v at the row's slot before its keys are read, so no other block depends on the store. */
+ * sequence): q is the qkv linear's output, roped here (qkv_rope_store's bits), and the blocks of
+ * the split holding the row's own position (one per head chunk) rope the kv head's k and store it
+ * and v at the row's slot before their keys are read, so no block depends on another's store
+ * (head chunks of one kv head write the same bits to the same slot). */
 template <int G, int VW, bool QKV>
 static __device__ __forceinline__ void attn_rows(const attn_args &a, const aoq_gk_rope_freqs *rf) {
   constexpr int NCH = VW == 1 ? 2 : 1; /* value chunks per thread (VW 1: head_dim up to 256) */
@@ -93,7 +94,8 @@ static __device__ __forceinline__ void attn_rows(const attn_args &a, const aoq_g
     slot = a.slots[row];
     const bool sok = slot >= 0 && slot < a.n_slots;
     if (!sok && tid == 0 && blockIdx.y == 0 && split == 0) atomicCAS(a.err, 0, AOQ_GK_ERR_KV_SLOT);
-    writer = sok && blockIdx.y % a.hchunks == 0 && split == (bad ? 0 : (pos / TILE) % a.splits);
+    /* every head chunk of the kv head stores (the same bits): each reads only its own store */
+    writer = sok && split == (bad ? 0 : (pos / TILE) % a.splits);
     const float p = (float)pos;
     for (int d = tid; d < hd / 2; d += THREADS) {
       float ang = p * rf->inv[d];

@@ -280,6 +280,8 @@ static void test_qkv_attention(void **state) {
     qkv_attention_case(32, 8, 128, pos, seqs, 5, 5, whole); /* Llama-3.1-8B heads: G = 4 */
     qkv_attention_case(16, 2, 64, pos, seqs, 5, 5, whole);  /* G = 8: two reduction passes */
     qkv_attention_case(6, 3, 36, pos, seqs, 5, 5, whole);   /* head_dim % 8 != 0: 2-byte loads */
+    qkv_attention_case(12, 4, 64, pos, seqs, 5, 5, whole);  /* group 3: two head chunks per kv
+                                                               head, both store the new key */
   }
   const int p1[1] = {300};
   qkv_attention_case(32, 8, 128, p1, seqs, 1, 1, false); /* batch 1 */
