@@ -439,6 +439,13 @@ static aoq_status gpu_linear(void *ctx, const aoq_qweight *w, const void *x, voi
 }
 
 #ifdef AOQ_GPU_CUDA /* a fused op: not offered on HIP (no mma GEMV there) */
+/* A fused op's diagnosis switch: whether the environment variable name is "0" (read once into
+ * *cache, -1 until then). */
+static bool knob_off(int *cache, const char *name) {
+  if (*cache < 0) *cache = getenv(name) && strcmp(getenv(name), "0") == 0;
+  return *cache;
+}
+
 /* linear + silu_mul in the gate | up GEMV (linear.cu's aoq_gk_linear_silu); what it does not
  * take is AOQ_EUNSUPPORTED and aoq_dev_linear_silu_mul runs the two ops. AOQ_LINEAR_SILU=0: never
  * fused (diagnosis). */
@@ -446,9 +453,9 @@ static aoq_status gpu_linear_silu(void *ctx, const aoq_qweight *w, const void *x
                                   int64_t m, aoq_dtype dt, void *ws, aoq_stream *s) {
   gpu_ctx *c = ctx;
   static int off = -1;
-  if (off < 0) off = getenv("AOQ_LINEAR_SILU") && strcmp(getenv("AOQ_LINEAR_SILU"), "0") == 0;
-  if (off || dt != AOQ_DTYPE_BF16 || !w || !x || !y || ((uintptr_t)x & 15) ||
-      !aoq_gk_linear_silu_ok(w, m) || (!ws && aoq_gk_linear_workspace(w, m) > 0))
+  if (knob_off(&off, "AOQ_LINEAR_SILU") || dt != AOQ_DTYPE_BF16 || !w || !x || !y ||
+      ((uintptr_t)x & 15) || !aoq_gk_linear_silu_ok(w, m) ||
+      (!ws && aoq_gk_linear_workspace(w, m) > 0))
     return aoq_err(AOQ_EUNSUPPORTED, AOQ_GPU_VENDOR " linear_silu: not fused here");
   KL(aoq_gk_linear_silu(w, x, y, m, ws, strm(c, s)), "linear_silu");
   return AOQ_OK;
@@ -668,22 +675,13 @@ static aoq_status gpu_attention(void *ctx, const aoq_kv_cache *kv, const aoq_att
 }
 
 #ifdef AOQ_GPU_CUDA
-/* AOQ_QKV_ATTN=0: qkv_attention refused, so the model runs qkv_rope_store + attention */
-static bool qkv_attention_on(void) {
-  static int v = -1;
-  if (v < 0) {
-    const char *e = getenv("AOQ_QKV_ATTN");
-    v = !(e && e[0] == '0');
-  }
-  return v;
-}
-
 static aoq_status gpu_qkv_attention(void *ctx, const aoq_kv_cache *kv, const aoq_attn_batch *b,
                                     const void *qkv, const int32_t *slots, void *out, int64_t m,
                                     int n_heads, const aoq_rope *r, float scale, aoq_dtype dt,
                                     void *ws, aoq_stream *s) {
   gpu_ctx *c = ctx;
-  if (!qkv_attention_on())
+  static int off = -1; /* AOQ_QKV_ATTN=0: refused, the model runs qkv_rope_store + attention */
+  if (knob_off(&off, "AOQ_QKV_ATTN"))
     return aoq_err(AOQ_EUNSUPPORTED, AOQ_GPU_VENDOR " qkv_attention: off (AOQ_QKV_ATTN=0)");
   AOQ_TRY(attention_args_ok(c, kv, b, qkv, out, m, n_heads, scale, dt, ws, "qkv_attention"));
   AOQ_TRY(aoq_rope_check(r, n_heads + kv->n_kv_heads, kv->head_dim, 1024,

@@ -253,14 +253,24 @@ struct DecI4 {
  * and differs from dequantize-then-matmul by those roundings. A quad of lanes (c = 0..3) covers 4
  * consecutive 32-k chunks = 128 k of one group, which is why the group must be >= 128. */
 struct DecI4F : DecI4 {
-  struct F {
+  struct P { /* {scale, zero} as {s, z - 136 s} */
     float s, c;
   };
-  static __device__ F of_wordf(uint32_t both) { /* {scale, zero} -> {s, z - 136 s} */
-    F f;
+  static __device__ P of_wordf(uint32_t both) {
+    P f;
     f.s = bf_lo(both);
     f.c = fmaf(-136.0f, f.s, bf_hi(both));
     return f;
+  }
+  /* DecI4's parameter words (groups of >= 128: the shift form, one staged word per half) */
+  static __device__ P prm(const wargs &w, int64_t row, int64_t c) {
+    return of_wordf(((const uint32_t *)w.scale)[pword0(w, row, c * 32)]);
+  }
+  static __device__ P prm0(const wargs &, int64_t) {
+    return P();
+  }
+  static __device__ P prms(const P &, const uint32_t *pw, int, const wargs &, int64_t, int64_t) {
+    return of_wordf(pw[0]);
   }
   static __device__ void raw8p(const uint4 &r, int sub, uint32_t o[4]) {
     const uint32_t wd = word(r, sub);
@@ -585,6 +595,14 @@ extern "C" size_t aoq_gk_linear_workspace(const aoq_qweight *w, int64_t m) {
   return aoq_gk_act_layout(m, w->k, &off);
 }
 
+/* log2 of an int4 weight's group where it is a power of two (wargs.lg), else 0 */
+static int int4_lg(const aoq_qweight *w) {
+  int lg = 0;
+  if ((w->kind == AOQ_FMT_INT4WO || w->kind == AOQ_FMT_INT4WO_HQQ) && !(w->group & (w->group - 1)))
+    while ((1 << lg) < w->group) lg++;
+  return lg;
+}
+
 /* The kernel arguments of w; dynamic formats quantize x into ws first (*x then points there). */
 static int prep_args(const aoq_qweight *w, const uint16_t **x, int64_t m, void *ws, void *stream,
                      wargs *out) {
@@ -593,11 +611,9 @@ static int prep_args(const aoq_qweight *w, const uint16_t **x, int64_t m, void *
   a.scale = w->scale;
   a.aux = w->aux;
   a.xs = a.xt = 0;
-  a.n = w->n, a.k = w->k, a.group = w->group, a.lg = 0, a.pf = 0;
-  a.row_bytes = w->k * 16 / epl_of(w->kind);
   /* int4 groups that are powers of two: shifts instead of divisions in the parameter addressing */
-  if ((w->kind == AOQ_FMT_INT4WO || w->kind == AOQ_FMT_INT4WO_HQQ) && !(w->group & (w->group - 1)))
-    while ((1 << a.lg) < w->group) a.lg++;
+  a.n = w->n, a.k = w->k, a.group = w->group, a.lg = int4_lg(w), a.pf = 0;
+  a.row_bytes = w->k * 16 / epl_of(w->kind);
   if (is_dynamic(w->kind)) {
     if (!ws) return (int)cudaErrorInvalidValue;
     /* the wide kernels of dequant.cu write act_quant.cu's bytes with 16-byte accesses */
@@ -620,11 +636,9 @@ static int prep_args(const aoq_qweight *w, const uint16_t **x, int64_t m, void *
  * m <= 16 both of its paths fold (the GEMV, the skinny GEMM), so i4_folds decides. */
 extern "C" int aoq_gk_linear_folded(const aoq_qweight *w, int64_t m) {
 #ifdef AOQ_HAVE_MMA_BF16
-  if (dec_format(w->kind) || (w->kind != AOQ_FMT_INT4WO && w->kind != AOQ_FMT_INT4WO_HQQ) ||
-      aoq_gk_linear_check(w) || m < 1 || (w->group & (w->group - 1)))
-    return 0;
+  if (dec_format(w->kind) || aoq_gk_linear_check(w) || m < 1) return 0;
   wargs a = {};
-  while ((1 << a.lg) < w->group) a.lg++;
+  a.lg = int4_lg(w); /* 0 for every other format */
   return i4_folds(a, m);
 #else
   (void)w, (void)m;

@@ -112,22 +112,6 @@ static __device__ __forceinline__ uint4 ld_w(const wargs &w, const void *p) {
   return r;
 }
 
-/* a chunk's format parameters: D::P for the decoders, DecI4F::F (scale and folded zero) */
-template <class D>
-struct mma_prm {
-  typedef typename D::P T;
-  static __device__ __forceinline__ T get(const wargs &w, int64_t row, int64_t ch) {
-    return D::prm(w, row, ch);
-  }
-};
-template <>
-struct mma_prm<DecI4F> {
-  typedef DecI4F::F T;
-  static __device__ __forceinline__ T get(const wargs &w, int64_t row, int64_t ch) {
-    return DecI4F::of_wordf(((const uint32_t *)w.scale)[row * (w.k >> w.lg) + ((ch * 32) >> w.lg)]);
-  }
-};
-
 template <class D, int NT, int U, bool FULL>
 static __device__ __forceinline__ void mma_step(const wargs &w, const uint8_t *qa,
                                                 const uint8_t *qb, int64_t ra, int64_t rb,
@@ -136,7 +120,7 @@ static __device__ __forceinline__ void mma_step(const wargs &w, const uint8_t *q
                                                 float acc[NT][4]) {
   constexpr bool FOLD = i4fold<D>::v;
   uint4 wa[U], wb[U];
-  typename mma_prm<D>::T pa[U], pb[U];
+  typename D::P pa[U], pb[U];
 #pragma unroll
   for (int u = 0; u < U; u++) {
     const int64_t ch = s0 + u * step;
@@ -145,7 +129,7 @@ static __device__ __forceinline__ void mma_step(const wargs &w, const uint8_t *q
 #pragma unroll
   for (int u = 0; u < U; u++) {
     const int64_t ch = s0 + u * step;
-    if (FULL || ch < nch) pa[u] = mma_prm<D>::get(w, ra, ch), pb[u] = mma_prm<D>::get(w, rb, ch);
+    if (FULL || ch < nch) pa[u] = D::prm(w, ra, ch), pb[u] = D::prm(w, rb, ch);
   }
 #pragma unroll
   for (int u = 0; u < U; u++) {

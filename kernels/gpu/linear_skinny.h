@@ -177,18 +177,17 @@ __global__ void __launch_bounds__(W * 32, BPS)
       const int64_t k0 = (st * H + hh) * C::KH;
       if (H > 1 && k0 >= h1 * C::KH) break;
       uint4 wr[2][2];
-      typename mma_prm<D>::T pr[2][2];
+      typename D::P pr[2][2];
 #pragma unroll
       for (int rt = 0; rt < 2; rt++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
           wr[rt][h] = *(const uint4 *)(base + lr[rt][h] * C::RB + (((4 * hh + c) ^ swz) * 16));
-          const uint32_t *pw =
-              (const uint32_t *)(base + C::WB + C::XB) + (hh * C::ROWS + lr[rt][h]) * D::PWMAX;
-          if constexpr (FOLD)
-            pr[rt][h] = DecI4F::of_wordf(pw[0]); /* one {scale, zero} word per row and half */
-          else if constexpr (D::PWMAX > 0)
-            pr[rt][h] = D::prms(p0[rt][h], pw, c, w, min(row0 + lr[rt][h], w.n - 1), k0);
+          if constexpr (D::PWMAX > 0)
+            pr[rt][h] = D::prms(
+                p0[rt][h],
+                (const uint32_t *)(base + C::WB + C::XB) + (hh * C::ROWS + lr[rt][h]) * D::PWMAX, c,
+                w, min(row0 + lr[rt][h], w.n - 1), k0);
           else
             pr[rt][h] = p0[rt][h];
         }
@@ -243,7 +242,7 @@ __global__ void __launch_bounds__(W * 32, BPS)
           for (int t = 0; t < NT; t++)
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-              const DecI4F::F &f = pr[rt][j >> 1];
+              const DecI4F::P &f = pr[rt][j >> 1];
               acc[rt][t][j] += fmaf(f.s, gs[rt][t][j], f.c * xs[t][j & 1]);
             }
       }
