@@ -58,6 +58,12 @@ int aoq_gk_linear_silu_ok(const aoq_qweight *w, int64_t m);
  * (int4 groups of >= 128 at m <= 16, the GEMV and the skinny GEMM) instead of the bf16-rounded ones
  * of dequantize-then-matmul; 0 elsewhere. aoq_gk_linear_silu follows aoq_gk_linear. */
 int aoq_gk_linear_folded(const aoq_qweight *w, int64_t m);
+/* 1 where aoq_gk_linear of m rows runs the bulk-copy GEMV (sm_90, m <= 8; linear_tma.h), else 0 */
+int aoq_gk_linear_tma(const aoq_qweight *w, int64_t m);
+/* Where the bulk-copy GEMV runs: 0 nowhere, 1 where it measured faster (the default, or
+ * $AOQ_GEMV_TMA), 2 every format it takes, 3 as 2 with x read from global memory (linear_tma.h);
+ * returns the previous mode (other values only read it). Not thread-safe: tests and set-up. */
+int aoq_gk_set_gemv_tma(int mode);
 int aoq_gk_linear_silu(const aoq_qweight *w, const uint16_t *x, uint16_t *y, int64_t m, void *ws,
                        void *stream);
 

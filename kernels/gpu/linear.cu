@@ -604,8 +604,7 @@ static int int4_lg(const aoq_qweight *w) {
 }
 
 /* The kernel arguments of w; dynamic formats quantize x into ws first (*x then points there). */
-static int prep_args(const aoq_qweight *w, const uint16_t **x, int64_t m, void *ws, void *stream,
-                     wargs *out) {
+static wargs weight_args(const aoq_qweight *w) {
   wargs a;
   a.q = (const uint8_t *)w->qdata;
   a.scale = w->scale;
@@ -614,6 +613,12 @@ static int prep_args(const aoq_qweight *w, const uint16_t **x, int64_t m, void *
   /* int4 groups that are powers of two: shifts instead of divisions in the parameter addressing */
   a.n = w->n, a.k = w->k, a.group = w->group, a.lg = int4_lg(w), a.pf = 0;
   a.row_bytes = w->k * 16 / epl_of(w->kind);
+  return a;
+}
+
+static int prep_args(const aoq_qweight *w, const uint16_t **x, int64_t m, void *ws, void *stream,
+                     wargs *out) {
+  wargs a = weight_args(w);
   if (is_dynamic(w->kind)) {
     if (!ws) return (int)cudaErrorInvalidValue;
     /* the wide kernels of dequant.cu write act_quant.cu's bytes with 16-byte accesses */
@@ -640,6 +645,36 @@ extern "C" int aoq_gk_linear_folded(const aoq_qweight *w, int64_t m) {
   wargs a = {};
   a.lg = int4_lg(w); /* 0 for every other format */
   return i4_folds(a, m);
+#else
+  (void)w, (void)m;
+  return 0;
+#endif
+}
+
+extern "C" int aoq_gk_set_gemv_tma(int mode) {
+#ifdef AOQ_HAVE_MMA_BF16
+  const int old = tma_mode();
+  if (mode >= 0 && mode <= 3) g_tma_mode = mode;
+  return old;
+#else
+  (void)mode;
+  return 0;
+#endif
+}
+
+/* Whether aoq_gk_linear of m rows runs the bulk-copy GEMV (linear_tma.h): for the tests, which
+ * count the calls that exercised it. */
+extern "C" int aoq_gk_linear_tma(const aoq_qweight *w, int64_t m) {
+#ifdef AOQ_HAVE_MMA_BF16
+  if (dec_format(w->kind) || aoq_gk_linear_check(w) || m < 1 || m > 8) return 0;
+  const wargs a = weight_args(w);
+  return with_decoder(w->kind, [&](auto d) {
+    typedef decltype(d) D;
+    targs tp;
+    if (std::is_same<D, DecI4>::value && i4_folds(a, m))
+      return (int)tma_plan<DecI4F>(a, (int)m, false, &tp);
+    return (int)((!fma_case<D>(a, m) || tma_mode() >= 2) && tma_plan<D>(a, (int)m, false, &tp));
+  });
 #else
   (void)w, (void)m;
   return 0;
@@ -711,9 +746,14 @@ extern "C" int aoq_gk_linear_silu_ok(const aoq_qweight *w, int64_t m) {
   if (!w || dec_format(w->kind) || m < 1 || m > 8 || w->n < 2 || w->n % 2 ||
       aoq_gk_batch_invariant() || aoq_gk_linear_check(w))
     return 0;
+  const wargs a = weight_args(w);
   return with_decoder(w->kind, [&](auto d) {
-    typedef gemv_pick<decltype(d)> P;
-    return P::fma_first && (m == 1 || (m == 2 && w->n >= fma_min_n())) ? 0 : (int)P::gated;
+    typedef decltype(d) D;
+    if (!gemv_pick<D>::gated) return 0;
+    /* the FMA GEMV has no gated form; where the bulk-copy GEMV takes its place, both launches
+     * run that one */
+    targs tp;
+    return (int)(!fma_case<D>(a, m) || (tma_mode() >= 2 && tma_plan<D>(a, (int)m, false, &tp)));
   });
 #else
   (void)w, (void)m;

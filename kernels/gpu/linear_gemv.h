@@ -112,13 +112,96 @@ static __device__ __forceinline__ uint4 ld_w(const wargs &w, const void *p) {
   return r;
 }
 
+/* x's 8 bf16 values of one sub-chunk as mma's B registers, in the decoder's pair order */
+template <class D>
+static __device__ __forceinline__ void x_pairs(const uint4 &v, uint32_t X[4]) {
+  if (D::PAIR == 0) {
+    X[0] = v.x, X[1] = v.y, X[2] = v.z, X[3] = v.w;
+  } else { /* pairs (j, j + 4) */
+    X[0] = __byte_perm(v.x, v.z, 0x5410), X[1] = __byte_perm(v.x, v.z, 0x7632);
+    X[2] = __byte_perm(v.y, v.w, 0x5410), X[3] = __byte_perm(v.y, v.w, 0x7632);
+  }
+}
+
+/* mma_chunk's x side, from global memory: rows xr[t] of x (xv[t]: the row exists), chunk ch */
+template <class D, int NT>
+struct XGlobal {
+  enum { SUMS = 0 }; /* no precomputed x sums: the folded decoder sums x by mma */
+  const uint16_t *xr[NT];
+  bool xv[NT];
+  int64_t ch;
+  __device__ __forceinline__ void get(int t, int sub, uint32_t X[4]) const {
+    x_pairs<D>(xv[t] ? *(const uint4 *)(xr[t] + ch * D::EPL + sub * 8) : make_uint4(0, 0, 0, 0), X);
+  }
+  __device__ __forceinline__ float sum(int) const {
+    return 0;
+  }
+};
+
+/* One 16-byte chunk per lane of weight rows g (wa) and g + 8 (wb): decoded (or, FOLD, the raw
+ * magic-number values) into mma's A, x's same k (XF: XGlobal, or linear_tma.h's staged copy,
+ * which may carry the x sums of the chunk's 128 k) as B, summed into acc. */
+template <class D, int NT, class XF>
+static __device__ __forceinline__ void mma_chunk(const uint4 &wa, const uint4 &wb,
+                                                 const typename D::P &pa, const typename D::P &pb,
+                                                 const XF &xf, float acc[NT][4]) {
+  constexpr bool FOLD = i4fold<D>::v;
+  static_assert(!XF::SUMS || NT == 1, "precomputed x sums: one n-tile");
+  /* FOLD: the group's raw sums (128 + q) x and its x sums, scaled into acc after the chunk
+   * (a quad's 4 chunks are 128 k of one group) */
+  float gs[NT][4], xs[NT][4];
+  if constexpr (FOLD) {
+#pragma unroll
+    for (int t = 0; t < NT; t++)
+#pragma unroll
+      for (int i = 0; i < 4; i++) gs[t][i] = xs[t][i] = 0;
+  }
+#pragma unroll
+  for (int sub = 0; sub < D::EPL / 8; sub++) {
+    uint32_t A[4], B[4], X[NT][4];
+    if constexpr (FOLD) {
+      D::raw8p(wa, sub, A);
+      D::raw8p(wb, sub, B);
+    } else {
+      D::dec8p(wa, sub, pa, A);
+      D::dec8p(wb, sub, pb, B);
+    }
+#pragma unroll
+    for (int t = 0; t < NT; t++) xf.get(t, sub, X[t]);
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+      if constexpr (FOLD) {
+        mma16816(gs[t], A[0], B[0], A[1], B[1], X[t][0], X[t][1]);
+        mma16816(gs[t], A[2], B[2], A[3], B[3], X[t][2], X[t][3]);
+        if constexpr (!XF::SUMS) {
+          const uint32_t one = 0x3f803f80u; /* bf16 1.0 twice */
+          mma16816(xs[t], one, one, one, one, X[t][0], X[t][1]);
+          mma16816(xs[t], one, one, one, one, X[t][2], X[t][3]);
+        }
+      } else {
+        mma16816(acc[t], A[0], B[0], A[1], B[1], X[t][0], X[t][1]);
+        mma16816(acc[t], A[2], B[2], A[3], B[3], X[t][2], X[t][3]);
+      }
+    }
+  }
+  if constexpr (FOLD) { /* rows g (tile elements 0, 1) and g + 8 (2, 3); xs rows are equal */
+    if constexpr (XF::SUMS) xs[0][0] = xf.sum(0), xs[0][1] = xf.sum(1);
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+      acc[t][0] += fmaf(pa.s, gs[t][0], pa.c * xs[t][0]);
+      acc[t][1] += fmaf(pa.s, gs[t][1], pa.c * xs[t][1]);
+      acc[t][2] += fmaf(pb.s, gs[t][2], pb.c * xs[t][0]);
+      acc[t][3] += fmaf(pb.s, gs[t][3], pb.c * xs[t][1]);
+    }
+  }
+}
+
 template <class D, int NT, int U, bool FULL>
 static __device__ __forceinline__ void mma_step(const wargs &w, const uint8_t *qa,
                                                 const uint8_t *qb, int64_t ra, int64_t rb,
                                                 const uint16_t *const xr[NT], const bool xv[NT],
                                                 int64_t s0, int64_t step, int64_t nch,
                                                 float acc[NT][4]) {
-  constexpr bool FOLD = i4fold<D>::v;
   uint4 wa[U], wb[U];
   typename D::P pa[U], pb[U];
 #pragma unroll
@@ -135,58 +218,11 @@ static __device__ __forceinline__ void mma_step(const wargs &w, const uint8_t *q
   for (int u = 0; u < U; u++) {
     const int64_t ch = s0 + u * step;
     if (!FULL && ch >= nch) break;
-    /* FOLD: the group's raw sums (128 + q) x and its x sums, scaled into acc after the chunk
-     * (a quad's 4 chunks are 128 k of one group) */
-    float gs[NT][4], xs[NT][4];
-    if constexpr (FOLD) {
+    XGlobal<D, NT> xf;
 #pragma unroll
-      for (int t = 0; t < NT; t++)
-#pragma unroll
-        for (int i = 0; i < 4; i++) gs[t][i] = xs[t][i] = 0;
-    }
-#pragma unroll
-    for (int sub = 0; sub < D::EPL / 8; sub++) {
-      uint32_t A[4], B[4], X[NT][4];
-      if constexpr (FOLD) {
-        D::raw8p(wa[u], sub, A);
-        D::raw8p(wb[u], sub, B);
-      } else {
-        D::dec8p(wa[u], sub, pa[u], A);
-        D::dec8p(wb[u], sub, pb[u], B);
-      }
-#pragma unroll
-      for (int t = 0; t < NT; t++) {
-        uint4 v = xv[t] ? *(const uint4 *)(xr[t] + ch * D::EPL + sub * 8) : make_uint4(0, 0, 0, 0);
-        if (D::PAIR == 0) {
-          X[t][0] = v.x, X[t][1] = v.y, X[t][2] = v.z, X[t][3] = v.w;
-        } else { /* pairs (j, j + 4) */
-          X[t][0] = __byte_perm(v.x, v.z, 0x5410), X[t][1] = __byte_perm(v.x, v.z, 0x7632);
-          X[t][2] = __byte_perm(v.y, v.w, 0x5410), X[t][3] = __byte_perm(v.y, v.w, 0x7632);
-        }
-      }
-#pragma unroll
-      for (int t = 0; t < NT; t++) {
-        if constexpr (FOLD) {
-          const uint32_t one = 0x3f803f80u; /* bf16 1.0 twice */
-          mma16816(gs[t], A[0], B[0], A[1], B[1], X[t][0], X[t][1]);
-          mma16816(gs[t], A[2], B[2], A[3], B[3], X[t][2], X[t][3]);
-          mma16816(xs[t], one, one, one, one, X[t][0], X[t][1]);
-          mma16816(xs[t], one, one, one, one, X[t][2], X[t][3]);
-        } else {
-          mma16816(acc[t], A[0], B[0], A[1], B[1], X[t][0], X[t][1]);
-          mma16816(acc[t], A[2], B[2], A[3], B[3], X[t][2], X[t][3]);
-        }
-      }
-    }
-    if constexpr (FOLD) { /* rows g (tile elements 0, 1) and g + 8 (2, 3); xs rows are equal */
-#pragma unroll
-      for (int t = 0; t < NT; t++) {
-        acc[t][0] += fmaf(pa[u].s, gs[t][0], pa[u].c * xs[t][0]);
-        acc[t][1] += fmaf(pa[u].s, gs[t][1], pa[u].c * xs[t][1]);
-        acc[t][2] += fmaf(pb[u].s, gs[t][2], pb[u].c * xs[t][0]);
-        acc[t][3] += fmaf(pb[u].s, gs[t][3], pb[u].c * xs[t][1]);
-      }
-    }
+    for (int t = 0; t < NT; t++) xf.xr[t] = xr[t], xf.xv[t] = xv[t];
+    xf.ch = ch;
+    mma_chunk<D, NT>(wa[u], wb[u], pa[u], pb[u], xf, acc);
   }
 }
 
@@ -230,6 +266,25 @@ static __device__ __forceinline__ void mma_red_store(const T (&red)[MW][16][8 * 
   }
 }
 
+/* mma_red_store of the gated GEMV: tile rows 0..7 are gate rows j0.., rows 8..15 the matching up
+ * rows; y[col, j0 + r] = silu_mul of the plain path's bf16 gate and up (y is [m, n / 2]) */
+template <class D, int MW, int NT>
+static __device__ __forceinline__ void mma_red_gated(const float (&red)[MW][16][8 * NT],
+                                                     const wargs &w, int64_t j0, int m,
+                                                     uint16_t *y) {
+  const int64_t half = w.n / 2;
+  for (int i = threadIdx.x; i < 8 * 8 * NT; i += MW * 32) {
+    int r = i % 8, col = i / 8;
+    if (col >= m || j0 + r >= half) continue;
+    float vg = 0, vu = 0;
+#pragma unroll
+    for (int k = 0; k < MW; k++) vg += red[k][r][col], vu += red[k][r + 8][col];
+    float gb = aoq_round_bf16(D::epi(vg, w, j0 + r, col));
+    float ub = aoq_round_bf16(D::epi(vu, w, half + j0 + r, col));
+    y[(int64_t)col * half + j0 + r] = aoq_silu_mul_bf16(gb, ub);
+  }
+}
+
 /* One n-tile (m <= 8, decode): at most 64 registers, so 32 warps fit an SM whatever the block
  * size (v6 measured 76-98 registers for the int4/fp4 decoders: one 512-thread block per SM).
  * GATED (the gate | up projection with silu_mul fused, aoq_gk_linear_silu): W is [gate; up],
@@ -267,17 +322,7 @@ __global__ void __launch_bounds__(MW * 32, NT == 1 ? 32 / MW : 1)
   if (s0 < nch) mma_step<D, NT, U, false>(w, qa, qb, ra, rb, xr, xv, s0, step, nch, acc);
   mma_red_put<MW, NT>(red, acc, warp, g, c);
   if constexpr (GATED) {
-    for (int i = threadIdx.x; i < 8 * 8 * NT; i += MW * 32) {
-      int r = i % 8, col = i / 8;
-      if (col >= m || j0 + r >= half) continue;
-      float vg = 0, vu = 0;
-#pragma unroll
-      for (int k = 0; k < MW; k++) vg += red[k][r][col], vu += red[k][r + 8][col];
-      /* the plain path's bf16 gate and up, then silu_mul */
-      float gb = aoq_round_bf16(D::epi(vg, w, j0 + r, col));
-      float ub = aoq_round_bf16(D::epi(vu, w, half + j0 + r, col));
-      y[(int64_t)col * half + j0 + r] = aoq_silu_mul_bf16(gb, ub);
-    }
+    mma_red_gated<D, MW, NT>(red, w, j0, m, y);
   } else {
     mma_red_store<MW, NT>(red, row0, w.n, m, y,
                           [&](float v, int64_t row, int col) { return D::epi(v, w, row, col); });
@@ -299,6 +344,8 @@ static int launch_nt(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_
     return aoq_launch(k_gemv_mma<D, NT, 8>, blocks, 256, 0, st, w, x, y, m);
   return aoq_launch(k_gemv_mma<D, (NT < 4 ? NT : 2), 16>, blocks, 512, 0, st, w, x, y, m);
 }
+
+#include "kernels/gpu/linear_tma.h"
 
 /* Per decoder: fma_first — bf16 / int8wo take the FMA GEMV at m = 1 (and at m = 2 from
  * fma_min_n); gated — the gate | up GEMV with silu_mul fused is taken (launch_gated). */
@@ -361,15 +408,27 @@ static bool i4_folds(const wargs &w, int64_t m) { /* batch-invariant: all m alik
   return w.lg >= 7 && m <= 16 && i4_fold_on() && !aoq_gk_batch_invariant();
 }
 
+/* whether m rows of x take the FMA GEMV (gemv_pick::fma_first; not batch-invariant) */
+template <class D>
+static bool fma_case(const wargs &w, int64_t m) {
+  return gemv_pick<D>::fma_first && !aoq_gk_batch_invariant() &&
+         (m == 1 || (m == 2 && w.n >= fma_min_n()));
+}
+
+/* The GEMV launches: the bulk-copy GEMV where tma_plan takes the weight (m <= 8; AOQ_GEMV_TMA),
+ * else the FMA GEMV (bf16 / int8wo at m = 1, 2) or the mma GEMV of 1..8 n-tiles. */
 template <class D>
 static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu_stream_t st) {
   if constexpr (std::is_same<D, DecI4>::value) {
     if (i4_folds(w, m)) return launch<DecI4F>(w, x, y, m, st);
   }
+  const bool fma = fma_case<D>(w, m);
+  targs tp;
+  if ((!fma || tma_mode() >= 2) && tma_plan<D>(w, m, false, &tp))
+    return launch_tma<D, false>(w, tp, x, y, m, st);
   if constexpr (gemv_pick<D>::fma_first) {
-    if (m == 1 && !aoq_gk_batch_invariant()) return launch_mr<D, 1, 1>(w, x, y, m, st);
-    if (m == 2 && !aoq_gk_batch_invariant() && w.n >= fma_min_n())
-      return launch_mr<D, 2, 2>(w, x, y, m, st);
+    if (fma)
+      return m == 1 ? launch_mr<D, 1, 1>(w, x, y, m, st) : launch_mr<D, 2, 2>(w, x, y, m, st);
   }
   if (m <= 8) return launch_nt<D, 1>(w, x, y, m, st);
   if (m <= 16) return launch_nt<D, 2>(w, x, y, m, st);
@@ -388,6 +447,8 @@ static int launch_gated(const wargs &w, const uint16_t *x, uint16_t *y, int m,
     if (i4_folds(w, m)) return launch_gated<DecI4F>(w, x, y, m, st);
   }
   if constexpr (gemv_pick<D>::gated) {
+    targs tp;
+    if (tma_plan<D>(w, m, true, &tp)) return launch_tma<D, true>(w, tp, x, y, m, st);
     unsigned blocks = (unsigned)((w.n / 2 + 7) / 8);
     if (blocks >= 1024)
       return aoq_launch(k_gemv_mma<D, 1, 4, true>, blocks, 128, 0, st, w, x, y, m);

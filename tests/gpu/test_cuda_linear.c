@@ -143,7 +143,15 @@ static void make_weight(const qcase *c, int64_t n, int64_t k, aoq_qweight *w, ui
   }
 }
 
+/* the H100 / H200 (sm_90): where the bulk-copy GEMV runs */
+static bool is_sm90(void) {
+  aoq_device_info info;
+  assert_int_equal(aoq_device_info_get(g_gpu, &info), AOQ_OK);
+  return strstr(info.name, "H100") || strstr(info.name, "H200");
+}
+
 static int n_folded; /* calls checked against the exact sum (aoq_gk_linear_folded) */
+static int n_tma;    /* calls that ran the bulk-copy GEMV (aoq_gk_linear_tma) */
 
 static void run_case(const qcase *c, int64_t n, int64_t k, const int *ms, int nm) {
   aoq_qweight hw, dw;
@@ -188,6 +196,7 @@ static void run_case(const qcase *c, int64_t n, int64_t k, const int *ms, int nm
     size_t wsz = aoq_dev_linear_workspace(g_gpu, &dw, m);
     void *ws = wsz ? dev_upload(g_gpu, NULL, wsz) : NULL;
     assert_int_equal(aoq_dev_linear(g_gpu, &dw, gx, gy, m, AOQ_DTYPE_BF16, ws, NULL), AOQ_OK);
+    n_tma += aoq_gk_linear_tma(&dw, m);
     assert_int_equal(aoq_dev_linear(g_cpu, &cw, cx, cy, m, AOQ_DTYPE_BF16, NULL, NULL), AOQ_OK);
     uint16_t *yg = dev_download(g_gpu, gy, (size_t)(m * n * 2));
     {
@@ -345,7 +354,7 @@ static void test_linear_dec_formats(void **state) {
 static void test_linear_all_formats(void **state) {
   (void)state;
   const int ms[] = {1, 2, 3, 4, 5, 8, 9, 11, 16, 17, 32, 33, 37, 64, 70};
-  const int wide[] = {9, 17, 33, 64}, big_k[] = {1, 2, 9, 17, 33, 64};
+  const int wide[] = {9, 17, 33, 64}, big_k[] = {1, 2, 9, 17, 33, 64}, small[] = {1, 3, 8};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     /* n odd, 2 blocks of 256 rows: k split 2 (4-bit) to 8 (bf16) ways */
     run_case(&cases[i], 301, 1024, ms, 15);
@@ -355,11 +364,41 @@ static void test_linear_all_formats(void **state) {
     if (1152 % (cases[i].group ? cases[i].group : 1) == 0) run_case(&cases[i], 100, 1152, wide, 4);
     /* 67 blocks of rows: no k split, one stage for the 4-bit formats */
     if (128 % (cases[i].group ? cases[i].group : 1) == 0) run_case(&cases[i], 17000, 128, wide, 4);
+    /* the bulk-copy GEMV (sm_90, m <= 8): 282 tiles of 16 rows, more than its blocks (two tiles
+     * per block, the last one partial), and rows of 1 KB-stages with a partial last stage (4-bit:
+     * 16 + 4 halves; int4-256 falls back: its last stage's parameters are 8 bytes) */
+    run_case(&cases[i], 4500, 2560, small, 3);
   }
   /* int4wo-128 / -256 at m <= 16 take the folded GEMV / skinny GEMM (unless AOQ_I4_FOLD=0) */
   const char *fe = getenv("AOQ_I4_FOLD");
   if (!(fe && fe[0] == '0')) assert_true(n_folded >= 4);
   printf("int4 calls checked against the exact sum of the unrounded weights: %d\n", n_folded);
+  /* sm_90 (H100 / H200) runs the bulk-copy GEMV for folded int4 at m = 1, k <= 8192 unless
+   * AOQ_GEMV_TMA=0 */
+  const char *te = getenv("AOQ_GEMV_TMA");
+  if (!(te && te[0] == '0') && is_sm90()) assert_true(n_tma >= 4);
+  printf("calls that ran the bulk-copy GEMV: %d\n", n_tma);
+}
+
+/* The bulk-copy GEMV on every format it takes (aoq_gk_set_gemv_tma 2: x staged in shared memory
+ * where it fits, 3: x from global memory), not only where it is the default */
+static void test_linear_tma_every_format(void **state) {
+  (void)state;
+  if (!is_sm90()) {
+    print_message("  not sm_90: the bulk-copy GEMV does not run here\n");
+    return;
+  }
+  const int ms[] = {1, 2, 5, 8};
+  for (int mode = 2; mode <= 3; mode++) {
+    const int old = aoq_gk_set_gemv_tma(mode), before = n_tma;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+      run_case(&cases[i], 301, 1024, ms, 4);
+      run_case(&cases[i], 4500, 2560, ms, 4);
+    }
+    aoq_gk_set_gemv_tma(old);
+    print_message("  mode %d: %d calls ran the bulk-copy GEMV\n", mode, n_tma - before);
+    assert_true(n_tma - before >= 80);
+  }
 }
 
 static void test_linear_rejects(void **state) {
@@ -439,6 +478,7 @@ int main(void) {
   open_devices_or_skip();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_linear_all_formats),
+      cmocka_unit_test(test_linear_tma_every_format),
       cmocka_unit_test(test_linear_dec_formats),
       cmocka_unit_test(test_linear_rejects),
       cmocka_unit_test(test_quantize_bit_exact),
