@@ -673,7 +673,7 @@ extern "C" int aoq_gk_linear_tma(const aoq_qweight *w, int64_t m) {
     targs tp;
     if (std::is_same<D, DecI4>::value && i4_folds(a, m))
       return (int)tma_plan<DecI4F>(a, (int)m, false, &tp);
-    return (int)((!fma_case<D>(a, m) || tma_mode() >= 2) && tma_plan<D>(a, (int)m, false, &tp));
+    return (int)tma_plan<D>(a, (int)m, false, &tp);
   });
 #else
   (void)w, (void)m;
@@ -753,7 +753,7 @@ extern "C" int aoq_gk_linear_silu_ok(const aoq_qweight *w, int64_t m) {
     /* the FMA GEMV has no gated form; where the bulk-copy GEMV takes its place, both launches
      * run that one */
     targs tp;
-    return (int)(!fma_case<D>(a, m) || (tma_mode() >= 2 && tma_plan<D>(a, (int)m, false, &tp)));
+    return (int)(!fma_case<D>(a, m) || tma_plan<D>(a, (int)m, false, &tp));
   });
 #else
   (void)w, (void)m;

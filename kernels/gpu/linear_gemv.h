@@ -149,12 +149,12 @@ static __device__ __forceinline__ void mma_chunk(const uint4 &wa, const uint4 &w
   static_assert(!XF::SUMS || NT == 1, "precomputed x sums: one n-tile");
   /* FOLD: the group's raw sums (128 + q) x and its x sums, scaled into acc after the chunk
    * (a quad's 4 chunks are 128 k of one group) */
-  float gs[NT][4], xs[NT][4];
+  float gs[NT][4], xs[NT][4], gs2[NT][4]; /* gs2 (x sums given): a second chain of the mma */
   if constexpr (FOLD) {
 #pragma unroll
     for (int t = 0; t < NT; t++)
 #pragma unroll
-      for (int i = 0; i < 4; i++) gs[t][i] = xs[t][i] = 0;
+      for (int i = 0; i < 4; i++) gs[t][i] = xs[t][i] = gs2[t][i] = 0;
   }
 #pragma unroll
   for (int sub = 0; sub < D::EPL / 8; sub++) {
@@ -172,7 +172,7 @@ static __device__ __forceinline__ void mma_chunk(const uint4 &wa, const uint4 &w
     for (int t = 0; t < NT; t++) {
       if constexpr (FOLD) {
         mma16816(gs[t], A[0], B[0], A[1], B[1], X[t][0], X[t][1]);
-        mma16816(gs[t], A[2], B[2], A[3], B[3], X[t][2], X[t][3]);
+        mma16816(XF::SUMS ? gs2[t] : gs[t], A[2], B[2], A[3], B[3], X[t][2], X[t][3]);
         if constexpr (!XF::SUMS) {
           const uint32_t one = 0x3f803f80u; /* bf16 1.0 twice */
           mma16816(xs[t], one, one, one, one, X[t][0], X[t][1]);
@@ -185,7 +185,11 @@ static __device__ __forceinline__ void mma_chunk(const uint4 &wa, const uint4 &w
     }
   }
   if constexpr (FOLD) { /* rows g (tile elements 0, 1) and g + 8 (2, 3); xs rows are equal */
-    if constexpr (XF::SUMS) xs[0][0] = xf.sum(0), xs[0][1] = xf.sum(1);
+    if constexpr (XF::SUMS) {
+      xs[0][0] = xf.sum(0), xs[0][1] = xf.sum(1);
+#pragma unroll
+      for (int i = 0; i < 4; i++) gs[0][i] += gs2[0][i];
+    }
 #pragma unroll
     for (int t = 0; t < NT; t++) {
       acc[t][0] += fmaf(pa.s, gs[t][0], pa.c * xs[t][0]);
@@ -424,8 +428,7 @@ static int launch(const wargs &w, const uint16_t *x, uint16_t *y, int m, aoq_gpu
   }
   const bool fma = fma_case<D>(w, m);
   targs tp;
-  if ((!fma || tma_mode() >= 2) && tma_plan<D>(w, m, false, &tp))
-    return launch_tma<D, false>(w, tp, x, y, m, st);
+  if (tma_plan<D>(w, m, false, &tp)) return launch_tma<D, false>(w, tp, x, y, m, st);
   if constexpr (gemv_pick<D>::fma_first) {
     if (fma)
       return m == 1 ? launch_mr<D, 1, 1>(w, x, y, m, st) : launch_mr<D, 2, 2>(w, x, y, m, st);

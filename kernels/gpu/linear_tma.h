@@ -277,10 +277,8 @@ __global__ void __launch_bounds__((CW + 1) * 32, TMA_BPS)
       const int nhs = (int)min((int64_t)TMA_H, nh - (int64_t)seg * TMA_H);
       mbar_wait(&full[slot], ph);
       const unsigned char *st = tm_smem + slot * C::STAGE;
-#pragma unroll
-      for (int j = 0; j < TMA_H / CW; j++) {
+      auto half_j = [&](int j) {
         const int hh = warp + j * CW, cs = 4 * hh + c;
-        if (hh >= nhs || (t.diag & 1)) break;
         const uint4 wa = *(const uint4 *)(st + g * C::RS + cs * 16);
         const uint4 wb = *(const uint4 *)(st + (g + 8) * C::RS + cs * 16);
         const typename D::P pa = tprm<D>::get(p0a, st + C::WB + g * C::PS, cs, w);
@@ -294,6 +292,13 @@ __global__ void __launch_bounds__((CW + 1) * 32, TMA_BPS)
           XGlobal<D, 1> xf{{xrow}, {g < m}, (int64_t)h * 4 + c};
           mma_chunk<D, 1>(wa, wb, pa, pb, xf, acc[j & 1]);
         }
+      };
+      if (t.diag & 1) {
+      } else if (nhs == TMA_H) { /* a full stage: no guards, the halves interleave */
+#pragma unroll
+        for (int j = 0; j < TMA_H / CW; j++) half_j(j);
+      } else {
+        for (int j = 0; j < TMA_H / CW && warp + j * CW < nhs; j++) half_j(j);
       }
       __syncwarp();
       if (lane == 0) mbar_arrive(&empty[slot]);
@@ -321,10 +326,9 @@ __global__ void __launch_bounds__((CW + 1) * 32, TMA_BPS)
 }
 
 /* Where the bulk-copy GEMV runs (aoq_gk_set_gemv_tma; $AOQ_GEMV_TMA sets the start value):
- * 0 nowhere; 1 (default) where it measured faster in the decode step: the folded int4 decoder
- * (DecI4F) at m = 1 with k <= 8192, x staged in shared memory (docs/cuda.md, session 7); 2 every
- * format it takes at m <= 8, x staged where it fits (also in place of the FMA GEMV); 3 as 2 with x
- * always read from global memory (the tests use 2 and 3 to cover the kernel's every path). */
+ * 0 nowhere; 1 (default) where it measured faster in the decode step (tma_pick); 2 every format
+ * it takes at m <= 8, x staged where it fits (also in place of the FMA GEMV); 3 as 2 with x always
+ * read from global memory (the tests use 2 and 3 to cover the kernel's every path). */
 static int g_tma_mode = -1;
 static int tma_mode() {
   if (g_tma_mode < 0) {
@@ -352,6 +356,44 @@ static int tma_sms() {
  * it cannot or should not run: batch-invariant mode (one k split for every m), m > 8, no sm_90,
  * k not whole halves, parameters whose per-row / per-stage / last-stage spans are not multiples
  * of 16 bytes (the bulk copy's unit) or whose layout it does not know. */
+/* Where the bulk-copy GEMV is the default (tma_mode 1): the rows of x at which the decode step
+ * measured faster with it than with the mma / FMA GEMV (H100, llama3.1-8b synthetic, same-call
+ * A/B, docs/cuda.md session 7). Folded int4 at m = 1 with x staged (k <= 8192: the down
+ * projection's 28 KB of x per block was slower; batch 2 was slower in the step although its
+ * GEMVs were faster alone). bf16 at m = 2..8 (step -3.8% at batch 2 .. -4.9% at batch 8; at
+ * m = 2 in place of the FMA GEMV). int8wo and fp8wo from m = 6 (-1.2 .. -2.3%; batch 3 / 4 were
+ * 3-5% slower). Not the fp4 formats, mxfp8, fp8dq (their decoders' ALU work: 5-20% slower). */
+template <class D>
+struct tma_pick {
+  static bool on(int, int64_t, bool) {
+    return false;
+  }
+};
+template <>
+struct tma_pick<DecI4F> {
+  static bool on(int m, int64_t k, bool xs) {
+    return m == 1 && k <= 8192 && xs;
+  }
+};
+template <>
+struct tma_pick<DecBF16> {
+  static bool on(int m, int64_t, bool) {
+    return m >= 2;
+  }
+};
+template <>
+struct tma_pick<DecI8> {
+  static bool on(int m, int64_t, bool) {
+    return m >= 6;
+  }
+};
+template <>
+struct tma_pick<DecFP8> {
+  static bool on(int m, int64_t, bool) {
+    return m >= 6;
+  }
+};
+
 /* shared memory a block has for its ring and staged x (2 blocks per SM, the reduction tiles) */
 #define TMA_ROOM (227 * 1024 / TMA_BPS - (int)sizeof(float) * 2 * TMA_CW * 16 * 8 - 256)
 
@@ -377,7 +419,7 @@ static bool tma_plan(const wargs &w, int m, bool gated, targs *t) {
   const int64_t xr = w.k * 2 + 64; /* + 64: the rows of x land on other banks */
   const int64_t xbytes = m * xr + (i4fold<D>::v ? (w.k / C::KH) * 8 * (int64_t)sizeof(float) : 0);
   const bool xs = mode != 3 && TMA_ROOM - xbytes >= 3 * C::STAGE;
-  if (mode == 1 && !(i4fold<D>::v && xs && m == 1 && w.k <= 8192)) return false;
+  if (mode == 1 && !tma_pick<D>::on(m, w.k, xs)) return false;
   const int64_t ntiles = gated ? (w.n / 2 + 7) / 8 : (w.n + 15) / 16;
   const int64_t slots = (int64_t)sms * TMA_BPS;
   const int64_t tpb = (ntiles + slots - 1) / slots;
