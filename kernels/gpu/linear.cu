@@ -603,7 +603,7 @@ static int int4_lg(const aoq_qweight *w) {
   return lg;
 }
 
-/* The kernel arguments of w; dynamic formats quantize x into ws first (*x then points there). */
+/* The kernel arguments that depend on the weight alone (the plans of linear_tma.h read them). */
 static wargs weight_args(const aoq_qweight *w) {
   wargs a;
   a.q = (const uint8_t *)w->qdata;
@@ -616,6 +616,7 @@ static wargs weight_args(const aoq_qweight *w) {
   return a;
 }
 
+/* The kernel arguments of w; dynamic formats quantize x into ws first (*x then points there). */
 static int prep_args(const aoq_qweight *w, const uint16_t **x, int64_t m, void *ws, void *stream,
                      wargs *out) {
   wargs a = weight_args(w);
@@ -739,8 +740,9 @@ extern "C" int aoq_gk_linear(const aoq_qweight *w, const uint16_t *x, uint16_t *
 }
 
 /* silu_mul fused into the gate | up GEMV where the plain path would run the mma GEMV of one
- * n-tile (m <= 8; not bf16 / int8wo at m = 1, or m = 2 from AOQ_GEMV_FMA_MIN_N, which take the FMA
- * GEMV; not batch-invariant): then the fused kernel sums every row as the plain one does. */
+ * n-tile or the bulk-copy GEMV (m <= 8; not where bf16 / int8wo take the FMA GEMV, at m = 1 or
+ * m = 2 from AOQ_GEMV_FMA_MIN_N; not batch-invariant): then the fused kernel sums every row as
+ * the plain one does. */
 extern "C" int aoq_gk_linear_silu_ok(const aoq_qweight *w, int64_t m) {
 #ifdef AOQ_HAVE_MMA_BF16
   if (!w || dec_format(w->kind) || m < 1 || m > 8 || w->n < 2 || w->n % 2 ||

@@ -383,7 +383,9 @@ struct gemv_pick<DecFP4<K>> {
  * int8wo 29.7 -> 25.0) and the decode step at batch 2 too (bf16 6.29 -> 6.05 ms, int8wo 4.14 ->
  * 3.90). At m = 1 the mma GEMV was also faster in isolation (bf16 down 48.6 -> 44.5 us) but the
  * batch-1 step was not (bf16 5.77 -> 5.87 ms), so m = 1 stays on the FMA GEMV (docs/cuda.md,
- * session 4). AOQ_GEMV_FMA_MIN_N overrides the bound (0: the FMA GEMV at m = 2 everywhere). */
+ * session 4). AOQ_GEMV_FMA_MIN_N overrides the bound (0: the FMA GEMV at m = 2 everywhere).
+ * Where the bulk-copy GEMV runs (linear_tma.h's tma_pick: bf16 at m = 2 since session 7) it
+ * comes first. */
 static int64_t fma_min_n() {
   static int64_t v = -1;
   if (v < 0) {

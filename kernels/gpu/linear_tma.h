@@ -12,6 +12,10 @@
  * memory, decode and run the tensor core, and hand a stage back through a second mbarrier. The
  * bytes in flight no longer depend on registers or on the consumers' progress, and the producer
  * starts before the PDL wait (weights are never written by the kernels of a step, vendor.h).
+ * Measured (H100, docs/cuda.md session 7): with the consumers' math switched off the ring moves
+ * the int4 gate | up weights at 95% of copy bandwidth (down 90%); with it, the consumers are the
+ * limit (the ALU pipe ~50% busy, fixed-latency dependency stalls first), so the kernel is the
+ * default only where the decode step measured it faster (tma_pick).
  *
  * Geometry: a tile is 16 weight rows (gated: 8 gate rows and the 8 matching up rows, as in
  * k_gemv_mma); a stage is H halves of every row (a half: 4 chunks, 4 * EPL elements, 64 bytes;
@@ -206,7 +210,7 @@ static __device__ __forceinline__ void tma_stage_x(const wargs &w, const targs &
 #pragma unroll
       for (int o = 8; o > 0; o >>= 1) sm += AOQ_SHFL_XOR(sm, o);
       if (v < total && (v & 15) == 0) xsum[(e >> 4) * 8 + tok] = sm;
-    }
+    } /* (tokens m..7 of xsum stay unwritten: they feed tile columns that are never stored) */
   }
   (void)xsum;
 }
