@@ -398,8 +398,10 @@ struct tma_pick<DecFP8> {
   }
 };
 
-/* shared memory a block has for its ring and staged x (2 blocks per SM, the reduction tiles) */
-#define TMA_ROOM (227 * 1024 / TMA_BPS - (int)sizeof(float) * 2 * TMA_CW * 16 * 8 - 256)
+/* dynamic shared memory a block has for its ring and staged x: TMA_BPS blocks share the SM's
+ * 228 KB (sm_90), each also holding 1 KB the driver reserves and its static reduction tiles and
+ * mbarriers (the first bound, 227 KB / 2 - tiles, let the largest plans fit one block per SM) */
+#define TMA_ROOM (228 * 1024 / TMA_BPS - 1024 - (int)sizeof(float) * 2 * TMA_CW * 16 * 8 - 512)
 
 /* The plan of the bulk-copy GEMV for w at m rows of x (gated: the gate | up launch), false where
  * it cannot or should not run: tma_mode, batch-invariant mode (one k split for every m), m > 8,
