@@ -364,9 +364,11 @@ static void test_linear_all_formats(void **state) {
     if (1152 % (cases[i].group ? cases[i].group : 1) == 0) run_case(&cases[i], 100, 1152, wide, 4);
     /* 67 blocks of rows: no k split, one stage for the 4-bit formats */
     if (128 % (cases[i].group ? cases[i].group : 1) == 0) run_case(&cases[i], 17000, 128, wide, 4);
-    /* the bulk-copy GEMV (sm_90, m <= 8): 282 tiles of 16 rows, more than its blocks (two tiles
-     * per block, the last one partial), and rows of 1 KB-stages with a partial last stage (4-bit:
-     * 16 + 4 halves; int4-256 falls back: its last stage's parameters are 8 bytes) */
+    /* for the bulk-copy GEMV (sm_90, m <= 8; by default int4-128 at m = 1, bf16 at m = 3 and 8,
+     * int8wo / fp8wo at m = 8; every format in test_linear_tma_every_format): 282 tiles of 16
+     * rows, more than its blocks (two tiles per block, the last one partial), and rows of 1 KB
+     * stages with a partial last stage (4-bit: 16 + 4 halves; int4-256 falls back: its last
+     * stage's parameters are 8 bytes) */
     run_case(&cases[i], 4500, 2560, small, 3);
   }
   /* int4wo-128 / -256 at m <= 16 take the folded GEMV / skinny GEMM (unless AOQ_I4_FOLD=0) */
