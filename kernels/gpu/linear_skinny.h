@@ -216,12 +216,7 @@ __global__ void __launch_bounds__(W * 32, BPS)
         for (int t = 0; t < NT; t++) {
           const uint4 v = *(const uint4 *)(xb + (8 * t + g) * C::XS + (sub * 4 + c) * 16);
           uint32_t X[4];
-          if (D::PAIR == 0) {
-            X[0] = v.x, X[1] = v.y, X[2] = v.z, X[3] = v.w;
-          } else { /* pairs (j, j + 4) */
-            X[0] = __byte_perm(v.x, v.z, 0x5410), X[1] = __byte_perm(v.x, v.z, 0x7632);
-            X[2] = __byte_perm(v.y, v.w, 0x5410), X[3] = __byte_perm(v.y, v.w, 0x7632);
-          }
+          x_pairs<D>(v, X);
 #pragma unroll
           for (int rt = 0; rt < 2; rt++) {
             float(&a)[4] = FOLD ? gs[rt][t] : acc[rt][t];

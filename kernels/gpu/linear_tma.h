@@ -29,7 +29,7 @@
  */
 #define TMA_H 16  /* halves per stage */
 #define TMA_CW 8  /* consumer warps per block */
-#define TMA_STG 8 /* the most stages in a block's ring (targs.stg: how many) */
+#define TMA_STG 4 /* the most stages in a block's ring (targs.stg: how many) */
 #define TMA_BPS 2 /* blocks per SM the host plans for */
 
 typedef struct targs {
@@ -297,7 +297,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, TMA_BPS)
           mma_chunk<D, 1>(wa, wb, pa, pb, xf, acc[j & 1]);
         }
       };
-      if (t.diag & 1) {
+      if (t.diag & 1) {          /* copy-only timing: no math */
       } else if (nhs == TMA_H) { /* a full stage: no guards, the halves interleave */
 #pragma unroll
         for (int j = 0; j < TMA_H / CW; j++) half_j(j);
@@ -407,7 +407,8 @@ struct tma_pick<DecFP8> {
  * it cannot or should not run: tma_mode, batch-invariant mode (one k split for every m), m > 8,
  * no sm_90, k not whole halves, parameters whose per-row / per-stage / last-stage spans are not
  * multiples of 16 bytes (the bulk copy's unit) or whose layout it does not know. x is staged in
- * shared memory where it fits beside 3 stages (targs.xr), the ring takes what is left (<= 4). */
+ * shared memory where it fits beside 3 stages (targs.xr), the ring takes what is left (<= TMA_STG).
+ */
 template <class D>
 static bool tma_plan(const wargs &w, int m, bool gated, targs *t) {
   typedef TmaCfg<D> C;
@@ -432,7 +433,7 @@ static bool tma_plan(const wargs &w, int m, bool gated, targs *t) {
   if (ntiles > INT32_MAX / 2) return false;
   const int64_t stg = (TMA_ROOM - (xs ? xbytes : 0)) / C::STAGE;
   t->prs = prs, t->pbs = (int)pbs, t->plast = (int)plast, t->nseg = (int)nseg;
-  t->ntiles = (int)ntiles, t->tpb = (int)tpb, t->stg = (int)(stg < 4 ? stg : 4);
+  t->ntiles = (int)ntiles, t->tpb = (int)tpb, t->stg = (int)(stg < TMA_STG ? stg : TMA_STG);
   t->xr = xs ? (int)xr : 0, t->diag = 0;
   return true;
 }
